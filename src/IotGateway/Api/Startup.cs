@@ -1,0 +1,44 @@
+using IotGateway.Mqtt;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.Extensions.Configuration.Json;
+
+namespace IotGateway.Api;
+
+public static partial class Startup
+{
+    // appsettings.json lives at the repository root and is copied next to the binary; a working directory that
+    // has its own copy (the repository root under `dotnet run`) still takes precedence.
+    public static IConfigurationBuilder AddSettingsBesideBinary(this IConfigurationBuilder configuration)
+    {
+        var path = Path.Combine(AppContext.BaseDirectory, "appsettings.json");
+        var index = configuration.Sources.ToList().FindIndex(s => s is JsonConfigurationSource);
+        var source = new JsonConfigurationSource { Path = path, Optional = true, ReloadOnChange = false };
+        source.ResolveFileProvider();
+        configuration.Sources.Insert(Math.Max(index, 0), source);
+        return configuration;
+    }
+
+    public static void LogEndpointsOnStart(this WebApplication app)
+    {
+        app.Lifetime.ApplicationStarted.Register(() =>
+        {
+            var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("IotGateway");
+            var addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses ?? [];
+            var broker = app.Services.GetRequiredService<EmbeddedBroker>();
+            var connection = app.Services.GetRequiredService<MqttConnection>();
+            foreach (var address in addresses)
+            {
+                LogHttp(logger, address, $"{address.TrimEnd('/')}/swagger", $"{address.TrimEnd('/')}/health/ready");
+            }
+
+            LogMqtt(logger, broker.Enabled ? $"mqtt://0.0.0.0:{broker.Port} (embedded broker; devices connect here)" : connection.BrokerDescription);
+        });
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "HTTP API on {Address}; Swagger UI at {SwaggerUrl}; readiness at {ReadyUrl}")]
+    private static partial void LogHttp(ILogger logger, string address, string swaggerUrl, string readyUrl);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "MQTT: {Broker}")]
+    private static partial void LogMqtt(ILogger logger, string broker);
+}

@@ -1,0 +1,167 @@
+using System.Text.Json;
+using System.Threading.Channels;
+using IotGateway.Data;
+using IotGateway.Mqtt;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+using MQTTnet;
+using MQTTnet.Protocol;
+
+namespace IotGateway.Commands;
+
+// The outbox: publishes Pending commands in the order they were queued, QoS 2, and marks them Published
+// once the broker has completed the QoS 2 flow. While the broker is unreachable they simply stay Pending.
+public sealed partial class CommandDispatcher(
+    MqttConnection connection,
+    TopicLayout topics,
+    IServiceScopeFactory scopes,
+    IOptions<CommandOptions> options,
+    IOptions<MqttOptions> mqttOptions,
+    GatewayMetrics metrics,
+    TimeProvider time,
+    ILogger<CommandDispatcher> logger) : BackgroundService
+{
+    // A safety net for commands written by something other than this process; new commands wake us at once.
+    private static readonly TimeSpan PollInterval = TimeSpan.FromSeconds(5);
+
+    private readonly Channel<bool> _wake = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
+    private readonly bool _mqtt5 = mqttOptions.Value.UsesMqtt5;
+
+    public void Wake() => _wake.Writer.TryWrite(true);
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                await connection.WaitUntilConnectedAsync(stoppingToken);
+                if (await DispatchRoundAsync(stoppingToken))
+                {
+                    continue;
+                }
+
+                using var poll = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+                poll.CancelAfter(PollInterval);
+                await _wake.Reader.ReadAsync(poll.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                // Poll interval elapsed, or stopping.
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                LogDispatchFailed(ex.GetBaseException().Message);
+                await Task.Delay(TimeSpan.FromSeconds(1), time, stoppingToken).ContinueWith(_ => { }, TaskScheduler.Default);
+            }
+        }
+    }
+
+    // Returns true when there may be more to send right away.
+    private async Task<bool> DispatchRoundAsync(CancellationToken cancellationToken)
+    {
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<GatewayDbContext>();
+        var now = time.GetUtcNow();
+        var batchSize = options.Value.DispatchBatchSize;
+        var pending = await db.Commands.AsNoTracking()
+            .Where(c => c.Status == CommandStatus.Pending && c.ExpiresAt > now)
+            .OrderBy(c => c.Sequence)
+            .Take(batchSize)
+            .ToListAsync(cancellationToken);
+        if (pending.Count == 0)
+        {
+            return false;
+        }
+
+        // Started in queue order; the connection caps how many are in flight and sends them in that order.
+        var outcomes = await Task.WhenAll(pending.Select(c => PublishAsync(c, now, cancellationToken)));
+        var published = pending.Where((_, i) => outcomes[i]).Select(c => c.Id).ToList();
+        if (published.Count > 0)
+        {
+            var publishedAt = time.GetUtcNow();
+            // Only Pending ones: a fast device may already have answered, an operator may have cancelled.
+            var marked = await db.Commands
+                .Where(c => published.Contains(c.Id) && c.Status == CommandStatus.Pending)
+                .ExecuteUpdateAsync(s => s.SetProperty(c => c.Status, CommandStatus.Published).SetProperty(c => c.PublishedAt, publishedAt),
+                    CancellationToken.None);
+            metrics.CommandTransition(CommandStatus.Published, marked);
+        }
+
+        return published.Count == pending.Count && pending.Count == batchSize;
+    }
+
+    private async Task<bool> PublishAsync(Command command, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        var builder = new MqttApplicationMessageBuilder()
+            .WithTopic(topics.CommandRequest(command.DeviceId))
+            .WithPayload(RequestPayload(command))
+            .WithQualityOfServiceLevel(MqttQualityOfServiceLevel.ExactlyOnce);
+        if (_mqtt5)
+        {
+            // The broker drops it when the TTL runs out, so a device that returns late does not act on it.
+            var remaining = Math.Max(1, (uint)Math.Ceiling((command.ExpiresAt - now).TotalSeconds));
+            builder.WithMessageExpiryInterval(remaining).WithContentType("application/json");
+        }
+
+        try
+        {
+            var result = await connection.PublishAsync(builder.Build(), cancellationToken);
+            if (result.ReasonCode == MqttClientPublishReasonCode.NoMatchingSubscribers)
+            {
+                LogNoSubscriber(command.Id, command.DeviceId);
+                return true;
+            }
+
+            if (!result.IsSuccess)
+            {
+                LogPublishRefused(command.Id, command.DeviceId, result.ReasonCode, result.ReasonString);
+                return false;
+            }
+
+            LogPublished(command.Id, command.DeviceId, command.Name);
+            return true;
+        }
+        catch (Exception ex) when (!cancellationToken.IsCancellationRequested)
+        {
+            // Not connected, or the connection dropped mid-flow: it stays Pending and goes out after reconnect.
+            LogPublishFailed(command.Id, command.DeviceId, ex.GetBaseException().Message);
+            return false;
+        }
+    }
+
+    internal static byte[] RequestPayload(Command command)
+    {
+        using var buffer = new MemoryStream();
+        using (var json = new Utf8JsonWriter(buffer))
+        {
+            json.WriteStartObject();
+            json.WriteString("uuid", command.Id.ToString());
+            json.WriteString("command", command.Name);
+            if (command.Payload is not null)
+            {
+                json.WritePropertyName("payload");
+                json.WriteRawValue(command.Payload, skipInputValidation: true);
+            }
+
+            json.WriteEndObject();
+        }
+
+        return buffer.ToArray();
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Command {CommandId} published to {DeviceId}: {Command}")]
+    private partial void LogPublished(Guid commandId, string deviceId, string command);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Command {CommandId} published but no session subscribes to {DeviceId}'s command topic; it expires unless the device subscribes")]
+    private partial void LogNoSubscriber(Guid commandId, string deviceId);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Broker refused command {CommandId} for {DeviceId}: {ReasonCode} {ReasonString}")]
+    private partial void LogPublishRefused(Guid commandId, string deviceId, MqttClientPublishReasonCode reasonCode, string? reasonString);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Command {CommandId} for {DeviceId} stays Pending: {Reason}")]
+    private partial void LogPublishFailed(Guid commandId, string deviceId, string reason);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Dispatch round failed; retrying: {Reason}")]
+    private partial void LogDispatchFailed(string reason);
+}

@@ -1,0 +1,20 @@
+using Microsoft.Extensions.Options;
+
+namespace IotGateway.Commands;
+
+public static class CommandSetup
+{
+    public static IServiceCollection AddCommands(this IServiceCollection services)
+    {
+        services.AddOptions<CommandOptions>().BindConfiguration(CommandOptions.Section).ValidateOnStart();
+        services.AddSingleton<IValidateOptions<CommandOptions>, CommandOptionsValidator>();
+        services.AddScoped<CommandQueue>();
+        services.AddSingleton<CommandDispatcher>();
+        services.AddHostedService(sp => sp.GetRequiredService<CommandDispatcher>());
+        services.AddSingleton<CommandExpiry>();
+        services.AddHostedService(sp => sp.GetRequiredService<CommandExpiry>());
+        services.AddSingleton<Heartbeat>();
+        services.AddHostedService(sp => sp.GetRequiredService<Heartbeat>());
+        return services;
+    }
+}

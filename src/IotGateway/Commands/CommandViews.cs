@@ -1,0 +1,73 @@
+using System.ComponentModel.DataAnnotations;
+using System.Text.Json;
+using IotGateway.Api;
+using IotGateway.Data;
+
+namespace IotGateway.Commands;
+
+/// <summary>A command to queue for a device.</summary>
+public sealed record QueueCommandRequest
+{
+    /// <summary>The command name the device understands.</summary>
+    /// <example>PING</example>
+    [Required(AllowEmptyStrings = false)]
+    [StringLength(CommandLimits.MaxNameLength, MinimumLength = 1)]
+    public string? Command { get; init; }
+
+    /// <summary>Optional arguments, sent to the device as "payload".</summary>
+    /// <example>{"seconds": 30}</example>
+    public JsonElement? Payload { get; init; }
+
+    /// <summary>Seconds the command may wait for the device before it expires; the configured default when omitted.</summary>
+    /// <example>300</example>
+    [Range(1, int.MaxValue)]
+    public int? TtlSeconds { get; init; }
+}
+
+/// <summary>The answer to queueing a command.</summary>
+/// <param name="Id">The command id, also sent to the device as "uuid".</param>
+/// <param name="DeviceId">The device it is for.</param>
+/// <param name="Status">Always Pending at first.</param>
+public sealed record QueuedCommand(Guid Id, string DeviceId, CommandStatus Status);
+
+/// <summary>A command and everything that happened to it.</summary>
+/// <param name="Id">The command id, sent to the device as "uuid".</param>
+/// <param name="DeviceId">The device it is for.</param>
+/// <param name="Command">The command name.</param>
+/// <param name="Payload">The arguments sent with it.</param>
+/// <param name="Status">Pending, Published, Completed, Failed, Expired or Cancelled.</param>
+/// <param name="Result">The device's commandResult (JSON text when it was not a string).</param>
+/// <param name="Response">The device's whole answer.</param>
+/// <param name="TtlSeconds">How long it may wait for the device.</param>
+/// <param name="CreatedAt">When it was queued.</param>
+/// <param name="ExpiresAt">When it expires if unanswered.</param>
+/// <param name="PublishedAt">When the broker accepted it (QoS 2 complete).</param>
+/// <param name="AnsweredAt">When the device's answer was stored.</param>
+/// <param name="ExpiredAt">When it expired.</param>
+/// <param name="CancelledAt">When an operator cancelled it.</param>
+/// <param name="RequestedBy">Who queued it: an API key's name, or "heartbeat".</param>
+/// <param name="BatchId">The bulk request it belongs to, if any.</param>
+public sealed record CommandView(
+    Guid Id,
+    string DeviceId,
+    string Command,
+    JsonElement? Payload,
+    CommandStatus Status,
+    string? Result,
+    JsonElement? Response,
+    int TtlSeconds,
+    DateTimeOffset CreatedAt,
+    DateTimeOffset ExpiresAt,
+    DateTimeOffset? PublishedAt,
+    DateTimeOffset? AnsweredAt,
+    DateTimeOffset? ExpiredAt,
+    DateTimeOffset? CancelledAt,
+    string? RequestedBy,
+    Guid? BatchId);
+
+public static class CommandViewMapping
+{
+    public static CommandView ToView(this Command c) => new(
+        c.Id, c.DeviceId, c.Name, Json.Parse(c.Payload), c.Status, c.Result, Json.Parse(c.Response), c.TtlSeconds,
+        c.CreatedAt, c.ExpiresAt, c.PublishedAt, c.AnsweredAt, c.ExpiredAt, c.CancelledAt, c.RequestedBy, c.BatchId);
+}

@@ -1,0 +1,152 @@
+using System.ComponentModel.DataAnnotations;
+using IotGateway.Api;
+using IotGateway.Data;
+using Microsoft.AspNetCore.Mvc;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+
+namespace IotGateway.Commands;
+
+[ApiController]
+[Produces("application/json")]
+[Tags("Commands")]
+public sealed class CommandsController(GatewayDbContext db, CommandQueue queue, IOptions<CommandOptions> options, GatewayMetrics metrics,
+    TimeProvider time) : ControllerBase
+{
+    /// <summary>Queue a command for a device.</summary>
+    /// <remarks>
+    /// The command is stored as Pending and published to {CommandRequest}/{deviceId} at QoS 2 as
+    /// {"uuid":…,"command":…,"payload":…}. A device that is offline receives it when it reconnects with its
+    /// persistent session; the answer on {CommandResponse}/{deviceId} makes it Completed (or Failed for ERROR… results).
+    /// </remarks>
+    /// <param name="deviceId">The device, exactly one MQTT topic level.</param>
+    /// <param name="request">The command.</param>
+    /// <param name="cancellationToken">Aborts the request.</param>
+    /// <response code="202">Queued; Location points at the command.</response>
+    /// <response code="400">Invalid device id or body.</response>
+    /// <response code="404">The gateway has never seen this device.</response>
+    /// <response code="413">The body is too large.</response>
+    [HttpPost("api/devices/{deviceId}/commands")]
+    [Consumes("application/json")]
+    [RequestSizeLimit(RequestLimits.MaxCommandBodyBytes)]
+    [ProducesResponseType<QueuedCommand>(StatusCodes.Status202Accepted)]
+    [ProducesResponseType<ValidationProblemDetails>(StatusCodes.Status400BadRequest)]
+    [ProducesResponseType<ProblemDetails>(StatusCodes.Status404NotFound)]
+    [ProducesResponseType<ProblemDetails>(StatusCodes.Status413PayloadTooLarge)]
+    public async Task<IActionResult> Queue([DeviceId] string deviceId, [FromBody] QueueCommandRequest request, CancellationToken cancellationToken)
+    {
+        if (request.TtlSeconds > options.Value.MaxTtlSeconds)
+        {
+            ModelState.AddModelError(nameof(request.TtlSeconds), $"ttlSeconds must be at most {options.Value.MaxTtlSeconds} (Commands:MaxTtlSeconds).");
+            return ValidationProblem(ModelState);
+        }
+
+        if (!await queue.DeviceExistsAsync(deviceId, cancellationToken))
+        {
+            return Problem(statusCode: StatusCodes.Status404NotFound, title: "Unknown device",
+                detail: $"The gateway has never seen device '{deviceId}'. A device becomes known when it signs in or sends data.");
+        }
+
+        var command = await queue.QueueAsync(deviceId, new CommandRequestSpec(request.Command!, request.Payload, request.TtlSeconds, RequestedBy()),
+            cancellationToken);
+        return AcceptedAtAction(nameof(Get), new { id = command.Id }, new QueuedCommand(command.Id, command.DeviceId, command.Status));
+    }
+
+    /// <summary>Get a command with its status, result and timestamps.</summary>
+    /// <param name="id">The command id.</param>
+    /// <param name="cancellationToken">Aborts the request.</param>
+    /// <response code="200">The command.</response>
+    /// <response code="404">No such command.</response>
+    [HttpGet("api/commands/{id:guid}")]
+    [ProducesResponseType<CommandView>(StatusCodes.Status200OK)]
+    [ProducesResponseType<ProblemDetails>(StatusCodes.Status404NotFound)]
+    public async Task<IActionResult> Get(Guid id, CancellationToken cancellationToken)
+    {
+        var command = await db.Commands.AsNoTracking().FirstOrDefaultAsync(c => c.Id == id, cancellationToken);
+        return command is null ? CommandNotFound(id) : Ok(command.ToView());
+    }
+
+    /// <summary>Cancel a command that has not been answered.</summary>
+    /// <remarks>
+    /// A Pending command will not be sent. A Published one is already with the broker: the device may still run it,
+    /// but its answer is then ignored.
+    /// </remarks>
+    /// <param name="id">The command id.</param>
+    /// <param name="cancellationToken">Aborts the request.</param>
+    /// <response code="200">Cancelled; the command as it is now.</response>
+    /// <response code="404">No such command.</response>
+    /// <response code="409">The command is already finished (Completed, Failed, Expired or Cancelled).</response>
+    [HttpDelete("api/commands/{id:guid}")]
+    [ProducesResponseType<CommandView>(StatusCodes.Status200OK)]
+    [ProducesResponseType<ProblemDetails>(StatusCodes.Status404NotFound)]
+    [ProducesResponseType<ProblemDetails>(StatusCodes.Status409Conflict)]
+    public async Task<IActionResult> Cancel(Guid id, CancellationToken cancellationToken)
+    {
+        var now = time.GetUtcNow();
+        var cancelled = await db.Commands
+            .Where(c => c.Id == id && (c.Status == CommandStatus.Pending || c.Status == CommandStatus.Published))
+            .ExecuteUpdateAsync(s => s.SetProperty(c => c.Status, CommandStatus.Cancelled).SetProperty(c => c.CancelledAt, now), cancellationToken);
+        var command = await db.Commands.AsNoTracking().FirstOrDefaultAsync(c => c.Id == id, cancellationToken);
+        if (command is null)
+        {
+            return CommandNotFound(id);
+        }
+
+        if (cancelled == 0)
+        {
+            return Problem(statusCode: StatusCodes.Status409Conflict, title: "Command already finished",
+                detail: $"Command {id} is {command.Status} and can no longer be cancelled.");
+        }
+
+        metrics.CommandTransition(CommandStatus.Cancelled);
+        return Ok(command.ToView());
+    }
+
+    /// <summary>List a device's commands, newest first.</summary>
+    /// <param name="deviceId">The device, exactly one MQTT topic level.</param>
+    /// <param name="status">Only commands with this status.</param>
+    /// <param name="limit">Page size, 1 to 1000.</param>
+    /// <param name="cursor">The nextCursor of the previous page.</param>
+    /// <param name="cancellationToken">Aborts the request.</param>
+    /// <response code="200">A page of commands.</response>
+    /// <response code="400">Invalid device id, status, limit or cursor.</response>
+    [HttpGet("api/devices/{deviceId}/commands")]
+    [ProducesResponseType<Page<CommandView>>(StatusCodes.Status200OK)]
+    [ProducesResponseType<ValidationProblemDetails>(StatusCodes.Status400BadRequest)]
+    public async Task<IActionResult> ListForDevice([DeviceId] string deviceId, [FromQuery] CommandStatus? status,
+        [FromQuery, Range(1, Cursor.MaxLimit)] int limit = Cursor.DefaultLimit, [FromQuery] string? cursor = null,
+        CancellationToken cancellationToken = default)
+    {
+        long? after = null;
+        if (cursor is not null)
+        {
+            if (!Cursor.TryDecode(cursor, out long sequence))
+            {
+                ModelState.AddModelError(nameof(cursor), "cursor is not one this API returned.");
+                return ValidationProblem(ModelState);
+            }
+
+            after = sequence;
+        }
+
+        var query = db.Commands.AsNoTracking().Where(c => c.DeviceId == deviceId);
+        if (status is { } s)
+        {
+            query = query.Where(c => c.Status == s);
+        }
+
+        if (after is { } a)
+        {
+            query = query.Where(c => c.Sequence < a);
+        }
+
+        var rows = await query.OrderByDescending(c => c.Sequence).Take(limit + 1).ToListAsync(cancellationToken);
+        var next = rows.Count > limit ? Cursor.Encode(rows[limit - 1].Sequence) : null;
+        return Ok(new Page<CommandView>(rows.Take(limit).Select(c => c.ToView()).ToList(), next));
+    }
+
+    private string? RequestedBy() => HttpContext.User.Identity?.Name;
+
+    private ObjectResult CommandNotFound(Guid id) =>
+        Problem(statusCode: StatusCodes.Status404NotFound, title: "Unknown command", detail: $"There is no command {id}.");
+}

@@ -1,0 +1,68 @@
+using IotGateway.Data;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+
+namespace IotGateway.Commands;
+
+// The article's server sends PING to every signed-in device every 10 s. We do the same when enabled, but
+// skip devices that have any unanswered command yet, so an offline device does not pile them up.
+public sealed partial class Heartbeat(IServiceScopeFactory scopes, IOptions<CommandOptions> options, TimeProvider time,
+    ILogger<Heartbeat> logger) : BackgroundService
+{
+    public const string RequestedBy = "heartbeat";
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var heartbeat = options.Value.Heartbeat;
+        if (!heartbeat.Enabled)
+        {
+            return;
+        }
+
+        LogEnabled(heartbeat.Command, heartbeat.IntervalSeconds);
+        using var timer = new PeriodicTimer(TimeSpan.FromSeconds(heartbeat.IntervalSeconds), time);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(stoppingToken))
+            {
+                try
+                {
+                    await BeatAsync(stoppingToken);
+                }
+                catch (Exception ex) when (ex is not OperationCanceledException)
+                {
+                    LogFailed(ex.GetBaseException().Message);
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    public async Task<int> BeatAsync(CancellationToken cancellationToken)
+    {
+        var heartbeat = options.Value.Heartbeat;
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<GatewayDbContext>();
+        var devices = await db.Devices.AsNoTracking()
+            .Where(d => d.SignedIn && d.PendingCommands == 0)
+            .Select(d => d.Id)
+            .ToListAsync(cancellationToken);
+        if (devices.Count == 0)
+        {
+            return 0;
+        }
+
+        var ttl = heartbeat.TtlSeconds ?? options.Value.DefaultTtlSeconds;
+        var queue = scope.ServiceProvider.GetRequiredService<CommandQueue>();
+        await queue.QueueManyAsync(devices, new CommandRequestSpec(heartbeat.Command, null, ttl, RequestedBy), batchId: null, cancellationToken);
+        return devices.Count;
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Heartbeat on: {Command} every {IntervalSeconds} s to each signed-in device")]
+    private partial void LogEnabled(string command, double intervalSeconds);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Heartbeat round failed: {Reason}")]
+    private partial void LogFailed(string reason);
+}

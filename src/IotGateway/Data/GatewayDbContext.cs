@@ -1,0 +1,59 @@
+using IotGateway.Commands;
+using IotGateway.Devices;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Storage.ValueConversion;
+
+namespace IotGateway.Data;
+
+public sealed class GatewayDbContext(DbContextOptions<GatewayDbContext> options) : DbContext(options)
+{
+    public DbSet<Device> Devices => Set<Device>();
+    public DbSet<TelemetryReading> Telemetry => Set<TelemetryReading>();
+    public DbSet<Command> Commands => Set<Command>();
+
+    protected override void ConfigureConventions(ModelConfigurationBuilder configurationBuilder)
+    {
+        // SQLite cannot compare DateTimeOffset text; UTC ticks keep range queries and ordering in SQL.
+        configurationBuilder.Properties<DateTimeOffset>().HaveConversion<UtcTicksConverter>();
+        configurationBuilder.Properties<CommandStatus>().HaveConversion<string>().HaveMaxLength(16);
+        configurationBuilder.Properties<PayloadFormat>().HaveConversion<string>().HaveMaxLength(8);
+        // Lower-case text, the form devices echo back as "uuid" and the raw SQL of the writer uses.
+        configurationBuilder.Properties<Guid>().HaveConversion<string>().HaveMaxLength(36);
+    }
+
+    protected override void OnModelCreating(ModelBuilder modelBuilder)
+    {
+        modelBuilder.Entity<Device>(device =>
+        {
+            device.ToTable("Devices");
+            device.HasKey(d => d.Id);
+            device.Property(d => d.Id).HasMaxLength(DeviceIds.MaxLength);
+            device.HasIndex(d => d.SignedIn);
+        });
+
+        modelBuilder.Entity<TelemetryReading>(reading =>
+        {
+            reading.ToTable("Telemetry");
+            reading.HasKey(r => r.Id);
+            reading.Property(r => r.DeviceId).HasMaxLength(DeviceIds.MaxLength);
+            reading.HasIndex(r => new { r.DeviceId, r.Id });
+            reading.HasIndex(r => new { r.DeviceId, r.MessageKey }).IsUnique().HasFilter("\"MessageKey\" IS NOT NULL");
+        });
+
+        modelBuilder.Entity<Command>(command =>
+        {
+            command.ToTable("Commands");
+            command.HasKey(c => c.Sequence);
+            command.HasIndex(c => c.Id).IsUnique();
+            command.HasIndex(c => new { c.DeviceId, c.Sequence });
+            command.HasIndex(c => new { c.Status, c.Sequence });
+            command.HasIndex(c => c.BatchId).HasFilter("\"BatchId\" IS NOT NULL");
+            command.Property(c => c.DeviceId).HasMaxLength(DeviceIds.MaxLength);
+            command.Property(c => c.Name).HasMaxLength(CommandLimits.MaxNameLength);
+        });
+    }
+
+    private sealed class UtcTicksConverter() : ValueConverter<DateTimeOffset, long>(
+        value => value.UtcTicks,
+        ticks => new DateTimeOffset(ticks, TimeSpan.Zero));
+}

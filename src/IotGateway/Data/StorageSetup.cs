@@ -1,0 +1,69 @@
+using System.Data.Common;
+using Microsoft.Data.Sqlite;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Diagnostics;
+
+namespace IotGateway.Data;
+
+public static class StorageSetup
+{
+    public const string ConnectionStringName = "Gateway";
+    public const string DefaultConnectionString = "Data Source=data/gateway.db";
+
+    public static IServiceCollection AddGatewayStorage(this IServiceCollection services, IConfiguration configuration)
+    {
+        var connectionString = ResolveConnectionString(configuration.GetConnectionString(ConnectionStringName) ?? DefaultConnectionString);
+        services.AddDbContext<GatewayDbContext>(options => options
+            .UseSqlite(connectionString)
+            .AddInterceptors(new SqlitePragmas()));
+        return services;
+    }
+
+    // A relative file is relative to the working directory; its folder is created so a fresh clone just runs.
+    public static string ResolveConnectionString(string connectionString)
+    {
+        var builder = new SqliteConnectionStringBuilder(connectionString);
+        if (string.IsNullOrEmpty(builder.DataSource) || builder.DataSource == ":memory:" || builder.Mode == SqliteOpenMode.Memory)
+        {
+            throw new InvalidOperationException("ConnectionStrings:Gateway must name a SQLite file: the gateway's data has to survive a restart.");
+        }
+
+        builder.DataSource = Path.GetFullPath(builder.DataSource);
+        builder.Pooling = true;
+        Directory.CreateDirectory(Path.GetDirectoryName(builder.DataSource)!);
+        return builder.ToString();
+    }
+
+    public static async Task MigrateGatewayDatabaseAsync(this IServiceProvider services, CancellationToken cancellationToken = default)
+    {
+        await using var scope = services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<GatewayDbContext>();
+        await db.Database.MigrateAsync(cancellationToken);
+        // WAL is a property of the file: readers never block the writer, and commits cost one fsync of the log.
+        await db.Database.ExecuteSqlRawAsync("PRAGMA journal_mode=WAL;", cancellationToken);
+        await scope.ServiceProvider.GetRequiredService<Devices.DeviceRegistry>().LoadAsync(db, cancellationToken);
+    }
+
+    // Per-connection settings. synchronous=NORMAL under WAL is durable against process crashes (what the
+    // lossless ingest relies on) and loses at most the last commits on power loss, never corrupts.
+    private sealed class SqlitePragmas : DbConnectionInterceptor
+    {
+        private const string Pragmas = "PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000; PRAGMA foreign_keys=ON;";
+
+        public override void ConnectionOpened(DbConnection connection, ConnectionEndEventData eventData) => Apply(connection);
+
+        public override async Task ConnectionOpenedAsync(DbConnection connection, ConnectionEndEventData eventData, CancellationToken cancellationToken = default)
+        {
+            await using var command = connection.CreateCommand();
+            command.CommandText = Pragmas;
+            await command.ExecuteNonQueryAsync(cancellationToken);
+        }
+
+        private static void Apply(DbConnection connection)
+        {
+            using var command = connection.CreateCommand();
+            command.CommandText = Pragmas;
+            command.ExecuteNonQuery();
+        }
+    }
+}

@@ -1,0 +1,71 @@
+using System.Text.Json;
+using IotGateway.Data;
+using IotGateway.Mqtt;
+using IotGateway.Telemetry;
+using Microsoft.AspNetCore.Diagnostics.HealthChecks;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
+
+namespace IotGateway.Health;
+
+public sealed class BrokerHealthCheck(MqttConnection connection) : IHealthCheck
+{
+    public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
+    {
+        var state = connection.State;
+        return Task.FromResult(state.Connected
+            ? HealthCheckResult.Healthy($"connected to {connection.BrokerDescription} since {state.Since:O}")
+            : HealthCheckResult.Unhealthy(state.LastError ?? $"not connected to {connection.BrokerDescription}"));
+    }
+}
+
+public sealed class DatabaseHealthCheck(GatewayDbContext db, IngestWriter writer) : IHealthCheck
+{
+    public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
+    {
+        if (writer.State is { Healthy: false } state)
+        {
+            return HealthCheckResult.Unhealthy(state.LastError);
+        }
+
+        try
+        {
+            await db.Database.ExecuteSqlRawAsync("SELECT 1", cancellationToken);
+            return HealthCheckResult.Healthy("database reachable");
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            return HealthCheckResult.Unhealthy($"database unreachable: {ex.GetBaseException().Message}");
+        }
+    }
+}
+
+public static class HealthEndpoints
+{
+    public const string ReadyTag = "ready";
+
+    public static IServiceCollection AddGatewayHealthChecks(this IServiceCollection services)
+    {
+        services.AddHealthChecks()
+            .AddCheck<BrokerHealthCheck>("broker", tags: [ReadyTag])
+            .AddCheck<DatabaseHealthCheck>("database", tags: [ReadyTag]);
+        return services;
+    }
+
+    public static void MapGatewayHealthChecks(this IEndpointRouteBuilder endpoints)
+    {
+        // Live: the process answers. Ready: it can do its job (broker connected, database writable).
+        endpoints.MapHealthChecks("/health/live", new HealthCheckOptions { Predicate = _ => false, ResponseWriter = WriteAsync });
+        endpoints.MapHealthChecks("/health/ready", new HealthCheckOptions { Predicate = c => c.Tags.Contains(ReadyTag), ResponseWriter = WriteAsync });
+    }
+
+    private static Task WriteAsync(HttpContext context, HealthReport report)
+    {
+        context.Response.ContentType = "application/json";
+        return JsonSerializer.SerializeAsync(context.Response.Body, new
+        {
+            status = report.Status.ToString(),
+            checks = report.Entries.ToDictionary(e => e.Key, e => new { status = e.Value.Status.ToString(), description = e.Value.Description }),
+        });
+    }
+}

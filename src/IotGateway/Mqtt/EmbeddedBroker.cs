@@ -1,0 +1,178 @@
+using System.Reflection;
+using System.Text.Json;
+using Microsoft.Extensions.Options;
+using MQTTnet;
+using MQTTnet.Packets;
+using MQTTnet.Protocol;
+using MQTTnet.Server;
+
+namespace IotGateway.Mqtt;
+
+// MQTTnet's in-process broker, run when Mqtt:Broker is "embedded" so a fresh clone works with nothing
+// installed. It keeps sessions in memory only; retained messages (the devices' presence) are saved to a
+// file so they survive a restart.
+public sealed partial class EmbeddedBroker(IOptions<MqttOptions> options, ILogger<EmbeddedBroker> logger) : IHostedService, IAsyncDisposable
+{
+    private static readonly TimeSpan SaveDelay = TimeSpan.FromSeconds(1);
+
+    private readonly MqttOptions _options = options.Value;
+    private readonly SemaphoreSlim _saveLock = new(1, 1);
+    private MqttServer? _server;
+    private int _saveScheduled;
+
+    public bool Enabled => BrokerAddress.TryParse(_options.Broker, out var address, out _) && address.IsEmbedded;
+
+    public int Port => _options.Embedded.Port;
+
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        if (!Enabled)
+        {
+            return;
+        }
+
+        var serverOptions = new MqttServerOptionsBuilder()
+            .WithDefaultEndpoint()
+            .WithDefaultEndpointPort(_options.Embedded.Port)
+            .WithPersistentSessions()
+            .WithMaxPendingMessagesPerClient(_options.Embedded.MaxPendingMessagesPerClient)
+            .Build();
+        _server = new MqttServerFactory().CreateMqttServer(serverOptions);
+        _server.ValidatingConnectionAsync += AssignClientIdWhenEmpty;
+        _server.LoadingRetainedMessageAsync += LoadRetainedMessagesAsync;
+        _server.RetainedMessageChangedAsync += _ => ScheduleSave();
+        _server.RetainedMessagesClearedAsync += _ => ScheduleSave();
+        try
+        {
+            await _server.StartAsync();
+        }
+        catch (Exception ex)
+        {
+            throw new InvalidOperationException(
+                $"The embedded MQTT broker cannot listen on port {_options.Embedded.Port} ({ex.GetBaseException().Message}). " +
+                "Set Mqtt:Embedded:Port to a free port, or BROKER to an external broker such as mqtt://localhost:1883.", ex);
+        }
+
+        LogStarted(_options.Embedded.Port);
+    }
+
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        if (_server is null)
+        {
+            return;
+        }
+
+        await SaveRetainedMessagesAsync();
+        await _server.StopAsync(new MqttServerStopOptions());
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _server?.Dispose();
+        _saveLock.Dispose();
+        await Task.CompletedTask;
+    }
+
+    // MQTT 3.1.1 lets a clean-session client send an empty id (mosquitto_pub does) and the broker must assign
+    // one [MQTT-3.1.3-6]; MQTTnet 5.2 assigns ids only under MQTT 5 and refuses the rest. The CONNECT packet is
+    // not public on the event, so we set its id through the (pinned) field; a test guards this.
+    private static readonly FieldInfo? ConnectPacketField =
+        typeof(ValidatingConnectionEventArgs).GetField("_connectPacket", BindingFlags.NonPublic | BindingFlags.Instance);
+
+    private static Task AssignClientIdWhenEmpty(ValidatingConnectionEventArgs e)
+    {
+        if (string.IsNullOrEmpty(e.ClientId) && e.CleanSession == true && ConnectPacketField?.GetValue(e) is MqttConnectPacket packet)
+        {
+            packet.ClientId = $"auto-{Guid.NewGuid():N}";
+        }
+
+        return Task.CompletedTask;
+    }
+
+    private async Task LoadRetainedMessagesAsync(LoadingRetainedMessagesEventArgs e)
+    {
+        var path = RetainedMessagesPath();
+        if (!File.Exists(path))
+        {
+            return;
+        }
+
+        try
+        {
+            await using var file = File.OpenRead(path);
+            var stored = await JsonSerializer.DeserializeAsync<List<StoredRetainedMessage>>(file) ?? [];
+            e.LoadedRetainedMessages = stored.Select(m => new MqttApplicationMessageBuilder()
+                .WithTopic(m.Topic)
+                .WithPayload(m.Payload)
+                .WithRetainFlag()
+                .WithQualityOfServiceLevel(m.Qos)
+                .Build()).ToList();
+            LogRetainedLoaded(e.LoadedRetainedMessages.Count, path);
+        }
+        catch (Exception ex) when (ex is JsonException or IOException)
+        {
+            LogRetainedLoadFailed(path, ex.Message);
+        }
+    }
+
+    // Coalesces a burst of sign-ins into one write.
+    private Task ScheduleSave()
+    {
+        if (Interlocked.Exchange(ref _saveScheduled, 1) == 0)
+        {
+            _ = Task.Delay(SaveDelay).ContinueWith(_ => SaveRetainedMessagesAsync(), TaskScheduler.Default);
+        }
+
+        return Task.CompletedTask;
+    }
+
+    private async Task SaveRetainedMessagesAsync()
+    {
+        if (_server is null)
+        {
+            return;
+        }
+
+        await _saveLock.WaitAsync();
+        try
+        {
+            Interlocked.Exchange(ref _saveScheduled, 0);
+            var messages = await _server.GetRetainedMessagesAsync();
+            var stored = messages.Select(m => new StoredRetainedMessage(m.Topic, System.Buffers.BuffersExtensions.ToArray(m.Payload), m.QualityOfServiceLevel)).ToList();
+            var path = RetainedMessagesPath();
+            Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+            var temporary = path + ".tmp";
+            await using (var file = File.Create(temporary))
+            {
+                await JsonSerializer.SerializeAsync(file, stored);
+            }
+
+            File.Move(temporary, path, overwrite: true);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            LogRetainedSaveFailed(ex.Message);
+        }
+        finally
+        {
+            _saveLock.Release();
+        }
+    }
+
+    private string RetainedMessagesPath() => Path.GetFullPath(_options.Embedded.RetainedMessagesFile);
+
+    private sealed record StoredRetainedMessage(string Topic, byte[] Payload, MqttQualityOfServiceLevel Qos);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Embedded MQTT broker listening on port {Port} (sessions in memory; retained messages saved to disk)")]
+    private partial void LogStarted(int port);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Loaded {Count} retained messages from {Path}")]
+    private partial void LogRetainedLoaded(int count, string path);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Cannot read retained messages from {Path}: {Reason}")]
+    private partial void LogRetainedLoadFailed(string path, string reason);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Cannot save retained messages: {Reason}")]
+    private partial void LogRetainedSaveFailed(string reason);
+}

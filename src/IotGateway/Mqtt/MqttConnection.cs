@@ -1,0 +1,363 @@
+using IotGateway.Telemetry;
+using Microsoft.Extensions.Options;
+using MQTTnet;
+using MQTTnet.Formatter;
+using MQTTnet.Protocol;
+
+namespace IotGateway.Mqtt;
+
+public sealed class BrokerUnavailableException(string message) : Exception(message);
+
+public sealed record BrokerConnectionState(bool Connected, DateTimeOffset Since, string? LastError);
+
+// The one long-lived MQTT client: a persistent session that subscribes to the device topics, hands every
+// message to the ingest queue unacknowledged, and publishes commands for the dispatcher. It reconnects
+// from its own loop (never from the Disconnected event) with capped, jittered exponential backoff.
+public sealed partial class MqttConnection : BackgroundService
+{
+    private static readonly TimeSpan HealthCheckInterval = TimeSpan.FromSeconds(2);
+
+    private readonly MqttOptions _options;
+    private readonly BrokerAddress _broker;
+    private readonly TopicLayout _topics;
+    private readonly IngestQueue _ingest;
+    private readonly IngestOptions _ingestOptions;
+    private readonly GatewayMetrics _metrics;
+    private readonly TimeProvider _time;
+    private readonly ILogger<MqttConnection> _logger;
+    private readonly IMqttClient _client;
+    private readonly SemaphoreSlim _inflight;
+    private readonly SemaphoreSlim _wake = new(0, 1);
+    private readonly CancellationTokenSource _stopping = new();
+    private TaskCompletionSource _connected = NewConnectedSignal();
+    private long _generation;
+    private BrokerConnectionState _state;
+
+    public MqttConnection(IOptions<MqttOptions> options, IOptions<IngestOptions> ingestOptions, TopicLayout topics,
+        IngestQueue ingest, GatewayMetrics metrics, TimeProvider time, ILogger<MqttConnection> logger)
+    {
+        _options = options.Value;
+        _broker = BrokerAddress.TryParse(_options.Broker, out var broker, out var error)
+            ? broker
+            : throw new OptionsValidationException(MqttOptions.Section, typeof(MqttOptions), [error]);
+        _ingestOptions = ingestOptions.Value;
+        _topics = topics;
+        _ingest = ingest;
+        _metrics = metrics;
+        _time = time;
+        _logger = logger;
+        _inflight = new SemaphoreSlim(_options.MaxInflightPublishes);
+        _state = new BrokerConnectionState(false, time.GetUtcNow(), "not connected yet");
+
+        _client = new MqttClientFactory().CreateMqttClient();
+        // Handlers before the first ConnectAsync: a persistent session delivers its backlog at once.
+        _client.ConnectingAsync += _ =>
+        {
+            Interlocked.Increment(ref _generation);
+            return Task.CompletedTask;
+        };
+        _client.ApplicationMessageReceivedAsync += OnMessageReceivedAsync;
+        _client.DisconnectedAsync += OnDisconnectedAsync;
+    }
+
+    public bool IsConnected => _client.IsConnected;
+
+    // Bumped at every connection attempt; acknowledgements are only sent for the current one.
+    public long Generation => Interlocked.Read(ref _generation);
+
+    public BrokerConnectionState State => _state;
+
+    public string BrokerDescription => _broker.IsEmbedded ? $"embedded (127.0.0.1:{_options.Embedded.Port})" : _broker.ToString();
+
+    public Task WaitUntilConnectedAsync(CancellationToken cancellationToken) =>
+        Volatile.Read(ref _connected).Task.WaitAsync(cancellationToken);
+
+    public async Task<MqttClientPublishResult> PublishAsync(MqttApplicationMessage message, CancellationToken cancellationToken)
+    {
+        await _inflight.WaitAsync(cancellationToken);
+        try
+        {
+            if (!_client.IsConnected)
+            {
+                throw new BrokerUnavailableException("The gateway is not connected to the broker.");
+            }
+
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token);
+            timeout.CancelAfter(TimeSpan.FromSeconds(_options.PublishTimeoutSeconds));
+            return await _client.PublishAsync(message, timeout.Token);
+        }
+        finally
+        {
+            _inflight.Release();
+        }
+    }
+
+    public async Task AcknowledgeAsync(InboundMessage message, CancellationToken cancellationToken)
+    {
+        // A message from an earlier connection carries a packet id the broker no longer expects: it will redeliver it.
+        if (message.Source is null || message.Qos == MqttQualityOfServiceLevel.AtMostOnce || message.Generation != Generation)
+        {
+            return;
+        }
+
+        try
+        {
+            await message.Source.AcknowledgeAsync(cancellationToken);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            // The connection went away between commit and ack; the broker redelivers and dedup absorbs it.
+            LogAckFailed(ex.Message);
+        }
+    }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        using var link = stoppingToken.Register(_stopping.Cancel);
+        var clientOptions = BuildClientOptions();
+        var failures = 0;
+        LogStarting(BrokerDescription, _options.ClientId, _options.ProtocolVersion);
+
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            if (!_client.IsConnected)
+            {
+                if (await TryConnectAsync(clientOptions, stoppingToken))
+                {
+                    failures = 0;
+                }
+                else
+                {
+                    var delay = Backoff(failures++);
+                    LogReconnectScheduled(delay.TotalSeconds, failures);
+                    await DelayAsync(delay, stoppingToken);
+                    continue;
+                }
+            }
+
+            // Woken early by a disconnect; MQTTnet's keep-alive finds half-open connections.
+            await _wake.WaitAsync(HealthCheckInterval, stoppingToken).ContinueWith(_ => { }, TaskScheduler.Default);
+        }
+    }
+
+    public override async Task StopAsync(CancellationToken cancellationToken)
+    {
+        await base.StopAsync(cancellationToken);
+        if (_client.IsConnected)
+        {
+            // A normal disconnect keeps the persistent session: the broker queues for us until we return.
+            await _client.TryDisconnectAsync(MqttClientDisconnectOptionsReason.NormalDisconnection, "gateway stopping");
+            LogDisconnectedOnStop();
+        }
+    }
+
+    public override void Dispose()
+    {
+        _client.Dispose();
+        _stopping.Dispose();
+        _inflight.Dispose();
+        _wake.Dispose();
+        base.Dispose();
+    }
+
+    private async Task<bool> TryConnectAsync(MqttClientOptions clientOptions, CancellationToken stoppingToken)
+    {
+        try
+        {
+            var result = await _client.ConnectAsync(clientOptions, stoppingToken);
+            if (result.ResultCode != MqttClientConnectResultCode.Success)
+            {
+                // A refused CONNACK does not throw.
+                SetState(false, $"broker refused the connection: {result.ResultCode} {result.ReasonString}".TrimEnd());
+                LogConnectRefused(result.ResultCode, result.ReasonString);
+                return false;
+            }
+
+            LogConnected(BrokerDescription, result.IsSessionPresent);
+            if (!result.IsSessionPresent)
+            {
+                await SubscribeAsync(stoppingToken);
+            }
+
+            SetState(true, null);
+            _metrics.BrokerConnect();
+            Volatile.Read(ref _connected).TrySetResult();
+            return true;
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+            return false;
+        }
+        catch (Exception ex)
+        {
+            SetState(false, $"cannot connect to {BrokerDescription}: {ex.GetBaseException().Message}");
+            LogConnectFailed(BrokerDescription, ex.GetBaseException().Message);
+            await _client.TryDisconnectAsync();
+            return false;
+        }
+    }
+
+    private async Task SubscribeAsync(CancellationToken cancellationToken)
+    {
+        var builder = new MqttClientSubscribeOptionsBuilder();
+        foreach (var filter in _topics.SubscriptionFilters)
+        {
+            builder.WithTopicFilter(f => f.WithTopic(filter).WithQualityOfServiceLevel(MqttQualityOfServiceLevel.ExactlyOnce));
+        }
+
+        var result = await _client.SubscribeAsync(builder.Build(), cancellationToken);
+        foreach (var item in result.Items)
+        {
+            if (item.ResultCode > MqttClientSubscribeResultCode.GrantedQoS2)
+            {
+                throw new InvalidOperationException($"the broker refused the subscription to '{item.TopicFilter.Topic}': {item.ResultCode}");
+            }
+
+            LogSubscribed(item.TopicFilter.Topic, item.ResultCode);
+        }
+    }
+
+    private async Task OnMessageReceivedAsync(MqttApplicationMessageReceivedEventArgs e)
+    {
+        // Acked by the writer after the commit, in arrival order.
+        e.AutoAcknowledge = false;
+        var message = InboundMessage.From(e, Generation, _time.GetUtcNow(), _ingestOptions.MaxPayloadBytes);
+        try
+        {
+            await _ingest.Writer.WriteAsync(message, _stopping.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            // Stopping: left unacknowledged, so the broker delivers it again next time.
+        }
+    }
+
+    private Task OnDisconnectedAsync(MqttClientDisconnectedEventArgs e)
+    {
+        if (e.ClientWasConnected)
+        {
+            var reason = e.Exception?.GetBaseException().Message ?? e.ReasonString ?? e.Reason.ToString();
+            SetState(false, $"disconnected: {e.Reason} {reason}".Trim());
+            _metrics.BrokerDisconnect();
+            if (!_stopping.IsCancellationRequested)
+            {
+                LogDisconnected(e.Reason, reason);
+            }
+
+            Interlocked.Exchange(ref _connected, NewConnectedSignal());
+            if (_wake.CurrentCount == 0)
+            {
+                try
+                {
+                    _wake.Release();
+                }
+                catch (SemaphoreFullException)
+                {
+                    // Already woken.
+                }
+            }
+        }
+
+        return Task.CompletedTask;
+    }
+
+    private MqttClientOptions BuildClientOptions()
+    {
+        var builder = new MqttClientOptionsBuilder()
+            .WithClientId(_options.ClientId)
+            .WithKeepAlivePeriod(TimeSpan.FromSeconds(_options.KeepAliveSeconds))
+            .WithTimeout(TimeSpan.FromSeconds(_options.ConnectTimeoutSeconds));
+
+        builder = _broker.Transport switch
+        {
+            BrokerTransport.Embedded => builder.WithTcpServer("127.0.0.1", _options.Embedded.Port),
+            BrokerTransport.WebSocket => builder.WithWebSocketServer(ws =>
+                ws.WithUri($"{(_broker.UseTls ? "wss" : "ws")}://{_broker.Host}:{_broker.Port}{_broker.Path}")),
+            _ => builder.WithTcpServer(_broker.Host, _broker.Port),
+        };
+
+        if (_broker.UseTls)
+        {
+            builder.WithTlsOptions(tls => tls.UseTls());
+        }
+
+        var username = _broker.Username ?? _options.Username;
+        var password = _broker.Password ?? _options.Password;
+        if (!string.IsNullOrEmpty(username))
+        {
+            builder.WithCredentials(username, password);
+        }
+
+        if (_options.UsesMqtt5)
+        {
+            builder.WithProtocolVersion(MqttProtocolVersion.V500)
+                .WithCleanStart(false)
+                .WithSessionExpiryInterval((uint)_options.SessionExpirySeconds)
+                .WithReceiveMaximum((ushort)_options.ReceiveMaximum);
+        }
+        else
+        {
+            builder.WithProtocolVersion(MqttProtocolVersion.V311).WithCleanSession(false);
+        }
+
+        return builder.Build();
+    }
+
+    private TimeSpan Backoff(int failures)
+    {
+        var min = _options.ReconnectMinDelaySeconds;
+        var capped = Math.Min(_options.ReconnectMaxDelaySeconds, min * Math.Pow(2, Math.Min(failures, 20)));
+        // Full jitter over the upper half keeps a fleet of gateways from reconnecting in step.
+        return TimeSpan.FromSeconds(capped * (0.5 + (Random.Shared.NextDouble() / 2)));
+    }
+
+    private async Task DelayAsync(TimeSpan delay, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await Task.Delay(delay, _time, cancellationToken);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    private void SetState(bool connected, string? error)
+    {
+        if (_state.Connected != connected || _state.LastError != error)
+        {
+            _state = new BrokerConnectionState(connected, _time.GetUtcNow(), error);
+        }
+
+        _metrics.BrokerConnected = connected;
+    }
+
+    private static TaskCompletionSource NewConnectedSignal() => new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Connecting to broker {Broker} as {ClientId} (MQTT {ProtocolVersion}, persistent session)")]
+    private partial void LogStarting(string broker, string clientId, string protocolVersion);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Connected to broker {Broker}, session present: {SessionPresent}")]
+    private partial void LogConnected(string broker, bool sessionPresent);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Subscribed to {TopicFilter}: {ResultCode}")]
+    private partial void LogSubscribed(string topicFilter, MqttClientSubscribeResultCode resultCode);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Broker refused the connection: {ResultCode} {ReasonString}")]
+    private partial void LogConnectRefused(MqttClientConnectResultCode resultCode, string? reasonString);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Cannot connect to broker {Broker}: {Reason}")]
+    private partial void LogConnectFailed(string broker, string reason);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Reconnecting in {DelaySeconds:0.0} s (attempt {Attempt})")]
+    private partial void LogReconnectScheduled(double delaySeconds, int attempt);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Disconnected from broker: {Reason} {Detail}")]
+    private partial void LogDisconnected(MqttClientDisconnectReason reason, string detail);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Disconnected from broker on shutdown; the persistent session keeps queueing")]
+    private partial void LogDisconnectedOnStop();
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Acknowledgement not sent: {Reason}")]
+    private partial void LogAckFailed(string reason);
+}

@@ -1,0 +1,132 @@
+using System.ComponentModel.DataAnnotations;
+using Microsoft.Extensions.Options;
+
+namespace IotGateway.Mqtt;
+
+public sealed class MqttOptions
+{
+    public const string Section = "Mqtt";
+
+    // "embedded" runs the in-process broker; otherwise mqtt://, mqtts://, ws:// or wss:// with optional user:pass@.
+    [Required]
+    public string Broker { get; set; } = BrokerAddress.EmbeddedKeyword;
+
+    // The gateway's MQTT client id: the name of its persistent session on the broker.
+    [Required]
+    [StringLength(128, MinimumLength = 1)]
+    public string ClientId { get; set; } = "iot-gateway";
+
+    // MQTT 5 session expiry: how long the broker keeps the gateway's session and queues while it is away.
+    [Range(1, uint.MaxValue)]
+    public long SessionExpirySeconds { get; set; } = 7 * 24 * 3600;
+
+    [RegularExpression("^(5|3\\.1\\.1)$", ErrorMessage = "Mqtt:ProtocolVersion must be \"5\" or \"3.1.1\".")]
+    public string ProtocolVersion { get; set; } = "5";
+
+    [Range(1, 3600)]
+    public int KeepAliveSeconds { get; set; } = 15;
+
+    [Range(1, 120)]
+    public int ConnectTimeoutSeconds { get; set; } = 10;
+
+    // How many unacknowledged messages the broker may have in flight to us (MQTT 5 Receive Maximum).
+    [Range(1, 65535)]
+    public int ReceiveMaximum { get; set; } = 4096;
+
+    // Our own cap on concurrent QoS 2 publishes (MQTTnet does not enforce the broker's Receive Maximum).
+    [Range(1, 65535)]
+    public int MaxInflightPublishes { get; set; } = 64;
+
+    [Range(1, 300)]
+    public int PublishTimeoutSeconds { get; set; } = 10;
+
+    [Range(0.05, 60)]
+    public double ReconnectMinDelaySeconds { get; set; } = 0.5;
+
+    [Range(0.1, 3600)]
+    public double ReconnectMaxDelaySeconds { get; set; } = 30;
+
+    public string? Username { get; set; }
+
+    public string? Password { get; set; }
+
+    [ValidateObjectMembers]
+    public TopicOptions Topics { get; set; } = new();
+
+    [ValidateObjectMembers]
+    public EmbeddedBrokerOptions Embedded { get; set; } = new();
+
+    public bool UsesMqtt5 => ProtocolVersion == "5";
+}
+
+public sealed class TopicOptions
+{
+    [Required]
+    public string Data { get; set; } = "iot/data";
+
+    [Required]
+    public string CommandRequest { get; set; } = "iot/cmd/req";
+
+    [Required]
+    public string CommandResponse { get; set; } = "iot/cmd/resp";
+
+    [Required]
+    public string Register { get; set; } = "iot/register";
+}
+
+public sealed class EmbeddedBrokerOptions
+{
+    [Range(1, 65535)]
+    public int Port { get; set; } = 1883;
+
+    // Messages the in-process broker queues per offline client before it drops the oldest.
+    [Range(1, 10_000_000)]
+    public int MaxPendingMessagesPerClient { get; set; } = 100_000;
+
+    // Where retained messages (the devices' SIGN_IN/SIGN_OUT) are kept across restarts; relative to the working directory.
+    [Required]
+    public string RetainedMessagesFile { get; set; } = "data/retained-messages.json";
+}
+
+// Checks what attributes cannot: the broker URL parses and the topic prefixes are usable.
+public sealed class MqttOptionsValidator : IValidateOptions<MqttOptions>
+{
+    public ValidateOptionsResult Validate(string? name, MqttOptions options)
+    {
+        var failures = new List<string>();
+        if (!BrokerAddress.TryParse(options.Broker, out _, out var brokerError))
+        {
+            failures.Add($"Mqtt:Broker (BROKER): {brokerError}");
+        }
+
+        var prefixes = new Dictionary<string, string>
+        {
+            ["Mqtt:Topics:Data (DATA_TOPIC)"] = options.Topics.Data,
+            ["Mqtt:Topics:CommandRequest (CMD_REQ_TOPIC)"] = options.Topics.CommandRequest,
+            ["Mqtt:Topics:CommandResponse (CMD_RESP_TOPIC)"] = options.Topics.CommandResponse,
+            ["Mqtt:Topics:Register (REGISTER_TOPIC)"] = options.Topics.Register,
+        };
+        foreach (var (key, prefix) in prefixes)
+        {
+            if (TopicLayout.ValidatePrefix(prefix) is { } error)
+            {
+                failures.Add($"{key}: {error}");
+            }
+        }
+
+        if (prefixes.Values.Distinct(StringComparer.Ordinal).Count() != prefixes.Count)
+        {
+            failures.Add("Mqtt:Topics: the four topic prefixes must be different from each other.");
+        }
+
+        if (options.ReconnectMaxDelaySeconds < options.ReconnectMinDelaySeconds)
+        {
+            failures.Add("Mqtt:ReconnectMaxDelaySeconds must not be smaller than Mqtt:ReconnectMinDelaySeconds.");
+        }
+
+        return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
+    }
+}
+
+[OptionsValidator]
+public sealed partial class MqttOptionsAttributeValidator : IValidateOptions<MqttOptions>;

@@ -1,0 +1,21 @@
+using Microsoft.Extensions.Options;
+
+namespace IotGateway.Mqtt;
+
+public static class MqttSetup
+{
+    public static IServiceCollection AddGatewayMqtt(this IServiceCollection services)
+    {
+        services.AddOptions<MqttOptions>().BindConfiguration(MqttOptions.Section).ValidateOnStart();
+        services.AddSingleton<IValidateOptions<MqttOptions>, MqttOptionsAttributeValidator>();
+        services.AddSingleton<IValidateOptions<MqttOptions>, MqttOptionsValidator>();
+        services.AddSingleton<TopicLayout>();
+
+        // Hosted services start in registration order: the broker listens before the client connects to it.
+        services.AddSingleton<EmbeddedBroker>();
+        services.AddHostedService(sp => sp.GetRequiredService<EmbeddedBroker>());
+        services.AddSingleton<MqttConnection>();
+        services.AddHostedService(sp => sp.GetRequiredService<MqttConnection>());
+        return services;
+    }
+}

@@ -1,0 +1,79 @@
+using IotGateway.Devices;
+using Microsoft.Extensions.Options;
+
+namespace IotGateway.Mqtt;
+
+public enum TopicKind
+{
+    Data,
+    CommandResponse,
+    Register,
+}
+
+// The article's four topics per device: {prefix}/{deviceId}.
+public sealed class TopicLayout(IOptions<MqttOptions> options)
+{
+    private readonly TopicOptions _topics = options.Value.Topics;
+
+    public IReadOnlyList<string> SubscriptionFilters =>
+    [
+        $"{_topics.Data}/+",
+        $"{_topics.CommandResponse}/+",
+        $"{_topics.Register}/+",
+    ];
+
+    public string CommandRequest(string deviceId) => $"{_topics.CommandRequest}/{deviceId}";
+
+    public string Register(string deviceId) => $"{_topics.Register}/{deviceId}";
+
+    public string Data(string deviceId) => $"{_topics.Data}/{deviceId}";
+
+    public string CommandResponse(string deviceId) => $"{_topics.CommandResponse}/{deviceId}";
+
+    // Splits a received topic into its kind and device id; false for anything else (extra levels, foreign topics).
+    public bool TryParse(string topic, out TopicKind kind, out string deviceId)
+    {
+        var slash = topic.LastIndexOf('/');
+        deviceId = slash < 0 ? "" : topic[(slash + 1)..];
+        var prefix = slash < 0 ? "" : topic.AsSpan(0, slash);
+        kind = default;
+        if (prefix.SequenceEqual(_topics.Data))
+        {
+            kind = TopicKind.Data;
+        }
+        else if (prefix.SequenceEqual(_topics.CommandResponse))
+        {
+            kind = TopicKind.CommandResponse;
+        }
+        else if (prefix.SequenceEqual(_topics.Register))
+        {
+            kind = TopicKind.Register;
+        }
+        else
+        {
+            return false;
+        }
+
+        return DeviceIds.IsValid(deviceId);
+    }
+
+    public static string? ValidatePrefix(string? prefix)
+    {
+        if (string.IsNullOrEmpty(prefix))
+        {
+            return "must not be empty.";
+        }
+
+        if (prefix.IndexOfAny(['+', '#', '\0']) >= 0)
+        {
+            return $"'{prefix}' must not contain the wildcards '+', '#' or NUL.";
+        }
+
+        if (prefix.StartsWith('/') || prefix.EndsWith('/'))
+        {
+            return $"'{prefix}' must not start or end with '/'.";
+        }
+
+        return null;
+    }
+}

@@ -1,0 +1,50 @@
+using System.Text.Json.Serialization;
+using IotGateway;
+using IotGateway.Api;
+using IotGateway.Commands;
+using IotGateway.Data;
+using IotGateway.Devices;
+using IotGateway.Health;
+using IotGateway.Mqtt;
+using IotGateway.Telemetry;
+
+var builder = WebApplication.CreateBuilder(args);
+
+// Configuration: appsettings.json (repository root, copied next to the binary), environment, the article's variables, command line
+builder.Configuration.AddSettingsBesideBinary().AddArticleEnvironmentVariables();
+builder.Services.AddSingleton(TimeProvider.System);
+builder.Services.AddSingleton<GatewayMetrics>();
+
+// Storage
+builder.Services.AddGatewayStorage(builder.Configuration);
+
+// MQTT: the embedded broker (when BROKER=embedded), then the gateway's own persistent-session client
+builder.Services.AddGatewayMqtt();
+
+// Devices, telemetry ingest, commands
+builder.Services.AddSingleton<DeviceRegistry>();
+builder.Services.AddTelemetryIngest();
+builder.Services.AddCommands();
+
+// HTTP API
+builder.Services.AddControllers()
+    .AddJsonOptions(o => o.JsonSerializerOptions.Converters.Add(new JsonStringEnumConverter()));
+builder.Services.AddProblemDetails();
+builder.Services.AddExceptionHandler<BadRequestExceptionHandler>();
+builder.Services.AddGatewaySwagger();
+builder.Services.AddGatewayHealthChecks();
+
+var app = builder.Build();
+
+await app.Services.MigrateGatewayDatabaseAsync();
+
+app.UseExceptionHandler();
+app.UseStatusCodePages();
+app.UseGatewaySwagger();
+app.MapControllers();
+app.MapGatewayHealthChecks();
+app.LogEndpointsOnStart();
+
+await app.RunAsync();
+
+public partial class Program;

@@ -1,0 +1,112 @@
+using IotGateway.Data;
+using Microsoft.Data.Sqlite;
+
+namespace IotGateway.Telemetry;
+
+// Prepared statements for one batch transaction. Raw SQL because the writer needs INSERT … ON CONFLICT and
+// RETURNING, which EF Core does not express, and because prepared statements are what makes ingest fast.
+internal sealed class BatchStatements(SqliteConnection connection, SqliteTransaction transaction) : IAsyncDisposable
+{
+    private SqliteCommand? _insertReading;
+    private SqliteCommand? _setPresence;
+    private SqliteCommand? _answerCommand;
+    private SqliteCommand? _recordActivity;
+
+    public async Task<bool> InsertReadingAsync(string deviceId, DateTimeOffset receivedAt, string topic, ClassifiedPayload payload, string? messageKey)
+    {
+        var command = _insertReading ??= Prepare(
+            """
+            INSERT INTO "Telemetry" ("DeviceId", "ReceivedAt", "Topic", "Payload", "Format", "MessageKey")
+            VALUES ($device, $at, $topic, $payload, $format, $key)
+            ON CONFLICT DO NOTHING
+            """, "$device", "$at", "$topic", "$payload", "$format", "$key");
+        Bind(command, deviceId, receivedAt.UtcTicks, topic, payload.Text, payload.Format.ToString(), messageKey);
+        return await command.ExecuteNonQueryAsync() == 1;
+    }
+
+    public async Task SetPresenceAsync(string deviceId, bool signedIn, DateTimeOffset at, DateTimeOffset? seenAt)
+    {
+        var command = _setPresence ??= Prepare(
+            """
+            INSERT INTO "Devices" ("Id", "SignedIn", "FirstSeen", "LastSeen", "SignedInAt", "SignedOutAt", "TelemetryCount", "PendingCommands")
+            VALUES ($device, $signedIn, $at, $seen, CASE WHEN $signedIn THEN $at END, CASE WHEN $signedIn THEN NULL ELSE $at END, 0, 0)
+            ON CONFLICT ("Id") DO UPDATE SET
+                "SignedInAt" = CASE WHEN excluded."SignedIn" AND NOT "SignedIn" THEN $at ELSE "SignedInAt" END,
+                "SignedOutAt" = CASE WHEN NOT excluded."SignedIn" AND "SignedIn" THEN $at ELSE "SignedOutAt" END,
+                "SignedIn" = excluded."SignedIn",
+                "LastSeen" = CASE WHEN $seen IS NOT NULL AND ("LastSeen" IS NULL OR "LastSeen" < $seen) THEN $seen ELSE "LastSeen" END
+            """, "$device", "$signedIn", "$at", "$seen");
+        Bind(command, deviceId, signedIn, at.UtcTicks, seenAt?.UtcTicks);
+        await command.ExecuteNonQueryAsync();
+    }
+
+    // Returns the command's creation time when this answer finished it; null when it was unknown or already finished.
+    public async Task<DateTimeOffset?> AnswerCommandAsync(Guid id, string deviceId, CommandStatus status, string result, string response, DateTimeOffset at)
+    {
+        var command = _answerCommand ??= Prepare(
+            """
+            UPDATE "Commands" SET "Status" = $status, "Result" = $result, "Response" = $response, "AnsweredAt" = $at
+            WHERE "Id" = $id AND "DeviceId" = $device AND "Status" IN ('Pending', 'Published')
+            RETURNING "CreatedAt"
+            """, "$status", "$result", "$response", "$at", "$id", "$device");
+        Bind(command, status.ToString(), result, response, at.UtcTicks, id.ToString(), deviceId);
+        return await command.ExecuteScalarAsync() is long ticks ? new DateTimeOffset(ticks, TimeSpan.Zero) : null;
+    }
+
+    public async Task<CommandStatus?> CommandStatusAsync(Guid id, string deviceId)
+    {
+        await using var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        command.CommandText = """SELECT "Status" FROM "Commands" WHERE "Id" = $id AND "DeviceId" = $device""";
+        command.Parameters.AddWithValue("$id", id.ToString());
+        command.Parameters.AddWithValue("$device", deviceId);
+        return await command.ExecuteScalarAsync() is string status && Enum.TryParse<CommandStatus>(status, out var parsed) ? parsed : null;
+    }
+
+    public async Task RecordActivityAsync(string deviceId, int readings, DateTimeOffset? lastSeen, DateTimeOffset now)
+    {
+        var command = _recordActivity ??= Prepare(
+            """
+            INSERT INTO "Devices" ("Id", "SignedIn", "FirstSeen", "LastSeen", "TelemetryCount", "PendingCommands")
+            VALUES ($device, 0, $now, $seen, $readings, 0)
+            ON CONFLICT ("Id") DO UPDATE SET
+                "TelemetryCount" = "TelemetryCount" + $readings,
+                "LastSeen" = CASE WHEN $seen IS NOT NULL AND ("LastSeen" IS NULL OR "LastSeen" < $seen) THEN $seen ELSE "LastSeen" END
+            """, "$device", "$now", "$seen", "$readings");
+        Bind(command, deviceId, now.UtcTicks, lastSeen?.UtcTicks, readings);
+        await command.ExecuteNonQueryAsync();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var command in new[] { _insertReading, _setPresence, _answerCommand, _recordActivity })
+        {
+            if (command is not null)
+            {
+                await command.DisposeAsync();
+            }
+        }
+    }
+
+    private SqliteCommand Prepare(string sql, params string[] parameters)
+    {
+        var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        command.CommandText = sql;
+        foreach (var name in parameters)
+        {
+            command.Parameters.Add(new SqliteParameter { ParameterName = name });
+        }
+
+        command.Prepare();
+        return command;
+    }
+
+    private static void Bind(SqliteCommand command, params object?[] values)
+    {
+        for (var i = 0; i < values.Length; i++)
+        {
+            command.Parameters[i].Value = values[i] ?? DBNull.Value;
+        }
+    }
+}

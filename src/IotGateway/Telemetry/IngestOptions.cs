@@ -1,0 +1,22 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace IotGateway.Telemetry;
+
+public sealed class IngestOptions
+{
+    public const string Section = "Ingest";
+
+    // A payload larger than this is rejected (logged and counted), never copied into memory.
+    [Range(1, 16 * 1024 * 1024)]
+    public int MaxPayloadBytes { get; set; } = 256 * 1024;
+
+    [Range(1, 1_000_000)]
+    public int QueueCapacity { get; set; } = 8192;
+
+    // Messages stored per transaction.
+    [Range(1, 100_000)]
+    public int MaxBatchSize { get; set; } = 2048;
+
+    [Range(0.05, 60)]
+    public double RetryMaxDelaySeconds { get; set; } = 5;
+}

@@ -1,0 +1,301 @@
+using System.Text;
+using IotGateway.Commands;
+using IotGateway.Data;
+using IotGateway.Devices;
+using IotGateway.Mqtt;
+using Microsoft.Data.Sqlite;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Storage;
+using Microsoft.Extensions.Options;
+
+namespace IotGateway.Telemetry;
+
+public sealed record IngestState(bool Healthy, string? LastError);
+
+// The one writer: drains the ingest queue in batches, stores each batch in one transaction, and only then
+// acknowledges its messages, in arrival order. A failed commit is retried with the messages still unacked,
+// so the broker keeps them whatever happens to this process.
+public sealed partial class IngestWriter(
+    IngestQueue queue,
+    MqttConnection connection,
+    TopicLayout topics,
+    DeviceRegistry registry,
+    IServiceScopeFactory scopes,
+    IOptions<IngestOptions> options,
+    GatewayMetrics metrics,
+    TimeProvider time,
+    ILogger<IngestWriter> logger) : BackgroundService
+{
+    private readonly IngestOptions _options = options.Value;
+
+    public IngestState State { get; private set; } = new(true, null);
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        metrics.QueueLength = () => queue.Count;
+        var batch = new List<InboundMessage>(_options.MaxBatchSize);
+        while (true)
+        {
+            if (!queue.Reader.TryPeek(out _))
+            {
+                if (stoppingToken.IsCancellationRequested)
+                {
+                    return;
+                }
+
+                try
+                {
+                    await queue.Reader.WaitToReadAsync(stoppingToken);
+                }
+                catch (OperationCanceledException)
+                {
+                    // Stopping: fall through and flush what is already queued before the connection closes.
+                    continue;
+                }
+            }
+
+            while (batch.Count < _options.MaxBatchSize && queue.Reader.TryRead(out var message))
+            {
+                batch.Add(message);
+            }
+
+            if (!await StoreWithRetryAsync(batch, stoppingToken))
+            {
+                return;
+            }
+
+            foreach (var message in batch)
+            {
+                await connection.AcknowledgeAsync(message, CancellationToken.None);
+            }
+
+            batch.Clear();
+        }
+    }
+
+    private async Task<bool> StoreWithRetryAsync(List<InboundMessage> batch, CancellationToken stoppingToken)
+    {
+        var attempt = 0;
+        while (true)
+        {
+            try
+            {
+                await StoreAsync(batch);
+                if (!State.Healthy)
+                {
+                    LogStorageRecovered(attempt);
+                    State = new IngestState(true, null);
+                }
+
+                return true;
+            }
+            catch (Exception ex) when (ex is SqliteException or DbUpdateException or InvalidOperationException or IOException)
+            {
+                // Locked or full database: keep the batch unacknowledged and try again; readiness reports it.
+                attempt++;
+                State = new IngestState(false, $"cannot store messages: {ex.GetBaseException().Message}");
+                LogStorageFailed(batch.Count, attempt, ex.GetBaseException().Message);
+                if (stoppingToken.IsCancellationRequested && attempt >= 3)
+                {
+                    // Giving up at shutdown is safe: nothing was acknowledged, the broker redelivers.
+                    return false;
+                }
+
+                var delay = TimeSpan.FromSeconds(Math.Min(_options.RetryMaxDelaySeconds, 0.1 * Math.Pow(2, Math.Min(attempt, 10))));
+                try
+                {
+                    await Task.Delay(delay, time, stoppingToken);
+                }
+                catch (OperationCanceledException)
+                {
+                }
+            }
+        }
+    }
+
+    internal async Task StoreAsync(IReadOnlyList<InboundMessage> batch)
+    {
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<GatewayDbContext>();
+        await db.Database.OpenConnectionAsync();
+        await using var transaction = await db.Database.BeginTransactionAsync();
+        await using var sql = new BatchStatements((SqliteConnection)db.Database.GetDbConnection(), (SqliteTransaction)transaction.GetDbTransaction());
+
+        var devices = new Dictionary<string, DeviceActivity>(StringComparer.Ordinal);
+        var presence = new Dictionary<string, bool>(StringComparer.Ordinal);
+        var answered = new List<(Guid Id, CommandStatus Status, DateTimeOffset CreatedAt)>();
+        int stored = 0, duplicates = 0;
+        var now = time.GetUtcNow();
+
+        foreach (var message in batch)
+        {
+            if (!topics.TryParse(message.Topic, out var kind, out var deviceId))
+            {
+                Reject(message, "unknown-topic", $"topic '{Truncate(message.Topic)}' is not {{prefix}}/{{deviceId}} with a valid device id");
+                continue;
+            }
+
+            metrics.MessageReceived(kind.ToString());
+            if (message.IsOversized)
+            {
+                Reject(message, "oversized", $"payload of {message.PayloadLength} bytes from '{deviceId}' exceeds Ingest:MaxPayloadBytes ({_options.MaxPayloadBytes})");
+                continue;
+            }
+
+            var activity = devices.TryGetValue(deviceId, out var known) ? known : devices[deviceId] = new DeviceActivity();
+            switch (kind)
+            {
+                case TopicKind.Data:
+                    if (message.Payload!.Length == 0)
+                    {
+                        Reject(message, "empty", $"empty telemetry payload from '{deviceId}'");
+                        break;
+                    }
+
+                    var payload = Payloads.Classify(message.Payload);
+                    if (payload.Format != PayloadFormat.Json)
+                    {
+                        LogNonJsonReading(deviceId, payload.Format);
+                    }
+
+                    var key = message.UserMessageId is { Length: > 0 and <= Payloads.MaxMessageKeyLength } id ? id : payload.MessageKey;
+                    if (await sql.InsertReadingAsync(deviceId, message.ReceivedAt, message.Topic, payload, key))
+                    {
+                        activity.Readings++;
+                        stored++;
+                    }
+                    else
+                    {
+                        duplicates++;
+                        LogDuplicateReading(deviceId, key);
+                    }
+
+                    activity.Seen(message.ReceivedAt);
+                    break;
+
+                case TopicKind.Register:
+                    var text = message.PayloadAsText();
+                    if (text.Length == 0)
+                    {
+                        // A cleared retained message, not a presence change.
+                        break;
+                    }
+
+                    if (text is not ("SIGN_IN" or "SIGN_OUT"))
+                    {
+                        Reject(message, "bad-register-payload", $"register payload from '{deviceId}' is '{Truncate(text)}', not SIGN_IN or SIGN_OUT");
+                        break;
+                    }
+
+                    var signedIn = text == "SIGN_IN";
+                    // A retained replay or a Last Will is not the device being seen.
+                    var seenAt = signedIn && !message.Retain ? message.ReceivedAt : (DateTimeOffset?)null;
+                    await sql.SetPresenceAsync(deviceId, signedIn, message.ReceivedAt, seenAt);
+                    presence[deviceId] = signedIn;
+                    break;
+
+                case TopicKind.CommandResponse:
+                    activity.Seen(message.ReceivedAt);
+                    if (!CommandAnswer.TryParse(message.Payload!, out var answer, out var problem))
+                    {
+                        Reject(message, "bad-command-response", $"command response from '{deviceId}' ignored: {problem}");
+                        break;
+                    }
+
+                    var status = answer.IsError ? CommandStatus.Failed : CommandStatus.Completed;
+                    var response = Encoding.UTF8.GetString(message.Payload!);
+                    if (await sql.AnswerCommandAsync(answer.CommandId, deviceId, status, answer.Result, response, now) is { } createdAt)
+                    {
+                        answered.Add((answer.CommandId, status, createdAt));
+                    }
+                    else
+                    {
+                        var current = await sql.CommandStatusAsync(answer.CommandId, deviceId);
+                        metrics.MessageRejected(current is null ? "unknown-command" : "command-already-finished");
+                        LogIgnoredAnswer(deviceId, answer.CommandId, current?.ToString() ?? "unknown to the gateway");
+                    }
+
+                    break;
+            }
+        }
+
+        foreach (var (deviceId, activity) in devices)
+        {
+            if (activity.Readings > 0 || activity.LastSeen is not null)
+            {
+                await sql.RecordActivityAsync(deviceId, activity.Readings, activity.LastSeen, now);
+            }
+        }
+
+        await transaction.CommitAsync();
+
+        var committedAt = time.GetUtcNow();
+        foreach (var (deviceId, signedIn) in presence)
+        {
+            registry.SetPresence(deviceId, signedIn);
+            LogPresence(deviceId, signedIn ? "SIGN_IN" : "SIGN_OUT");
+        }
+
+        foreach (var (id, status, createdAt) in answered)
+        {
+            metrics.CommandTransition(status);
+            metrics.CommandRoundTrip(committedAt - createdAt);
+            LogCommandAnswered(id, status);
+        }
+
+        if (stored > 0)
+        {
+            metrics.ReadingsStored(stored);
+        }
+
+        if (duplicates > 0)
+        {
+            metrics.ReadingsDuplicate(duplicates);
+        }
+
+        if (batch.Count > 0)
+        {
+            metrics.IngestLag(committedAt - batch[0].ReceivedAt);
+        }
+    }
+
+    private void Reject(InboundMessage message, string reason, string detail)
+    {
+        metrics.MessageRejected(reason);
+        LogRejected(reason, detail);
+    }
+
+    private static string Truncate(string value) => value.Length <= 80 ? value : string.Concat(value.AsSpan(0, 80), "…");
+
+    private sealed class DeviceActivity
+    {
+        public int Readings { get; set; }
+        public DateTimeOffset? LastSeen { get; private set; }
+
+        public void Seen(DateTimeOffset at) => LastSeen = LastSeen is { } last && last > at ? last : at;
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Message rejected ({Reason}): {Detail}")]
+    private partial void LogRejected(string reason, string detail);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Reading from {DeviceId} stored as {Format}, not JSON")]
+    private partial void LogNonJsonReading(string deviceId, PayloadFormat format);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Duplicate reading {MessageKey} from {DeviceId} dropped")]
+    private partial void LogDuplicateReading(string deviceId, string? messageKey);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Device {DeviceId} {Presence}")]
+    private partial void LogPresence(string deviceId, string presence);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Command {CommandId} {Status}")]
+    private partial void LogCommandAnswered(Guid commandId, CommandStatus status);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Answer from {DeviceId} for command {CommandId} ignored: the command is {Current}")]
+    private partial void LogIgnoredAnswer(string deviceId, Guid commandId, string current);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Cannot store {Count} messages (attempt {Attempt}); they stay unacknowledged and will be retried: {Reason}")]
+    private partial void LogStorageFailed(int count, int attempt, string reason);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Storage works again after {Attempts} failed attempts")]
+    private partial void LogStorageRecovered(int attempts);
+}

@@ -1,0 +1,79 @@
+using System.Text;
+using System.Text.Json;
+using IotGateway.Data;
+
+namespace IotGateway.Telemetry;
+
+public readonly record struct ClassifiedPayload(PayloadFormat Format, string Text, string? MessageKey);
+
+// Decides how a device's bytes are stored: JSON as sent, other UTF-8 as text, anything else as base64.
+public static class Payloads
+{
+    public const int MaxMessageKeyLength = 200;
+
+    private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
+
+    public static ClassifiedPayload Classify(byte[] payload)
+    {
+        string text;
+        try
+        {
+            text = StrictUtf8.GetString(payload);
+        }
+        catch (DecoderFallbackException)
+        {
+            return new ClassifiedPayload(PayloadFormat.Binary, Convert.ToBase64String(payload), null);
+        }
+
+        return TryReadJson(payload, out var messageKey)
+            ? new ClassifiedPayload(PayloadFormat.Json, text, messageKey)
+            : new ClassifiedPayload(PayloadFormat.Text, text, null);
+    }
+
+    // Validates the whole document and picks the device's own reading id ("messageId", else "uuid") from the top level.
+    private static bool TryReadJson(byte[] payload, out string? messageKey)
+    {
+        messageKey = null;
+        string? uuid = null;
+        var reader = new Utf8JsonReader(payload, new JsonReaderOptions { MaxDepth = 64 });
+        try
+        {
+            while (reader.Read())
+            {
+                if (reader.TokenType == JsonTokenType.PropertyName && reader.CurrentDepth == 1)
+                {
+                    var isMessageId = reader.ValueTextEquals("messageId"u8);
+                    var isUuid = !isMessageId && reader.ValueTextEquals("uuid"u8);
+                    reader.Read();
+                    if ((isMessageId || isUuid) && reader.TokenType is JsonTokenType.String or JsonTokenType.Number)
+                    {
+                        var value = reader.TokenType == JsonTokenType.String ? reader.GetString() : Encoding.UTF8.GetString(reader.ValueSpan);
+                        if (!string.IsNullOrEmpty(value) && value.Length <= MaxMessageKeyLength)
+                        {
+                            if (isMessageId)
+                            {
+                                messageKey = value;
+                            }
+                            else
+                            {
+                                uuid = value;
+                            }
+                        }
+                    }
+                    else if (reader.TokenType is JsonTokenType.StartObject or JsonTokenType.StartArray)
+                    {
+                        reader.Skip();
+                    }
+                }
+            }
+
+            messageKey ??= uuid;
+            return true;
+        }
+        catch (JsonException)
+        {
+            messageKey = null;
+            return false;
+        }
+    }
+}

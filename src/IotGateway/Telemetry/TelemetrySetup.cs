@@ -1,0 +1,14 @@
+namespace IotGateway.Telemetry;
+
+public static class TelemetrySetup
+{
+    public static IServiceCollection AddTelemetryIngest(this IServiceCollection services)
+    {
+        services.AddOptions<IngestOptions>().BindConfiguration(IngestOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        services.AddSingleton<IngestQueue>();
+        // Registered after the MQTT connection, so it stops first and flushes its queue while the connection can still ack.
+        services.AddSingleton<IngestWriter>();
+        services.AddHostedService(sp => sp.GetRequiredService<IngestWriter>());
+        return services;
+    }
+}
