@@ -7,6 +7,12 @@ using IotGateway.Devices;
 using IotGateway.Health;
 using IotGateway.Mqtt;
 using IotGateway.Telemetry;
+using Prometheus;
+
+if (args is ["healthcheck", var probeUrl])
+{
+    return await HealthProbe.RunAsync(probeUrl);
+}
 
 var builder = WebApplication.CreateBuilder(args);
 
@@ -43,8 +49,10 @@ app.UseStatusCodePages();
 app.UseGatewaySwagger();
 app.MapControllers();
 app.MapGatewayHealthChecks();
+app.MapMetrics(); // Prometheus text at /metrics: the gateway's instruments (GatewayMetrics) and the runtime's
 app.LogEndpointsOnStart();
 
 await app.RunAsync();
+return 0;
 
 public partial class Program;

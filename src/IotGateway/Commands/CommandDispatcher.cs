@@ -100,7 +100,8 @@ public sealed partial class CommandDispatcher(
         if (_mqtt5)
         {
             // The broker drops it when the TTL runs out, so a device that returns late does not act on it.
-            var remaining = Math.Max(1, (uint)Math.Ceiling((command.ExpiresAt - now).TotalSeconds));
+            // Rounded down: the broker never keeps it longer than the gateway waits for it (1 s at the least).
+            var remaining = (uint)Math.Max(1, Math.Floor((command.ExpiresAt - now).TotalSeconds));
             builder.WithMessageExpiryInterval(remaining).WithContentType("application/json");
         }
 

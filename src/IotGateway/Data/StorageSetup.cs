@@ -12,9 +12,11 @@ public static class StorageSetup
 
     public static IServiceCollection AddGatewayStorage(this IServiceCollection services, IConfiguration configuration)
     {
-        var connectionString = ResolveConnectionString(configuration.GetConnectionString(ConnectionStringName) ?? DefaultConnectionString);
+        // Resolved once, when first needed, from the final configuration (tests and hosts may add sources late).
+        var connectionString = new Lazy<string>(() =>
+            ResolveConnectionString(configuration.GetConnectionString(ConnectionStringName) ?? DefaultConnectionString));
         services.AddDbContext<GatewayDbContext>(options => options
-            .UseSqlite(connectionString)
+            .UseSqlite(connectionString.Value)
             .AddInterceptors(new SqlitePragmas()));
         return services;
     }

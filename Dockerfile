@@ -1,0 +1,40 @@
+# syntax=docker/dockerfile:1
+# Two images from one build: the gateway (target "gateway", the default last stage) and the device
+# simulator (target "simulator"). Build: docker build -t iot-gateway .
+
+FROM mcr.microsoft.com/dotnet/sdk:10.0 AS build
+WORKDIR /src
+# Restore in its own layer: it only reruns when a project file or a package version changes.
+COPY Directory.Build.props Directory.Packages.props ./
+COPY src/IotGateway/IotGateway.csproj src/IotGateway/
+COPY src/DeviceSimulator/DeviceSimulator.csproj src/DeviceSimulator/
+RUN dotnet restore src/IotGateway/IotGateway.csproj \
+ && dotnet restore src/DeviceSimulator/DeviceSimulator.csproj
+COPY appsettings.json ./
+COPY src/ src/
+RUN dotnet publish src/IotGateway/IotGateway.csproj -c Release -o /out/gateway --no-restore \
+ && dotnet publish src/DeviceSimulator/DeviceSimulator.csproj -c Release -o /out/simulator --no-restore
+
+FROM mcr.microsoft.com/dotnet/runtime:10.0 AS simulator
+WORKDIR /app
+COPY --from=build /out/simulator .
+USER app
+ENTRYPOINT ["dotnet", "DeviceSimulator.dll"]
+
+FROM mcr.microsoft.com/dotnet/aspnet:10.0 AS gateway
+WORKDIR /app
+COPY --from=build /out/gateway .
+# data/ holds the SQLite database and the embedded broker's retained messages; mount a volume here.
+RUN mkdir -p /app/data && chown app:app /app/data
+USER app
+ENV ASPNETCORE_HTTP_PORTS=8080 \
+    Logging__Console__FormatterName=json \
+    ConnectionStrings__Gateway="Data Source=/app/data/gateway.db" \
+    Mqtt__Embedded__RetainedMessagesFile=/app/data/retained-messages.json
+# 8080: HTTP API, Swagger UI, /health, /metrics. 1883: the embedded MQTT broker (when BROKER=embedded).
+EXPOSE 8080 1883
+VOLUME ["/app/data"]
+# The runtime image has no curl: the gateway binary probes itself.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["dotnet", "IotGateway.dll", "healthcheck", "http://127.0.0.1:8080/health/live"]
+ENTRYPOINT ["dotnet", "IotGateway.dll"]
