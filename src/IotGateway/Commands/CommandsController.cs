@@ -8,7 +8,6 @@ using Microsoft.Extensions.Options;
 namespace IotGateway.Commands;
 
 [ApiController]
-[Produces("application/json")]
 [Tags("Commands")]
 public sealed class CommandsController(GatewayDbContext db, CommandQueue queue, IOptions<CommandOptions> options, GatewayMetrics metrics,
     TimeProvider time) : ControllerBase
@@ -28,7 +27,7 @@ public sealed class CommandsController(GatewayDbContext db, CommandQueue queue, 
     /// <response code="413">The body is too large.</response>
     [HttpPost("api/devices/{deviceId}/commands")]
     [Consumes("application/json")]
-    [RequestSizeLimit(RequestLimits.MaxCommandBodyBytes)]
+    [BodySizeLimit(RequestLimits.MaxCommandBodyBytes)]
     [ProducesResponseType<QueuedCommand>(StatusCodes.Status202Accepted)]
     [ProducesResponseType<ValidationProblemDetails>(StatusCodes.Status400BadRequest)]
     [ProducesResponseType<ProblemDetails>(StatusCodes.Status404NotFound)]

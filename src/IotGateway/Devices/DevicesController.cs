@@ -27,7 +27,6 @@ public sealed record DeviceView(
 
 [ApiController]
 [Route("api/devices")]
-[Produces("application/json")]
 [Tags("Devices")]
 public sealed class DevicesController(GatewayDbContext db) : ControllerBase
 {

@@ -18,7 +18,6 @@ namespace IotGateway.Telemetry;
 public sealed record ReadingView(long Id, string DeviceId, DateTimeOffset ReceivedAt, string Topic, PayloadFormat Format, JsonElement Payload, string? MessageKey);
 
 [ApiController]
-[Produces("application/json")]
 [Tags("Telemetry")]
 public sealed class TelemetryController(GatewayDbContext db) : ControllerBase
 {

@@ -1,0 +1,141 @@
+using System.ComponentModel.DataAnnotations;
+using System.Text.Json;
+using IotGateway.Api;
+using IotGateway.Data;
+using IotGateway.Devices;
+using Microsoft.AspNetCore.Mvc;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+
+namespace IotGateway.Commands;
+
+/// <summary>One command for many devices: a list of ids, or every device that is signed in.</summary>
+public sealed record BulkCommandRequest
+{
+    /// <summary>The command name the devices understand.</summary>
+    /// <example>PING</example>
+    [Required(AllowEmptyStrings = false)]
+    [StringLength(CommandLimits.MaxNameLength, MinimumLength = 1)]
+    public string? Command { get; init; }
+
+    /// <summary>Optional arguments, sent to every device as "payload".</summary>
+    public JsonElement? Payload { get; init; }
+
+    /// <summary>Seconds each command may wait for its device; the configured default when omitted.</summary>
+    /// <example>300</example>
+    [Range(1, int.MaxValue)]
+    public int? TtlSeconds { get; init; }
+
+    /// <summary>The devices; leave out to use the signedIn filter.</summary>
+    /// <example>["sim-device-0001", "sim-device-0002"]</example>
+    public IReadOnlyList<string>? DeviceIds { get; init; }
+
+    /// <summary>true: every device signed in right now (when deviceIds is not given).</summary>
+    /// <example>true</example>
+    public bool? SignedIn { get; init; }
+}
+
+/// <summary>The answer to a bulk request.</summary>
+/// <param name="BatchId">Identifies the batch; GET /api/commands/bulk/{batchId} summarises it.</param>
+/// <param name="Count">How many commands were queued, one per device.</param>
+public sealed record BulkCommandAccepted(Guid BatchId, int Count);
+
+/// <summary>Where the commands of a bulk request stand.</summary>
+/// <param name="BatchId">The batch.</param>
+/// <param name="Total">Commands in it.</param>
+/// <param name="ByStatus">How many are in each status.</param>
+public sealed record BulkCommandSummary(Guid BatchId, int Total, IReadOnlyDictionary<CommandStatus, int> ByStatus);
+
+[ApiController]
+[Route("api/commands/bulk")]
+[Tags("Commands")]
+public sealed class BulkCommandsController(GatewayDbContext db, CommandQueue queue, IOptions<CommandOptions> options) : ControllerBase
+{
+    /// <summary>Queue one command for each of many devices.</summary>
+    /// <remarks>Give deviceIds, or signedIn: true for every device signed in now. Each device gets its own command, with its own id and lifecycle.</remarks>
+    /// <param name="request">The command and the devices.</param>
+    /// <param name="cancellationToken">Aborts the request.</param>
+    /// <response code="202">Queued; Location points at the batch summary.</response>
+    /// <response code="400">Invalid body, device ids, or neither deviceIds nor signedIn given.</response>
+    /// <response code="404">Some of the devices were never seen.</response>
+    /// <response code="413">The body is too large.</response>
+    [HttpPost]
+    [Consumes("application/json")]
+    [BodySizeLimit(RequestLimits.MaxBulkBodyBytes)]
+    [ProducesResponseType<BulkCommandAccepted>(StatusCodes.Status202Accepted)]
+    [ProducesResponseType<ValidationProblemDetails>(StatusCodes.Status400BadRequest)]
+    [ProducesResponseType<ProblemDetails>(StatusCodes.Status404NotFound)]
+    [ProducesResponseType<ProblemDetails>(StatusCodes.Status413PayloadTooLarge)]
+    public async Task<IActionResult> Queue([FromBody] BulkCommandRequest request, CancellationToken cancellationToken)
+    {
+        var limits = options.Value;
+        if (request.TtlSeconds > limits.MaxTtlSeconds)
+        {
+            ModelState.AddModelError(nameof(request.TtlSeconds), $"ttlSeconds must be at most {limits.MaxTtlSeconds} (Commands:MaxTtlSeconds).");
+        }
+
+        if (request.DeviceIds is null && request.SignedIn != true)
+        {
+            ModelState.AddModelError(nameof(request.DeviceIds), "Give deviceIds, or signedIn: true to address every signed-in device.");
+        }
+
+        if (request.DeviceIds is { } ids)
+        {
+            if (ids.Count == 0 || ids.Count > limits.MaxBulkDevices)
+            {
+                ModelState.AddModelError(nameof(request.DeviceIds), $"deviceIds must name 1 to {limits.MaxBulkDevices} devices (Commands:MaxBulkDevices).");
+            }
+
+            foreach (var (id, index) in ids.Select((id, i) => (id, i)).Where(x => DeviceIds.Validate(x.id) is not null).Take(10))
+            {
+                ModelState.AddModelError($"deviceIds[{index}]", DeviceIds.Validate(id)!);
+            }
+        }
+
+        if (!ModelState.IsValid)
+        {
+            return ValidationProblem(ModelState);
+        }
+
+        List<string> devices;
+        if (request.DeviceIds is { } requested)
+        {
+            var distinct = requested.Distinct(StringComparer.Ordinal).ToList();
+            devices = await db.Devices.AsNoTracking().Where(d => distinct.Contains(d.Id)).Select(d => d.Id).ToListAsync(cancellationToken);
+            if (devices.Count != distinct.Count)
+            {
+                var unknown = distinct.Except(devices, StringComparer.Ordinal).Take(10);
+                return Problem(statusCode: StatusCodes.Status404NotFound, title: "Unknown devices",
+                    detail: $"{distinct.Count - devices.Count} of the devices were never seen by the gateway, e.g. {string.Join(", ", unknown)}.");
+            }
+        }
+        else
+        {
+            devices = await db.Devices.AsNoTracking().Where(d => d.SignedIn).OrderBy(d => d.Id).Select(d => d.Id)
+                .Take(limits.MaxBulkDevices).ToListAsync(cancellationToken);
+        }
+
+        var batchId = Guid.CreateVersion7();
+        var spec = new CommandRequestSpec(request.Command!, request.Payload, request.TtlSeconds, HttpContext.User.Identity?.Name);
+        var queued = devices.Count == 0 ? [] : await queue.QueueManyAsync(devices, spec, batchId, cancellationToken);
+        return AcceptedAtAction(nameof(Summary), new { batchId }, new BulkCommandAccepted(batchId, queued.Count));
+    }
+
+    /// <summary>How the commands of a bulk request stand, counted by status.</summary>
+    /// <param name="batchId">The batchId a bulk request returned.</param>
+    /// <param name="cancellationToken">Aborts the request.</param>
+    /// <response code="200">The counts.</response>
+    /// <response code="404">No such batch.</response>
+    [HttpGet("{batchId:guid}")]
+    [ProducesResponseType<BulkCommandSummary>(StatusCodes.Status200OK)]
+    [ProducesResponseType<ProblemDetails>(StatusCodes.Status404NotFound)]
+    public async Task<IActionResult> Summary(Guid batchId, CancellationToken cancellationToken)
+    {
+        var counts = await db.Commands.AsNoTracking().Where(c => c.BatchId == batchId)
+            .GroupBy(c => c.Status).Select(g => new { Status = g.Key, Count = g.Count() })
+            .ToDictionaryAsync(x => x.Status, x => x.Count, cancellationToken);
+        return counts.Count == 0
+            ? Problem(statusCode: StatusCodes.Status404NotFound, title: "Unknown batch", detail: $"There is no bulk request {batchId}.")
+            : Ok(new BulkCommandSummary(batchId, counts.Values.Sum(), counts));
+    }
+}

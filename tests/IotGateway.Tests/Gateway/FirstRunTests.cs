@@ -1,0 +1,93 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Net.Sockets;
+using IotGateway.Data;
+using IotGateway.Devices;
+using IotGateway.Tests.Infrastructure;
+using MQTTnet;
+using MQTTnet.Protocol;
+
+namespace IotGateway.Tests.Gateway;
+
+// A newcomer's first run: the built gateway, started in an empty folder with no settings at all, must
+// bring its own broker on 1883, create its database under data/, and do the whole round trip.
+public sealed class FirstRunTests
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(60);
+
+    [SkippableFact]
+    public async Task FreshStartWithNoConfigurationServesDevicesThroughTheEmbeddedBroker()
+    {
+        var isCi = Environment.GetEnvironmentVariable("CI") == "true";
+        Skip.If(!isCi && (PortInUse(1883) || PortInUse(5000)), "ports 1883 and 5000 must be free for the zero-configuration run (a local broker or app uses them)");
+
+        var workingDirectory = Directory.CreateTempSubdirectory("iotgw-firstrun-").FullName;
+        try
+        {
+            await using var gateway = GatewayProcess.Start(workingDirectory);
+            await gateway.WaitUntilReadyAsync(Timeout);
+            Assert.True(File.Exists(Path.Combine(workingDirectory, "data", "gateway.db")), "the database is created under data/");
+            Assert.Contains(gateway.Output, l => l.Contains("/swagger", StringComparison.Ordinal));
+            Assert.Contains(gateway.Output, l => l.Contains("mqtt://0.0.0.0:1883", StringComparison.Ordinal));
+
+            using var http = new HttpClient { BaseAddress = gateway.BaseAddress };
+            Assert.Equal(HttpStatusCode.OK, (await http.GetAsync("/swagger/index.html")).StatusCode);
+
+            await using var device = await TestMqttClient.ConnectAsync("127.0.0.1", 1883, "first-device", o => o
+                .WithCleanStart(false).WithSessionExpiryInterval(600)
+                .WithWillTopic("iot/register/first-device").WithWillPayload("SIGN_OUT").WithWillRetain()
+                .WithWillQualityOfServiceLevel(MqttQualityOfServiceLevel.ExactlyOnce));
+            await device.SubscribeAsync("iot/cmd/req/first-device");
+            await device.PublishAsync("iot/register/first-device", "SIGN_IN", retain: true);
+            await device.PublishAsync("iot/data/first-device", """{"deviceId":"first-device","messageType":"DATA","temp":23.6,"lat":48.015722,"lng":-88.625528}""");
+
+            var seen = await Eventually.UntilAsync(async () =>
+                await http.GetFromJsonAsync<DeviceView>("/api/devices/first-device", GatewayApp.Json) is { SignedIn: true, TelemetryCount: 1 } d ? d : null,
+                Timeout, "the device is signed in with one reading");
+            Assert.NotNull(seen.LastSeen);
+
+            var post = await http.PostAsJsonAsync("/api/devices/first-device/commands", new { command = "PING" });
+            Assert.Equal(HttpStatusCode.Accepted, post.StatusCode);
+            var queued = await post.Content.ReadFromJsonAsync<Commands.QueuedCommand>(GatewayApp.Json);
+            await device.WaitForMessageAsync(m => m.Payload.Contains(queued!.Id.ToString()), Timeout);
+            await device.PublishAsync("iot/cmd/resp/first-device", GatewayEndToEndTests.ArticleAnswer("first-device", queued!.Id, "PING", "PONG"));
+
+            var done = await Eventually.UntilAsync(async () =>
+                await http.GetFromJsonAsync<Commands.CommandView>($"/api/commands/{queued.Id}", GatewayApp.Json) is { Status: CommandStatus.Completed } c ? c : null,
+                Timeout, "the answer is stored");
+            Assert.Equal("PONG", done.Result);
+
+            // mosquitto_pub and other MQTT 3.1.1 tools send an empty client id; the embedded broker must assign one.
+            await using var anonymous = await TestMqttClient.ConnectAsync("127.0.0.1", 1883, "", o => o
+                .WithProtocolVersion(MQTTnet.Formatter.MqttProtocolVersion.V311).WithCleanSession(true));
+            await anonymous.PublishAsync("iot/data/first-device", """{"temp":24}""");
+            await Eventually.UntilAsync(async () =>
+                (await http.GetFromJsonAsync<DeviceView>("/api/devices/first-device", GatewayApp.Json))!.TelemetryCount == 2,
+                Timeout, "a reading from a client with an empty id is stored");
+
+            // A graceful stop (SIGTERM) exits cleanly and keeps the retained presence for the next start.
+            gateway.Terminate();
+            await gateway.WaitForExitAsync(Timeout);
+            Assert.Equal(0, gateway.ExitCode);
+            Assert.True(File.Exists(Path.Combine(workingDirectory, "data", "retained-messages.json")), "retained messages are saved");
+        }
+        finally
+        {
+            Directory.Delete(workingDirectory, recursive: true);
+        }
+    }
+
+    private static bool PortInUse(int port)
+    {
+        try
+        {
+            using var listener = new TcpListener(IPAddress.Any, port);
+            listener.Start();
+            return false;
+        }
+        catch (SocketException)
+        {
+            return true;
+        }
+    }
+}

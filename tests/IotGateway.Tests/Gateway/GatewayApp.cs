@@ -1,0 +1,177 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using IotGateway.Commands;
+using IotGateway.Data;
+using IotGateway.Devices;
+using IotGateway.Tests.Infrastructure;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.AspNetCore.TestHost;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace IotGateway.Tests.Gateway;
+
+// The real gateway (its Program, found through any type of its assembly) in-process on the test server, with its own SQLite file and MQTT client id.
+// Restarting keeps the data directory and client id, like restarting the service.
+public sealed class GatewayApp : IAsyncDisposable
+{
+    public static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { Converters = { new JsonStringEnumConverter() } };
+
+    private readonly Dictionary<string, string?> _settings;
+    private readonly Action<IServiceCollection>? _services;
+    private WebApplicationFactory<GatewayMetrics>? _factory;
+
+    private GatewayApp(Dictionary<string, string?> settings, Action<IServiceCollection>? services, string dataDirectory)
+    {
+        _settings = settings;
+        _services = services;
+        DataDirectory = dataDirectory;
+    }
+
+    public string DataDirectory { get; }
+
+    public string ClientId => _settings["Mqtt:ClientId"]!;
+
+    public LogCapture Logs { get; } = new();
+
+    public HttpClient Http { get; private set; } = null!;
+
+    public IServiceProvider Services => _factory!.Services;
+
+    public string DatabasePath => Path.Combine(DataDirectory, "gateway.db");
+
+    public static async Task<GatewayApp> StartAsync(string broker, Action<Dictionary<string, string?>>? configure = null,
+        Action<IServiceCollection>? services = null, bool waitUntilReady = true)
+    {
+        var dataDirectory = Directory.CreateTempSubdirectory("iotgw-test-").FullName;
+        var settings = new Dictionary<string, string?>
+        {
+            ["Mqtt:Broker"] = broker,
+            ["Mqtt:ClientId"] = $"gw-test-{Guid.NewGuid():N}",
+            ["Mqtt:ReconnectMinDelaySeconds"] = "0.1",
+            ["Mqtt:ReconnectMaxDelaySeconds"] = "0.5",
+            ["ConnectionStrings:Gateway"] = $"Data Source={Path.Combine(dataDirectory, "gateway.db")}",
+            ["Mqtt:Embedded:RetainedMessagesFile"] = Path.Combine(dataDirectory, "retained.json"),
+            ["Commands:ExpirySweepSeconds"] = "0.1",
+            ["Logging:LogLevel:Default"] = "Information",
+        };
+        configure?.Invoke(settings);
+        var app = new GatewayApp(settings, services, dataDirectory);
+        await app.StartHostAsync(waitUntilReady);
+        return app;
+    }
+
+    public async Task RestartAsync(bool waitUntilReady = true)
+    {
+        await StopAsync();
+        await StartHostAsync(waitUntilReady);
+    }
+
+    public async Task StopAsync()
+    {
+        if (_factory is not null)
+        {
+            Http.Dispose();
+            await _factory.DisposeAsync();
+            _factory = null;
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await StopAsync();
+        try
+        {
+            Directory.Delete(DataDirectory, recursive: true);
+        }
+        catch (IOException)
+        {
+            // SQLite may still hold the WAL for a moment; the temp folder is cleaned by the OS later.
+        }
+    }
+
+    public async Task WaitUntilReadyAsync(TimeSpan? timeout = null) =>
+        await Eventually.UntilAsync(async () => (await Http.GetAsync("/health/ready")).StatusCode == HttpStatusCode.OK,
+            timeout ?? TimeSpan.FromSeconds(20), "the gateway reports ready");
+
+    public async Task<QueuedCommand> QueueCommandAsync(string deviceId, object body)
+    {
+        var response = await Http.PostAsJsonAsync($"/api/devices/{Uri.EscapeDataString(deviceId)}/commands", body, Json);
+        Assert.True(response.StatusCode == HttpStatusCode.Accepted, $"POST command: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
+        return (await response.Content.ReadFromJsonAsync<QueuedCommand>(Json))!;
+    }
+
+    public async Task<CommandView> GetCommandAsync(Guid id) =>
+        (await Http.GetFromJsonAsync<CommandView>($"/api/commands/{id}", Json))!;
+
+    public Task<CommandView> WaitForCommandAsync(Guid id, CommandStatus status, TimeSpan? timeout = null) =>
+        Eventually.UntilAsync(async () => await GetCommandAsync(id) is { } c && c.Status == status ? c : null,
+            timeout ?? TimeSpan.FromSeconds(15), $"command {id} becomes {status}");
+
+    public async Task<DeviceView?> GetDeviceAsync(string deviceId)
+    {
+        var response = await Http.GetAsync($"/api/devices/{Uri.EscapeDataString(deviceId)}");
+        return response.StatusCode == HttpStatusCode.NotFound ? null : await response.Content.ReadFromJsonAsync<DeviceView>(Json);
+    }
+
+    public Task<DeviceView> WaitForDeviceAsync(string deviceId, Func<DeviceView, bool> condition, string because, TimeSpan? timeout = null) =>
+        Eventually.UntilAsync(async () => await GetDeviceAsync(deviceId) is { } d && condition(d) ? d : null,
+            timeout ?? TimeSpan.FromSeconds(15), because);
+
+    private async Task StartHostAsync(bool waitUntilReady)
+    {
+        _factory = new WebApplicationFactory<GatewayMetrics>().WithWebHostBuilder(web =>
+        {
+            foreach (var (key, value) in _settings)
+            {
+                web.UseSetting(key, value);
+            }
+
+            web.ConfigureLogging(logging => logging.AddProvider(Logs));
+            if (_services is not null)
+            {
+                web.ConfigureTestServices(_services);
+            }
+        });
+        Http = _factory.CreateClient();
+        if (waitUntilReady)
+        {
+            await WaitUntilReadyAsync();
+        }
+    }
+}
+
+// Every log line of the app under test, formatted, so tests can assert on what an operator would read.
+public sealed class LogCapture : ILoggerProvider
+{
+    private readonly ConcurrentQueue<string> _lines = new();
+
+    public IReadOnlyCollection<string> Lines => _lines;
+
+    public bool Contains(string text) => _lines.Any(l => l.Contains(text, StringComparison.Ordinal));
+
+    public ILogger CreateLogger(string categoryName) => new Logger(categoryName, _lines);
+
+    public void Dispose()
+    {
+    }
+
+    private sealed class Logger(string category, ConcurrentQueue<string> lines) : ILogger
+    {
+        public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+
+        public bool IsEnabled(LogLevel logLevel) => logLevel >= LogLevel.Information;
+
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        {
+            if (IsEnabled(logLevel))
+            {
+                lines.Enqueue($"{logLevel} {category}: {formatter(state, exception)}{(exception is null ? "" : " " + exception)}");
+            }
+        }
+    }
+}

@@ -1,0 +1,348 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using IotGateway.Api;
+using IotGateway.Data;
+using IotGateway.Devices;
+using IotGateway.Commands;
+using IotGateway.Telemetry;
+using IotGateway.Tests.Infrastructure;
+using MQTTnet;
+using MQTTnet.Formatter;
+using MQTTnet.Protocol;
+
+namespace IotGateway.Tests.Gateway;
+
+// The article's scenarios, end to end: a real Mosquitto, the real gateway, a real SQLite file, devices
+// played by plain MQTT clients speaking the article's payloads.
+public sealed class GatewayEndToEndTests
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(15);
+
+    [SkippableFact]
+    public async Task DevicePresenceFollowsSignInSignOutAndLastWill()
+    {
+        await using var broker = await StartBrokerAsync();
+        await using var gateway = await GatewayApp.StartAsync(broker.Url);
+
+        await using (var device = await ConnectDeviceAsync(broker, "sensor-1"))
+        {
+            await device.PublishAsync("iot/register/sensor-1", "SIGN_IN", retain: true);
+            var signedIn = await gateway.WaitForDeviceAsync("sensor-1", d => d.SignedIn, "SIGN_IN marks the device signed in");
+            Assert.NotNull(signedIn.LastSeen);
+            Assert.NotNull(signedIn.SignedInAt);
+
+            await device.PublishAsync("iot/register/sensor-1", "SIGN_OUT", retain: true);
+            await gateway.WaitForDeviceAsync("sensor-1", d => !d.SignedIn, "SIGN_OUT marks it signed out");
+
+            await device.PublishAsync("iot/register/sensor-1", "SIGN_IN", retain: true);
+            await gateway.WaitForDeviceAsync("sensor-1", d => d.SignedIn, "it signs in again");
+
+            // The broker publishes the retained SIGN_OUT will when the connection dies without DISCONNECT.
+            await device.DropConnectionAsync();
+        }
+
+        var afterWill = await gateway.WaitForDeviceAsync("sensor-1", d => !d.SignedIn, "the Last Will signs the device out");
+        Assert.NotNull(afterWill.SignedOutAt);
+    }
+
+    [SkippableFact]
+    public async Task RetainedPresenceReplayedOnResubscribeCreatesNoDuplicates()
+    {
+        await using var broker = await StartBrokerAsync();
+        await using (var device = await ConnectDeviceAsync(broker, "replayed"))
+        {
+            await device.PublishAsync("iot/register/replayed", "SIGN_IN", retain: true);
+        }
+
+        // A gateway with a brand-new session receives the retained SIGN_IN on subscribe, twice over two sessions.
+        await using var gateway = await GatewayApp.StartAsync(broker.Url);
+        var device1 = await gateway.WaitForDeviceAsync("replayed", d => d.SignedIn, "the retained SIGN_IN is replayed");
+        Assert.Null(device1.LastSeen);
+
+        await using var second = await GatewayApp.StartAsync(broker.Url);
+        await second.WaitForDeviceAsync("replayed", d => d.SignedIn, "a second gateway sees it too");
+        var page = await gateway.Http.GetFromJsonAsync<Page<DeviceView>>("/api/devices", GatewayApp.Json);
+        Assert.Single(page!.Items, d => d.Id == "replayed");
+    }
+
+    [SkippableFact]
+    public async Task TelemetryIsStoredAndPagedNewestFirst()
+    {
+        await using var broker = await StartBrokerAsync();
+        await using var gateway = await GatewayApp.StartAsync(broker.Url);
+        await using var device = await ConnectDeviceAsync(broker, "thermo");
+
+        for (var i = 0; i < 25; i++)
+        {
+            await device.PublishAsync("iot/data/thermo", $$"""{"deviceId":"thermo","messageType":"DATA","temp":{{20 + i}},"messageId":"r{{i}}"}""");
+        }
+
+        await gateway.WaitForDeviceAsync("thermo", d => d.TelemetryCount == 25, "25 readings are counted");
+
+        var seen = new List<ReadingView>();
+        string? cursor = null;
+        do
+        {
+            var url = "/api/devices/thermo/telemetry?limit=10" + (cursor is null ? "" : $"&cursor={cursor}");
+            var page = await gateway.Http.GetFromJsonAsync<Page<ReadingView>>(url, GatewayApp.Json);
+            seen.AddRange(page!.Items);
+            cursor = page.NextCursor;
+        }
+        while (cursor is not null);
+
+        Assert.Equal(25, seen.Count);
+        Assert.Equal(Enumerable.Range(0, 25).Reverse().Select(i => $"r{i}"), seen.Select(r => r.MessageKey));
+        Assert.All(seen, r => Assert.Equal(PayloadFormat.Json, r.Format));
+        Assert.Equal(44, seen[0].Payload.GetProperty("temp").GetInt32());
+
+        // A time window: everything received up to now, nothing after.
+        var to = Uri.EscapeDataString(seen[0].ReceivedAt.AddTicks(1).ToString("O"));
+        var window = await gateway.Http.GetFromJsonAsync<Page<ReadingView>>($"/api/devices/thermo/telemetry?limit=1000&to={to}", GatewayApp.Json);
+        Assert.Equal(25, window!.Items.Count);
+        var from = Uri.EscapeDataString(seen[0].ReceivedAt.AddTicks(1).ToString("O"));
+        var empty = await gateway.Http.GetFromJsonAsync<Page<ReadingView>>($"/api/devices/thermo/telemetry?from={from}", GatewayApp.Json);
+        Assert.Empty(empty!.Items);
+    }
+
+    [SkippableFact]
+    public async Task CommandReachesConnectedDeviceAndItsAnswerIsStored()
+    {
+        await using var broker = await StartBrokerAsync();
+        await using var gateway = await GatewayApp.StartAsync(broker.Url);
+        await using var device = await SignInAsync(broker, gateway, "pump-7");
+
+        var queued = await gateway.QueueCommandAsync("pump-7", new { command = "PING", payload = new { level = 3 }, ttlSeconds = 60 });
+        Assert.Equal(CommandStatus.Pending, queued.Status);
+
+        var request = await device.WaitForMessageAsync(m => m.Topic == "iot/cmd/req/pump-7", Timeout);
+        using var json = JsonDocument.Parse(request.Payload);
+        Assert.Equal(queued.Id.ToString(), json.RootElement.GetProperty("uuid").GetString());
+        Assert.Equal("PING", json.RootElement.GetProperty("command").GetString());
+        Assert.Equal(3, json.RootElement.GetProperty("payload").GetProperty("level").GetInt32());
+
+        await gateway.WaitForCommandAsync(queued.Id, CommandStatus.Published);
+        await device.PublishAsync("iot/cmd/resp/pump-7", ArticleAnswer("pump-7", queued.Id, "PING", "PONG"));
+
+        var done = await gateway.WaitForCommandAsync(queued.Id, CommandStatus.Completed);
+        Assert.Equal("PONG", done.Result);
+        Assert.Equal("commandResp", done.Response!.Value.GetProperty("messageType").GetString());
+        Assert.NotNull(done.PublishedAt);
+        Assert.NotNull(done.AnsweredAt);
+        Assert.True(done.CreatedAt <= done.PublishedAt && done.PublishedAt <= done.AnsweredAt);
+        await gateway.WaitForDeviceAsync("pump-7", d => d.PendingCommands == 0, "the answered command is no longer pending");
+    }
+
+    [SkippableFact]
+    public async Task CommandQueuedWhileDeviceOfflineArrivesOnReconnect()
+    {
+        await using var broker = await StartBrokerAsync();
+        await using var gateway = await GatewayApp.StartAsync(broker.Url);
+        await using (var device = await SignInAsync(broker, gateway, "sleepy"))
+        {
+            await device.DisconnectAsync();
+        }
+
+        var first = await gateway.QueueCommandAsync("sleepy", new { command = "PING" });
+        var second = await gateway.QueueCommandAsync("sleepy", new { command = "REPORT" });
+        await gateway.WaitForCommandAsync(second.Id, CommandStatus.Published);
+        var device2 = await gateway.GetDeviceAsync("sleepy");
+        Assert.Equal(2, device2!.PendingCommands);
+
+        // The article's device: same client id, clean start off; the broker hands over what it queued.
+        await using var back = await ConnectDeviceAsync(broker, "sleepy", cleanStart: false);
+        var m1 = await back.WaitForMessageAsync(m => m.Topic == "iot/cmd/req/sleepy" && m.Payload.Contains(first.Id.ToString()), Timeout);
+        var m2 = await back.WaitForMessageAsync(m => m.Payload.Contains(second.Id.ToString()), Timeout);
+        Assert.True(back.ReceivedMessages.ToList().IndexOf(m1) < back.ReceivedMessages.ToList().IndexOf(m2), "commands arrive in the order they were queued");
+
+        await back.PublishAsync("iot/cmd/resp/sleepy", ArticleAnswer("sleepy", first.Id, "PING", "PONG"));
+        await gateway.WaitForCommandAsync(first.Id, CommandStatus.Completed);
+    }
+
+    [SkippableFact]
+    public async Task DeviceSpeakingMqtt311GetsCommandsAndAnswers()
+    {
+        await using var broker = await StartBrokerAsync();
+        await using var gateway = await GatewayApp.StartAsync(broker.Url);
+        await using var device = await ConnectDeviceAsync(broker, "old-timer", protocol: MqttProtocolVersion.V311);
+        await device.SubscribeAsync("iot/cmd/req/old-timer");
+        await device.PublishAsync("iot/register/old-timer", "SIGN_IN", retain: true);
+        await gateway.WaitForDeviceAsync("old-timer", d => d.SignedIn, "a 3.1.1 device signs in");
+
+        var queued = await gateway.QueueCommandAsync("old-timer", new { command = "PING" });
+        await device.WaitForMessageAsync(m => m.Payload.Contains(queued.Id.ToString()), Timeout);
+        await device.PublishAsync("iot/cmd/resp/old-timer", ArticleAnswer("old-timer", queued.Id, "PING", "PONG"));
+        Assert.Equal("PONG", (await gateway.WaitForCommandAsync(queued.Id, CommandStatus.Completed)).Result);
+    }
+
+    [SkippableFact]
+    public async Task CommandQueuedWhileBrokerIsDownIsSentAfterItReturns()
+    {
+        await using var broker = await StartBrokerAsync();
+        await using var gateway = await GatewayApp.StartAsync(broker.Url);
+        await using (var device = await SignInAsync(broker, gateway, "field-unit"))
+        {
+            await device.DisconnectAsync();
+        }
+
+        await broker.StopAsync();
+        await Eventually.UntilAsync(async () => (await gateway.Http.GetAsync("/health/ready")).StatusCode == HttpStatusCode.ServiceUnavailable,
+            Timeout, "readiness reports the broker outage");
+
+        // The API keeps working: the command is stored and waits.
+        var queued = await gateway.QueueCommandAsync("field-unit", new { command = "PING" });
+        Assert.Equal(CommandStatus.Pending, (await gateway.GetCommandAsync(queued.Id)).Status);
+
+        await broker.StartAgainAsync();
+        await gateway.WaitUntilReadyAsync();
+        await gateway.WaitForCommandAsync(queued.Id, CommandStatus.Published);
+
+        await using var back = await ConnectDeviceAsync(broker, "field-unit", cleanStart: false);
+        await back.WaitForMessageAsync(m => m.Payload.Contains(queued.Id.ToString()), Timeout);
+        await back.PublishAsync("iot/cmd/resp/field-unit", ArticleAnswer("field-unit", queued.Id, "PING", "PONG"));
+        await gateway.WaitForCommandAsync(queued.Id, CommandStatus.Completed);
+        Assert.Single(back.ReceivedMessages, m => m.Payload.Contains(queued.Id.ToString()));
+    }
+
+    [SkippableFact]
+    public async Task ErrorResultMarksCommandFailed()
+    {
+        await using var broker = await StartBrokerAsync();
+        await using var gateway = await GatewayApp.StartAsync(broker.Url);
+        await using var device = await SignInAsync(broker, gateway, "strict");
+
+        var queued = await gateway.QueueCommandAsync("strict", new { command = "SELF_DESTRUCT" });
+        await device.WaitForMessageAsync(m => m.Payload.Contains(queued.Id.ToString()), Timeout);
+        await device.PublishAsync("iot/cmd/resp/strict", ArticleAnswer("strict", queued.Id, "SELF_DESTRUCT", "ERROR_UNKNOWN_COMMAND"));
+
+        var failed = await gateway.WaitForCommandAsync(queued.Id, CommandStatus.Failed);
+        Assert.Equal("ERROR_UNKNOWN_COMMAND", failed.Result);
+
+        // A second answer to a finished command changes nothing and is logged.
+        await device.PublishAsync("iot/cmd/resp/strict", ArticleAnswer("strict", queued.Id, "SELF_DESTRUCT", "PONG"));
+        await Eventually.UntilAsync(() => Task.FromResult(gateway.Logs.Contains($"command {queued.Id} ignored")), Timeout,
+            "the late answer is logged");
+        Assert.Equal(CommandStatus.Failed, (await gateway.GetCommandAsync(queued.Id)).Status);
+    }
+
+    [SkippableFact]
+    public async Task PendingCommandCanBeCancelledAndIsNeverSent()
+    {
+        await using var broker = await StartBrokerAsync();
+        await using var gateway = await GatewayApp.StartAsync(broker.Url);
+        await using (var device = await SignInAsync(broker, gateway, "cancel-me"))
+        {
+            await device.DisconnectAsync();
+        }
+
+        await broker.StopAsync();
+        await Eventually.UntilAsync(async () => (await gateway.Http.GetAsync("/health/ready")).StatusCode == HttpStatusCode.ServiceUnavailable,
+            Timeout, "the gateway sees the broker is down");
+        var doomed = await gateway.QueueCommandAsync("cancel-me", new { command = "REBOOT" });
+        var kept = await gateway.QueueCommandAsync("cancel-me", new { command = "PING" });
+
+        var cancel = await gateway.Http.DeleteAsync($"/api/commands/{doomed.Id}");
+        Assert.Equal(HttpStatusCode.OK, cancel.StatusCode);
+        var cancelled = await gateway.GetCommandAsync(doomed.Id);
+        Assert.Equal(CommandStatus.Cancelled, cancelled.Status);
+        Assert.NotNull(cancelled.CancelledAt);
+        Assert.Equal(HttpStatusCode.Conflict, (await gateway.Http.DeleteAsync($"/api/commands/{doomed.Id}")).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await gateway.Http.DeleteAsync($"/api/commands/{Guid.NewGuid()}")).StatusCode);
+
+        await broker.StartAgainAsync();
+        await using var back = await ConnectDeviceAsync(broker, "cancel-me", cleanStart: false);
+        await back.WaitForMessageAsync(m => m.Payload.Contains(kept.Id.ToString()), Timeout);
+        Assert.DoesNotContain(back.ReceivedMessages, m => m.Payload.Contains(doomed.Id.ToString()));
+        Assert.Equal(1, (await gateway.GetDeviceAsync("cancel-me"))!.PendingCommands);
+    }
+
+    [SkippableFact]
+    public async Task UnansweredCommandExpiresAndTheBrokerDropsItToo()
+    {
+        await using var broker = await StartBrokerAsync();
+        await using var gateway = await GatewayApp.StartAsync(broker.Url);
+        await using (var device = await SignInAsync(broker, gateway, "away"))
+        {
+            await device.DisconnectAsync();
+        }
+
+        var stale = await gateway.QueueCommandAsync("away", new { command = "PING", ttlSeconds = 1 });
+        var published = await gateway.WaitForCommandAsync(stale.Id, CommandStatus.Published);
+        var expired = await gateway.WaitForCommandAsync(stale.Id, CommandStatus.Expired);
+        Assert.NotNull(expired.ExpiredAt);
+        Assert.True(expired.ExpiredAt >= expired.ExpiresAt);
+        Assert.Equal(0, (await gateway.GetDeviceAsync("away"))!.PendingCommands);
+
+        // The broker received it no later than PublishedAt with an expiry of at most the TTL; Mosquitto counts
+        // whole seconds, so one more second and it must not deliver it. A later command proves the queue was delivered.
+        await Eventually.UntilAsync(() => Task.FromResult(DateTimeOffset.UtcNow > published.PublishedAt!.Value.AddSeconds(2.1)), Timeout,
+            "the broker-side expiry has passed");
+        var fresh = await gateway.QueueCommandAsync("away", new { command = "PING" });
+        await gateway.WaitForCommandAsync(fresh.Id, CommandStatus.Published);
+        await using var back = await ConnectDeviceAsync(broker, "away", cleanStart: false);
+        await back.WaitForMessageAsync(m => m.Payload.Contains(fresh.Id.ToString()), Timeout);
+        Assert.DoesNotContain(back.ReceivedMessages, m => m.Payload.Contains(stale.Id.ToString()));
+    }
+
+    [SkippableFact]
+    public async Task RestartedGatewayKeepsItsDataAndItsBrokerSession()
+    {
+        await using var broker = await StartBrokerAsync();
+        await using var gateway = await GatewayApp.StartAsync(broker.Url);
+        await using var device = await SignInAsync(broker, gateway, "steady");
+        await device.PublishAsync("iot/data/steady", """{"temp":1,"messageId":"before"}""");
+        await gateway.WaitForDeviceAsync("steady", d => d.TelemetryCount == 1, "the first reading is stored");
+        var queued = await gateway.QueueCommandAsync("steady", new { command = "PING" });
+        await device.WaitForMessageAsync(m => m.Payload.Contains(queued.Id.ToString()), Timeout);
+
+        await gateway.StopAsync();
+        // While the gateway is away its persistent session queues the device's reading and answer.
+        await device.PublishAsync("iot/data/steady", """{"temp":2,"messageId":"during"}""");
+        await device.PublishAsync("iot/cmd/resp/steady", ArticleAnswer("steady", queued.Id, "PING", "PONG"));
+
+        await gateway.RestartAsync();
+        var after = await gateway.WaitForDeviceAsync("steady", d => d.TelemetryCount == 2, "the queued reading arrives after restart");
+        Assert.True(after.SignedIn);
+        Assert.Equal("PONG", (await gateway.WaitForCommandAsync(queued.Id, CommandStatus.Completed)).Result);
+        Assert.True(gateway.Logs.Contains("session present: True"), "the gateway resumed its broker session");
+    }
+
+    private static async Task<MosquittoBroker> StartBrokerAsync()
+    {
+        MosquittoBroker.SkipIfUnavailable();
+        return await MosquittoBroker.StartAsync();
+    }
+
+    private static Task<TestMqttClient> ConnectDeviceAsync(MosquittoBroker broker, string deviceId, bool cleanStart = false,
+        MqttProtocolVersion protocol = MqttProtocolVersion.V500) =>
+        TestMqttClient.ConnectAsync(broker.Host, broker.Port, deviceId, o =>
+        {
+            o.WithProtocolVersion(protocol)
+                .WithWillTopic($"iot/register/{deviceId}")
+                .WithWillPayload("SIGN_OUT")
+                .WithWillRetain()
+                .WithWillQualityOfServiceLevel(MqttQualityOfServiceLevel.ExactlyOnce);
+            if (protocol == MqttProtocolVersion.V500)
+            {
+                o.WithCleanStart(cleanStart).WithSessionExpiryInterval(3600);
+            }
+            else
+            {
+                o.WithCleanSession(cleanStart);
+            }
+        });
+
+    // The article's device start-up: persistent session (clean start off: Mosquitto 2.0 does not keep a
+    // clean-start session across its own restart, whatever its expiry), subscribe, retained SIGN_IN.
+    private static async Task<TestMqttClient> SignInAsync(MosquittoBroker broker, GatewayApp gateway, string deviceId)
+    {
+        var device = await ConnectDeviceAsync(broker, deviceId, cleanStart: false);
+        await device.SubscribeAsync($"iot/cmd/req/{deviceId}");
+        await device.PublishAsync($"iot/register/{deviceId}", "SIGN_IN", retain: true);
+        await gateway.WaitForDeviceAsync(deviceId, d => d.SignedIn, $"{deviceId} signs in");
+        return device;
+    }
+
+    internal static string ArticleAnswer(string deviceId, Guid commandId, string command, string result) =>
+        JsonSerializer.Serialize(new { deviceId, messageType = "commandResp", commandResult = result, uuid = commandId.ToString(), command });
+}
