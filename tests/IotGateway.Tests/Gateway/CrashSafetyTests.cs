@@ -1,0 +1,161 @@
+using System.Net.Http.Json;
+using IotGateway.Devices;
+using IotGateway.Tests.Infrastructure;
+using Microsoft.Data.Sqlite;
+using MQTTnet;
+using MQTTnet.Protocol;
+
+namespace IotGateway.Tests.Gateway;
+
+// The gateway as a separate process, killed or stopped in the middle of a burst of QoS 1 readings. The
+// broker keeps whatever was not acknowledged, so after a restart every reading is stored, and the ones
+// with ids exactly once.
+public sealed class CrashSafetyTests
+{
+    private const int Burst = 20_000;
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(90);
+
+    [SkippableFact]
+    public async Task KilledMidBurstLosesNoReadingAndStoresNoneTwice()
+    {
+        await using var broker = await StartBrokerAsync();
+        using var data = new TempDirectory();
+        var settings = GatewaySettings(broker, data.Path);
+
+        var gateway = GatewayProcess.Start(data.Path, settings);
+        try
+        {
+            await gateway.WaitUntilReadyAsync(Timeout);
+            var publishing = PublishBurstAsync(broker, "burst-kill");
+            await Eventually.UntilAsync(() => StoredReadings(data.Path, "burst-kill") > 1000, Timeout, "the gateway is storing the burst");
+            gateway.Kill();
+            await gateway.WaitForExitAsync(Timeout);
+            var storedAtKill = StoredReadings(data.Path, "burst-kill");
+            Assert.True(storedAtKill < Burst, $"the kill came mid-burst ({storedAtKill} of {Burst} stored)");
+            await publishing;
+        }
+        finally
+        {
+            await gateway.DisposeAsync();
+        }
+
+        await using var restarted = GatewayProcess.Start(data.Path, settings);
+        await restarted.WaitUntilReadyAsync(Timeout);
+        await Eventually.UntilAsync(() => StoredReadings(data.Path, "burst-kill") >= Burst, Timeout, "the broker redelivers the rest after the restart");
+        await AssertStoredExactlyOnceAsync(restarted, data.Path, "burst-kill");
+    }
+
+    [SkippableFact]
+    public async Task GracefulStopFlushesWhatItReceivedAndLosesNothing()
+    {
+        await using var broker = await StartBrokerAsync();
+        using var data = new TempDirectory();
+        var settings = GatewaySettings(broker, data.Path);
+
+        await using (var gateway = GatewayProcess.Start(data.Path, settings))
+        {
+            await gateway.WaitUntilReadyAsync(Timeout);
+            var publishing = PublishBurstAsync(broker, "burst-term");
+            await Eventually.UntilAsync(() => StoredReadings(data.Path, "burst-term") > 1000, Timeout, "the gateway is storing the burst");
+            gateway.Terminate();
+            await gateway.WaitForExitAsync(Timeout);
+            Assert.Equal(0, gateway.ExitCode);
+            Assert.Contains(gateway.Output, l => l.Contains("the persistent session keeps queueing", StringComparison.Ordinal));
+            await publishing;
+        }
+
+        await using var restarted = GatewayProcess.Start(data.Path, settings);
+        await restarted.WaitUntilReadyAsync(Timeout);
+        await Eventually.UntilAsync(() => StoredReadings(data.Path, "burst-term") >= Burst, Timeout, "the rest arrives after the restart");
+        await AssertStoredExactlyOnceAsync(restarted, data.Path, "burst-term");
+    }
+
+    private static async Task AssertStoredExactlyOnceAsync(GatewayProcess gateway, string dataDirectory, string deviceId)
+    {
+        using var http = new HttpClient { BaseAddress = gateway.BaseAddress };
+        var device = await http.GetFromJsonAsync<DeviceView>($"/api/devices/{deviceId}", GatewayApp.Json);
+        Assert.Equal(Burst, device!.TelemetryCount);
+        using var connection = Open(dataDirectory);
+        using var command = connection.CreateCommand();
+        command.CommandText = """SELECT COUNT(*), COUNT(DISTINCT "MessageKey") FROM "Telemetry" WHERE "DeviceId" = $d""";
+        command.Parameters.AddWithValue("$d", deviceId);
+        using var reader = command.ExecuteReader();
+        reader.Read();
+        Assert.Equal(Burst, reader.GetInt64(0));
+        Assert.Equal(Burst, reader.GetInt64(1));
+    }
+
+    private static Dictionary<string, string> GatewaySettings(MosquittoBroker broker, string dataDirectory) => new()
+    {
+        ["BROKER"] = broker.Url,
+        ["SERVER_ID"] = $"gw-crash-{Guid.NewGuid():N}",
+        ["ASPNETCORE_URLS"] = "http://127.0.0.1:0",
+        ["ConnectionStrings__Gateway"] = $"Data Source={Path.Combine(dataDirectory, "gateway.db")}",
+        ["Mqtt__ReconnectMinDelaySeconds"] = "0.1",
+    };
+
+    private static async Task PublishBurstAsync(MosquittoBroker broker, string deviceId)
+    {
+        await using var device = await TestMqttClient.ConnectAsync(broker, $"{deviceId}-publisher");
+        using var inflight = new SemaphoreSlim(64);
+        var publishes = Enumerable.Range(0, Burst).Select(async i =>
+        {
+            await inflight.WaitAsync();
+            try
+            {
+                await device.PublishAsync(new MqttApplicationMessageBuilder()
+                    .WithTopic($"iot/data/{deviceId}")
+                    .WithPayload($$"""{"deviceId":"{{deviceId}}","messageType":"DATA","temp":21.5,"messageId":"{{deviceId}}-{{i}}"}""")
+                    .WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce)
+                    .Build());
+            }
+            finally
+            {
+                inflight.Release();
+            }
+        });
+        await Task.WhenAll(publishes);
+    }
+
+    // Read straight from the file, as a second process would: no API, no gateway needed.
+    private static long StoredReadings(string dataDirectory, string deviceId)
+    {
+        if (!File.Exists(Path.Combine(dataDirectory, "gateway.db")))
+        {
+            return 0;
+        }
+
+        try
+        {
+            using var connection = Open(dataDirectory);
+            using var command = connection.CreateCommand();
+            command.CommandText = """SELECT COUNT(*) FROM "Telemetry" WHERE "DeviceId" = $d""";
+            command.Parameters.AddWithValue("$d", deviceId);
+            return (long)command.ExecuteScalar()!;
+        }
+        catch (SqliteException)
+        {
+            return 0; // not migrated yet
+        }
+    }
+
+    private static SqliteConnection Open(string dataDirectory)
+    {
+        var connection = new SqliteConnection($"Data Source={Path.Combine(dataDirectory, "gateway.db")};Mode=ReadOnly;Pooling=False");
+        connection.Open();
+        return connection;
+    }
+
+    private static async Task<MosquittoBroker> StartBrokerAsync()
+    {
+        MosquittoBroker.SkipIfUnavailable();
+        return await MosquittoBroker.StartAsync();
+    }
+
+    private sealed class TempDirectory : IDisposable
+    {
+        public string Path { get; } = Directory.CreateTempSubdirectory("iotgw-crash-").FullName;
+
+        public void Dispose() => Directory.Delete(Path, recursive: true);
+    }
+}

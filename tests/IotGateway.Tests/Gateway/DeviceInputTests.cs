@@ -1,0 +1,122 @@
+using System.Net.Http.Json;
+using System.Text;
+using IotGateway.Api;
+using IotGateway.Data;
+using IotGateway.Telemetry;
+using IotGateway.Tests.Infrastructure;
+using MQTTnet;
+using MQTTnet.Protocol;
+
+namespace IotGateway.Tests.Gateway;
+
+// Devices send whatever they send. Each malformed or hostile message gets a logged reason, and the
+// pipeline carries on storing the next one.
+public sealed class DeviceInputTests
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(15);
+
+    [SkippableFact]
+    public async Task MalformedPayloadsAreStoredSafelyOrRejectedWithAReason()
+    {
+        await using var broker = await StartBrokerAsync();
+        await using var gateway = await GatewayApp.StartAsync(broker.Url, s => s["Ingest:MaxPayloadBytes"] = "1024");
+        await using var device = await TestMqttClient.ConnectAsync(broker, "messy");
+
+        await device.PublishAsync("iot/data/messy", "temperature is 21 degrees");
+        await device.PublishAsync(new MqttApplicationMessageBuilder().WithTopic("iot/data/messy").WithPayload([0xff, 0xfe, 0x00, 0x80, 0x41]).Build());
+        await device.PublishAsync(new MqttApplicationMessageBuilder().WithTopic("iot/data/messy").WithPayload(Array.Empty<byte>()).Build());
+        await device.PublishAsync("iot/data/messy", $$"""{"blob":"{{new string('x', 5000)}}"}""");
+        await device.PublishAsync("iot/data/messy", """{"temp":21,"after":"the garbage"}""");
+
+        await gateway.WaitForDeviceAsync("messy", d => d.TelemetryCount == 3, "text, binary and the final JSON are stored");
+        var page = await gateway.Http.GetFromJsonAsync<Page<ReadingView>>("/api/devices/messy/telemetry", GatewayApp.Json);
+        var readings = page!.Items.Reverse().ToList();
+        Assert.Equal(PayloadFormat.Text, readings[0].Format);
+        Assert.Equal("temperature is 21 degrees", readings[0].Payload.GetString());
+        Assert.Equal(PayloadFormat.Binary, readings[1].Format);
+        Assert.Equal([0xff, 0xfe, 0x00, 0x80, 0x41], Convert.FromBase64String(readings[1].Payload.GetString()!));
+        Assert.Equal(PayloadFormat.Json, readings[2].Format);
+        Assert.Equal("the garbage", readings[2].Payload.GetProperty("after").GetString());
+
+        Assert.True(gateway.Logs.Contains("Message rejected (empty): empty telemetry payload from 'messy'"));
+        Assert.True(gateway.Logs.Contains("Message rejected (oversized): payload of 5011 bytes from 'messy' exceeds Ingest:MaxPayloadBytes (1024)"));
+    }
+
+    [SkippableFact]
+    public async Task RedeliveredReadingsWithAnIdAreStoredOnce()
+    {
+        await using var broker = await StartBrokerAsync();
+        await using var gateway = await GatewayApp.StartAsync(broker.Url);
+        await using var device = await TestMqttClient.ConnectAsync(broker, "repeater");
+
+        for (var i = 0; i < 3; i++)
+        {
+            await device.PublishAsync("iot/data/repeater", """{"temp":1,"messageId":"same-reading"}""");
+            await device.PublishAsync("iot/data/repeater", """{"temp":2,"uuid":"3f1c0f7e-1111-4a4a-9999-000000000001"}""");
+            await device.PublishAsync(new MqttApplicationMessageBuilder()
+                .WithTopic("iot/data/repeater")
+                .WithPayload("""{"temp":3}""")
+                .WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce)
+                .WithUserProperty("message-id", Encoding.UTF8.GetBytes("from-user-property").AsMemory())
+                .Build());
+        }
+
+        // A reading without an id is stored every time: there is nothing to tell a redelivery from a new reading.
+        await device.PublishAsync("iot/data/repeater", """{"temp":4}""");
+        await device.PublishAsync("iot/data/repeater", """{"temp":4}""");
+
+        await gateway.WaitForDeviceAsync("repeater", d => d.TelemetryCount == 5, "three identified readings once each, two anonymous ones");
+        var page = await gateway.Http.GetFromJsonAsync<Page<ReadingView>>("/api/devices/repeater/telemetry", GatewayApp.Json);
+        Assert.Equal(5, page!.Items.Count);
+        Assert.Equal(["same-reading", "3f1c0f7e-1111-4a4a-9999-000000000001", "from-user-property"],
+            page.Items.Where(r => r.MessageKey is not null).Select(r => r.MessageKey).Reverse());
+    }
+
+    [SkippableFact]
+    public async Task StrayTopicsAndStrayAnswersChangeNothing()
+    {
+        await using var broker = await StartBrokerAsync();
+        await using var gateway = await GatewayApp.StartAsync(broker.Url);
+        await using var device = await TestMqttClient.ConnectAsync(broker, "stray");
+
+        await device.PublishAsync("iot/data/stray/extra/levels", """{"temp":1}""");
+        await device.PublishAsync("iot/register/stray", "MAYBE_LATER");
+        await device.PublishAsync("iot/cmd/resp/stray", GatewayEndToEndTests.ArticleAnswer("stray", Guid.NewGuid(), "PING", "PONG"));
+        await device.PublishAsync("iot/cmd/resp/stray", """{"commandResult":"PONG"}""");
+        await device.PublishAsync("iot/cmd/resp/stray", "PONG");
+        await device.PublishAsync("iot/data/stray", """{"temp":2}""");
+
+        var stray = await gateway.WaitForDeviceAsync("stray", d => d.TelemetryCount == 1, "only the well-formed reading is stored");
+        Assert.False(stray.SignedIn);
+        await Eventually.UntilAsync(() => gateway.Logs.Contains("unknown to the gateway"), Timeout, "the answer to an unknown command is logged");
+        Assert.True(gateway.Logs.Contains("register payload from 'stray' is 'MAYBE_LATER', not SIGN_IN or SIGN_OUT"));
+        Assert.True(gateway.Logs.Contains("command response from 'stray' ignored: the answer has no \"uuid\" naming a command"));
+        Assert.True(gateway.Logs.Contains("command response from 'stray' ignored: the answer is not valid JSON"));
+        Assert.Null(await gateway.GetDeviceAsync("extra"));
+    }
+
+    [SkippableFact]
+    public async Task FloodFromOneDeviceDoesNotStarveOthers()
+    {
+        await using var broker = await StartBrokerAsync();
+        await using var gateway = await GatewayApp.StartAsync(broker.Url);
+        await using var flooder = await TestMqttClient.ConnectAsync(broker, "flooder");
+        await using var quiet = await TestMqttClient.ConnectAsync(broker, "quiet");
+
+        const int flood = 5000;
+        var flooding = Task.WhenAll(Enumerable.Range(0, flood).Select(i => flooder.PublishAsync(new MqttApplicationMessageBuilder()
+            .WithTopic("iot/data/flooder").WithPayload($$"""{"n":{{i}},"messageId":"f{{i}}"}""")
+            .WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build())));
+        await quiet.PublishAsync("iot/data/quiet", """{"temp":20,"messageId":"q1"}""");
+
+        await gateway.WaitForDeviceAsync("quiet", d => d.TelemetryCount == 1, "the quiet device's reading is stored during the flood");
+        await flooding;
+        await gateway.WaitForDeviceAsync("flooder", d => d.TelemetryCount == flood, "every flooded reading is stored too", TimeSpan.FromSeconds(60));
+    }
+
+    private static async Task<MosquittoBroker> StartBrokerAsync()
+    {
+        MosquittoBroker.SkipIfUnavailable();
+        return await MosquittoBroker.StartAsync();
+    }
+}
