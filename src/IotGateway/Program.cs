@@ -6,6 +6,7 @@ using IotGateway.Data;
 using IotGateway.Devices;
 using IotGateway.Health;
 using IotGateway.Mqtt;
+using IotGateway.Security;
 using IotGateway.Telemetry;
 using Prometheus;
 
@@ -36,6 +37,7 @@ builder.Services.AddCommands();
 builder.Services.AddControllers()
     .AddJsonOptions(o => o.JsonSerializerOptions.Converters.Add(new JsonStringEnumConverter()));
 builder.Services.AddProblemDetails();
+builder.Services.AddGatewaySecurity();
 builder.Services.AddExceptionHandler<BadRequestExceptionHandler>();
 builder.Services.AddGatewaySwagger();
 builder.Services.AddGatewayHealthChecks();
@@ -43,13 +45,18 @@ builder.Services.AddGatewayHealthChecks();
 var app = builder.Build();
 
 await app.Services.MigrateGatewayDatabaseAsync();
+app.Services.GetRequiredService<ApiKeyStore>().Load();
 
 app.UseExceptionHandler();
 app.UseStatusCodePages();
 app.UseGatewaySwagger();
+app.UseAuthentication();
+app.UseAuthorization();
+app.UseRateLimiter();
 app.MapControllers();
+// Health and metrics stay open: they reveal no device data, and probes carry no keys.
 app.MapGatewayHealthChecks();
-app.MapMetrics(); // Prometheus text at /metrics: the gateway's instruments (GatewayMetrics) and the runtime's
+app.MapMetrics().AllowAnonymous(); // Prometheus text: the gateway's instruments (GatewayMetrics) and the runtime's
 app.LogEndpointsOnStart();
 
 await app.RunAsync();

@@ -1,4 +1,7 @@
+using IotGateway.Security;
+using Microsoft.AspNetCore.Authorization;
 using Microsoft.OpenApi;
+using Swashbuckle.AspNetCore.SwaggerGen;
 
 namespace IotGateway.Api;
 
@@ -17,6 +20,20 @@ public static class Swagger
                     "and query their stored telemetry, commands and answers.",
             });
             options.IncludeXmlComments(Path.Combine(AppContext.BaseDirectory, "IotGateway.xml"), includeControllerXmlComments: true);
+
+            // The Authorize button: paste an API key once, every call sends it as X-API-Key.
+            options.AddSecurityDefinition(ApiKeyDefaults.Scheme, new OpenApiSecurityScheme
+            {
+                Type = SecuritySchemeType.ApiKey,
+                In = ParameterLocation.Header,
+                Name = ApiKeyDefaults.HeaderName,
+                Description = "An API key from Api:Keys, or the generated key printed at first start (also in data/api-key).",
+            });
+            options.AddSecurityRequirement(document => new OpenApiSecurityRequirement
+            {
+                [new OpenApiSecuritySchemeReference(ApiKeyDefaults.Scheme, document)] = [],
+            });
+            options.OperationFilter<AuthorizationResponses>();
         });
         return services;
     }
@@ -26,5 +43,21 @@ public static class Swagger
         app.UseSwagger();
         app.UseSwaggerUI(options => options.DocumentTitle = "IoT Gateway API");
         return app;
+    }
+
+    // Documents the 401 every route can return, and the 403 of the operator-only ones.
+    private sealed class AuthorizationResponses : IOperationFilter
+    {
+        public void Apply(OpenApiOperation operation, OperationFilterContext context)
+        {
+            operation.Responses ??= [];
+            operation.Responses.TryAdd("401", new OpenApiResponse { Description = "No API key, or not a valid one." });
+            var operatorOnly = context.MethodInfo.GetCustomAttributes(true).OfType<AuthorizeAttribute>()
+                .Any(a => a.Policy == ApiKeyDefaults.OperatorPolicy);
+            if (operatorOnly)
+            {
+                operation.Responses.TryAdd("403", new OpenApiResponse { Description = "The key is a Reader key; this needs an Operator key." });
+            }
+        }
     }
 }

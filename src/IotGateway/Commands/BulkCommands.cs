@@ -3,7 +3,10 @@ using System.Text.Json;
 using IotGateway.Api;
 using IotGateway.Data;
 using IotGateway.Devices;
+using IotGateway.Security;
+using Microsoft.AspNetCore.Authorization;
 using Microsoft.AspNetCore.Mvc;
+using Microsoft.AspNetCore.RateLimiting;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 
@@ -59,6 +62,9 @@ public sealed class BulkCommandsController(GatewayDbContext db, CommandQueue que
     /// <response code="400">Invalid body, device ids, or neither deviceIds nor signedIn given.</response>
     /// <response code="404">Some of the devices were never seen.</response>
     /// <response code="413">The body is too large.</response>
+    /// <response code="429">Too many command requests for this key; see Retry-After.</response>
+    [Authorize(Policy = ApiKeyDefaults.OperatorPolicy)]
+    [EnableRateLimiting(SecuritySetup.CommandRateLimit)]
     [HttpPost]
     [Consumes("application/json")]
     [BodySizeLimit(RequestLimits.MaxBulkBodyBytes)]
@@ -66,6 +72,7 @@ public sealed class BulkCommandsController(GatewayDbContext db, CommandQueue que
     [ProducesResponseType<ValidationProblemDetails>(StatusCodes.Status400BadRequest)]
     [ProducesResponseType<ProblemDetails>(StatusCodes.Status404NotFound)]
     [ProducesResponseType<ProblemDetails>(StatusCodes.Status413PayloadTooLarge)]
+    [ProducesResponseType<ProblemDetails>(StatusCodes.Status429TooManyRequests)]
     public async Task<IActionResult> Queue([FromBody] BulkCommandRequest request, CancellationToken cancellationToken)
     {
         var limits = options.Value;

@@ -74,9 +74,12 @@ public sealed partial class CommandDispatcher(
             return false;
         }
 
-        // Started in queue order; the connection caps how many are in flight and sends them in that order.
-        var outcomes = await Task.WhenAll(pending.Select(c => PublishAsync(c, now, cancellationToken)));
-        var published = pending.Where((_, i) => outcomes[i]).Select(c => c.Id).ToList();
+        // One device's commands go out one after another, so it receives them in the order they were queued
+        // (concurrent publishes may leave the client in any order); different devices' go out concurrently,
+        // up to the connection's in-flight cap.
+        var perDevice = await Task.WhenAll(pending.GroupBy(c => c.DeviceId, StringComparer.Ordinal)
+            .Select(commands => PublishInOrderAsync(commands, now, cancellationToken)));
+        var published = perDevice.SelectMany(ids => ids).ToList();
         if (published.Count > 0)
         {
             var publishedAt = time.GetUtcNow();
@@ -89,6 +92,23 @@ public sealed partial class CommandDispatcher(
         }
 
         return published.Count == pending.Count && pending.Count == batchSize;
+    }
+
+    private async Task<List<Guid>> PublishInOrderAsync(IEnumerable<Command> commands, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        var published = new List<Guid>();
+        foreach (var command in commands)
+        {
+            if (!await PublishAsync(command, now, cancellationToken))
+            {
+                // The rest wait for the next round, behind this one.
+                break;
+            }
+
+            published.Add(command.Id);
+        }
+
+        return published;
     }
 
     private async Task<bool> PublishAsync(Command command, DateTimeOffset now, CancellationToken cancellationToken)

@@ -1,7 +1,10 @@
 using System.ComponentModel.DataAnnotations;
 using IotGateway.Api;
 using IotGateway.Data;
+using IotGateway.Security;
+using Microsoft.AspNetCore.Authorization;
 using Microsoft.AspNetCore.Mvc;
+using Microsoft.AspNetCore.RateLimiting;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 
@@ -25,6 +28,9 @@ public sealed class CommandsController(GatewayDbContext db, CommandQueue queue, 
     /// <response code="400">Invalid device id or body.</response>
     /// <response code="404">The gateway has never seen this device.</response>
     /// <response code="413">The body is too large.</response>
+    /// <response code="429">Too many command requests for this key; see Retry-After.</response>
+    [Authorize(Policy = ApiKeyDefaults.OperatorPolicy)]
+    [EnableRateLimiting(SecuritySetup.CommandRateLimit)]
     [HttpPost("api/devices/{deviceId}/commands")]
     [Consumes("application/json")]
     [BodySizeLimit(RequestLimits.MaxCommandBodyBytes)]
@@ -32,6 +38,7 @@ public sealed class CommandsController(GatewayDbContext db, CommandQueue queue, 
     [ProducesResponseType<ValidationProblemDetails>(StatusCodes.Status400BadRequest)]
     [ProducesResponseType<ProblemDetails>(StatusCodes.Status404NotFound)]
     [ProducesResponseType<ProblemDetails>(StatusCodes.Status413PayloadTooLarge)]
+    [ProducesResponseType<ProblemDetails>(StatusCodes.Status429TooManyRequests)]
     public async Task<IActionResult> Queue([DeviceId] string deviceId, [FromBody] QueueCommandRequest request, CancellationToken cancellationToken)
     {
         if (request.TtlSeconds > options.Value.MaxTtlSeconds)
@@ -75,10 +82,14 @@ public sealed class CommandsController(GatewayDbContext db, CommandQueue queue, 
     /// <response code="200">Cancelled; the command as it is now.</response>
     /// <response code="404">No such command.</response>
     /// <response code="409">The command is already finished (Completed, Failed, Expired or Cancelled).</response>
+    /// <response code="429">Too many command requests for this key; see Retry-After.</response>
+    [Authorize(Policy = ApiKeyDefaults.OperatorPolicy)]
+    [EnableRateLimiting(SecuritySetup.CommandRateLimit)]
     [HttpDelete("api/commands/{id:guid}")]
     [ProducesResponseType<CommandView>(StatusCodes.Status200OK)]
     [ProducesResponseType<ProblemDetails>(StatusCodes.Status404NotFound)]
     [ProducesResponseType<ProblemDetails>(StatusCodes.Status409Conflict)]
+    [ProducesResponseType<ProblemDetails>(StatusCodes.Status429TooManyRequests)]
     public async Task<IActionResult> Cancel(Guid id, CancellationToken cancellationToken)
     {
         var now = time.GetUtcNow();

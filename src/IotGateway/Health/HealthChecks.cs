@@ -55,8 +55,9 @@ public static class HealthEndpoints
     public static void MapGatewayHealthChecks(this IEndpointRouteBuilder endpoints)
     {
         // Live: the process answers. Ready: it can do its job (broker connected, database writable).
-        endpoints.MapHealthChecks("/health/live", new HealthCheckOptions { Predicate = _ => false, ResponseWriter = WriteAsync });
-        endpoints.MapHealthChecks("/health/ready", new HealthCheckOptions { Predicate = c => c.Tags.Contains(ReadyTag), ResponseWriter = WriteAsync });
+        endpoints.MapHealthChecks("/health/live", new HealthCheckOptions { Predicate = _ => false, ResponseWriter = WriteAsync }).AllowAnonymous();
+        endpoints.MapHealthChecks("/health/ready", new HealthCheckOptions { Predicate = c => c.Tags.Contains(ReadyTag), ResponseWriter = WriteAsync })
+            .AllowAnonymous();
     }
 
     private static Task WriteAsync(HttpContext context, HealthReport report)

@@ -73,6 +73,7 @@ public sealed class CrashSafetyTests
     private static async Task AssertStoredExactlyOnceAsync(GatewayProcess gateway, string dataDirectory, string deviceId)
     {
         using var http = new HttpClient { BaseAddress = gateway.BaseAddress };
+        http.DefaultRequestHeaders.Add("X-API-Key", GatewayApp.ReaderKey);
         var device = await http.GetFromJsonAsync<DeviceView>($"/api/devices/{deviceId}", GatewayApp.Json);
         Assert.Equal(Burst, device!.TelemetryCount);
         using var connection = Open(dataDirectory);
@@ -92,6 +93,7 @@ public sealed class CrashSafetyTests
         ["ASPNETCORE_URLS"] = "http://127.0.0.1:0",
         ["ConnectionStrings__Gateway"] = $"Data Source={Path.Combine(dataDirectory, "gateway.db")}",
         ["Mqtt__ReconnectMinDelaySeconds"] = "0.1",
+        ["Api__Keys__0__Key"] = GatewayApp.ReaderKey,
     };
 
     private static async Task PublishBurstAsync(MosquittoBroker broker, string deviceId)

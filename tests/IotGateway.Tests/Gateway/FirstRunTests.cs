@@ -32,6 +32,18 @@ public sealed class FirstRunTests
 
             using var http = new HttpClient { BaseAddress = gateway.BaseAddress };
             Assert.Equal(HttpStatusCode.OK, (await http.GetAsync("/swagger/index.html")).StatusCode);
+            Assert.Equal(HttpStatusCode.Unauthorized, (await http.GetAsync("/api/devices")).StatusCode);
+
+            // No key configured: an operator key is generated, saved owner-only, and printed this once.
+            var keyFile = Path.Combine(workingDirectory, "data", "api-key");
+            var apiKey = (await File.ReadAllTextAsync(keyFile)).Trim();
+            if (!OperatingSystem.IsWindows())
+            {
+                Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(keyFile));
+            }
+
+            Assert.Single(gateway.Output, l => l.Contains(apiKey, StringComparison.Ordinal));
+            http.DefaultRequestHeaders.Add("X-API-Key", apiKey);
 
             await using var device = await TestMqttClient.ConnectAsync("127.0.0.1", 1883, "first-device", o => o
                 .WithCleanStart(false).WithSessionExpiryInterval(600)
@@ -70,6 +82,16 @@ public sealed class FirstRunTests
             await gateway.WaitForExitAsync(Timeout);
             Assert.Equal(0, gateway.ExitCode);
             Assert.True(File.Exists(Path.Combine(workingDirectory, "data", "retained-messages.json")), "retained messages are saved");
+
+            // The next start reuses the key without printing it again.
+            await using var again = GatewayProcess.Start(workingDirectory);
+            await again.WaitUntilReadyAsync(Timeout);
+            Assert.DoesNotContain(again.Output, l => l.Contains(apiKey, StringComparison.Ordinal));
+            using var http2 = new HttpClient { BaseAddress = again.BaseAddress };
+            http2.DefaultRequestHeaders.Add("X-API-Key", apiKey);
+            Assert.Equal(HttpStatusCode.OK, (await http2.GetAsync("/api/devices/first-device")).StatusCode);
+            var stored = await http2.GetFromJsonAsync<DeviceView>("/api/devices/first-device", GatewayApp.Json);
+            Assert.True(stored!.SignedIn, "presence survived the restart");
         }
         finally
         {

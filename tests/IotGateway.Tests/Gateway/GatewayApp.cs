@@ -19,6 +19,9 @@ namespace IotGateway.Tests.Gateway;
 // Restarting keeps the data directory and client id, like restarting the service.
 public sealed class GatewayApp : IAsyncDisposable
 {
+    public const string OperatorKey = "operator-key-for-tests-0123456789";
+    public const string ReaderKey = "reader-key-for-tests-0123456789";
+
     public static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { Converters = { new JsonStringEnumConverter() } };
 
     private readonly Dictionary<string, string?> _settings;
@@ -42,6 +45,18 @@ public sealed class GatewayApp : IAsyncDisposable
 
     public IServiceProvider Services => _factory!.Services;
 
+    // A client with another key, or none.
+    public HttpClient CreateClient(string? apiKey)
+    {
+        var client = _factory!.CreateClient();
+        if (apiKey is not null)
+        {
+            client.DefaultRequestHeaders.Add("X-API-Key", apiKey);
+        }
+
+        return client;
+    }
+
     public string DatabasePath => Path.Combine(DataDirectory, "gateway.db");
 
     public static async Task<GatewayApp> StartAsync(string broker, Action<Dictionary<string, string?>>? configure = null,
@@ -58,6 +73,12 @@ public sealed class GatewayApp : IAsyncDisposable
             ["Mqtt:Embedded:RetainedMessagesFile"] = Path.Combine(dataDirectory, "retained.json"),
             ["Commands:ExpirySweepSeconds"] = "0.1",
             ["Logging:LogLevel:Default"] = "Information",
+            ["Api:Keys:0:Name"] = "test-operator",
+            ["Api:Keys:0:Key"] = OperatorKey,
+            ["Api:Keys:0:Role"] = "Operator",
+            ["Api:Keys:1:Name"] = "test-reader",
+            ["Api:Keys:1:Key"] = ReaderKey,
+            ["Api:Keys:1:Role"] = "Reader",
         };
         configure?.Invoke(settings);
         var app = new GatewayApp(settings, services, dataDirectory);
@@ -138,6 +159,7 @@ public sealed class GatewayApp : IAsyncDisposable
             }
         });
         Http = _factory.CreateClient();
+        Http.DefaultRequestHeaders.Add("X-API-Key", OperatorKey);
         if (waitUntilReady)
         {
             await WaitUntilReadyAsync();
