@@ -46,6 +46,7 @@ public sealed record QueuedCommand(Guid Id, string DeviceId, CommandStatus Statu
 /// <param name="ExpiredAt">When it expired.</param>
 /// <param name="CancelledAt">When an operator cancelled it.</param>
 /// <param name="RequestedBy">Who queued it: an API key's name, or "heartbeat".</param>
+/// <param name="CancelledBy">The API key (by name) that cancelled it.</param>
 /// <param name="BatchId">The bulk request it belongs to, if any.</param>
 public sealed record CommandView(
     Guid Id,
@@ -63,11 +64,12 @@ public sealed record CommandView(
     DateTimeOffset? ExpiredAt,
     DateTimeOffset? CancelledAt,
     string? RequestedBy,
+    string? CancelledBy,
     Guid? BatchId);
 
 public static class CommandViewMapping
 {
     public static CommandView ToView(this Command c) => new(
         c.Id, c.DeviceId, c.Name, Json.Parse(c.Payload), c.Status, c.Result, Json.Parse(c.Response), c.TtlSeconds,
-        c.CreatedAt, c.ExpiresAt, c.PublishedAt, c.AnsweredAt, c.ExpiredAt, c.CancelledAt, c.RequestedBy, c.BatchId);
+        c.CreatedAt, c.ExpiresAt, c.PublishedAt, c.AnsweredAt, c.ExpiredAt, c.CancelledAt, c.RequestedBy, c.CancelledBy, c.BatchId);
 }

@@ -95,7 +95,8 @@ public sealed class CommandsController(GatewayDbContext db, CommandQueue queue, 
         var now = time.GetUtcNow();
         var cancelled = await db.Commands
             .Where(c => c.Id == id && (c.Status == CommandStatus.Pending || c.Status == CommandStatus.Published))
-            .ExecuteUpdateAsync(s => s.SetProperty(c => c.Status, CommandStatus.Cancelled).SetProperty(c => c.CancelledAt, now), cancellationToken);
+            .ExecuteUpdateAsync(s => s.SetProperty(c => c.Status, CommandStatus.Cancelled).SetProperty(c => c.CancelledAt, now)
+                .SetProperty(c => c.CancelledBy, RequestedBy()), cancellationToken);
         var command = await db.Commands.AsNoTracking().FirstOrDefaultAsync(c => c.Id == id, cancellationToken);
         if (command is null)
         {

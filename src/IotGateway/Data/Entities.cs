@@ -71,8 +71,9 @@ public sealed class Command
     public string? Result { get; set; }
     public string? Response { get; set; }
 
-    // Which API key (by name) or which gateway feature queued it.
+    // Which API key (by name) or which gateway feature queued it, and which key cancelled it.
     public string? RequestedBy { get; set; }
+    public string? CancelledBy { get; set; }
     public Guid? BatchId { get; set; }
 
     public static bool IsOpen(CommandStatus status) => status is CommandStatus.Pending or CommandStatus.Published;

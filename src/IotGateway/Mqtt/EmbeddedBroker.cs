@@ -1,4 +1,6 @@
 using System.Reflection;
+using System.Security.Cryptography;
+using System.Text;
 using System.Text.Json;
 using Microsoft.Extensions.Options;
 using MQTTnet;
@@ -20,6 +22,10 @@ public sealed partial class EmbeddedBroker(IOptions<MqttOptions> options, ILogge
     private MqttServer? _server;
     private int _saveScheduled;
 
+    // The gateway's own client logs in with these when device credentials are required.
+    public (string Username, string Password) InternalCredentials { get; } =
+        ($"iot-gateway-internal-{Guid.NewGuid():N}", Convert.ToBase64String(RandomNumberGenerator.GetBytes(32)));
+
     public bool Enabled => BrokerAddress.TryParse(_options.Broker, out var address, out _) && address.IsEmbedded;
 
     public int Port => _options.Embedded.Port;
@@ -38,7 +44,7 @@ public sealed partial class EmbeddedBroker(IOptions<MqttOptions> options, ILogge
             .WithMaxPendingMessagesPerClient(_options.Embedded.MaxPendingMessagesPerClient)
             .Build();
         _server = new MqttServerFactory().CreateMqttServer(serverOptions);
-        _server.ValidatingConnectionAsync += AssignClientIdWhenEmpty;
+        _server.ValidatingConnectionAsync += ValidateConnectionAsync;
         _server.LoadingRetainedMessageAsync += LoadRetainedMessagesAsync;
         _server.RetainedMessageChangedAsync += _ => ScheduleSave();
         _server.RetainedMessagesClearedAsync += _ => ScheduleSave();
@@ -80,14 +86,35 @@ public sealed partial class EmbeddedBroker(IOptions<MqttOptions> options, ILogge
     private static readonly FieldInfo? ConnectPacketField =
         typeof(ValidatingConnectionEventArgs).GetField("_connectPacket", BindingFlags.NonPublic | BindingFlags.Instance);
 
-    private static Task AssignClientIdWhenEmpty(ValidatingConnectionEventArgs e)
+    private Task ValidateConnectionAsync(ValidatingConnectionEventArgs e)
     {
+        if (_options.Embedded.Users.Count > 0 && !IsKnownUser(e.UserName, e.Password))
+        {
+            e.ReasonCode = MqttConnectReasonCode.BadUserNameOrPassword;
+            LogRefused(e.ClientId, e.UserName ?? "(none)");
+            return Task.CompletedTask;
+        }
+
         if (string.IsNullOrEmpty(e.ClientId) && e.CleanSession == true && ConnectPacketField?.GetValue(e) is MqttConnectPacket packet)
         {
             packet.ClientId = $"auto-{Guid.NewGuid():N}";
         }
 
         return Task.CompletedTask;
+    }
+
+    private bool IsKnownUser(string? username, string? password)
+    {
+        var presented = Encoding.UTF8.GetBytes($"{username}\n{password}");
+        var known = _options.Embedded.Users.Select(u => $"{u.Username}\n{u.Password}").Append($"{InternalCredentials.Username}\n{InternalCredentials.Password}");
+        var match = false;
+        foreach (var candidate in known)
+        {
+            // Every candidate, in constant time per comparison of equal-length hashes.
+            match |= CryptographicOperations.FixedTimeEquals(SHA256.HashData(presented), SHA256.HashData(Encoding.UTF8.GetBytes(candidate)));
+        }
+
+        return match;
     }
 
     private async Task LoadRetainedMessagesAsync(LoadingRetainedMessagesEventArgs e)
@@ -166,6 +193,9 @@ public sealed partial class EmbeddedBroker(IOptions<MqttOptions> options, ILogge
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Embedded MQTT broker listening on port {Port} (sessions in memory; retained messages saved to disk)")]
     private partial void LogStarted(int port);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Embedded broker refused client {ClientId}: bad username or password for user {Username}")]
+    private partial void LogRefused(string clientId, string username);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Loaded {Count} retained messages from {Path}")]
     private partial void LogRetainedLoaded(int count, string path);

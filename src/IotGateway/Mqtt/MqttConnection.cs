@@ -33,9 +33,12 @@ public sealed partial class MqttConnection : BackgroundService
     private long _generation;
     private BrokerConnectionState _state;
 
+    private readonly EmbeddedBroker _embedded;
+
     public MqttConnection(IOptions<MqttOptions> options, IOptions<IngestOptions> ingestOptions, TopicLayout topics,
-        IngestQueue ingest, GatewayMetrics metrics, TimeProvider time, ILogger<MqttConnection> logger)
+        IngestQueue ingest, EmbeddedBroker embedded, GatewayMetrics metrics, TimeProvider time, ILogger<MqttConnection> logger)
     {
+        _embedded = embedded;
         _options = options.Value;
         _broker = BrokerAddress.TryParse(_options.Broker, out var broker, out var error)
             ? broker
@@ -278,11 +281,17 @@ public sealed partial class MqttConnection : BackgroundService
 
         if (_broker.UseTls)
         {
-            builder.WithTlsOptions(tls => tls.UseTls());
+            if (_options.Tls.DangerousAcceptAnyServerCertificate)
+            {
+                LogInsecureTls();
+            }
+
+            builder.WithTlsOptions(tls => BrokerTls.Configure(tls, _options.Tls, _broker.Host));
         }
 
-        var username = _broker.Username ?? _options.Username;
-        var password = _broker.Password ?? _options.Password;
+        var (username, password) = _broker.IsEmbedded && _options.Embedded.Users.Count > 0
+            ? _embedded.InternalCredentials
+            : (_broker.Username ?? _options.Username, _broker.Password ?? _options.Password);
         if (!string.IsNullOrEmpty(username))
         {
             builder.WithCredentials(username, password);
@@ -357,6 +366,9 @@ public sealed partial class MqttConnection : BackgroundService
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Disconnected from broker on shutdown; the persistent session keeps queueing")]
     private partial void LogDisconnectedOnStop();
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Mqtt:Tls:DangerousAcceptAnyServerCertificate is on: the broker's certificate is not checked. Development only.")]
+    private partial void LogInsecureTls();
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Acknowledgement not sent: {Reason}")]
     private partial void LogAckFailed(string reason);

@@ -50,6 +50,8 @@ public sealed class MqttOptions
 
     public string? Password { get; set; }
 
+    public TlsOptions Tls { get; set; } = new();
+
     [ValidateObjectMembers]
     public TopicOptions Topics { get; set; } = new();
 
@@ -57,6 +59,31 @@ public sealed class MqttOptions
     public EmbeddedBrokerOptions Embedded { get; set; } = new();
 
     public bool UsesMqtt5 => ProtocolVersion == "5";
+}
+
+// TLS to the broker (mqtts:// and wss://). The server certificate is checked against the system's trust
+// store, or against CaFile for a private CA; a certificate error refuses the connection.
+public sealed class TlsOptions
+{
+    // PEM file with the CA certificate(s) that signed the broker's certificate.
+    public string? CaFile { get; set; }
+
+    // PEM client certificate and its key, for brokers that require one (mutual TLS).
+    public string? ClientCertificate { get; set; }
+
+    public string? ClientKey { get; set; }
+
+    // Development only: accept any server certificate. Logged as a warning at every connect.
+    public bool DangerousAcceptAnyServerCertificate { get; set; }
+}
+
+public sealed class BrokerUser
+{
+    [Required]
+    public string Username { get; set; } = "";
+
+    [Required]
+    public string Password { get; set; } = "";
 }
 
 public sealed class TopicOptions
@@ -86,6 +113,10 @@ public sealed class EmbeddedBrokerOptions
     // Where retained messages (the devices' SIGN_IN/SIGN_OUT) are kept across restarts; relative to the working directory.
     [Required]
     public string RetainedMessagesFile { get; set; } = "data/retained-messages.json";
+
+    // When not empty, devices must connect with one of these; anonymous connections are refused.
+    [ValidateEnumeratedItems]
+    public List<BrokerUser> Users { get; set; } = [];
 }
 
 // Checks what attributes cannot: the broker URL parses and the topic prefixes are usable.
@@ -117,6 +148,20 @@ public sealed class MqttOptionsValidator : IValidateOptions<MqttOptions>
         if (prefixes.Values.Distinct(StringComparer.Ordinal).Count() != prefixes.Count)
         {
             failures.Add("Mqtt:Topics: the four topic prefixes must be different from each other.");
+        }
+
+        foreach (var (key, path) in new[] { ("Mqtt:Tls:CaFile", options.Tls.CaFile), ("Mqtt:Tls:ClientCertificate", options.Tls.ClientCertificate),
+            ("Mqtt:Tls:ClientKey", options.Tls.ClientKey) })
+        {
+            if (!string.IsNullOrEmpty(path) && !File.Exists(path))
+            {
+                failures.Add($"{key}: the file '{path}' does not exist.");
+            }
+        }
+
+        if (string.IsNullOrEmpty(options.Tls.ClientCertificate) != string.IsNullOrEmpty(options.Tls.ClientKey))
+        {
+            failures.Add("Mqtt:Tls:ClientCertificate and Mqtt:Tls:ClientKey go together: give both or neither.");
         }
 
         if (options.ReconnectMaxDelaySeconds < options.ReconnectMinDelaySeconds)
