@@ -1,60 +1,78 @@
-using System.Diagnostics.Metrics;
 using IotGateway.Data;
+using Prometheus;
 
 namespace IotGateway;
 
-// Every instrument the gateway publishes; exported at /metrics.
+// Every instrument the gateway publishes at /metrics (Prometheus text), with the runtime's and ASP.NET Core's.
 public sealed class GatewayMetrics
 {
-    public const string MeterName = "IotGateway";
+    private static readonly Counter MessagesReceivedTotal = Metrics.CreateCounter(
+        "iot_gateway_messages_received_total", "MQTT messages received from devices, by kind (Data, CommandResponse, Register).", "kind");
 
-    private readonly Counter<long> _messagesReceived;
-    private readonly Counter<long> _readingsStored;
-    private readonly Counter<long> _readingsDuplicate;
-    private readonly Counter<long> _messagesRejected;
-    private readonly Histogram<double> _ingestLag;
-    private readonly Counter<long> _commandTransitions;
-    private readonly Histogram<double> _commandRoundTrip;
-    private readonly Counter<long> _brokerConnects;
-    private readonly Counter<long> _brokerDisconnects;
+    private static readonly Counter ReadingsStoredTotal = Metrics.CreateCounter(
+        "iot_gateway_readings_stored_total", "Telemetry readings committed to the database.");
 
-    public GatewayMetrics(IMeterFactory meterFactory)
+    private static readonly Counter ReadingsDuplicateTotal = Metrics.CreateCounter(
+        "iot_gateway_readings_duplicate_total", "Redelivered readings dropped because their message id was already stored.");
+
+    private static readonly Counter MessagesRejectedTotal = Metrics.CreateCounter(
+        "iot_gateway_messages_rejected_total", "Messages not stored, by reason (oversized, empty, unknown-topic, bad-command-response, ...).", "reason");
+
+    private static readonly Histogram IngestLagSeconds = Metrics.CreateHistogram(
+        "iot_gateway_ingest_lag_seconds", "Time from a batch's first message arriving to its commit.",
+        new HistogramConfiguration { Buckets = Histogram.ExponentialBuckets(0.0005, 2, 16) });
+
+    private static readonly Counter CommandTransitionsTotal = Metrics.CreateCounter(
+        "iot_gateway_command_transitions_total", "Commands entering a status (Pending, Published, Completed, Failed, Expired, Cancelled).", "status");
+
+    private static readonly Histogram CommandRoundTripSeconds = Metrics.CreateHistogram(
+        "iot_gateway_command_round_trip_seconds", "Time from queueing a command to storing the device's answer.",
+        new HistogramConfiguration { Buckets = Histogram.ExponentialBuckets(0.001, 2, 20) });
+
+    private static readonly Counter BrokerConnectsTotal = Metrics.CreateCounter(
+        "iot_gateway_broker_connects_total", "Successful connections to the broker.");
+
+    private static readonly Counter BrokerDisconnectsTotal = Metrics.CreateCounter(
+        "iot_gateway_broker_disconnects_total", "Lost connections to the broker.");
+
+    private static readonly Gauge BrokerConnectedGauge = Metrics.CreateGauge(
+        "iot_gateway_broker_connected", "1 while the gateway is connected to the broker, else 0.");
+
+    private static readonly Gauge SignedInDevicesGauge = Metrics.CreateGauge(
+        "iot_gateway_devices_signed_in", "Devices whose last presence message was SIGN_IN.");
+
+    private static readonly Gauge IngestQueueLengthGauge = Metrics.CreateGauge(
+        "iot_gateway_ingest_queue_length", "Messages received and waiting for the database writer.");
+
+    public GatewayMetrics() => Metrics.DefaultRegistry.AddBeforeCollectCallback(() => IngestQueueLengthGauge.Set(QueueLength?.Invoke() ?? 0));
+
+    public bool BrokerConnected
     {
-        var meter = meterFactory.Create(MeterName);
-        _messagesReceived = meter.CreateCounter<long>("iot_gateway.messages.received", "{message}", "MQTT messages received, by kind.");
-        _readingsStored = meter.CreateCounter<long>("iot_gateway.readings.stored", "{reading}", "Telemetry readings committed to the database.");
-        _readingsDuplicate = meter.CreateCounter<long>("iot_gateway.readings.duplicate", "{reading}", "Redelivered readings dropped by their message id.");
-        _messagesRejected = meter.CreateCounter<long>("iot_gateway.messages.rejected", "{message}", "Messages not stored, by reason.");
-        _ingestLag = meter.CreateHistogram<double>("iot_gateway.ingest.lag", "s", "Time from receipt to commit.");
-        _commandTransitions = meter.CreateCounter<long>("iot_gateway.commands.transitions", "{command}", "Commands entering a status.");
-        _commandRoundTrip = meter.CreateHistogram<double>("iot_gateway.commands.round_trip", "s", "Time from queueing a command to the device's answer.");
-        _brokerConnects = meter.CreateCounter<long>("iot_gateway.broker.connects", "{connect}", "Successful connections to the broker.");
-        _brokerDisconnects = meter.CreateCounter<long>("iot_gateway.broker.disconnects", "{disconnect}", "Lost connections to the broker.");
-        meter.CreateObservableGauge("iot_gateway.broker.connected", () => BrokerConnected ? 1 : 0, "{state}", "1 while the gateway is connected to the broker.");
-        meter.CreateObservableGauge("iot_gateway.devices.signed_in", () => SignedInDevices, "{device}", "Devices whose last presence message was SIGN_IN.");
-        meter.CreateObservableGauge("iot_gateway.ingest.queue_length", () => QueueLength?.Invoke() ?? 0, "{message}", "Messages waiting for the database writer.");
+        set => BrokerConnectedGauge.Set(value ? 1 : 0);
     }
 
-    public bool BrokerConnected { get; set; }
-    public int SignedInDevices { get; set; }
+    public int SignedInDevices
+    {
+        set => SignedInDevicesGauge.Set(value);
+    }
+
     public Func<int>? QueueLength { get; set; }
 
-    public void MessageReceived(string kind) => _messagesReceived.Add(1, new KeyValuePair<string, object?>("kind", kind));
+    public void MessageReceived(string kind) => MessagesReceivedTotal.WithLabels(kind).Inc();
 
-    public void ReadingsStored(int count) => _readingsStored.Add(count);
+    public void ReadingsStored(int count) => ReadingsStoredTotal.Inc(count);
 
-    public void ReadingsDuplicate(int count) => _readingsDuplicate.Add(count);
+    public void ReadingsDuplicate(int count) => ReadingsDuplicateTotal.Inc(count);
 
-    public void MessageRejected(string reason) => _messagesRejected.Add(1, new KeyValuePair<string, object?>("reason", reason));
+    public void MessageRejected(string reason) => MessagesRejectedTotal.WithLabels(reason).Inc();
 
-    public void IngestLag(TimeSpan lag) => _ingestLag.Record(lag.TotalSeconds);
+    public void IngestLag(TimeSpan lag) => IngestLagSeconds.Observe(lag.TotalSeconds);
 
-    public void CommandTransition(CommandStatus status, int count = 1) =>
-        _commandTransitions.Add(count, new KeyValuePair<string, object?>("status", status.ToString()));
+    public void CommandTransition(CommandStatus status, int count = 1) => CommandTransitionsTotal.WithLabels(status.ToString()).Inc(count);
 
-    public void CommandRoundTrip(TimeSpan elapsed) => _commandRoundTrip.Record(elapsed.TotalSeconds);
+    public void CommandRoundTrip(TimeSpan elapsed) => CommandRoundTripSeconds.Observe(elapsed.TotalSeconds);
 
-    public void BrokerConnect() => _brokerConnects.Add(1);
+    public void BrokerConnect() => BrokerConnectsTotal.Inc();
 
-    public void BrokerDisconnect() => _brokerDisconnects.Add(1);
+    public void BrokerDisconnect() => BrokerDisconnectsTotal.Inc();
 }

@@ -45,7 +45,7 @@ public sealed partial class ApiKeyStore(IOptions<ApiOptions> options, ILogger<Ap
                 owner.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
             }
 
-            using (var file = new StreamWriter(path, Encoding.UTF8, owner))
+            using (var file = new StreamWriter(path, new UTF8Encoding(encoderShouldEmitUTF8Identifier: false), owner))
             {
                 file.Write(key);
             }

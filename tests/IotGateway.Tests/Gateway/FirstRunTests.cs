@@ -77,6 +77,14 @@ public sealed class FirstRunTests
                 (await http.GetFromJsonAsync<DeviceView>("/api/devices/first-device", GatewayApp.Json))!.TelemetryCount == 2,
                 Timeout, "a reading from a client with an empty id is stored");
 
+            // The counters an operator watches have moved.
+            var metrics = await http.GetStringAsync("/metrics");
+            Assert.Contains("iot_gateway_readings_stored_total 2", metrics, StringComparison.Ordinal);
+            Assert.Contains("iot_gateway_broker_connected 1", metrics, StringComparison.Ordinal);
+            Assert.Contains("iot_gateway_devices_signed_in 1", metrics, StringComparison.Ordinal);
+            Assert.Contains("iot_gateway_command_transitions_total{status=\"Completed\"} 1", metrics, StringComparison.Ordinal);
+            Assert.Contains("iot_gateway_command_round_trip_seconds_count 1", metrics, StringComparison.Ordinal);
+
             // A graceful stop (SIGTERM) exits cleanly and keeps the retained presence for the next start.
             gateway.Terminate();
             await gateway.WaitForExitAsync(Timeout);
