@@ -58,7 +58,7 @@ public sealed class GatewayMetrics
 
     public Func<int>? QueueLength { get; set; }
 
-    public void MessageReceived(string kind) => MessagesReceivedTotal.WithLabels(kind).Inc();
+    public void MessagesReceived(string kind, int count) => MessagesReceivedTotal.WithLabels(kind).Inc(count);
 
     public void ReadingsStored(int count) => ReadingsStoredTotal.Inc(count);
 

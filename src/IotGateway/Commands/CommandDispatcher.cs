@@ -2,7 +2,9 @@ using System.Text.Json;
 using System.Threading.Channels;
 using IotGateway.Data;
 using IotGateway.Mqtt;
+using Microsoft.Data.Sqlite;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Storage;
 using Microsoft.Extensions.Options;
 using MQTTnet;
 using MQTTnet.Protocol;
@@ -15,6 +17,7 @@ public sealed partial class CommandDispatcher(
     MqttConnection connection,
     TopicLayout topics,
     IServiceScopeFactory scopes,
+    DatabaseWriteGate writeGate,
     IOptions<CommandOptions> options,
     IOptions<MqttOptions> mqttOptions,
     GatewayMetrics metrics,
@@ -79,24 +82,54 @@ public sealed partial class CommandDispatcher(
         // up to the connection's in-flight cap.
         var perDevice = await Task.WhenAll(pending.GroupBy(c => c.DeviceId, StringComparer.Ordinal)
             .Select(commands => PublishInOrderAsync(commands, now, cancellationToken)));
-        var published = perDevice.SelectMany(ids => ids).ToList();
+        var published = perDevice.SelectMany(done => done).ToList();
         if (published.Count > 0)
         {
-            var publishedAt = time.GetUtcNow();
-            // Only Pending ones: a fast device may already have answered, an operator may have cancelled.
-            var marked = await db.Commands
-                .Where(c => published.Contains(c.Id) && c.Status == CommandStatus.Pending)
-                .ExecuteUpdateAsync(s => s.SetProperty(c => c.Status, CommandStatus.Published).SetProperty(c => c.PublishedAt, publishedAt),
-                    CancellationToken.None);
-            metrics.CommandTransition(CommandStatus.Published, marked);
+            await MarkPublishedAsync(db, published);
         }
 
         return published.Count == pending.Count && pending.Count == batchSize;
     }
 
-    private async Task<List<Guid>> PublishInOrderAsync(IEnumerable<Command> commands, DateTimeOffset now, CancellationToken cancellationToken)
+    // Each command gets the time its own QoS 2 flow completed. A device may already have answered it (fast
+    // devices answer before this update runs) or an operator cancelled it: then only PublishedAt is filled in.
+    private async Task MarkPublishedAsync(GatewayDbContext db, List<(Guid Id, DateTimeOffset At)> published)
     {
-        var published = new List<Guid>();
+        var transitions = 0;
+        using (await writeGate.EnterAsync(CancellationToken.None))
+        {
+            await db.Database.OpenConnectionAsync();
+            await using var transaction = await db.Database.BeginTransactionAsync();
+            using var update = ((SqliteConnection)db.Database.GetDbConnection()).CreateCommand();
+            update.Transaction = (SqliteTransaction)transaction.GetDbTransaction();
+            update.CommandText = """
+                UPDATE "Commands" SET "PublishedAt" = $at,
+                    "Status" = CASE WHEN "Status" = 'Pending' THEN 'Published' ELSE "Status" END
+                WHERE "Id" = $id AND "PublishedAt" IS NULL
+                RETURNING "Status"
+                """;
+            var id = update.Parameters.Add("$id", SqliteType.Text);
+            var at = update.Parameters.Add("$at", SqliteType.Integer);
+            update.Prepare();
+            foreach (var command in published)
+            {
+                id.Value = command.Id.ToString();
+                at.Value = command.At.UtcTicks;
+                if (update.ExecuteScalar() is nameof(CommandStatus.Published))
+                {
+                    transitions++;
+                }
+            }
+
+            await transaction.CommitAsync();
+        }
+
+        metrics.CommandTransition(CommandStatus.Published, transitions);
+    }
+
+    private async Task<List<(Guid Id, DateTimeOffset At)>> PublishInOrderAsync(IEnumerable<Command> commands, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        var published = new List<(Guid Id, DateTimeOffset At)>();
         foreach (var command in commands)
         {
             if (!await PublishAsync(command, now, cancellationToken))
@@ -105,7 +138,7 @@ public sealed partial class CommandDispatcher(
                 break;
             }
 
-            published.Add(command.Id);
+            published.Add((command.Id, time.GetUtcNow()));
         }
 
         return published;

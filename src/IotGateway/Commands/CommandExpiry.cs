@@ -5,7 +5,7 @@ using Microsoft.Extensions.Options;
 namespace IotGateway.Commands;
 
 // Marks commands whose TTL ran out unanswered as Expired.
-public sealed partial class CommandExpiry(IServiceScopeFactory scopes, IOptions<CommandOptions> options, GatewayMetrics metrics,
+public sealed partial class CommandExpiry(IServiceScopeFactory scopes, DatabaseWriteGate writeGate, IOptions<CommandOptions> options, GatewayMetrics metrics,
     TimeProvider time, ILogger<CommandExpiry> logger) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
@@ -35,9 +35,14 @@ public sealed partial class CommandExpiry(IServiceScopeFactory scopes, IOptions<
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<GatewayDbContext>();
         var now = time.GetUtcNow();
-        var expired = await db.Commands
-            .Where(c => (c.Status == CommandStatus.Pending || c.Status == CommandStatus.Published) && c.ExpiresAt <= now)
-            .ExecuteUpdateAsync(s => s.SetProperty(c => c.Status, CommandStatus.Expired).SetProperty(c => c.ExpiredAt, now), cancellationToken);
+        int expired;
+        using (await writeGate.EnterAsync(cancellationToken))
+        {
+            expired = await db.Commands
+                .Where(c => (c.Status == CommandStatus.Pending || c.Status == CommandStatus.Published) && c.ExpiresAt <= now)
+                .ExecuteUpdateAsync(s => s.SetProperty(c => c.Status, CommandStatus.Expired).SetProperty(c => c.ExpiredAt, now), cancellationToken);
+        }
+
         if (expired > 0)
         {
             metrics.CommandTransition(CommandStatus.Expired, expired);

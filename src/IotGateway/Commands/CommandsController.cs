@@ -12,7 +12,7 @@ namespace IotGateway.Commands;
 
 [ApiController]
 [Tags("Commands")]
-public sealed class CommandsController(GatewayDbContext db, CommandQueue queue, IOptions<CommandOptions> options, GatewayMetrics metrics,
+public sealed class CommandsController(GatewayDbContext db, DatabaseWriteGate writeGate, CommandQueue queue, IOptions<CommandOptions> options, GatewayMetrics metrics,
     TimeProvider time) : ControllerBase
 {
     /// <summary>Queue a command for a device.</summary>
@@ -93,10 +93,15 @@ public sealed class CommandsController(GatewayDbContext db, CommandQueue queue, 
     public async Task<IActionResult> Cancel(Guid id, CancellationToken cancellationToken)
     {
         var now = time.GetUtcNow();
-        var cancelled = await db.Commands
-            .Where(c => c.Id == id && (c.Status == CommandStatus.Pending || c.Status == CommandStatus.Published))
-            .ExecuteUpdateAsync(s => s.SetProperty(c => c.Status, CommandStatus.Cancelled).SetProperty(c => c.CancelledAt, now)
-                .SetProperty(c => c.CancelledBy, RequestedBy()), cancellationToken);
+        int cancelled;
+        using (await writeGate.EnterAsync(cancellationToken))
+        {
+            cancelled = await db.Commands
+                .Where(c => c.Id == id && (c.Status == CommandStatus.Pending || c.Status == CommandStatus.Published))
+                .ExecuteUpdateAsync(s => s.SetProperty(c => c.Status, CommandStatus.Cancelled).SetProperty(c => c.CancelledAt, now)
+                    .SetProperty(c => c.CancelledBy, RequestedBy()), cancellationToken);
+        }
+
         var command = await db.Commands.AsNoTracking().FirstOrDefaultAsync(c => c.Id == id, cancellationToken);
         if (command is null)
         {

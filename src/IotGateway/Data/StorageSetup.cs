@@ -18,6 +18,7 @@ public static class StorageSetup
         services.AddDbContext<GatewayDbContext>(options => options
             .UseSqlite(connectionString.Value)
             .AddInterceptors(new SqlitePragmas()));
+        services.AddSingleton<DatabaseWriteGate>();
         return services;
     }
 

@@ -5,14 +5,15 @@ namespace IotGateway.Telemetry;
 
 // Prepared statements for one batch transaction. Raw SQL because the writer needs INSERT … ON CONFLICT and
 // RETURNING, which EF Core does not express, and because prepared statements are what makes ingest fast.
-internal sealed class BatchStatements(SqliteConnection connection, SqliteTransaction transaction) : IAsyncDisposable
+// Synchronous on purpose: SQLite work is CPU-bound in-process calls, and async wrappers only add overhead.
+internal sealed class BatchStatements(SqliteConnection connection, SqliteTransaction transaction) : IDisposable
 {
     private SqliteCommand? _insertReading;
     private SqliteCommand? _setPresence;
     private SqliteCommand? _answerCommand;
     private SqliteCommand? _recordActivity;
 
-    public async Task<bool> InsertReadingAsync(string deviceId, DateTimeOffset receivedAt, string topic, ClassifiedPayload payload, string? messageKey)
+    public bool InsertReading(string deviceId, DateTimeOffset receivedAt, string topic, ClassifiedPayload payload, string? messageKey)
     {
         var command = _insertReading ??= Prepare(
             """
@@ -21,10 +22,10 @@ internal sealed class BatchStatements(SqliteConnection connection, SqliteTransac
             ON CONFLICT DO NOTHING
             """, "$device", "$at", "$topic", "$payload", "$format", "$key");
         Bind(command, deviceId, receivedAt.UtcTicks, topic, payload.Text, payload.Format.ToString(), messageKey);
-        return await command.ExecuteNonQueryAsync() == 1;
+        return command.ExecuteNonQuery() == 1;
     }
 
-    public async Task SetPresenceAsync(string deviceId, bool signedIn, DateTimeOffset at, DateTimeOffset? seenAt)
+    public void SetPresence(string deviceId, bool signedIn, DateTimeOffset at, DateTimeOffset? seenAt)
     {
         var command = _setPresence ??= Prepare(
             """
@@ -37,11 +38,11 @@ internal sealed class BatchStatements(SqliteConnection connection, SqliteTransac
                 "LastSeen" = CASE WHEN $seen IS NOT NULL AND ("LastSeen" IS NULL OR "LastSeen" < $seen) THEN $seen ELSE "LastSeen" END
             """, "$device", "$signedIn", "$at", "$seen");
         Bind(command, deviceId, signedIn, at.UtcTicks, seenAt?.UtcTicks);
-        await command.ExecuteNonQueryAsync();
+        command.ExecuteNonQuery();
     }
 
     // Returns the command's creation time when this answer finished it; null when it was unknown or already finished.
-    public async Task<DateTimeOffset?> AnswerCommandAsync(Guid id, string deviceId, CommandStatus status, string result, string response, DateTimeOffset at)
+    public DateTimeOffset? AnswerCommand(Guid id, string deviceId, CommandStatus status, string result, string response, DateTimeOffset at)
     {
         var command = _answerCommand ??= Prepare(
             """
@@ -50,20 +51,20 @@ internal sealed class BatchStatements(SqliteConnection connection, SqliteTransac
             RETURNING "CreatedAt"
             """, "$status", "$result", "$response", "$at", "$id", "$device");
         Bind(command, status.ToString(), result, response, at.UtcTicks, id.ToString(), deviceId);
-        return await command.ExecuteScalarAsync() is long ticks ? new DateTimeOffset(ticks, TimeSpan.Zero) : null;
+        return command.ExecuteScalar() is long ticks ? new DateTimeOffset(ticks, TimeSpan.Zero) : null;
     }
 
-    public async Task<CommandStatus?> CommandStatusAsync(Guid id, string deviceId)
+    public CommandStatus? CommandStatus(Guid id, string deviceId)
     {
-        await using var command = connection.CreateCommand();
+        using var command = connection.CreateCommand();
         command.Transaction = transaction;
         command.CommandText = """SELECT "Status" FROM "Commands" WHERE "Id" = $id AND "DeviceId" = $device""";
         command.Parameters.AddWithValue("$id", id.ToString());
         command.Parameters.AddWithValue("$device", deviceId);
-        return await command.ExecuteScalarAsync() is string status && Enum.TryParse<CommandStatus>(status, out var parsed) ? parsed : null;
+        return command.ExecuteScalar() is string status && Enum.TryParse<Data.CommandStatus>(status, out var parsed) ? parsed : null;
     }
 
-    public async Task RecordActivityAsync(string deviceId, int readings, DateTimeOffset? lastSeen, DateTimeOffset now)
+    public void RecordActivity(string deviceId, int readings, DateTimeOffset? lastSeen, DateTimeOffset now)
     {
         var command = _recordActivity ??= Prepare(
             """
@@ -74,18 +75,15 @@ internal sealed class BatchStatements(SqliteConnection connection, SqliteTransac
                 "LastSeen" = CASE WHEN $seen IS NOT NULL AND ("LastSeen" IS NULL OR "LastSeen" < $seen) THEN $seen ELSE "LastSeen" END
             """, "$device", "$now", "$seen", "$readings");
         Bind(command, deviceId, now.UtcTicks, lastSeen?.UtcTicks, readings);
-        await command.ExecuteNonQueryAsync();
+        command.ExecuteNonQuery();
     }
 
-    public async ValueTask DisposeAsync()
+    public void Dispose()
     {
-        foreach (var command in new[] { _insertReading, _setPresence, _answerCommand, _recordActivity })
-        {
-            if (command is not null)
-            {
-                await command.DisposeAsync();
-            }
-        }
+        _insertReading?.Dispose();
+        _setPresence?.Dispose();
+        _answerCommand?.Dispose();
+        _recordActivity?.Dispose();
     }
 
     private SqliteCommand Prepare(string sql, params string[] parameters)

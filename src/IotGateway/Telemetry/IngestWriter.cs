@@ -21,6 +21,7 @@ public sealed partial class IngestWriter(
     TopicLayout topics,
     DeviceRegistry registry,
     IServiceScopeFactory scopes,
+    DatabaseWriteGate writeGate,
     IOptions<IngestOptions> options,
     GatewayMetrics metrics,
     TimeProvider time,
@@ -64,13 +65,23 @@ public sealed partial class IngestWriter(
                 return;
             }
 
-            foreach (var message in batch)
-            {
-                await connection.AcknowledgeAsync(message, CancellationToken.None);
-            }
-
+            await AcknowledgeInOrderAsync(batch);
             batch.Clear();
         }
+    }
+
+    // All acks of the batch are started in arrival order without waiting for each to be written: MQTTnet's
+    // send lock is first come, first served, so they leave in that order, and the batch is not held up by
+    // one socket write per message.
+    private async Task AcknowledgeInOrderAsync(List<InboundMessage> batch)
+    {
+        var pending = new List<Task>(batch.Count);
+        foreach (var message in batch)
+        {
+            pending.Add(connection.AcknowledgeAsync(message, CancellationToken.None));
+        }
+
+        await Task.WhenAll(pending);
     }
 
     private async Task<bool> StoreWithRetryAsync(List<InboundMessage> batch, CancellationToken stoppingToken)
@@ -117,142 +128,162 @@ public sealed partial class IngestWriter(
     {
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<GatewayDbContext>();
-        await db.Database.OpenConnectionAsync();
-        await using var transaction = await db.Database.BeginTransactionAsync();
-        await using var sql = new BatchStatements((SqliteConnection)db.Database.GetDbConnection(), (SqliteTransaction)transaction.GetDbTransaction());
-
-        var devices = new Dictionary<string, DeviceActivity>(StringComparer.Ordinal);
-        var presence = new Dictionary<string, bool>(StringComparer.Ordinal);
-        var answered = new List<(Guid Id, CommandStatus Status, DateTimeOffset CreatedAt)>();
-        int stored = 0, duplicates = 0;
+        var outcome = new BatchOutcome();
         var now = time.GetUtcNow();
-
-        foreach (var message in batch)
+        using (await writeGate.EnterAsync(CancellationToken.None))
         {
-            if (!topics.TryParse(message.Topic, out var kind, out var deviceId))
+            await db.Database.OpenConnectionAsync();
+            await using var transaction = await db.Database.BeginTransactionAsync();
+            using var sql = new BatchStatements((SqliteConnection)db.Database.GetDbConnection(), (SqliteTransaction)transaction.GetDbTransaction());
+            foreach (var message in batch)
             {
-                Reject(message, "unknown-topic", $"topic '{Truncate(message.Topic)}' is not {{prefix}}/{{deviceId}} with a valid device id");
-                continue;
+                Store(message, sql, outcome, now);
             }
 
-            metrics.MessageReceived(kind.ToString());
-            if (message.IsOversized)
+            foreach (var (deviceId, activity) in outcome.Devices)
             {
-                Reject(message, "oversized", $"payload of {message.PayloadLength} bytes from '{deviceId}' exceeds Ingest:MaxPayloadBytes ({_options.MaxPayloadBytes})");
-                continue;
+                if (activity.Readings > 0 || activity.LastSeen is not null)
+                {
+                    sql.RecordActivity(deviceId, activity.Readings, activity.LastSeen, now);
+                }
             }
 
-            var activity = devices.TryGetValue(deviceId, out var known) ? known : devices[deviceId] = new DeviceActivity();
-            switch (kind)
-            {
-                case TopicKind.Data:
-                    if (message.Payload!.Length == 0)
-                    {
-                        Reject(message, "empty", $"empty telemetry payload from '{deviceId}'");
-                        break;
-                    }
-
-                    var payload = Payloads.Classify(message.Payload);
-                    if (payload.Format != PayloadFormat.Json)
-                    {
-                        LogNonJsonReading(deviceId, payload.Format);
-                    }
-
-                    var key = message.UserMessageId is { Length: > 0 and <= Payloads.MaxMessageKeyLength } id ? id : payload.MessageKey;
-                    if (await sql.InsertReadingAsync(deviceId, message.ReceivedAt, message.Topic, payload, key))
-                    {
-                        activity.Readings++;
-                        stored++;
-                    }
-                    else
-                    {
-                        duplicates++;
-                        LogDuplicateReading(deviceId, key);
-                    }
-
-                    activity.Seen(message.ReceivedAt);
-                    break;
-
-                case TopicKind.Register:
-                    var text = message.PayloadAsText();
-                    if (text.Length == 0)
-                    {
-                        // A cleared retained message, not a presence change.
-                        break;
-                    }
-
-                    if (text is not ("SIGN_IN" or "SIGN_OUT"))
-                    {
-                        Reject(message, "bad-register-payload", $"register payload from '{deviceId}' is '{Truncate(text)}', not SIGN_IN or SIGN_OUT");
-                        break;
-                    }
-
-                    var signedIn = text == "SIGN_IN";
-                    // A retained replay or a Last Will is not the device being seen.
-                    var seenAt = signedIn && !message.Retain ? message.ReceivedAt : (DateTimeOffset?)null;
-                    await sql.SetPresenceAsync(deviceId, signedIn, message.ReceivedAt, seenAt);
-                    presence[deviceId] = signedIn;
-                    break;
-
-                case TopicKind.CommandResponse:
-                    activity.Seen(message.ReceivedAt);
-                    if (!CommandAnswer.TryParse(message.Payload!, out var answer, out var problem))
-                    {
-                        Reject(message, "bad-command-response", $"command response from '{deviceId}' ignored: {problem}");
-                        break;
-                    }
-
-                    var status = answer.IsError ? CommandStatus.Failed : CommandStatus.Completed;
-                    var response = Encoding.UTF8.GetString(message.Payload!);
-                    if (await sql.AnswerCommandAsync(answer.CommandId, deviceId, status, answer.Result, response, now) is { } createdAt)
-                    {
-                        answered.Add((answer.CommandId, status, createdAt));
-                    }
-                    else
-                    {
-                        var current = await sql.CommandStatusAsync(answer.CommandId, deviceId);
-                        metrics.MessageRejected(current is null ? "unknown-command" : "command-already-finished");
-                        LogIgnoredAnswer(deviceId, answer.CommandId, current?.ToString() ?? "unknown to the gateway");
-                    }
-
-                    break;
-            }
+            await transaction.CommitAsync();
         }
 
-        foreach (var (deviceId, activity) in devices)
+        Publish(outcome, batch);
+    }
+
+    private void Store(InboundMessage message, BatchStatements sql, BatchOutcome outcome, DateTimeOffset now)
+    {
+        if (!topics.TryParse(message.Topic, out var kind, out var deviceId))
         {
-            if (activity.Readings > 0 || activity.LastSeen is not null)
-            {
-                await sql.RecordActivityAsync(deviceId, activity.Readings, activity.LastSeen, now);
-            }
+            Reject(message, "unknown-topic", $"topic '{Truncate(message.Topic)}' is not {{prefix}}/{{deviceId}} with a valid device id");
+            return;
         }
 
-        await transaction.CommitAsync();
+        outcome.Received[(int)kind]++;
+        if (message.IsOversized)
+        {
+            Reject(message, "oversized", $"payload of {message.PayloadLength} bytes from '{deviceId}' exceeds Ingest:MaxPayloadBytes ({_options.MaxPayloadBytes})");
+            return;
+        }
 
+        var activity = outcome.Activity(deviceId);
+        switch (kind)
+        {
+            case TopicKind.Data:
+                StoreReading(message, deviceId, activity, sql, outcome);
+                break;
+            case TopicKind.Register:
+                StorePresence(message, deviceId, sql, outcome);
+                break;
+            case TopicKind.CommandResponse:
+                activity.Seen(message.ReceivedAt);
+                StoreAnswer(message, deviceId, sql, outcome, now);
+                break;
+        }
+    }
+
+    private void StoreReading(InboundMessage message, string deviceId, DeviceActivity activity, BatchStatements sql, BatchOutcome outcome)
+    {
+        if (message.Payload!.Length == 0)
+        {
+            Reject(message, "empty", $"empty telemetry payload from '{deviceId}'");
+            return;
+        }
+
+        var payload = Payloads.Classify(message.Payload);
+        if (payload.Format != PayloadFormat.Json)
+        {
+            LogNonJsonReading(deviceId, payload.Format);
+        }
+
+        var key = message.UserMessageId is { Length: > 0 and <= Payloads.MaxMessageKeyLength } id ? id : payload.MessageKey;
+        if (sql.InsertReading(deviceId, message.ReceivedAt, message.Topic, payload, key))
+        {
+            activity.Readings++;
+            outcome.Stored++;
+        }
+        else
+        {
+            outcome.Duplicates++;
+            LogDuplicateReading(deviceId, key);
+        }
+
+        activity.Seen(message.ReceivedAt);
+    }
+
+    private void StorePresence(InboundMessage message, string deviceId, BatchStatements sql, BatchOutcome outcome)
+    {
+        var text = message.PayloadAsText();
+        if (text.Length == 0)
+        {
+            // A cleared retained message, not a presence change.
+            return;
+        }
+
+        if (text is not ("SIGN_IN" or "SIGN_OUT"))
+        {
+            Reject(message, "bad-register-payload", $"register payload from '{deviceId}' is '{Truncate(text)}', not SIGN_IN or SIGN_OUT");
+            return;
+        }
+
+        var signedIn = text == "SIGN_IN";
+        // A retained replay or a Last Will is not the device being seen.
+        var seenAt = signedIn && !message.Retain ? message.ReceivedAt : (DateTimeOffset?)null;
+        sql.SetPresence(deviceId, signedIn, message.ReceivedAt, seenAt);
+        outcome.Presence[deviceId] = signedIn;
+    }
+
+    private void StoreAnswer(InboundMessage message, string deviceId, BatchStatements sql, BatchOutcome outcome, DateTimeOffset now)
+    {
+        if (!CommandAnswer.TryParse(message.Payload!, out var answer, out var problem))
+        {
+            Reject(message, "bad-command-response", $"command response from '{deviceId}' ignored: {problem}");
+            return;
+        }
+
+        var status = answer.IsError ? CommandStatus.Failed : CommandStatus.Completed;
+        var response = Encoding.UTF8.GetString(message.Payload!);
+        if (sql.AnswerCommand(answer.CommandId, deviceId, status, answer.Result, response, now) is { } createdAt)
+        {
+            outcome.Answered.Add((answer.CommandId, status, createdAt));
+            return;
+        }
+
+        var current = sql.CommandStatus(answer.CommandId, deviceId);
+        metrics.MessageRejected(current is null ? "unknown-command" : "command-already-finished");
+        LogIgnoredAnswer(deviceId, answer.CommandId, current?.ToString() ?? "unknown to the gateway");
+    }
+
+    // After the commit: the in-memory registry, metrics and logs learn what is now durable.
+    private void Publish(BatchOutcome outcome, IReadOnlyList<InboundMessage> batch)
+    {
         var committedAt = time.GetUtcNow();
-        foreach (var (deviceId, signedIn) in presence)
+        foreach (var (deviceId, signedIn) in outcome.Presence)
         {
             registry.SetPresence(deviceId, signedIn);
             LogPresence(deviceId, signedIn ? "SIGN_IN" : "SIGN_OUT");
         }
 
-        foreach (var (id, status, createdAt) in answered)
+        foreach (var (id, status, createdAt) in outcome.Answered)
         {
             metrics.CommandTransition(status);
             metrics.CommandRoundTrip(committedAt - createdAt);
             LogCommandAnswered(id, status);
         }
 
-        if (stored > 0)
+        for (var kind = 0; kind < outcome.Received.Length; kind++)
         {
-            metrics.ReadingsStored(stored);
+            if (outcome.Received[kind] > 0)
+            {
+                metrics.MessagesReceived(((TopicKind)kind).ToString(), outcome.Received[kind]);
+            }
         }
 
-        if (duplicates > 0)
-        {
-            metrics.ReadingsDuplicate(duplicates);
-        }
-
+        metrics.ReadingsStored(outcome.Stored);
+        metrics.ReadingsDuplicate(outcome.Duplicates);
         if (batch.Count > 0)
         {
             metrics.IngestLag(committedAt - batch[0].ReceivedAt);
@@ -266,6 +297,19 @@ public sealed partial class IngestWriter(
     }
 
     private static string Truncate(string value) => value.Length <= 80 ? value : string.Concat(value.AsSpan(0, 80), "…");
+
+    private sealed class BatchOutcome
+    {
+        public Dictionary<string, DeviceActivity> Devices { get; } = new(StringComparer.Ordinal);
+        public Dictionary<string, bool> Presence { get; } = new(StringComparer.Ordinal);
+        public List<(Guid Id, CommandStatus Status, DateTimeOffset CreatedAt)> Answered { get; } = [];
+        public int[] Received { get; } = new int[Enum.GetValues<TopicKind>().Length];
+        public int Stored { get; set; }
+        public int Duplicates { get; set; }
+
+        public DeviceActivity Activity(string deviceId) =>
+            Devices.TryGetValue(deviceId, out var known) ? known : Devices[deviceId] = new DeviceActivity();
+    }
 
     private sealed class DeviceActivity
     {
