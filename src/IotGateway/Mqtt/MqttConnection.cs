@@ -95,19 +95,33 @@ public sealed partial class MqttConnection : BackgroundService
         }
     }
 
-    public async Task AcknowledgeAsync(InboundMessage message, CancellationToken cancellationToken)
+    public Task AcknowledgeAsync(InboundMessage message, CancellationToken cancellationToken)
     {
         // A message from an earlier connection carries a packet id the broker no longer expects: it will redeliver it.
         if (message.Source is null || message.Qos == MqttQualityOfServiceLevel.AtMostOnce || message.Generation != Generation)
         {
-            return;
+            return Task.CompletedTask;
         }
 
         try
         {
-            await message.Source.AcknowledgeAsync(cancellationToken);
+            var ack = message.Source.AcknowledgeAsync(cancellationToken);
+            return ack.IsCompletedSuccessfully ? ack : ObserveAckAsync(ack);
         }
-        catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        catch (Exception ex)
+        {
+            LogAckFailed(ex.Message);
+            return Task.CompletedTask;
+        }
+    }
+
+    private async Task ObserveAckAsync(Task ack)
+    {
+        try
+        {
+            await ack;
+        }
+        catch (Exception ex)
         {
             // The connection went away between commit and ack; the broker redelivers and dedup absorbs it.
             LogAckFailed(ex.Message);

@@ -8,6 +8,8 @@ namespace IotGateway.Telemetry;
 // Synchronous on purpose: SQLite work is CPU-bound in-process calls, and async wrappers only add overhead.
 internal sealed class BatchStatements(SqliteConnection connection, SqliteTransaction transaction) : IDisposable
 {
+    private static readonly string[] FormatNames = Enum.GetNames<PayloadFormat>();
+
     private SqliteCommand? _insertReading;
     private SqliteCommand? _setPresence;
     private SqliteCommand? _answerCommand;
@@ -15,13 +17,20 @@ internal sealed class BatchStatements(SqliteConnection connection, SqliteTransac
 
     public bool InsertReading(string deviceId, DateTimeOffset receivedAt, string topic, ClassifiedPayload payload, string? messageKey)
     {
+        // The UTF-8 bytes are bound as a blob and cast: SQLite stores them as TEXT without re-encoding.
         var command = _insertReading ??= Prepare(
             """
             INSERT INTO "Telemetry" ("DeviceId", "ReceivedAt", "Topic", "Payload", "Format", "MessageKey")
-            VALUES ($device, $at, $topic, $payload, $format, $key)
+            VALUES ($device, $at, $topic, CAST($payload AS TEXT), $format, $key)
             ON CONFLICT DO NOTHING
             """, "$device", "$at", "$topic", "$payload", "$format", "$key");
-        Bind(command, deviceId, receivedAt.UtcTicks, topic, payload.Text, payload.Format.ToString(), messageKey);
+        var parameters = command.Parameters;
+        parameters[0].Value = deviceId;
+        parameters[1].Value = receivedAt.UtcTicks;
+        parameters[2].Value = topic;
+        parameters[3].Value = payload.Utf8 is { } utf8 ? utf8 : payload.Base64;
+        parameters[4].Value = FormatNames[(int)payload.Format];
+        parameters[5].Value = (object?)messageKey ?? DBNull.Value;
         return command.ExecuteNonQuery() == 1;
     }
 

@@ -1,4 +1,5 @@
 using System.Text;
+using System.Threading.Channels;
 using IotGateway.Commands;
 using IotGateway.Data;
 using IotGateway.Devices;
@@ -34,7 +35,23 @@ public sealed partial class IngestWriter(
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         metrics.QueueLength = () => queue.Count;
-        var batch = new List<InboundMessage>(_options.MaxBatchSize);
+        // Acks leave from their own loop so the next batch is stored while this one's acks are written;
+        // one loop keeps them in commit order, which is arrival order.
+        var committed = Channel.CreateBounded<List<InboundMessage>>(new BoundedChannelOptions(2) { SingleReader = true, SingleWriter = true });
+        var acknowledging = AcknowledgeCommittedAsync(committed.Reader);
+        try
+        {
+            await WriteBatchesAsync(committed.Writer, stoppingToken);
+        }
+        finally
+        {
+            committed.Writer.TryComplete();
+            await acknowledging;
+        }
+    }
+
+    private async Task WriteBatchesAsync(ChannelWriter<List<InboundMessage>> committed, CancellationToken stoppingToken)
+    {
         while (true)
         {
             if (!queue.Reader.TryPeek(out _))
@@ -55,6 +72,7 @@ public sealed partial class IngestWriter(
                 }
             }
 
+            var batch = new List<InboundMessage>(Math.Min(_options.MaxBatchSize, queue.Count + 1));
             while (batch.Count < _options.MaxBatchSize && queue.Reader.TryRead(out var message))
             {
                 batch.Add(message);
@@ -65,23 +83,24 @@ public sealed partial class IngestWriter(
                 return;
             }
 
-            await AcknowledgeInOrderAsync(batch);
-            batch.Clear();
+            await committed.WriteAsync(batch, CancellationToken.None);
         }
     }
 
-    // All acks of the batch are started in arrival order without waiting for each to be written: MQTTnet's
-    // send lock is first come, first served, so they leave in that order, and the batch is not held up by
-    // one socket write per message.
-    private async Task AcknowledgeInOrderAsync(List<InboundMessage> batch)
+    // All acks of a batch are started in arrival order without waiting for each to be written: MQTTnet's
+    // send lock is first come, first served, so they leave in that order.
+    private async Task AcknowledgeCommittedAsync(ChannelReader<List<InboundMessage>> committed)
     {
-        var pending = new List<Task>(batch.Count);
-        foreach (var message in batch)
+        await foreach (var batch in committed.ReadAllAsync())
         {
-            pending.Add(connection.AcknowledgeAsync(message, CancellationToken.None));
-        }
+            var pending = new Task[batch.Count];
+            for (var i = 0; i < batch.Count; i++)
+            {
+                pending[i] = connection.AcknowledgeAsync(batch[i], CancellationToken.None);
+            }
 
-        await Task.WhenAll(pending);
+            await Task.WhenAll(pending);
+        }
     }
 
     private async Task<bool> StoreWithRetryAsync(List<InboundMessage> batch, CancellationToken stoppingToken)

@@ -1,33 +1,29 @@
 using System.Text;
 using System.Text.Json;
+using System.Text.Unicode;
 using IotGateway.Data;
 
 namespace IotGateway.Telemetry;
 
-public readonly record struct ClassifiedPayload(PayloadFormat Format, string Text, string? MessageKey);
+// Json and Text keep the device's UTF-8 bytes (stored as they are, without a round trip through UTF-16);
+// Binary carries its base64 text.
+public readonly record struct ClassifiedPayload(PayloadFormat Format, byte[]? Utf8, string? Base64, string? MessageKey);
 
 // Decides how a device's bytes are stored: JSON as sent, other UTF-8 as text, anything else as base64.
 public static class Payloads
 {
     public const int MaxMessageKeyLength = 200;
 
-    private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
-
     public static ClassifiedPayload Classify(byte[] payload)
     {
-        string text;
-        try
+        if (!Utf8.IsValid(payload))
         {
-            text = StrictUtf8.GetString(payload);
-        }
-        catch (DecoderFallbackException)
-        {
-            return new ClassifiedPayload(PayloadFormat.Binary, Convert.ToBase64String(payload), null);
+            return new ClassifiedPayload(PayloadFormat.Binary, null, Convert.ToBase64String(payload), null);
         }
 
         return TryReadJson(payload, out var messageKey)
-            ? new ClassifiedPayload(PayloadFormat.Json, text, messageKey)
-            : new ClassifiedPayload(PayloadFormat.Text, text, null);
+            ? new ClassifiedPayload(PayloadFormat.Json, payload, null, messageKey)
+            : new ClassifiedPayload(PayloadFormat.Text, payload, null, null);
     }
 
     // Validates the whole document and picks the device's own reading id ("messageId", else "uuid") from the top level.
