@@ -1,0 +1,216 @@
+using System.Diagnostics;
+using System.Text;
+using IotGateway.Bench.Infrastructure;
+using MQTTnet;
+using MQTTnet.Protocol;
+
+namespace IotGateway.Bench.Benchmarks;
+
+/// <summary>
+/// The backlog drain: N QoS 1 readings wait in the broker for two persistent sessions, the gateway's and
+/// mosquitto_sub's. mosquitto_sub, which stores nothing, shows how fast the broker can hand the backlog over (the
+/// limit); the gateway has to store every reading in SQLite before it acknowledges it.
+/// </summary>
+public sealed class IngestBenchmark(RepositoryLayout layout)
+{
+    public const int DefaultReadings = 100_000;
+    private const string GatewayClientId = "bench-gateway";
+    private const string SubscriberClientId = "bench-sub";
+    private const string DataTopicFilter = "iot/data/+";
+    private const int PublishesInFlight = 64;
+    private const int DeviceCount = 100;
+    private static readonly TimeSpan StallTimeout = TimeSpan.FromSeconds(30);
+
+    public async Task<BenchResult> RunAsync(int readings, CancellationToken cancellationToken)
+    {
+        await using var broker = await MosquittoBroker.StartAsync(cancellationToken);
+
+        await CreateGatewaySessionAsync(broker, cancellationToken);
+        await CreateSubscriberSessionAsync(broker, cancellationToken);
+        var publishTime = await PublishBacklogAsync(broker, readings, cancellationToken);
+
+        var subscriberTime = await DrainWithMosquittoSubAsync(broker, readings, cancellationToken);
+        var gateway = await DrainWithGatewayAsync(broker, readings, cancellationToken);
+
+        var subscriberRate = readings / subscriberTime.TotalSeconds;
+        var gatewayTotalRate = readings / gateway.Total.TotalSeconds;
+        // The drain is timed from the first commit the poll sees, not from readiness: the gateway's MQTT client
+        // connects (and the backlog starts flowing) before its HTTP server answers.
+        var drain = gateway.Total - gateway.FirstStored;
+        var gatewayDrainRate = (readings - gateway.FirstStoredCount) / drain.TotalSeconds;
+        var ratio = gatewayDrainRate / subscriberRate;
+
+        var rows = new List<ResultRow>
+        {
+            new("backlog published (QoS 1, 64 in flight, one MQTTnet client)", $"{Report.Seconds(publishTime)} ({Report.Rate(readings / publishTime.TotalSeconds, "msg")})"),
+            new("mosquitto_sub drains the backlog (process start → exit)", $"{Report.Seconds(subscriberTime)} ({Report.Rate(subscriberRate, "readings")})", "the limit"),
+            new("gateway: process start → /health/ready", Report.Seconds(gateway.Ready)),
+            new("gateway: process start → first readings stored", $"{Report.Seconds(gateway.FirstStored)} ({Report.Count(gateway.FirstStoredCount)} readings)"),
+            new("gateway: process start → all readings stored", $"{Report.Seconds(gateway.Total)} ({Report.Rate(gatewayTotalRate, "readings")})"),
+            new("gateway drain (first stored → all stored)", $"{Report.Seconds(drain)} ({Report.Rate(gatewayDrainRate, "readings")})"),
+            new("gateway drain rate / mosquitto_sub rate", $"{ratio:0.00}", Report.Target("≥ 0.7", ratio >= 0.7)),
+            new("gateway total rate / mosquitto_sub rate (start-up included)", $"{gatewayTotalRate / subscriberRate:0.00}"),
+        };
+        var notes = new List<string>
+        {
+            $"{Report.Count(readings)} readings of ~110 bytes JSON on iot/data/dev-0..dev-{DeviceCount - 1}, each with a messageId; the gateway starts on an empty database.",
+            "Stored readings are read from the gateway's SQLite file (sum of Devices.TelemetryCount) every 20 ms.",
+        };
+        notes.AddRange(gateway.Notes);
+        return new BenchResult("ingest", $"ingest: drain a backlog of {Report.Count(readings)} QoS 1 readings", rows, notes);
+    }
+
+    /// <summary>The gateway's persistent session, subscribed as the gateway subscribes, so the backlog queues up for it.</summary>
+    private static async Task CreateGatewaySessionAsync(MosquittoBroker broker, CancellationToken cancellationToken)
+    {
+        using var client = MqttClients.Factory.CreateMqttClient();
+        var options = MqttClients.Options(broker, GatewayClientId).WithCleanStart(true).WithSessionExpiryInterval(3600).Build();
+        await MqttClients.ConnectAsync(client, options, cancellationToken);
+        await MqttClients.SubscribeAsync(client, DataTopicFilter, MqttQualityOfServiceLevel.ExactlyOnce, cancellationToken);
+        await client.DisconnectAsync(new MqttClientDisconnectOptionsBuilder().Build(), cancellationToken);
+    }
+
+    /// <summary>mosquitto_sub's persistent session (-c): subscribe, exit once the broker acknowledged it (-E).</summary>
+    private static async Task CreateSubscriberSessionAsync(MosquittoBroker broker, CancellationToken cancellationToken)
+    {
+        await using var sub = ChildProcess.Start("mosquitto_sub", MosquittoBroker.ClientTool("mosquitto_sub"),
+            [.. SubscriberArguments(broker), "-E"], Path.GetTempPath());
+        if (!await sub.WaitForExitAsync(TimeSpan.FromSeconds(10), cancellationToken) || sub.ExitCode != 0)
+        {
+            throw new BenchFailure($"mosquitto_sub could not create its persistent session. Its output:\n{sub.OutputTail()}");
+        }
+    }
+
+    private static string[] SubscriberArguments(MosquittoBroker broker) =>
+        ["-h", MosquittoBroker.Host, "-p", broker.Port.ToString(System.Globalization.CultureInfo.InvariantCulture), "-i", SubscriberClientId, "-c", "-q", "1", "-t", DataTopicFilter];
+
+    private static async Task<TimeSpan> PublishBacklogAsync(MosquittoBroker broker, int readings, CancellationToken cancellationToken)
+    {
+        using var client = MqttClients.Factory.CreateMqttClient();
+        await MqttClients.ConnectAsync(client, MqttClients.Options(broker, "bench-publisher").WithCleanStart(true).Build(), cancellationToken);
+        var topics = Enumerable.Range(0, DeviceCount).Select(d => $"iot/data/dev-{d}").ToArray();
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(TimeSpan.FromSeconds(60 + readings / 1000));
+
+        var next = -1;
+        var elapsed = Stopwatch.StartNew();
+        // A fixed set of workers, each with one publish outstanding: 64 in flight, as the client leaves that to us.
+        var workers = Enumerable.Range(0, PublishesInFlight).Select(async _ =>
+        {
+            for (var i = Interlocked.Increment(ref next); i < readings; i = Interlocked.Increment(ref next))
+            {
+                var device = i % DeviceCount;
+                var payload = Encoding.UTF8.GetBytes(
+                    $$"""{"deviceId":"dev-{{device}}","messageType":"DATA","temp":21.5,"lat":48.01,"lng":-88.62,"messageId":"m-{{i}}"}""");
+                await MqttClients.PublishAsync(client, MqttClients.Message(topics[device], payload, MqttQualityOfServiceLevel.AtLeastOnce), timeout.Token);
+            }
+        });
+        try
+        {
+            await Task.WhenAll(workers);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw new BenchFailure($"Publishing the backlog took longer than {TimeSpan.FromSeconds(60 + readings / 1000).TotalSeconds} s.");
+        }
+
+        var time = elapsed.Elapsed;
+        await client.DisconnectAsync(new MqttClientDisconnectOptionsBuilder().Build(), cancellationToken);
+        return time;
+    }
+
+    /// <summary>The limit: mosquitto_sub resumes its session and exits after N messages, printing to /dev/null.</summary>
+    private static async Task<TimeSpan> DrainWithMosquittoSubAsync(MosquittoBroker broker, int readings, CancellationToken cancellationToken)
+    {
+        // Through `sh -c 'exec …'` so that its stdout is /dev/null itself, not a pipe we would have to drain; exec
+        // keeps one process, so the timing is mosquitto_sub's own (plus a shell start of about a millisecond).
+        var command = $"exec {MosquittoBroker.ClientTool("mosquitto_sub")} {string.Join(' ', SubscriberArguments(broker).Select(Quote))} -C {readings} > /dev/null";
+        await using var sub = ChildProcess.Start("mosquitto_sub", "/bin/sh", ["-c", command], Path.GetTempPath());
+        var timeout = TimeSpan.FromSeconds(60 + readings / 5000);
+        if (!await sub.WaitForExitAsync(timeout, cancellationToken))
+        {
+            throw new BenchFailure($"mosquitto_sub did not receive {Report.Count(readings)} messages within {timeout.TotalSeconds} s. Its output:\n{sub.OutputTail()}");
+        }
+
+        var time = sub.SinceStart.Elapsed;
+        if (sub.ExitCode != 0)
+        {
+            throw new BenchFailure($"mosquitto_sub exited with code {sub.ExitCode}. Its output:\n{sub.OutputTail()}");
+        }
+
+        return time;
+    }
+
+    private sealed record GatewayDrain(TimeSpan Ready, TimeSpan FirstStored, long FirstStoredCount, TimeSpan Total, IReadOnlyList<string> Notes);
+
+    /// <summary>Starts the gateway on an empty database and times it until every reading is stored.</summary>
+    private async Task<GatewayDrain> DrainWithGatewayAsync(MosquittoBroker broker, int readings, CancellationToken cancellationToken)
+    {
+        using var data = TempDirectory.Create("iotgw-bench-ingest-");
+        await using var gateway = GatewayProcess.Start(layout, broker, GatewayClientId, data.Path);
+        var readyTask = gateway.WaitUntilReadyAsync(TimeSpan.FromSeconds(60), cancellationToken);
+
+        var timeout = TimeSpan.FromSeconds(60 + readings / 1000);
+        long stored = 0;
+        (TimeSpan At, long Count)? firstStored = null;
+        var lastProgress = Stopwatch.StartNew();
+        while (true)
+        {
+            var now = GatewayDatabase.TryReadStoredReadings(gateway.DatabasePath);
+            if (now > 0 && firstStored is null)
+            {
+                firstStored = (gateway.Uptime, now.Value);
+            }
+
+            if (now >= readings)
+            {
+                break;
+            }
+
+            if (now > stored)
+            {
+                stored = now.Value;
+                lastProgress.Restart();
+            }
+
+            gateway.ThrowIfExited($"after storing {Report.Count(stored)} of {Report.Count(readings)} readings");
+            if (readyTask.IsFaulted)
+            {
+                await readyTask; // its failure says why (not ready, exited)
+            }
+
+            if (stored > 0 && lastProgress.Elapsed > StallTimeout)
+            {
+                throw new BenchFailure($"The gateway stalled: {Report.Count(stored)} of {Report.Count(readings)} readings stored, none more in {StallTimeout.TotalSeconds} s. Its output:\n{gateway.OutputTail()}");
+            }
+
+            if (gateway.Uptime > timeout)
+            {
+                throw new BenchFailure($"The gateway stored {Report.Count(stored)} of {Report.Count(readings)} readings in {timeout.TotalSeconds} s. Its output:\n{gateway.OutputTail()}");
+            }
+
+            await Task.Delay(20, cancellationToken);
+        }
+
+        var total = gateway.Uptime;
+        var ready = await readyTask;
+
+        // Every reading exactly once: the counters and the rows agree, and nothing was stored twice.
+        var notes = new List<string>();
+        var counted = GatewayDatabase.TryReadStoredReadings(gateway.DatabasePath);
+        var rows = GatewayDatabase.Scalar(gateway.DatabasePath, """SELECT COUNT(*) FROM "Telemetry" """);
+        if (counted != readings || rows != readings)
+        {
+            notes.Add($"GATEWAY COUNT MISMATCH: published {readings}, Devices.TelemetryCount sums to {counted}, Telemetry has {rows} rows.");
+        }
+
+        if (firstStored!.Value.Count >= readings)
+        {
+            notes.Add("The first poll already saw every reading stored: the backlog is too small to time the drain; use more --readings.");
+        }
+
+        return new GatewayDrain(ready, firstStored.Value.At, firstStored.Value.Count, total, notes);
+    }
+
+    private static string Quote(string argument) => $"'{argument.Replace("'", "'\\''", StringComparison.Ordinal)}'";
+}

@@ -1,0 +1,225 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Text;
+using IotGateway.Bench.Infrastructure;
+using MQTTnet;
+using MQTTnet.Protocol;
+
+namespace IotGateway.Bench.Benchmarks;
+
+/// <summary>
+/// Command round trip through the gateway (REST POST → outbox → QoS 2 publish → device → QoS 2 answer → stored),
+/// beside the limit: a bare MQTT request/response between two clients through the same broker.
+/// </summary>
+public sealed class RoundTripBenchmark(RepositoryLayout layout)
+{
+    public const int DefaultDevices = 100;
+    public const int DefaultCommands = 2000;
+    public const int DefaultCallers = 8;
+
+    // Not counted: the first requests of either path pay for JIT compilation and cold connection pools.
+    private const int WarmUpCommands = 100;
+
+    public async Task<BenchResult> RunAsync(int devices, int commands, int callers, CancellationToken cancellationToken)
+    {
+        await using var broker = await MosquittoBroker.StartAsync(cancellationToken);
+
+        // The bare limit first, while nothing else uses the broker or the CPU.
+        var bare = await MeasureBareMqttAsync(broker, commands, callers, cancellationToken);
+
+        using var data = TempDirectory.Create("iotgw-bench-roundtrip-");
+        await using var gateway = GatewayProcess.Start(layout, broker, "bench-roundtrip", data.Path);
+        await gateway.WaitUntilReadyAsync(TimeSpan.FromSeconds(60), cancellationToken);
+        using var api = gateway.Api();
+
+        var deviceIds = Enumerable.Range(0, devices).Select(i => $"rt-dev-{i:D4}").ToArray();
+        await using var fleet = await DeviceFleet.ConnectAsync(broker, deviceIds, concurrency: 50, cancellationToken);
+        await Poll.UntilAsync(async ct => await api.CountSignedInDevicesAsync(ct) >= devices, TimeSpan.FromMilliseconds(50), TimeSpan.FromSeconds(60),
+            () => $"the gateway does not list all {devices} devices as signed in", cancellationToken);
+
+        await SendCommandsThroughGatewayAsync(api, deviceIds, WarmUpCommands, callers, cancellationToken);
+        var measured = await SendCommandsThroughGatewayAsync(api, deviceIds, commands, callers, cancellationToken);
+        gateway.ThrowIfExited("during the round trips");
+
+        var ratio = measured.Latency.P50Ms / bare.Latency.P50Ms;
+        var rows = new List<ResultRow>
+        {
+            new("gateway round trip p50 (POST → answer stored)", Report.Milliseconds(measured.Latency.P50Ms), $"bare MQTT {Report.Milliseconds(bare.Latency.P50Ms)}; {Report.Target("≤ 2× bare", ratio <= 2)} ({ratio:0.0}×)"),
+            new("gateway round trip p99", Report.Milliseconds(measured.Latency.P99Ms), $"bare MQTT {Report.Milliseconds(bare.Latency.P99Ms)}; {Report.Target("< 20 ms", measured.Latency.P99Ms < 20)}"),
+            new("gateway round trip max", Report.Milliseconds(measured.Latency.MaxMs), $"bare MQTT {Report.Milliseconds(bare.Latency.MaxMs)}"),
+            new("gateway round trip stages (medians)", measured.Stages ?? ""),
+            new("gateway commands completed per second", Report.Rate(measured.Rate, "commands"), $"bare MQTT {Report.Rate(bare.Rate, "requests")}"),
+        };
+        var notes = new List<string>
+        {
+            $"{devices} always-online devices (in-process MQTTnet clients, persistent sessions, QoS 2 both ways), {Report.Count(commands)} PING commands from {callers} concurrent HTTP callers, round-robin over the devices; {WarmUpCommands} warm-up commands first, not counted.",
+            "Gateway round trip = the command's answeredAt (GET /api/commands/{id}) − the caller's clock just before the POST; rate = commands / (first POST → last answeredAt).",
+            $"Bare MQTT = one requester publishing QoS 2 requests to one responder that answers QoS 2 on another topic, same count and concurrency ({callers} outstanding), timed from before the publish to the answer's arrival.",
+        };
+        if (fleet.AnswerFailures > 0)
+        {
+            notes.Add($"DEVICE ANSWER FAILURES: {fleet.AnswerFailures}, first: {fleet.FirstAnswerFailure}");
+        }
+
+        var expectedCommands = WarmUpCommands + commands;
+        if (fleet.CommandsReceived != expectedCommands)
+        {
+            notes.Add($"DEVICES RECEIVED {fleet.CommandsReceived} COMMANDS for {expectedCommands} queued (duplicates or losses).");
+        }
+
+        return new BenchResult("roundtrip", $"roundtrip: {Report.Count(commands)} commands to {devices} online devices, {callers} callers", rows, notes);
+    }
+
+    private sealed record Measurement(LatencySummary Latency, double Rate, string? Stages = null);
+
+    private static async Task<Measurement> SendCommandsThroughGatewayAsync(GatewayApi api, string[] deviceIds, int commands, int callers, CancellationToken cancellationToken)
+    {
+        var posted = new (Guid Id, DateTimeOffset PostedAt)[commands];
+        var next = -1;
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(TimeSpan.FromSeconds(60 + commands / 50));
+        await Task.WhenAll(Enumerable.Range(0, callers).Select(async _ =>
+        {
+            for (var i = Interlocked.Increment(ref next); i < commands; i = Interlocked.Increment(ref next))
+            {
+                // The same clock as the gateway's answeredAt: both processes read this machine's UTC time.
+                var postedAt = DateTimeOffset.UtcNow;
+                var id = await api.QueueCommandAsync(deviceIds[i % deviceIds.Length], "PING", timeout.Token);
+                posted[i] = (id, postedAt);
+            }
+        }));
+
+        // Collected after the run, so the reads do not load the gateway while it is being measured.
+        var states = new CommandState[commands];
+        var collectDeadline = Stopwatch.StartNew();
+        await Parallel.ForEachAsync(Enumerable.Range(0, commands), new ParallelOptions { MaxDegreeOfParallelism = callers, CancellationToken = cancellationToken },
+            async (i, ct) =>
+            {
+                while (true)
+                {
+                    var state = await api.GetCommandAsync(posted[i].Id, ct);
+                    if (state is { Status: "Completed", AnsweredAt: not null })
+                    {
+                        states[i] = state;
+                        return;
+                    }
+
+                    if (!state.IsOpen)
+                    {
+                        throw new BenchFailure($"Command {state.Id} ended {state.Status}, not Completed.");
+                    }
+
+                    if (collectDeadline.Elapsed > TimeSpan.FromSeconds(60))
+                    {
+                        throw new BenchFailure($"Command {state.Id} is still {state.Status} 60 s after the last POST (created {state.CreatedAt:O}, published {state.PublishedAt:O}).");
+                    }
+
+                    await Task.Delay(20, ct);
+                }
+            });
+
+        var latencies = Enumerable.Range(0, commands).Select(i => states[i].AnsweredAt!.Value - posted[i].PostedAt);
+        var wall = states.Max(s => s.AnsweredAt!.Value) - posted.Min(p => p.PostedAt);
+        return new Measurement(LatencySummary.Of(latencies), commands / wall.TotalSeconds, Stages(states, posted));
+    }
+
+    /// <summary>
+    /// Where the time goes, from the command's own timestamps (medians): the POST until the row is written, the
+    /// outbox until the broker completed the QoS 2 publish, and the device's answer until it is stored. A device
+    /// may answer before the gateway marks the command Published; then it has no publishedAt and is left out.
+    /// </summary>
+    private static string Stages(CommandState[] states, (Guid Id, DateTimeOffset PostedAt)[] posted)
+    {
+        static string Median(IEnumerable<TimeSpan> values) =>
+            values.ToArray() is { Length: > 0 } all ? Report.Milliseconds(LatencySummary.Of(all).P50Ms) : "n/a";
+
+        var withPublished = states.Where(s => s.PublishedAt is not null).ToArray();
+        return $"POST → created {Median(states.Select((s, i) => s.CreatedAt - posted[i].PostedAt))}, "
+            + $"created → published {Median(withPublished.Select(s => s.PublishedAt!.Value - s.CreatedAt))}, "
+            + $"published → answered {Median(withPublished.Select(s => s.AnsweredAt!.Value - s.PublishedAt!.Value))} "
+            + $"({withPublished.Length} of {states.Length} have publishedAt)";
+    }
+
+    /// <summary>The limit: request/response between two MQTTnet clients through the broker, QoS 2 both ways.</summary>
+    private static async Task<Measurement> MeasureBareMqttAsync(MosquittoBroker broker, int requests, int callers, CancellationToken cancellationToken)
+    {
+        const string RequestTopic = "bench/rr/req";
+        const string ResponseTopic = "bench/rr/resp";
+
+        using var responder = MqttClients.Factory.CreateMqttClient();
+        responder.ApplicationMessageReceivedAsync += e =>
+        {
+            // As a device does: parse the request, answer at once without holding the handler.
+            var answer = PingResponder.Answer("bare-responder", e.ApplicationMessage.Payload);
+            if (answer is not null)
+            {
+                _ = responder.PublishAsync(MqttClients.Message(ResponseTopic, answer, MqttQualityOfServiceLevel.ExactlyOnce), CancellationToken.None);
+            }
+
+            return Task.CompletedTask;
+        };
+        await MqttClients.ConnectAsync(responder, MqttClients.Options(broker, "bench-responder").WithCleanStart(true).Build(), cancellationToken);
+        await MqttClients.SubscribeAsync(responder, RequestTopic, MqttQualityOfServiceLevel.ExactlyOnce, cancellationToken);
+
+        var waiting = new ConcurrentDictionary<string, TaskCompletionSource>();
+        using var requester = MqttClients.Factory.CreateMqttClient();
+        requester.ApplicationMessageReceivedAsync += e =>
+        {
+            if (ReadUuid(e.ApplicationMessage) is { } uuid && waiting.TryRemove(uuid, out var answered))
+            {
+                answered.TrySetResult();
+            }
+
+            return Task.CompletedTask;
+        };
+        await MqttClients.ConnectAsync(requester, MqttClients.Options(broker, "bench-requester").WithCleanStart(true).Build(), cancellationToken);
+        await MqttClients.SubscribeAsync(requester, ResponseTopic, MqttQualityOfServiceLevel.ExactlyOnce, cancellationToken);
+
+        async Task<Measurement> RunAsync(int count)
+        {
+            var latencies = new TimeSpan[count];
+            var next = -1;
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            timeout.CancelAfter(TimeSpan.FromSeconds(60 + count / 50));
+            var wall = Stopwatch.StartNew();
+            await Task.WhenAll(Enumerable.Range(0, callers).Select(async _ =>
+            {
+                for (var i = Interlocked.Increment(ref next); i < count; i = Interlocked.Increment(ref next))
+                {
+                    var uuid = Guid.NewGuid().ToString();
+                    var answered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                    waiting[uuid] = answered;
+                    var started = Stopwatch.GetTimestamp();
+                    var request = Encoding.UTF8.GetBytes($$"""{"uuid":"{{uuid}}","command":"PING"}""");
+                    await MqttClients.PublishAsync(requester, MqttClients.Message(RequestTopic, request, MqttQualityOfServiceLevel.ExactlyOnce), timeout.Token);
+                    await answered.Task.WaitAsync(timeout.Token);
+                    latencies[i] = Stopwatch.GetElapsedTime(started);
+                }
+            }));
+            return new Measurement(LatencySummary.Of(latencies), count / wall.Elapsed.TotalSeconds);
+        }
+
+        try
+        {
+            await RunAsync(WarmUpCommands);
+            return await RunAsync(requests);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw new BenchFailure($"The bare MQTT request/response did not finish in time ({waiting.Count} requests unanswered).");
+        }
+    }
+
+    private static string? ReadUuid(MqttApplicationMessage message)
+    {
+        try
+        {
+            using var document = System.Text.Json.JsonDocument.Parse(message.Payload);
+            return document.RootElement.TryGetProperty("uuid", out var uuid) ? uuid.GetString() : null;
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            return null;
+        }
+    }
+}

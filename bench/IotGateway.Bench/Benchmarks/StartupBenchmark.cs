@@ -1,0 +1,205 @@
+using System.Diagnostics;
+using IotGateway.Bench.Infrastructure;
+using Microsoft.Data.Sqlite;
+
+namespace IotGateway.Bench.Benchmarks;
+
+/// <summary>
+/// Time from process start to /health/ready, on an empty database and on one holding N readings: start-up must
+/// not grow with the data (no scans, no loading of readings).
+/// </summary>
+public sealed class StartupBenchmark(RepositoryLayout layout)
+{
+    public const int DefaultReadings = 1_000_000;
+    private const int Starts = 3;
+    private const int SeedDevices = 1000;
+    private static readonly TimeSpan ReadyTimeout = TimeSpan.FromSeconds(60);
+
+    private static readonly string[] TelemetryColumns = ["DeviceId", "ReceivedAt", "Topic", "Payload", "Format", "MessageKey"];
+    private static readonly string[] DeviceColumns = ["Id", "SignedIn", "FirstSeen", "LastSeen", "SignedInAt", "SignedOutAt", "TelemetryCount", "PendingCommands"];
+
+    public async Task<BenchResult> RunAsync(int readings, CancellationToken cancellationToken)
+    {
+        await using var broker = await MosquittoBroker.StartAsync(cancellationToken);
+        var notes = new List<string>();
+
+        // (a) Empty database: every start is a first start, with its own folder and session.
+        var empty = new List<TimeSpan>();
+        for (var run = 1; run <= Starts; run++)
+        {
+            using var data = TempDirectory.Create("iotgw-bench-startup-empty-");
+            empty.Add(await TimeStartAsync(broker, $"bench-startup-empty-{run}", data.Path, notes, cancellationToken));
+        }
+
+        // (b) The same, on a database that holds N readings.
+        using var seeded = TempDirectory.Create("iotgw-bench-startup-seeded-");
+        const string ServerId = "bench-startup";
+        await TimeStartAsync(broker, ServerId, seeded.Path, notes, cancellationToken); // creates and migrates the database
+        var databasePath = Path.Combine(seeded.Path, "gateway.db");
+        var seeding = Stopwatch.StartNew();
+        Seed(databasePath, readings, cancellationToken);
+        seeding.Stop();
+        var databaseMb = new FileInfo(databasePath).Length / (1024.0 * 1024.0);
+
+        var withData = new List<TimeSpan>();
+        for (var run = 1; run <= Starts; run++)
+        {
+            withData.Add(await TimeStartAsync(broker, ServerId, seeded.Path, notes, cancellationToken,
+                whileRunning: run == Starts && readings > 0 ? CheckSeededDataIsServedAsync : null));
+        }
+
+        var emptyMedian = Median(empty);
+        var dataMedian = Median(withData);
+        var rows = new List<ResultRow>
+        {
+            new("start → ready, empty database (median of 3)", Report.Seconds(emptyMedian), $"{Report.Target("< 2 s", emptyMedian < TimeSpan.FromSeconds(2))} (runs: {string.Join(", ", empty.Select(Report.Seconds))})"),
+            new($"start → ready, {Report.Count(readings)} readings (median of 3)", Report.Seconds(dataMedian), $"{Report.Target("< 2 s", dataMedian < TimeSpan.FromSeconds(2))} (runs: {string.Join(", ", withData.Select(Report.Seconds))})"),
+        };
+        notes.Insert(0, $"Readings inserted straight into SQLite ({Report.Count(readings)} rows over {SeedDevices} devices, one transaction, {seeding.Elapsed.TotalSeconds:0.0} s); database file {databaseMb:0} MB. Each start is stopped with SIGTERM before the next.");
+        return new BenchResult("startup", $"startup: process start → /health/ready", rows, notes);
+    }
+
+    private async Task<TimeSpan> TimeStartAsync(MosquittoBroker broker, string serverId, string dataDirectory, List<string> notes,
+        CancellationToken cancellationToken, Func<GatewayApi, int, CancellationToken, Task>? whileRunning = null)
+    {
+        await using var gateway = GatewayProcess.Start(layout, broker, serverId, dataDirectory);
+        var ready = await gateway.WaitUntilReadyAsync(ReadyTimeout, cancellationToken);
+        if (whileRunning is not null)
+        {
+            using var api = gateway.Api();
+            await whileRunning(api, SeedDevices, cancellationToken);
+        }
+
+        var stopping = Stopwatch.StartNew();
+        if (!await gateway.StopAsync())
+        {
+            notes.Add($"GATEWAY DID NOT STOP within 15 s of SIGTERM (it was killed). Its output:\n{gateway.OutputTail()}");
+        }
+        else if (stopping.Elapsed > TimeSpan.FromSeconds(5))
+        {
+            notes.Add($"The gateway took {stopping.Elapsed.TotalSeconds:0.0} s to stop after SIGTERM.");
+        }
+
+        return ready;
+    }
+
+    /// <summary>The gateway serves the seeded rows as its own: a device and its newest reading read back through the API.</summary>
+    private static async Task CheckSeededDataIsServedAsync(GatewayApi api, int seededDevices, CancellationToken cancellationToken)
+    {
+        var telemetry = await api.GetJsonAsync($"/api/devices/{DeviceId(0)}/telemetry?limit=1", cancellationToken);
+        if (telemetry.GetProperty("items").GetArrayLength() != 1)
+        {
+            throw new BenchFailure($"The gateway does not serve the seeded readings: GET /api/devices/{DeviceId(0)}/telemetry?limit=1 returned {telemetry}.");
+        }
+    }
+
+    private static string DeviceId(int d) => $"dev-{d:D4}";
+
+    /// <summary>
+    /// N readings and their devices, written as the gateway would have (UTC ticks, Format as text, counters that
+    /// match the rows), in one transaction with one prepared statement.
+    /// </summary>
+    private static void Seed(string databasePath, int readings, CancellationToken cancellationToken)
+    {
+        using var connection = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = databasePath, Pooling = false }.ToString());
+        connection.Open();
+        CheckSchema(connection, "Telemetry", TelemetryColumns);
+        CheckSchema(connection, "Devices", DeviceColumns);
+
+        var now = DateTimeOffset.UtcNow;
+        // One reading per second per device, ending now.
+        var firstTicks = (now - TimeSpan.FromSeconds((double)readings / SeedDevices)).UtcTicks;
+        long TicksOf(int i) => firstTicks + (long)i * TimeSpan.TicksPerSecond / SeedDevices;
+
+        using (var transaction = connection.BeginTransaction())
+        {
+            using var insert = connection.CreateCommand();
+            insert.Transaction = transaction;
+            insert.CommandText = """
+                INSERT INTO "Telemetry" ("DeviceId","ReceivedAt","Topic","Payload","Format","MessageKey")
+                VALUES ($device, $receivedAt, $topic, $payload, 'Json', $key)
+                """;
+            var device = insert.Parameters.Add("$device", SqliteType.Text);
+            var receivedAt = insert.Parameters.Add("$receivedAt", SqliteType.Integer);
+            var topic = insert.Parameters.Add("$topic", SqliteType.Text);
+            var payload = insert.Parameters.Add("$payload", SqliteType.Text);
+            var key = insert.Parameters.Add("$key", SqliteType.Text);
+            insert.Prepare();
+            for (var i = 0; i < readings; i++)
+            {
+                if (i % 10_000 == 0)
+                {
+                    cancellationToken.ThrowIfCancellationRequested(); // Ctrl+C during a long seeding (rolled back)
+                }
+
+                var id = DeviceId(i % SeedDevices);
+                device.Value = id;
+                receivedAt.Value = TicksOf(i);
+                topic.Value = $"iot/data/{id}";
+                payload.Value = $$"""{"deviceId":"{{id}}","messageType":"DATA","temp":21.5,"lat":48.01,"lng":-88.62,"messageId":"m-{{i}}"}""";
+                key.Value = $"m-{i}";
+                insert.ExecuteNonQuery();
+            }
+
+            using var devices = connection.CreateCommand();
+            devices.Transaction = transaction;
+            devices.CommandText = """
+                INSERT INTO "Devices" ("Id","SignedIn","FirstSeen","LastSeen","SignedInAt","SignedOutAt","TelemetryCount","PendingCommands")
+                VALUES ($id, 0, $first, $last, NULL, NULL, $count, 0)
+                """;
+            var deviceId = devices.Parameters.Add("$id", SqliteType.Text);
+            var first = devices.Parameters.Add("$first", SqliteType.Integer);
+            var last = devices.Parameters.Add("$last", SqliteType.Integer);
+            var count = devices.Parameters.Add("$count", SqliteType.Integer);
+            devices.Prepare();
+            for (var d = 0; d < SeedDevices && d < readings; d++)
+            {
+                var perDevice = readings / SeedDevices + (d < readings % SeedDevices ? 1 : 0);
+                deviceId.Value = DeviceId(d);
+                first.Value = TicksOf(d);
+                last.Value = TicksOf(d + (perDevice - 1) * SeedDevices);
+                count.Value = perDevice;
+                devices.ExecuteNonQuery();
+            }
+
+            transaction.Commit();
+        }
+
+        // Fold the write-ahead log into the file now, so the timed starts do not pay for our insert.
+        using var checkpoint = connection.CreateCommand();
+        checkpoint.CommandText = "PRAGMA wal_checkpoint(TRUNCATE);";
+        checkpoint.ExecuteNonQuery();
+    }
+
+    /// <summary>Fails clearly if the gateway's schema is not the one this seeding writes (a migration changed it).</summary>
+    private static void CheckSchema(SqliteConnection connection, string table, string[] written)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = $"PRAGMA table_info(\"{table}\")";
+        var columns = new List<(string Name, bool Required)>();
+        using (var reader = command.ExecuteReader())
+        {
+            while (reader.Read())
+            {
+                // notnull without a default and not the rowid key: an insert must give it.
+                var required = reader.GetInt32(3) == 1 && reader.IsDBNull(4) && reader.GetInt32(5) == 0;
+                columns.Add((reader.GetString(1), required));
+            }
+        }
+
+        if (columns.Count == 0)
+        {
+            throw new BenchFailure($"The gateway's database has no table \"{table}\": the start-up benchmark's seeding no longer matches the schema.");
+        }
+
+        var missing = written.Except(columns.Select(c => c.Name)).ToList();
+        var unfilled = columns.Where(c => c.Required && !written.Contains(c.Name)).Select(c => c.Name).ToList();
+        if (missing.Count > 0 || unfilled.Count > 0)
+        {
+            throw new BenchFailure($"The \"{table}\" table changed: the seeding writes columns it lacks ({string.Join(", ", missing)}) "
+                + $"or leaves required ones empty ({string.Join(", ", unfilled)}). Update StartupBenchmark.Seed.");
+        }
+    }
+
+    private static TimeSpan Median(List<TimeSpan> values) => values.Order().ElementAt(values.Count / 2);
+}

@@ -1,0 +1,3 @@
+using IotGateway.Bench;
+
+return await BenchProgram.RunAsync(args);

@@ -1,0 +1,52 @@
+using DeviceSimulator.Mqtt;
+using MQTTnet.Formatter;
+
+namespace DeviceSimulator.Devices;
+
+// Everything one simulated device needs to know; the defaults are the article's.
+internal sealed record DeviceSettings
+{
+    public const string DefaultDeviceId = "sim-iot-device-0001";
+
+    public required BrokerAddress Broker { get; init; }
+    public string DeviceId { get; init; } = DefaultDeviceId;
+    public TopicRoots Topics { get; init; } = new();
+    public TimeSpan Interval { get; init; } = TimeSpan.FromSeconds(15);
+    public TimeSpan OnlineWindow { get; init; } = TimeSpan.FromSeconds(5);
+    public MqttProtocolVersion Protocol { get; init; } = MqttProtocolVersion.V500;
+
+    // Connected permanently instead of the article's short windows: telemetry every interval, commands answered at once.
+    public bool AlwaysOnline { get; init; }
+
+    // Delay from the start to the first telemetry window; a fleet spreads its devices over one interval with it.
+    // Null means one full interval, as the article's setInterval.
+    public TimeSpan? FirstWindowDelay { get; init; }
+
+    public string? Username { get; init; }
+    public string? Password { get; init; }
+    public bool AllowUntrustedCertificates { get; init; }
+
+    // Same seed, same readings: reproducible runs for tests and benchmarks.
+    public int? RandomSeed { get; init; }
+
+    // Console lines for every message (the article's output); a fleet turns them off unless --verbose.
+    public bool LogEachMessage { get; init; } = true;
+
+    public DeviceTopics OwnTopics() => new(Topics, DeviceId);
+}
+
+// The article's four topic roots (DATA_TOPIC, CMD_REQ_TOPIC, CMD_RESP_TOPIC, REGISTER_TOPIC).
+internal sealed record TopicRoots(
+    string Data = "iot/data",
+    string CommandRequest = "iot/cmd/req",
+    string CommandResponse = "iot/cmd/resp",
+    string Register = "iot/register");
+
+// One device's own topics: {root}/{deviceId}.
+internal sealed record DeviceTopics(string Data, string CommandRequest, string CommandResponse, string Register)
+{
+    public DeviceTopics(TopicRoots roots, string deviceId)
+        : this($"{roots.Data}/{deviceId}", $"{roots.CommandRequest}/{deviceId}", $"{roots.CommandResponse}/{deviceId}", $"{roots.Register}/{deviceId}")
+    {
+    }
+}

@@ -1,0 +1,125 @@
+using System.Text;
+using System.Text.Json.Nodes;
+using DeviceSimulator.Commands;
+using MQTTnet;
+using MQTTnet.Formatter;
+
+namespace DeviceSimulator.Devices;
+
+// Commands: answered from the MQTT client's receive loop, at most once per uuid.
+internal sealed partial class SimulatedDevice
+{
+    // Runs on the MQTT client's receive loop, one message at a time; answering is one publish, so it stays short.
+    private async Task OnMessageAsync(MqttApplicationMessageReceivedEventArgs e)
+    {
+        if (!_commands.TryEnter())
+        {
+            e.AutoAcknowledge = false;   // not acknowledged: the broker delivers it again at the next connection
+            return;
+        }
+
+        try
+        {
+            await HandleCommandAsync(e).ConfigureAwait(false);
+        }
+        finally
+        {
+            _commands.Leave();
+        }
+    }
+
+    private async Task HandleCommandAsync(MqttApplicationMessageReceivedEventArgs e)
+    {
+        var text = e.ApplicationMessage.ConvertPayloadToString();
+        _log.Step($"RECEIVED COMMAND \"{text}\"");
+        if (!CommandRequest.TryParse(e.ApplicationMessage.Payload, out var request, out var problem))
+        {
+            // Acknowledged and dropped: a payload that cannot be read now never will be.
+            _log.Problem($"IGNORING MALFORMED COMMAND \"{Shorten(text)}\": {problem}");
+            return;
+        }
+
+        using (request)
+        {
+            if (_answered?.Contains(request.Uuid) == true)
+            {
+                _log.Step($"IGNORING REDELIVERED COMMAND {request.Uuid}: ALREADY ANSWERED");
+                return;
+            }
+
+            var outcome = DeviceCommands.Execute(request, this);
+            if (outcome.RebootAfterAnswer)
+            {
+                _commands.Close();   // a rebooting device takes no further command; they wait in the session
+            }
+
+            try
+            {
+                await AnswerAsync(request, outcome).ConfigureAwait(false);
+            }
+            catch (Exception ex)
+            {
+                // Not acknowledged, so the broker delivers it again at the next connection and it is answered then.
+                _log.Step($"COULD NOT SEND COMMAND RESPONSE: {ex.GetBaseException().Message}");
+                e.AutoAcknowledge = false;
+                return;
+            }
+
+            if (outcome.RebootAfterAnswer)
+            {
+                // Acknowledged before the connection drops, or the broker would deliver REBOOT again after the reboot.
+                e.AutoAcknowledge = false;
+                try
+                {
+                    await e.AcknowledgeAsync(CancellationToken.None).ConfigureAwait(false);
+                }
+                catch (Exception ex)
+                {
+                    _log.Step($"COULD NOT ACKNOWLEDGE REBOOT, IT WILL COME AGAIN: {ex.GetBaseException().Message}");
+                    return;
+                }
+
+                _rebootPending = true;
+                _wake.Raise(WakeReasons.RebootRequested);
+            }
+        }
+    }
+
+    private async Task AnswerAsync(CommandRequest request, CommandOutcome outcome)
+    {
+        var response = CommandResponse.ToJson(DeviceId, outcome.Result, request);
+        if (_log.EachMessage)
+        {
+            _log.Step($"SENDING COMMAND RESPONSE {Encoding.UTF8.GetString(response)}");
+        }
+
+        await _connection.PublishAsync(_topics.CommandResponse, response).ConfigureAwait(false);
+        (_answered ??= new AnsweredCommands()).Add(request.Uuid);
+        Interlocked.Increment(ref _commandsAnswered);
+    }
+
+    public void ChangeInterval(TimeSpan interval)
+    {
+        Interlocked.Exchange(ref _intervalTicks, interval.Ticks);
+        _wake.Raise(WakeReasons.IntervalChanged);
+    }
+
+    // GET_CONFIG: what the device runs with. Never the credentials.
+    public JsonObject DescribeConfiguration() => new()
+    {
+        ["deviceId"] = DeviceId,
+        ["broker"] = _settings.Broker.ToString(),
+        ["protocol"] = _connection.Protocol == MqttProtocolVersion.V500 ? "5" : "3.1.1",
+        ["intervalSeconds"] = Interval.TotalSeconds,
+        ["onlineSeconds"] = _settings.OnlineWindow.TotalSeconds,
+        ["alwaysOnline"] = _settings.AlwaysOnline,
+        ["qos"] = 2,
+        ["topics"] = new JsonObject
+        {
+            ["data"] = _topics.Data,
+            ["commandRequest"] = _topics.CommandRequest,
+            ["commandResponse"] = _topics.CommandResponse,
+            ["register"] = _topics.Register,
+        },
+    };
+}
