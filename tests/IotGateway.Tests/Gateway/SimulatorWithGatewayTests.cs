@@ -1,0 +1,100 @@
+using System.Net;
+using System.Net.Http.Json;
+using DeviceSimulator.Devices;
+using DeviceSimulator.Fleet;
+using IotGateway.Commands;
+using IotGateway.Data;
+using IotGateway.Tests.Infrastructure;
+using IotGateway.Tests.Simulator;
+using SimulatorBroker = DeviceSimulator.Mqtt.BrokerAddress;
+
+namespace IotGateway.Tests.Gateway;
+
+// The simulator playing the article's device, against the real gateway and a real Mosquitto.
+public sealed class SimulatorWithGatewayTests
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
+
+    [SkippableFact]
+    public async Task WindowedDeviceRunsCommandsQueuedWhileItWasOffline()
+    {
+        await using var broker = await StartBrokerAsync();
+        await using var gateway = await GatewayApp.StartAsync(broker.Url);
+        await using var device = new RunningDevice(new DeviceSettings
+        {
+            Broker = SimulatorBroker.Parse(broker.Url),
+            DeviceId = "windowed-1",
+            Interval = TimeSpan.FromSeconds(1.5),
+            OnlineWindow = TimeSpan.FromSeconds(0.3),
+        });
+
+        await gateway.WaitForDeviceAsync("windowed-1", d => d.SignedIn && d.TelemetryCount > 0, "the device signs in and sends a reading", Timeout);
+
+        // Queued while it is offline: executed at its next window.
+        await Eventually.UntilAsync(() => !device.Device.IsConnected, Timeout, "the device is between windows");
+        var ping = await gateway.QueueCommandAsync("windowed-1", new { command = "PING" });
+        var unknown = await gateway.QueueCommandAsync("windowed-1", new { command = "SELF_DESTRUCT" });
+        Assert.Equal("PONG", (await gateway.WaitForCommandAsync(ping.Id, CommandStatus.Completed, Timeout)).Result);
+        Assert.Equal("ERROR_UNKNOWN_COMMAND", (await gateway.WaitForCommandAsync(unknown.Id, CommandStatus.Failed, Timeout)).Result);
+
+        // REBOOT drops the connection without DISCONNECT: the broker's Last Will signs it out, the next window back in.
+        var reboot = await gateway.QueueCommandAsync("windowed-1", new { command = "REBOOT" });
+        await gateway.WaitForCommandAsync(reboot.Id, CommandStatus.Completed, Timeout);
+        await gateway.WaitForDeviceAsync("windowed-1", d => !d.SignedIn, "the Last Will marks it signed out", Timeout);
+        await gateway.WaitForDeviceAsync("windowed-1", d => d.SignedIn, "the next window signs it in again", Timeout);
+
+        // Ctrl+C: a retained SIGN_OUT.
+        await device.StopAsync();
+        await gateway.WaitForDeviceAsync("windowed-1", d => !d.SignedIn, "stopping the device signs it out", Timeout);
+    }
+
+    [SkippableFact]
+    public async Task FleetOfOneThousandDevicesAnswersABulkCommand()
+    {
+        const int devices = 1000;
+        await using var broker = await StartBrokerAsync();
+        await using var gateway = await GatewayApp.StartAsync(broker.Url);
+        using var fleet = new DeviceFleet(new FleetSettings
+        {
+            Devices = devices,
+            IdPrefix = "fleet",
+            Template = new DeviceSettings
+            {
+                Broker = SimulatorBroker.Parse(broker.Url),
+                AlwaysOnline = true,
+                Interval = TimeSpan.FromSeconds(5),
+                LogEachMessage = false,
+            },
+        }, TextWriter.Null);
+        using var stop = new CancellationTokenSource();
+        var running = fleet.RunAsync(stop.Token);
+
+        await Eventually.UntilAsync(async () =>
+        {
+            var page = await gateway.Http.GetFromJsonAsync<Api.Page<Devices.DeviceView>>("/api/devices?signedIn=true&limit=1000", GatewayApp.Json);
+            return page!.Items.Count == devices;
+        }, TimeSpan.FromSeconds(60), "all 1,000 devices are signed in");
+
+        var post = await gateway.Http.PostAsJsonAsync("/api/commands/bulk", new { command = "PING", signedIn = true });
+        Assert.Equal(HttpStatusCode.Accepted, post.StatusCode);
+        var accepted = await post.Content.ReadFromJsonAsync<BulkCommandAccepted>(GatewayApp.Json);
+        Assert.Equal(devices, accepted!.Count);
+
+        var summary = await Eventually.UntilAsync(async () =>
+            await gateway.Http.GetFromJsonAsync<BulkCommandSummary>($"/api/commands/bulk/{accepted.BatchId}", GatewayApp.Json) is { } s
+                && s.ByStatus.GetValueOrDefault(CommandStatus.Completed) == devices ? s : null,
+            TimeSpan.FromSeconds(60), "every device answers PONG");
+        Assert.Equal(devices, summary.Total);
+
+        await stop.CancelAsync();
+        var result = await running;
+        Assert.Equal(devices, result.CommandsAnswered);
+        Assert.Equal(0, result.ConnectFailures);
+    }
+
+    private static async Task<MosquittoBroker> StartBrokerAsync()
+    {
+        MosquittoBroker.SkipIfUnavailable();
+        return await MosquittoBroker.StartAsync();
+    }
+}
