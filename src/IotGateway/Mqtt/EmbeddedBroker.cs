@@ -54,6 +54,8 @@ public sealed partial class EmbeddedBroker(IOptions<MqttOptions> options, ILogge
         }
         catch (Exception ex)
         {
+            _server.Dispose();
+            _server = null;
             throw new InvalidOperationException(
                 $"The embedded MQTT broker cannot listen on port {_options.Embedded.Port} ({ex.GetBaseException().Message}). " +
                 "Set Mqtt:Embedded:Port to a free port, or BROKER to an external broker such as mqtt://localhost:1883.", ex);
@@ -64,7 +66,7 @@ public sealed partial class EmbeddedBroker(IOptions<MqttOptions> options, ILogge
 
     public async Task StopAsync(CancellationToken cancellationToken)
     {
-        if (_server is null)
+        if (_server is not { IsStarted: true })
         {
             return;
         }
@@ -156,7 +158,7 @@ public sealed partial class EmbeddedBroker(IOptions<MqttOptions> options, ILogge
 
     private async Task SaveRetainedMessagesAsync()
     {
-        if (_server is null)
+        if (_server is not { IsStarted: true })
         {
             return;
         }
