@@ -33,6 +33,13 @@ public static class StorageSetup
 
         builder.DataSource = Path.GetFullPath(builder.DataSource);
         builder.Pooling = true;
+        if (!connectionString.Contains("Timeout", StringComparison.OrdinalIgnoreCase))
+        {
+            // How long a command waits for a lock another process holds before it fails (default 30 s): the
+            // writer then reports the trouble through readiness and retries, instead of hanging silently.
+            builder.DefaultTimeout = 5;
+        }
+
         Directory.CreateDirectory(Path.GetDirectoryName(builder.DataSource)!);
         return builder.ToString();
     }
@@ -52,7 +59,7 @@ public static class StorageSetup
     private sealed class SqlitePragmas : DbConnectionInterceptor
     {
         // A 16 MB page cache keeps the telemetry indexes' hot pages in memory during bursts.
-        private const string Pragmas = "PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000; PRAGMA foreign_keys=ON; PRAGMA cache_size=-16384; PRAGMA temp_store=MEMORY;";
+        private const string Pragmas = "PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=1000; PRAGMA foreign_keys=ON; PRAGMA cache_size=-16384; PRAGMA temp_store=MEMORY;";
 
         public override void ConnectionOpened(DbConnection connection, ConnectionEndEventData eventData) => Apply(connection);
 
