@@ -45,10 +45,12 @@ public sealed partial class Heartbeat(IServiceScopeFactory scopes, IOptions<Comm
         var heartbeat = options.Value.Heartbeat;
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<GatewayDbContext>();
-        var devices = await db.Devices.AsNoTracking()
-            .Where(d => d.SignedIn && d.PendingCommands == 0)
-            .Select(d => d.Id)
+        var signedIn = await db.Devices.AsNoTracking()
+            .Where(d => d.SignedIn)
+            .Select(d => new { d.Id, d.PendingCommands })
             .ToListAsync(cancellationToken);
+        var devices = signedIn.Where(d => d.PendingCommands == 0).Select(d => d.Id).ToList();
+        LogBeat(devices.Count, signedIn.Count - devices.Count);
         if (devices.Count == 0)
         {
             return 0;
@@ -62,6 +64,9 @@ public sealed partial class Heartbeat(IServiceScopeFactory scopes, IOptions<Comm
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Heartbeat on: {Command} every {IntervalSeconds} s to each signed-in device")]
     private partial void LogEnabled(string command, double intervalSeconds);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Heartbeat: {Queued} commands queued, {Skipped} signed-in devices skipped (unanswered commands)")]
+    private partial void LogBeat(int queued, int skipped);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Heartbeat round failed: {Reason}")]
     private partial void LogFailed(string reason);
