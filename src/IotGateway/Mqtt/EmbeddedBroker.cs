@@ -72,7 +72,15 @@ public sealed partial class EmbeddedBroker(IOptions<MqttOptions> options, ILogge
         }
 
         await SaveRetainedMessagesAsync();
-        await _server.StopAsync(new MqttServerStopOptions());
+        try
+        {
+            await _server.StopAsync(new MqttServerStopOptions());
+        }
+        catch (InvalidOperationException ex)
+        {
+            // MQTTnet 5.2 can trip over its own client list while closing connections; the process is stopping anyway.
+            LogStopFailed(ex.Message);
+        }
     }
 
     public async ValueTask DisposeAsync()
@@ -198,6 +206,9 @@ public sealed partial class EmbeddedBroker(IOptions<MqttOptions> options, ILogge
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Embedded broker refused client {ClientId}: bad username or password for user {Username}")]
     private partial void LogRefused(string clientId, string username);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Embedded broker did not stop cleanly: {Reason}")]
+    private partial void LogStopFailed(string reason);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Loaded {Count} retained messages from {Path}")]
     private partial void LogRetainedLoaded(int count, string path);

@@ -77,7 +77,15 @@ internal sealed class SimulatorBroker : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        await _server.StopAsync();
+        try
+        {
+            await _server.StopAsync();
+        }
+        catch (InvalidOperationException)
+        {
+            // MQTTnet 5.2 can trip over its own client list while closing connections ("Collection was modified").
+        }
+
         _server.Dispose();
     }
 
