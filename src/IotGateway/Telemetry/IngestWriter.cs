@@ -52,8 +52,20 @@ public sealed partial class IngestWriter(
 
     private async Task WriteBatchesAsync(ChannelWriter<List<InboundMessage>> committed, CancellationToken stoppingToken)
     {
+        // At shutdown, what was queued then is flushed; what arrives later stays unacknowledged for next time,
+        // so a steady stream of devices cannot keep the process from exiting.
+        int? flushLeft = null;
         while (true)
         {
+            if (stoppingToken.IsCancellationRequested)
+            {
+                flushLeft ??= queue.Count;
+                if (flushLeft <= 0)
+                {
+                    return;
+                }
+            }
+
             if (!queue.Reader.TryPeek(out _))
             {
                 if (stoppingToken.IsCancellationRequested)
@@ -72,11 +84,14 @@ public sealed partial class IngestWriter(
                 }
             }
 
-            var batch = new List<InboundMessage>(Math.Min(_options.MaxBatchSize, queue.Count + 1));
-            while (batch.Count < _options.MaxBatchSize && queue.Reader.TryRead(out var message))
+            var limit = Math.Min(_options.MaxBatchSize, flushLeft ?? int.MaxValue);
+            var batch = new List<InboundMessage>(Math.Min(limit, queue.Count + 1));
+            while (batch.Count < limit && queue.Reader.TryRead(out var message))
             {
                 batch.Add(message);
             }
+
+            flushLeft -= batch.Count;
 
             if (!await StoreWithRetryAsync(batch, stoppingToken))
             {
