@@ -187,8 +187,9 @@ public sealed partial class EmbeddedBroker(IOptions<MqttOptions> options, ILogge
 
             File.Move(temporary, path, overwrite: true);
         }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or InvalidOperationException)
         {
+            // InvalidOperationException: the broker stopped between the check above and the read (seen in tests).
             LogRetainedSaveFailed(ex.Message);
         }
         finally

@@ -53,9 +53,13 @@ public sealed class FirstRunTests
             await device.PublishAsync("iot/register/first-device", "SIGN_IN", retain: true);
             await device.PublishAsync("iot/data/first-device", """{"deviceId":"first-device","messageType":"DATA","temp":23.6,"lat":48.015722,"lng":-88.625528}""");
 
+            // 404 until the first message from the device is stored.
             var seen = await Eventually.UntilAsync(async () =>
-                await http.GetFromJsonAsync<DeviceView>("/api/devices/first-device", GatewayApp.Json) is { SignedIn: true, TelemetryCount: 1 } d ? d : null,
-                Timeout, "the device is signed in with one reading");
+            {
+                using var response = await http.GetAsync("/api/devices/first-device");
+                return response.IsSuccessStatusCode
+                    && await response.Content.ReadFromJsonAsync<DeviceView>(GatewayApp.Json) is { SignedIn: true, TelemetryCount: 1 } d ? d : null;
+            }, Timeout, "the device is signed in with one reading");
             Assert.NotNull(seen.LastSeen);
 
             var post = await http.PostAsJsonAsync("/api/devices/first-device/commands", new { command = "PING" });
