@@ -138,8 +138,8 @@ public sealed partial class IngestWriter(
             {
                 // Locked or full database: keep the batch unacknowledged and try again; readiness reports it.
                 attempt++;
-                State = new IngestState(false, $"cannot store messages: {ex.GetBaseException().Message}");
                 LogStorageFailed(batch.Count, attempt, ex.GetBaseException().Message);
+                State = new IngestState(false, $"cannot store messages: {ex.GetBaseException().Message}");
                 if (stoppingToken.IsCancellationRequested && attempt >= 3)
                 {
                     // Giving up at shutdown is safe: nothing was acknowledged, the broker redelivers.
