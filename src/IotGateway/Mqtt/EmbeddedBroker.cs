@@ -21,6 +21,7 @@ public sealed partial class EmbeddedBroker(IOptions<MqttOptions> options, ILogge
     private readonly SemaphoreSlim _saveLock = new(1, 1);
     private MqttServer? _server;
     private int _saveScheduled;
+    private int _stopping;
 
     // The gateway's own client logs in with these when device credentials are required.
     public (string Username, string Password) InternalCredentials { get; } =
@@ -66,7 +67,7 @@ public sealed partial class EmbeddedBroker(IOptions<MqttOptions> options, ILogge
 
     public async Task StopAsync(CancellationToken cancellationToken)
     {
-        if (_server is not { IsStarted: true })
+        if (_server is not { IsStarted: true } || Interlocked.Exchange(ref _stopping, 1) == 1)
         {
             return;
         }
@@ -76,17 +77,18 @@ public sealed partial class EmbeddedBroker(IOptions<MqttOptions> options, ILogge
         {
             await _server.StopAsync(new MqttServerStopOptions());
         }
-        catch (InvalidOperationException ex)
+        catch (Exception ex) when (ex is InvalidOperationException or ObjectDisposedException)
         {
             // MQTTnet 5.2 can trip over its own client list while closing connections; the process is stopping anyway.
             LogStopFailed(ex.Message);
         }
     }
 
+    // The save lock is deliberately not disposed: a host can dispose services while a second StopAsync
+    // (WebApplication.RunAsync and a test host both stop it) is still saving.
     public async ValueTask DisposeAsync()
     {
         _server?.Dispose();
-        _saveLock.Dispose();
         await Task.CompletedTask;
     }
 
@@ -187,7 +189,7 @@ public sealed partial class EmbeddedBroker(IOptions<MqttOptions> options, ILogge
 
             File.Move(temporary, path, overwrite: true);
         }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or InvalidOperationException)
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or InvalidOperationException or ObjectDisposedException)
         {
             // InvalidOperationException: the broker stopped between the check above and the read (seen in tests).
             LogRetainedSaveFailed(ex.Message);
