@@ -10,12 +10,6 @@ public sealed class DeviceRegistry(GatewayMetrics metrics)
 {
     private readonly ConcurrentDictionary<string, bool> _signedIn = new(StringComparer.Ordinal);
 
-    public int SignedInCount => _signedIn.Count;
-
-    public IReadOnlyCollection<string> SignedInDevices => _signedIn.Keys.ToArray();
-
-    public bool IsSignedIn(string deviceId) => _signedIn.ContainsKey(deviceId);
-
     public async Task LoadAsync(GatewayDbContext db, CancellationToken cancellationToken)
     {
         _signedIn.Clear();

@@ -24,12 +24,6 @@ public sealed class TopicLayout(IOptions<MqttOptions> options)
 
     public string CommandRequest(string deviceId) => $"{_topics.CommandRequest}/{deviceId}";
 
-    public string Register(string deviceId) => $"{_topics.Register}/{deviceId}";
-
-    public string Data(string deviceId) => $"{_topics.Data}/{deviceId}";
-
-    public string CommandResponse(string deviceId) => $"{_topics.CommandResponse}/{deviceId}";
-
     // Splits a received topic into its kind and device id; false for anything else (extra levels, foreign topics).
     public bool TryParse(string topic, out TopicKind kind, out string deviceId)
     {

@@ -14,8 +14,6 @@ public sealed partial class ApiKeyStore(IOptions<ApiOptions> options, ILogger<Ap
 
     private List<(byte[] Hash, ApiKeyIdentity Identity)> _keys = [];
 
-    public bool UsesGeneratedKey { get; private set; }
-
     // Called once at start-up, before the API serves requests.
     public void Load()
     {
@@ -27,7 +25,6 @@ public sealed partial class ApiKeyStore(IOptions<ApiOptions> options, ILogger<Ap
             return;
         }
 
-        UsesGeneratedKey = true;
         var path = Path.GetFullPath(options.Value.GeneratedKeyFile);
         string key;
         if (File.Exists(path))
