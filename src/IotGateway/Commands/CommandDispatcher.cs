@@ -34,13 +34,25 @@ public sealed partial class CommandDispatcher(
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        var failedRounds = 0;
         while (!stoppingToken.IsCancellationRequested)
         {
             try
             {
                 await connection.WaitUntilConnectedAsync(stoppingToken);
-                if (await DispatchRoundAsync(stoppingToken))
+                var round = await DispatchRoundAsync(stoppingToken);
+                failedRounds = round == Round.Failed ? failedRounds + 1 : 0;
+                if (round == Round.More)
                 {
+                    continue;
+                }
+
+                if (round == Round.Failed)
+                {
+                    // Usually the connection dropped: the next WaitUntilConnectedAsync holds until it is back.
+                    // A growing pause keeps a broker that refuses publishes (an ACL, a quota) from being hammered.
+                    var pause = TimeSpan.FromMilliseconds(Math.Min(PollInterval.TotalMilliseconds, 250 * Math.Pow(2, Math.Min(failedRounds - 1, 5))));
+                    await Task.Delay(pause, time, stoppingToken);
                     continue;
                 }
 
@@ -60,8 +72,14 @@ public sealed partial class CommandDispatcher(
         }
     }
 
-    // Returns true when there may be more to send right away.
-    private async Task<bool> DispatchRoundAsync(CancellationToken cancellationToken)
+    private enum Round
+    {
+        Idle,
+        More,
+        Failed,
+    }
+
+    private async Task<Round> DispatchRoundAsync(CancellationToken cancellationToken)
     {
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<GatewayDbContext>();
@@ -74,7 +92,7 @@ public sealed partial class CommandDispatcher(
             .ToListAsync(cancellationToken);
         if (pending.Count == 0)
         {
-            return false;
+            return Round.Idle;
         }
 
         // One device's commands go out one after another, so it receives them in the order they were queued
@@ -88,7 +106,7 @@ public sealed partial class CommandDispatcher(
             await MarkPublishedAsync(db, published);
         }
 
-        return published.Count == pending.Count && pending.Count == batchSize;
+        return published.Count < pending.Count ? Round.Failed : pending.Count == batchSize ? Round.More : Round.Idle;
     }
 
     // Each command gets the time its own QoS 2 flow completed. A device may already have answered it (fast

@@ -163,7 +163,7 @@ public sealed partial class BrokerSecurityTests
                     s["Mqtt:Embedded:Users:0:Password"] = "device-password-1";
                 });
             }
-            catch (InvalidOperationException ex) when (attempt < 3 && ex.Message.Contains("cannot listen", StringComparison.Ordinal))
+            catch (Exception ex) when (attempt < 3 && ex.ToString().Contains("cannot listen", StringComparison.Ordinal))
             {
             }
         }
