@@ -13,22 +13,8 @@ using Microsoft.Extensions.Options;
 namespace IotGateway.Commands;
 
 /// <summary>One command for many devices: a list of ids, or every device that is signed in.</summary>
-public sealed record BulkCommandRequest
+public sealed record BulkCommandRequest : CommandBody
 {
-    /// <summary>The command name the devices understand.</summary>
-    /// <example>PING</example>
-    [Required(AllowEmptyStrings = false)]
-    [StringLength(CommandLimits.MaxNameLength, MinimumLength = 1)]
-    public string? Command { get; init; }
-
-    /// <summary>Optional arguments, sent to every device as "payload".</summary>
-    public JsonElement? Payload { get; init; }
-
-    /// <summary>Seconds each command may wait for its device; the configured default when omitted.</summary>
-    /// <example>300</example>
-    [Range(1, int.MaxValue)]
-    public int? TtlSeconds { get; init; }
-
     /// <summary>The devices; leave out to use the signedIn filter.</summary>
     /// <example>["sim-device-0001", "sim-device-0002"]</example>
     public IReadOnlyList<string>? DeviceIds { get; init; }
@@ -76,9 +62,9 @@ public sealed class BulkCommandsController(GatewayDbContext db, CommandQueue que
     public async Task<IActionResult> Queue([FromBody] BulkCommandRequest request, CancellationToken cancellationToken)
     {
         var limits = options.Value;
-        if (request.TtlSeconds > limits.MaxTtlSeconds)
+        if (request.TtlProblem(limits) is { } ttlProblem)
         {
-            ModelState.AddModelError(nameof(request.TtlSeconds), $"ttlSeconds must be at most {limits.MaxTtlSeconds} (Commands:MaxTtlSeconds).");
+            ModelState.AddModelError(nameof(request.TtlSeconds), ttlProblem);
         }
 
         if (request.DeviceIds is null && request.SignedIn != true)
@@ -123,7 +109,7 @@ public sealed class BulkCommandsController(GatewayDbContext db, CommandQueue que
         }
 
         var batchId = Guid.CreateVersion7();
-        var spec = new CommandRequestSpec(request.Command!, request.Payload, request.TtlSeconds, HttpContext.User.Identity?.Name);
+        var spec = request.ToSpec(HttpContext.User.Identity?.Name);
         var queued = devices.Count == 0 ? [] : await queue.QueueManyAsync(devices, spec, batchId, cancellationToken);
         return AcceptedAtAction(nameof(Summary), new { batchId }, new BulkCommandAccepted(batchId, queued.Count));
     }

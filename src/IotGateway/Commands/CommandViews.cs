@@ -5,8 +5,8 @@ using IotGateway.Data;
 
 namespace IotGateway.Commands;
 
-/// <summary>A command to queue for a device.</summary>
-public sealed record QueueCommandRequest
+/// <summary>A command: its name, arguments and TTL (shared by the single and the bulk request).</summary>
+public abstract record CommandBody
 {
     /// <summary>The command name the device understands.</summary>
     /// <example>PING</example>
@@ -18,11 +18,20 @@ public sealed record QueueCommandRequest
     /// <example>{"seconds": 30}</example>
     public JsonElement? Payload { get; init; }
 
-    /// <summary>Seconds the command may wait for the device before it expires; the configured default when omitted.</summary>
+    /// <summary>Seconds the command may wait for its device before it expires; the configured default when omitted.</summary>
     /// <example>300</example>
     [Range(1, int.MaxValue)]
     public int? TtlSeconds { get; init; }
+
+    // The upper bound is configuration (Commands:MaxTtlSeconds), so attributes cannot express it.
+    public string? TtlProblem(CommandOptions options) =>
+        TtlSeconds > options.MaxTtlSeconds ? $"ttlSeconds must be at most {options.MaxTtlSeconds} (Commands:MaxTtlSeconds)." : null;
+
+    public CommandRequestSpec ToSpec(string? requestedBy) => new(Command!, Payload, TtlSeconds, requestedBy);
 }
+
+/// <summary>A command to queue for a device.</summary>
+public sealed record QueueCommandRequest : CommandBody;
 
 /// <summary>The answer to queueing a command.</summary>
 /// <param name="Id">The command id, also sent to the device as "uuid".</param>

@@ -41,9 +41,9 @@ public sealed class CommandsController(GatewayDbContext db, DatabaseWriteGate wr
     [ProducesResponseType<ProblemDetails>(StatusCodes.Status429TooManyRequests)]
     public async Task<IActionResult> Queue([DeviceId] string deviceId, [FromBody] QueueCommandRequest request, CancellationToken cancellationToken)
     {
-        if (request.TtlSeconds > options.Value.MaxTtlSeconds)
+        if (request.TtlProblem(options.Value) is { } ttlProblem)
         {
-            ModelState.AddModelError(nameof(request.TtlSeconds), $"ttlSeconds must be at most {options.Value.MaxTtlSeconds} (Commands:MaxTtlSeconds).");
+            ModelState.AddModelError(nameof(request.TtlSeconds), ttlProblem);
             return ValidationProblem(ModelState);
         }
 
@@ -53,8 +53,7 @@ public sealed class CommandsController(GatewayDbContext db, DatabaseWriteGate wr
                 detail: $"The gateway has never seen device '{deviceId}'. A device becomes known when it signs in or sends data.");
         }
 
-        var command = await queue.QueueAsync(deviceId, new CommandRequestSpec(request.Command!, request.Payload, request.TtlSeconds, RequestedBy()),
-            cancellationToken);
+        var command = await queue.QueueAsync(deviceId, request.ToSpec(RequestedBy()), cancellationToken);
         return AcceptedAtAction(nameof(Get), new { id = command.Id }, new QueuedCommand(command.Id, command.DeviceId, command.Status));
     }
 

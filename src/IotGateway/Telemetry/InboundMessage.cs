@@ -46,10 +46,6 @@ public sealed class InboundMessage
             message.QualityOfServiceLevel, FindMessageId(message), receivedAt);
     }
 
-    // For tests and the ingest benchmark: a message that needs no acknowledgement.
-    public static InboundMessage Create(string topic, byte[] payload, DateTimeOffset receivedAt, bool retain = false) =>
-        new(null, 0, topic, payload, payload.Length, retain, MqttQualityOfServiceLevel.AtMostOnce, null, receivedAt);
-
     private static string? FindMessageId(MqttApplicationMessage message)
     {
         if (message.UserProperties is not { Count: > 0 } properties)
