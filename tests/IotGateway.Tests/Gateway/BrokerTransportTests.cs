@@ -1,0 +1,52 @@
+using System.Globalization;
+using IotGateway.Data;
+using IotGateway.Tests.Infrastructure;
+
+namespace IotGateway.Tests.Gateway;
+
+// The gateway's own connection in the forms the README promises: over WebSockets, and speaking MQTT 3.1.1
+// to a broker that only does that. A whole command round trip each, against a real Mosquitto.
+public sealed class BrokerTransportTests
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(15);
+
+    [SkippableFact]
+    public async Task GatewayConnectsOverWebSockets()
+    {
+        MosquittoBroker.SkipIfUnavailable();
+        var webSocketPort = MosquittoBroker.FindFreePort();
+        await using var broker = await MosquittoBroker.StartAsync(new MosquittoBrokerOptions
+        {
+            ExtraConfig = string.Create(CultureInfo.InvariantCulture, $"listener {webSocketPort} 127.0.0.1\nprotocol websockets\n"),
+        });
+        await using var gateway = await GatewayApp.StartAsync($"ws://127.0.0.1:{webSocketPort}/mqtt");
+        await RoundTripAsync(broker, gateway, "over-ws");
+        Assert.True(gateway.Logs.Contains($"Connected to broker ws://127.0.0.1:{webSocketPort}/mqtt"));
+    }
+
+    [SkippableFact]
+    public async Task GatewaySpeaksMqtt311WhenConfigured()
+    {
+        MosquittoBroker.SkipIfUnavailable();
+        await using var broker = await MosquittoBroker.StartAsync();
+        await using var gateway = await GatewayApp.StartAsync(broker.Url, s => s["Mqtt:ProtocolVersion"] = "3.1.1");
+        await RoundTripAsync(broker, gateway, "old-broker");
+        Assert.True(gateway.Logs.Contains("(MQTT 3.1.1, persistent session)"));
+        // Mosquitto logs MQTT 3.1.1 as p2 (and 5 as p5); c0 = clean session off.
+        Assert.Contains($"as {gateway.ClientId} (p2, c0,", broker.ReadLog(), StringComparison.Ordinal);
+    }
+
+    private static async Task RoundTripAsync(MosquittoBroker broker, GatewayApp gateway, string deviceId)
+    {
+        await using var device = await TestMqttClient.ConnectAsync(broker, deviceId, o => o.WithCleanStart(false).WithSessionExpiryInterval(600));
+        await device.SubscribeAsync($"iot/cmd/req/{deviceId}");
+        await device.PublishAsync($"iot/register/{deviceId}", "SIGN_IN", retain: true);
+        await device.PublishAsync($"iot/data/{deviceId}", """{"temp":20}""");
+        await gateway.WaitForDeviceAsync(deviceId, d => d.SignedIn && d.TelemetryCount == 1, "presence and a reading arrive", Timeout);
+
+        var queued = await gateway.QueueCommandAsync(deviceId, new { command = "PING" });
+        await device.WaitForMessageAsync(m => m.Payload.Contains(queued.Id.ToString(), StringComparison.Ordinal), Timeout);
+        await device.PublishAsync($"iot/cmd/resp/{deviceId}", GatewayEndToEndTests.ArticleAnswer(deviceId, queued.Id, "PING", "PONG"));
+        Assert.Equal("PONG", (await gateway.WaitForCommandAsync(queued.Id, CommandStatus.Completed, Timeout)).Result);
+    }
+}
