@@ -18,7 +18,7 @@ if (args is ["healthcheck", var probeUrl])
 var builder = WebApplication.CreateBuilder(args);
 
 // Configuration: appsettings.json (repository root, copied next to the binary), environment, the article's variables, command line
-builder.Configuration.AddSettingsBesideBinary().AddArticleEnvironmentVariables();
+builder.Configuration.AddSettingsBesideBinary(builder.Environment.ContentRootPath).AddArticleEnvironmentVariables();
 builder.Services.AddSingleton(TimeProvider.System);
 builder.Services.AddSingleton<GatewayMetrics>();
 

@@ -7,14 +7,19 @@ namespace IotGateway.Api;
 
 public static partial class Startup
 {
-    // appsettings.json lives at the repository root and is copied next to the binary; a working directory that
-    // has its own copy (the repository root under `dotnet run`) still takes precedence.
-    public static IConfigurationBuilder AddSettingsBesideBinary(this IConfigurationBuilder configuration)
+    // appsettings.json lives at the repository root and is copied next to the binary. The host already reads the
+    // one in its content root (the working directory, e.g. the repository root under `dotnet run`); only when
+    // there is none there (the binary started from elsewhere) is the copy beside the binary added.
+    public static IConfigurationBuilder AddSettingsBesideBinary(this IConfigurationBuilder configuration, string contentRoot)
     {
-        var path = Path.Combine(AppContext.BaseDirectory, "appsettings.json");
-        var index = configuration.Sources.ToList().FindIndex(s => s is JsonConfigurationSource);
-        var source = new JsonConfigurationSource { Path = path, Optional = true, ReloadOnChange = false };
+        if (File.Exists(Path.Combine(contentRoot, "appsettings.json")))
+        {
+            return configuration;
+        }
+
+        var source = new JsonConfigurationSource { Path = Path.Combine(AppContext.BaseDirectory, "appsettings.json"), Optional = true };
         source.ResolveFileProvider();
+        var index = configuration.Sources.ToList().FindIndex(s => s is JsonConfigurationSource);
         configuration.Sources.Insert(Math.Max(index, 0), source);
         return configuration;
     }

@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Http.Json;
 using System.Net.Sockets;
+using System.Text.Json;
 using IotGateway.Data;
 using IotGateway.Devices;
 using IotGateway.Tests.Infrastructure;
@@ -72,6 +73,17 @@ public sealed class FirstRunTests
                 await http.GetFromJsonAsync<Commands.CommandView>($"/api/commands/{queued.Id}", GatewayApp.Json) is { Status: CommandStatus.Completed } c ? c : null,
                 Timeout, "the answer is stored");
             Assert.Equal("PONG", done.Result);
+
+            // Kestrel itself enforces the body limit on a chunked upload (no Content-Length to check up front).
+            using var chunked = new HttpRequestMessage(HttpMethod.Post, "/api/devices/first-device/commands")
+            {
+                Content = new StringContent(JsonSerializer.Serialize(new { command = "PING", payload = new { blob = new string('x', 100_000) } }),
+                    System.Text.Encoding.UTF8, "application/json"),
+            };
+            chunked.Headers.TransferEncodingChunked = true;
+            using var tooLarge = await http.SendAsync(chunked);
+            Assert.Equal(HttpStatusCode.RequestEntityTooLarge, tooLarge.StatusCode);
+            Assert.Equal("application/problem+json", tooLarge.Content.Headers.ContentType?.MediaType);
 
             // mosquitto_pub and other MQTT 3.1.1 tools send an empty client id; the embedded broker must assign one.
             await using var anonymous = await TestMqttClient.ConnectAsync("127.0.0.1", 1883, "", o => o
