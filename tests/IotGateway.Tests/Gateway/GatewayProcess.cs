@@ -138,12 +138,15 @@ public sealed partial class GatewayProcess : IAsyncDisposable
         }
 
         _output.Enqueue(line);
-        if (ListeningLine().Match(line) is { Success: true } match)
+        // Plain console or JSON console: the address ends at whitespace, a quote or a backslash.
+        if (ListeningLine().Match(line) is { Success: true } match
+            && Uri.TryCreate(match.Groups[1].Value.Replace("0.0.0.0", "127.0.0.1", StringComparison.Ordinal).Replace("[::]", "127.0.0.1", StringComparison.Ordinal),
+                UriKind.Absolute, out var address))
         {
-            _listening.TrySetResult(new Uri(match.Groups[1].Value.Replace("0.0.0.0", "127.0.0.1", StringComparison.Ordinal).Replace("[::]", "127.0.0.1", StringComparison.Ordinal)));
+            _listening.TrySetResult(address);
         }
     }
 
-    [GeneratedRegex(@"Now listening on: (http://[^\s]+)")]
+    [GeneratedRegex("""Now listening on: (http://[^\s"\\]+)""")]
     private static partial Regex ListeningLine();
 }
