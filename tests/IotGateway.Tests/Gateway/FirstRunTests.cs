@@ -116,6 +116,13 @@ public sealed class FirstRunTests
             Assert.Equal(HttpStatusCode.OK, (await http2.GetAsync("/api/devices/first-device")).StatusCode);
             var stored = await http2.GetFromJsonAsync<DeviceView>("/api/devices/first-device", GatewayApp.Json);
             Assert.True(stored!.SignedIn, "presence survived the restart");
+
+            // The embedded broker itself still holds the retained SIGN_IN: a new subscriber gets it at once.
+            await using var observer = await TestMqttClient.ConnectAsync("127.0.0.1", 1883, "observer");
+            await observer.SubscribeAsync("iot/register/+");
+            var retained = await observer.WaitForMessageAsync(m => m.Topic == "iot/register/first-device", Timeout);
+            Assert.True(retained.Retain);
+            Assert.Equal("SIGN_IN", retained.Payload);
         }
         finally
         {
