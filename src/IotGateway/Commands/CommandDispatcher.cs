@@ -11,8 +11,14 @@ using MQTTnet.Protocol;
 
 namespace IotGateway.Commands;
 
-// The outbox: publishes Pending commands in the order they were queued, QoS 2, and marks them Published
-// once the broker has completed the QoS 2 flow. While the broker is unreachable they simply stay Pending.
+// The outbox. A command is stored Pending before anything is sent; it is published at QoS 2 and marked Published
+// once the broker has completed the flow. Commands reach it two ways:
+// - handed over by CommandQueue the moment they are committed (the fast path: no database read, no polling);
+// - read back from the database by a scan: at start, after a reconnect or a failed publish, and every PollInterval
+//   (commands written by another process, or handed over while a scan was catching up).
+// Each device has one lane that publishes its commands one after another in the order they were queued; lanes of
+// different devices run concurrently, up to the connection's in-flight cap. A command is "in hand" from the moment
+// a lane holds it until Published is committed, and a scan never picks up a command in hand, so none goes out twice.
 public sealed partial class CommandDispatcher(
     MqttConnection connection,
     TopicLayout topics,
@@ -24,35 +30,120 @@ public sealed partial class CommandDispatcher(
     TimeProvider time,
     ILogger<CommandDispatcher> logger) : BackgroundService
 {
-    // A safety net for commands written by something other than this process; new commands wake us at once.
     private static readonly TimeSpan PollInterval = TimeSpan.FromSeconds(5);
+    private const int MaxMarksPerTransaction = 4096;
 
     private readonly Channel<bool> _wake = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
+    private readonly Channel<(Guid Id, DateTimeOffset At)> _published = Channel.CreateUnbounded<(Guid, DateTimeOffset)>(new UnboundedChannelOptions { SingleReader = true });
     private readonly bool _mqtt5 = mqttOptions.Value.UsesMqtt5;
+    private readonly int _scanSize = options.Value.DispatchBatchSize;
 
-    public void Wake() => _wake.Writer.TryWrite(true);
+    // Guards everything below it. Held only for in-memory work, never across an await.
+    private readonly Lock _sync = new();
+    private readonly HashSet<Guid> _inHand = [];
+    private readonly Dictionary<string, Lane> _lanes = new(StringComparer.Ordinal);
+
+    // Commands handed over while not caught up wait here for the running scan, which merges them in queue order.
+    private readonly List<Command> _handedOver = [];
+    private bool _handedOverOverflowed;
+
+    // True when every Pending command is in hand: the fast path may then start lanes directly, as nothing older
+    // for the same device can still be waiting in the database.
+    private bool _caughtUp;
+    private int _consecutiveFailures;
+    private DateTimeOffset _retryAfter;
+
+    // Taken by a scan from before its query until its results are in hand, and by the marker before it lets go
+    // of commands it has marked: a scan therefore never reads a command as Pending that is no longer in hand.
+    private readonly SemaphoreSlim _scanGate = new(1, 1);
+    private CancellationToken _stopping = new(canceled: true);
+
+    private void Wake() => _wake.Writer.TryWrite(true);
+
+    // Called by CommandQueue inside the write gate, right after the commit, so hand-overs arrive in queue order.
+    public void HandOver(IReadOnlyList<Command> committed)
+    {
+        lock (_sync)
+        {
+            if (_caughtUp)
+            {
+                foreach (var command in committed)
+                {
+                    TakeInHand(command);
+                }
+
+                return;
+            }
+
+            if (_handedOver.Count + committed.Count <= _scanSize)
+            {
+                _handedOver.AddRange(committed);
+            }
+            else
+            {
+                // Too many to hold: the scans read them from the database instead.
+                _handedOver.Clear();
+                _handedOverOverflowed = true;
+            }
+        }
+
+        Wake();
+    }
+
+    // A cancelled command that a lane has not started is not sent. (One being published goes out; its answer is ignored.)
+    public void Withdraw(Guid id, string deviceId)
+    {
+        lock (_sync)
+        {
+            _handedOver.RemoveAll(c => c.Id == id);
+            if (_lanes.TryGetValue(deviceId, out var lane) && lane.Remove(id))
+            {
+                _inHand.Remove(id);
+            }
+        }
+    }
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        var failedRounds = 0;
+        _stopping = stoppingToken;
+        var marking = MarkPublishedLoopAsync();
+        try
+        {
+            await ScanLoopAsync(stoppingToken);
+        }
+        finally
+        {
+            // Lanes see the cancellation at once; what they published is still marked before we return.
+            Task[] lanes;
+            lock (_sync)
+            {
+                _caughtUp = false;
+                lanes = _lanes.Values.Select(l => l.Running).ToArray();
+            }
+
+            await Task.WhenAll(lanes);
+            _published.Writer.TryComplete();
+            await marking;
+        }
+    }
+
+    private async Task ScanLoopAsync(CancellationToken stoppingToken)
+    {
         while (!stoppingToken.IsCancellationRequested)
         {
             try
             {
                 await connection.WaitUntilConnectedAsync(stoppingToken);
-                var round = await DispatchRoundAsync(stoppingToken);
-                failedRounds = round == Round.Failed ? failedRounds + 1 : 0;
-                if (round == Round.More)
+                var pause = _retryAfter - time.GetUtcNow();
+                if (pause > TimeSpan.Zero)
                 {
+                    // A broker that keeps refusing publishes (an ACL, a quota) is not hammered.
+                    await Task.Delay(pause, time, stoppingToken);
                     continue;
                 }
 
-                if (round == Round.Failed)
+                if (await ScanAsync(stoppingToken))
                 {
-                    // Usually the connection dropped: the next WaitUntilConnectedAsync holds until it is back.
-                    // A growing pause keeps a broker that refuses publishes (an ACL, a quota) from being hammered.
-                    var pause = TimeSpan.FromMilliseconds(Math.Min(PollInterval.TotalMilliseconds, 250 * Math.Pow(2, Math.Min(failedRounds - 1, 5))));
-                    await Task.Delay(pause, time, stoppingToken);
                     continue;
                 }
 
@@ -66,53 +157,195 @@ public sealed partial class CommandDispatcher(
             }
             catch (Exception ex) when (ex is not OperationCanceledException)
             {
-                LogDispatchFailed(ex.GetBaseException().Message);
+                LogScanFailed(ex.GetBaseException().Message);
                 await Task.Delay(TimeSpan.FromSeconds(1), time, stoppingToken).ContinueWith(_ => { }, TaskScheduler.Default);
             }
         }
     }
 
-    private enum Round
+    // Reads Pending commands that are not in hand, in queue order, and gives them to their lanes. Returns true
+    // when there may be more to read at once.
+    private async Task<bool> ScanAsync(CancellationToken cancellationToken)
     {
-        Idle,
-        More,
-        Failed,
+        await _scanGate.WaitAsync(cancellationToken);
+        try
+        {
+            lock (_sync)
+            {
+                // Whatever was handed over before this point is committed, so the query below reads it.
+                _handedOver.Clear();
+                _handedOverOverflowed = false;
+            }
+
+            await using var scope = scopes.CreateAsyncScope();
+            var db = scope.ServiceProvider.GetRequiredService<GatewayDbContext>();
+            var now = time.GetUtcNow();
+            var pending = await db.Commands.AsNoTracking()
+                .Where(c => c.Status == CommandStatus.Pending && c.ExpiresAt > now)
+                .OrderBy(c => c.Sequence)
+                .Take(_scanSize)
+                .ToListAsync(cancellationToken);
+
+            lock (_sync)
+            {
+                var more = pending.Count == _scanSize || _handedOverOverflowed;
+                var found = more
+                    ? pending
+                    : pending.Concat(_handedOver).DistinctBy(c => c.Id).OrderBy(c => c.Sequence).ToList();
+                foreach (var command in found)
+                {
+                    TakeInHand(command);
+                }
+
+                _handedOver.Clear();
+                _caughtUp = !more && connection.IsConnected;
+                return more;
+            }
+        }
+        finally
+        {
+            _scanGate.Release();
+        }
     }
 
-    private async Task<Round> DispatchRoundAsync(CancellationToken cancellationToken)
+    private void TakeInHand(Command command)
+    {
+        if (!_inHand.Add(command.Id))
+        {
+            return;
+        }
+
+        if (!_lanes.TryGetValue(command.DeviceId, out var lane))
+        {
+            lane = new Lane();
+            _lanes[command.DeviceId] = lane;
+            lane.Commands.Enqueue(command);
+            lane.Running = Task.Run(() => RunLaneAsync(command.DeviceId, lane));
+            return;
+        }
+
+        lane.Commands.Enqueue(command);
+    }
+
+    private async Task RunLaneAsync(string deviceId, Lane lane)
+    {
+        while (true)
+        {
+            Command command;
+            lock (_sync)
+            {
+                if (!lane.Commands.TryDequeue(out command!))
+                {
+                    _lanes.Remove(deviceId);
+                    return;
+                }
+            }
+
+            var now = time.GetUtcNow();
+            if (command.ExpiresAt <= now)
+            {
+                // The expiry sweep marks it; sending it now would only make the device act on a stale command.
+                Release(command.Id);
+                continue;
+            }
+
+            if (await PublishAsync(command, now, _stopping))
+            {
+                Volatile.Write(ref _consecutiveFailures, 0);
+                _published.Writer.TryWrite((command.Id, time.GetUtcNow()));
+                continue;
+            }
+
+            // This command and the rest of the lane stay Pending and go out after the next scan, still in order.
+            lock (_sync)
+            {
+                _caughtUp = false;
+                _inHand.Remove(command.Id);
+                while (lane.Commands.TryDequeue(out var rest))
+                {
+                    _inHand.Remove(rest.Id);
+                }
+
+                _lanes.Remove(deviceId);
+                var failures = ++_consecutiveFailures;
+                _retryAfter = time.GetUtcNow() + TimeSpan.FromMilliseconds(Math.Min(PollInterval.TotalMilliseconds, 250 * Math.Pow(2, Math.Min(failures - 1, 5))));
+            }
+
+            Wake();
+            return;
+        }
+    }
+
+    private void Release(Guid id)
+    {
+        lock (_sync)
+        {
+            _inHand.Remove(id);
+        }
+    }
+
+    // Marks published commands in batches, each command with the time its own QoS 2 flow completed, off the
+    // publishing path. Only then are they let go, so a scan cannot read them as Pending and send them again.
+    private async Task MarkPublishedLoopAsync()
+    {
+        var batch = new List<(Guid Id, DateTimeOffset At)>();
+        while (await _published.Reader.WaitToReadAsync())
+        {
+            while (batch.Count < MaxMarksPerTransaction && _published.Reader.TryRead(out var item))
+            {
+                batch.Add(item);
+            }
+
+            await MarkWithRetryAsync(batch);
+            await _scanGate.WaitAsync();
+            try
+            {
+                lock (_sync)
+                {
+                    foreach (var (id, _) in batch)
+                    {
+                        _inHand.Remove(id);
+                    }
+                }
+            }
+            finally
+            {
+                _scanGate.Release();
+            }
+
+            batch.Clear();
+        }
+    }
+
+    private async Task MarkWithRetryAsync(List<(Guid Id, DateTimeOffset At)> batch)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                await MarkPublishedAsync(batch);
+                return;
+            }
+            catch (Exception ex) when (ex is SqliteException or InvalidOperationException)
+            {
+                LogMarkFailed(batch.Count, attempt, ex.GetBaseException().Message);
+                if (_stopping.IsCancellationRequested && attempt >= 3)
+                {
+                    // They stay Pending and are sent once more after the restart; devices see the same uuid twice.
+                    return;
+                }
+
+                await Task.Delay(TimeSpan.FromMilliseconds(Math.Min(5000, 100 * Math.Pow(2, Math.Min(attempt, 6)))), time);
+            }
+        }
+    }
+
+    // A device may already have answered (fast devices answer before this update runs) or an operator cancelled
+    // the command: then only PublishedAt is filled in.
+    private async Task MarkPublishedAsync(List<(Guid Id, DateTimeOffset At)> published)
     {
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<GatewayDbContext>();
-        var now = time.GetUtcNow();
-        var batchSize = options.Value.DispatchBatchSize;
-        var pending = await db.Commands.AsNoTracking()
-            .Where(c => c.Status == CommandStatus.Pending && c.ExpiresAt > now)
-            .OrderBy(c => c.Sequence)
-            .Take(batchSize)
-            .ToListAsync(cancellationToken);
-        if (pending.Count == 0)
-        {
-            return Round.Idle;
-        }
-
-        // One device's commands go out one after another, so it receives them in the order they were queued
-        // (concurrent publishes may leave the client in any order); different devices' go out concurrently,
-        // up to the connection's in-flight cap.
-        var perDevice = await Task.WhenAll(pending.GroupBy(c => c.DeviceId, StringComparer.Ordinal)
-            .Select(commands => PublishInOrderAsync(commands, now, cancellationToken)));
-        var published = perDevice.SelectMany(done => done).ToList();
-        if (published.Count > 0)
-        {
-            await MarkPublishedAsync(db, published);
-        }
-
-        return published.Count < pending.Count ? Round.Failed : pending.Count == batchSize ? Round.More : Round.Idle;
-    }
-
-    // Each command gets the time its own QoS 2 flow completed. A device may already have answered it (fast
-    // devices answer before this update runs) or an operator cancelled it: then only PublishedAt is filled in.
-    private async Task MarkPublishedAsync(GatewayDbContext db, List<(Guid Id, DateTimeOffset At)> published)
-    {
         var transitions = 0;
         using (await writeGate.EnterAsync(CancellationToken.None))
         {
@@ -143,23 +376,6 @@ public sealed partial class CommandDispatcher(
         }
 
         metrics.CommandTransition(CommandStatus.Published, transitions);
-    }
-
-    private async Task<List<(Guid Id, DateTimeOffset At)>> PublishInOrderAsync(IEnumerable<Command> commands, DateTimeOffset now, CancellationToken cancellationToken)
-    {
-        var published = new List<(Guid Id, DateTimeOffset At)>();
-        foreach (var command in commands)
-        {
-            if (!await PublishAsync(command, now, cancellationToken))
-            {
-                // The rest wait for the next round, behind this one.
-                break;
-            }
-
-            published.Add((command.Id, time.GetUtcNow()));
-        }
-
-        return published;
     }
 
     private async Task<bool> PublishAsync(Command command, DateTimeOffset now, CancellationToken cancellationToken)
@@ -194,10 +410,14 @@ public sealed partial class CommandDispatcher(
             LogPublished(command.Id, command.DeviceId, command.Name);
             return true;
         }
-        catch (Exception ex) when (!cancellationToken.IsCancellationRequested)
+        catch (Exception ex)
         {
-            // Not connected, or the connection dropped mid-flow: it stays Pending and goes out after reconnect.
-            LogPublishFailed(command.Id, command.DeviceId, ex.GetBaseException().Message);
+            // Not connected, the connection dropped mid-flow, or stopping: it stays Pending and goes out later.
+            if (!cancellationToken.IsCancellationRequested)
+            {
+                LogPublishFailed(command.Id, command.DeviceId, ex.GetBaseException().Message);
+            }
+
             return false;
         }
     }
@@ -222,6 +442,37 @@ public sealed partial class CommandDispatcher(
         return buffer.ToArray();
     }
 
+    public override void Dispose()
+    {
+        _scanGate.Dispose();
+        base.Dispose();
+    }
+
+    // One device's commands in queue order; Running is the task publishing them.
+    private sealed class Lane
+    {
+        public Queue<Command> Commands { get; } = new();
+        public Task Running { get; set; } = Task.CompletedTask;
+
+        public bool Remove(Guid id)
+        {
+            var before = Commands.Count;
+            var kept = Commands.Where(c => c.Id != id).ToList();
+            if (kept.Count == before)
+            {
+                return false;
+            }
+
+            Commands.Clear();
+            foreach (var command in kept)
+            {
+                Commands.Enqueue(command);
+            }
+
+            return true;
+        }
+    }
+
     [LoggerMessage(Level = LogLevel.Information, Message = "Command {CommandId} published to {DeviceId}: {Command}")]
     private partial void LogPublished(Guid commandId, string deviceId, string command);
 
@@ -234,6 +485,9 @@ public sealed partial class CommandDispatcher(
     [LoggerMessage(Level = LogLevel.Information, Message = "Command {CommandId} for {DeviceId} stays Pending: {Reason}")]
     private partial void LogPublishFailed(Guid commandId, string deviceId, string reason);
 
-    [LoggerMessage(Level = LogLevel.Error, Message = "Dispatch round failed; retrying: {Reason}")]
-    private partial void LogDispatchFailed(string reason);
+    [LoggerMessage(Level = LogLevel.Error, Message = "Reading the outbox failed; retrying: {Reason}")]
+    private partial void LogScanFailed(string reason);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Cannot mark {Count} commands Published (attempt {Attempt}); they are not sent again meanwhile: {Reason}")]
+    private partial void LogMarkFailed(int count, int attempt, string reason);
 }

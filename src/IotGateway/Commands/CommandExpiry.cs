@@ -35,12 +35,18 @@ public sealed partial class CommandExpiry(IServiceScopeFactory scopes, DatabaseW
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<GatewayDbContext>();
         var now = time.GetUtcNow();
+        var due = db.Commands.Where(c => (c.Status == CommandStatus.Pending || c.Status == CommandStatus.Published) && c.ExpiresAt <= now);
+
+        // Usually nothing is due: a read does not queue behind (or hold up) the writers.
+        if (!await due.AnyAsync(cancellationToken))
+        {
+            return 0;
+        }
+
         int expired;
         using (await writeGate.EnterAsync(cancellationToken))
         {
-            expired = await db.Commands
-                .Where(c => (c.Status == CommandStatus.Pending || c.Status == CommandStatus.Published) && c.ExpiresAt <= now)
-                .ExecuteUpdateAsync(s => s.SetProperty(c => c.Status, CommandStatus.Expired).SetProperty(c => c.ExpiredAt, now), cancellationToken);
+            expired = await due.ExecuteUpdateAsync(s => s.SetProperty(c => c.Status, CommandStatus.Expired).SetProperty(c => c.ExpiredAt, now), cancellationToken);
         }
 
         if (expired > 0)

@@ -9,7 +9,7 @@ namespace IotGateway.Commands;
 
 public sealed record CommandRequestSpec(string Name, JsonElement? Payload, int? TtlSeconds, string? RequestedBy);
 
-// Stores new commands as Pending and wakes the dispatcher. Used by the API, the bulk endpoint and the heartbeat.
+// Stores new commands as Pending and hands them to the dispatcher, which publishes them at once. Used by the API, the bulk endpoint and the heartbeat.
 public sealed class CommandQueue(GatewayDbContext db, DatabaseWriteGate writeGate, CommandDispatcher dispatcher, IOptions<CommandOptions> options,
     GatewayMetrics metrics, TimeProvider time)
 {
@@ -50,6 +50,7 @@ public sealed class CommandQueue(GatewayDbContext db, DatabaseWriteGate writeGat
             insert.CommandText = """
                 INSERT INTO "Commands" ("Id", "DeviceId", "Name", "Payload", "Status", "TtlSeconds", "CreatedAt", "ExpiresAt", "RequestedBy", "BatchId")
                 VALUES ($id, $device, $name, $payload, 'Pending', $ttl, $created, $expires, $by, $batch)
+                RETURNING "Sequence"
                 """;
             var id = insert.Parameters.Add("$id", SqliteType.Text);
             var device = insert.Parameters.Add("$device", SqliteType.Text);
@@ -65,14 +66,16 @@ public sealed class CommandQueue(GatewayDbContext db, DatabaseWriteGate writeGat
             {
                 id.Value = command.Id.ToString();
                 device.Value = command.DeviceId;
-                insert.ExecuteNonQuery();
+                command.Sequence = (long)insert.ExecuteScalar()!;
             }
 
             await transaction.CommitAsync(cancellationToken);
+
+            // Still inside the gate: the dispatcher receives commands in the order they were committed.
+            dispatcher.HandOver(commands);
         }
 
         metrics.CommandTransition(CommandStatus.Pending, commands.Count);
-        dispatcher.Wake();
         return commands;
     }
 

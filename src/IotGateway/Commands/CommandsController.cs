@@ -12,7 +12,8 @@ namespace IotGateway.Commands;
 
 [ApiController]
 [Tags("Commands")]
-public sealed class CommandsController(GatewayDbContext db, DatabaseWriteGate writeGate, CommandQueue queue, IOptions<CommandOptions> options, GatewayMetrics metrics,
+public sealed class CommandsController(GatewayDbContext db, DatabaseWriteGate writeGate, CommandQueue queue, CommandDispatcher dispatcher,
+    IOptions<CommandOptions> options, GatewayMetrics metrics,
     TimeProvider time) : ControllerBase
 {
     /// <summary>Queue a command for a device.</summary>
@@ -113,6 +114,7 @@ public sealed class CommandsController(GatewayDbContext db, DatabaseWriteGate wr
                 detail: $"Command {id} is {command.Status} and can no longer be cancelled.");
         }
 
+        dispatcher.Withdraw(id, command.DeviceId);
         metrics.CommandTransition(CommandStatus.Cancelled);
         return Ok(command.ToView());
     }

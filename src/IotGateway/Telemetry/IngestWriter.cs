@@ -163,9 +163,9 @@ public sealed partial class IngestWriter(
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<GatewayDbContext>();
         var outcome = new BatchOutcome();
-        var now = time.GetUtcNow();
         using (await writeGate.EnterAsync(CancellationToken.None))
         {
+            var now = time.GetUtcNow();
             await db.Database.OpenConnectionAsync();
             await using var transaction = await db.Database.BeginTransactionAsync();
             using var sql = new BatchStatements((SqliteConnection)db.Database.GetDbConnection(), (SqliteTransaction)transaction.GetDbTransaction());

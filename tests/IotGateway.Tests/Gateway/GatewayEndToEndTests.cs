@@ -204,6 +204,74 @@ public sealed class GatewayEndToEndTests
         Assert.Single(back.ReceivedMessages, m => m.Payload.Contains(queued.Id.ToString()));
     }
 
+    // Commands queued during an outage are read back from the database after the reconnect, while callers keep
+    // queueing more (handed straight to the dispatcher): each device still receives every command once, in the
+    // order the gateway stored them.
+    [SkippableFact]
+    public async Task EachDeviceReceivesItsCommandsOnceInQueueOrderAcrossAnOutageAndConcurrentCallers()
+    {
+        string[] deviceIds = ["order-a", "order-b", "order-c"];
+        await using var broker = await StartBrokerAsync();
+        await using var gateway = await GatewayApp.StartAsync(broker.Url);
+        var devices = new List<TestMqttClient>();
+        foreach (var deviceId in deviceIds)
+        {
+            devices.Add(await SignInAsync(broker, gateway, deviceId));
+        }
+
+        try
+        {
+            await broker.StopAsync();
+            await Eventually.UntilAsync(async () => (await gateway.Http.GetAsync("/health/ready")).StatusCode == HttpStatusCode.ServiceUnavailable,
+                Timeout, "the gateway sees the broker is down");
+            for (var i = 0; i < 8; i++)
+            {
+                foreach (var deviceId in deviceIds)
+                {
+                    await gateway.QueueCommandAsync(deviceId, new { command = "SET_INTERVAL", payload = new { step = $"outage-{i}" } });
+                }
+            }
+
+            await broker.StartAgainAsync();
+            foreach (var device in devices)
+            {
+                await device.ReconnectAsync();
+                await device.SubscribeAsync($"iot/cmd/req/{device.ClientId}");
+            }
+
+            // Four callers at once, from before the gateway is back until well after.
+            await Task.WhenAll(Enumerable.Range(0, 4).Select(caller => Task.Run(async () =>
+            {
+                for (var i = 0; i < 12; i++)
+                {
+                    await gateway.QueueCommandAsync(deviceIds[(caller + i) % deviceIds.Length], new { command = "PING", payload = new { step = $"c{caller}-{i}" } });
+                }
+            })));
+
+            foreach (var device in devices)
+            {
+                var stored = await gateway.Http.GetFromJsonAsync<Page<CommandView>>($"/api/devices/{device.ClientId}/commands?limit=1000", GatewayApp.Json);
+                var expected = stored!.Items.Select(c => c.Id.ToString()).Reverse().ToList();
+                Assert.Equal(8 + 16, expected.Count);
+                await Eventually.UntilAsync(() => Task.FromResult(CommandIds(device).Count >= expected.Count), Timeout,
+                    $"{device.ClientId} receives its {expected.Count} commands");
+                Assert.Equal(expected, CommandIds(device));
+            }
+        }
+        finally
+        {
+            foreach (var device in devices)
+            {
+                await device.DisposeAsync();
+            }
+        }
+
+        static List<string> CommandIds(TestMqttClient device) => device.ReceivedMessages
+            .Where(m => m.Topic == $"iot/cmd/req/{device.ClientId}")
+            .Select(m => JsonDocument.Parse(m.Payload).RootElement.GetProperty("uuid").GetString()!)
+            .ToList();
+    }
+
     [SkippableFact]
     public async Task ErrorResultMarksCommandFailed()
     {
