@@ -1,5 +1,6 @@
 using System.Text.Json;
 using IotGateway.Data;
+using IotGateway.Devices;
 using Microsoft.Data.Sqlite;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Storage;
@@ -10,7 +11,8 @@ namespace IotGateway.Commands;
 public sealed record CommandRequestSpec(string Name, JsonElement? Payload, int? TtlSeconds, string? RequestedBy);
 
 // Stores new commands as Pending and hands them to the dispatcher, which publishes them at once. Used by the API, the bulk endpoint and the heartbeat.
-public sealed class CommandQueue(GatewayDbContext db, DatabaseWriteGate writeGate, CommandDispatcher dispatcher, IOptions<CommandOptions> options,
+public sealed class CommandQueue(GatewayDbContext db, DatabaseWriteGate writeGate, CommandDispatcher dispatcher, DeviceRegistry registry,
+    IOptions<CommandOptions> options,
     GatewayMetrics metrics, TimeProvider time)
 {
     public async Task<Command> QueueAsync(string deviceId, CommandRequestSpec spec, CancellationToken cancellationToken)
@@ -79,6 +81,7 @@ public sealed class CommandQueue(GatewayDbContext db, DatabaseWriteGate writeGat
         return commands;
     }
 
-    public Task<bool> DeviceExistsAsync(string deviceId, CancellationToken cancellationToken) =>
-        db.Devices.AnyAsync(d => d.Id == deviceId, cancellationToken);
+    // A signed-in device is known without a query.
+    public async Task<bool> DeviceExistsAsync(string deviceId, CancellationToken cancellationToken) =>
+        registry.IsSignedIn(deviceId) || await db.Devices.AnyAsync(d => d.Id == deviceId, cancellationToken);
 }

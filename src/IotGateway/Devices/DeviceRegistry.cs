@@ -21,6 +21,8 @@ public sealed class DeviceRegistry(GatewayMetrics metrics)
         metrics.SignedInDevices = _signedIn.Count;
     }
 
+    public bool IsSignedIn(string deviceId) => _signedIn.ContainsKey(deviceId);
+
     public void SetPresence(string deviceId, bool signedIn)
     {
         if (signedIn)
