@@ -15,7 +15,9 @@ if (args is ["healthcheck", var probeUrl])
     return await HealthProbe.RunAsync(probeUrl);
 }
 
-var builder = WebApplication.CreateBuilder(args);
+// Settings are read once at start (options are not monitored). Watching for appsettings.json changes would watch
+// the content root, which usually holds data/: the watcher thread woke at every database write.
+var builder = WebApplication.CreateBuilder([.. args, "--hostBuilder:reloadConfigOnChange=false"]);
 
 // Configuration: appsettings.json (repository root, copied next to the binary), environment, the article's variables, command line
 builder.Configuration.AddSettingsBesideBinary(builder.Environment.ContentRootPath).AddArticleEnvironmentVariables();

@@ -29,7 +29,9 @@ public static class ArticleEnvironment
         }
 
         var source = new MemoryConfigurationSource { InitialData = values };
-        var commandLine = configuration.Sources.ToList().FindIndex(s => s is CommandLineConfigurationSource);
+        // Before the application's command line (the last one): the host's own command-line source comes
+        // earlier, before appsettings.json, and inserting there would let the file override these variables.
+        var commandLine = configuration.Sources.ToList().FindLastIndex(s => s is CommandLineConfigurationSource);
         if (commandLine >= 0)
         {
             configuration.Sources.Insert(commandLine, source);
