@@ -50,6 +50,10 @@ public sealed class GatewayApi : IDisposable
     public Task<CommandState> GetCommandAsync(Guid id, CancellationToken cancellationToken) =>
         GetAsync<CommandState>($"/api/commands/{id}", cancellationToken);
 
+    /// <summary>GET /api/commands/{id}?waitSeconds=…: returns when the command finishes or the wait runs out.</summary>
+    public Task<CommandState> WaitForCommandAsync(Guid id, TimeSpan wait, CancellationToken cancellationToken) =>
+        GetAsync<CommandState>($"/api/commands/{id}?waitSeconds={wait.TotalSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture)}", cancellationToken);
+
     /// <summary>POST /api/commands/bulk for every signed-in device.</summary>
     public async Task<BulkAccepted> QueueCommandForSignedInDevicesAsync(string command, CancellationToken cancellationToken)
     {

@@ -1,11 +1,12 @@
 using IotGateway.Data;
+using Microsoft.Data.Sqlite;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 
 namespace IotGateway.Commands;
 
 // Marks commands whose TTL ran out unanswered as Expired.
-public sealed partial class CommandExpiry(IServiceScopeFactory scopes, DatabaseWriteGate writeGate, IOptions<CommandOptions> options, GatewayMetrics metrics,
+public sealed partial class CommandExpiry(IServiceScopeFactory scopes, CommandCompletion completion, DatabaseWriteGate writeGate, IOptions<CommandOptions> options, GatewayMetrics metrics,
     TimeProvider time, ILogger<CommandExpiry> logger) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
@@ -35,27 +36,42 @@ public sealed partial class CommandExpiry(IServiceScopeFactory scopes, DatabaseW
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<GatewayDbContext>();
         var now = time.GetUtcNow();
-        var due = db.Commands.Where(c => (c.Status == CommandStatus.Pending || c.Status == CommandStatus.Published) && c.ExpiresAt <= now);
 
         // Usually nothing is due: a read does not queue behind (or hold up) the writers.
-        if (!await due.AnyAsync(cancellationToken))
+        if (!await db.Commands.AnyAsync(c => (c.Status == CommandStatus.Pending || c.Status == CommandStatus.Published) && c.ExpiresAt <= now, cancellationToken))
         {
             return 0;
         }
 
-        int expired;
+        var expired = new List<Guid>();
         using (await writeGate.EnterAsync(cancellationToken))
         {
-            expired = await due.ExecuteUpdateAsync(s => s.SetProperty(c => c.Status, CommandStatus.Expired).SetProperty(c => c.ExpiredAt, now), cancellationToken);
+            await db.Database.OpenConnectionAsync(cancellationToken);
+            using var update = ((SqliteConnection)db.Database.GetDbConnection()).CreateCommand();
+            update.CommandText = """
+                UPDATE "Commands" SET "Status" = 'Expired', "ExpiredAt" = $now
+                WHERE "Status" IN ('Pending', 'Published') AND "ExpiresAt" <= $now
+                RETURNING "Id"
+                """;
+            update.Parameters.AddWithValue("$now", now.UtcTicks);
+            using var reader = update.ExecuteReader();
+            while (reader.Read())
+            {
+                expired.Add(Guid.Parse(reader.GetString(0)));
+            }
         }
 
-        if (expired > 0)
+        if (expired.Count > 0)
         {
-            metrics.CommandTransition(CommandStatus.Expired, expired);
-            LogExpired(expired);
+            metrics.CommandTransition(CommandStatus.Expired, expired.Count);
+            LogExpired(expired.Count);
+            foreach (var id in expired)
+            {
+                completion.Finished(id);
+            }
         }
 
-        return expired;
+        return expired.Count;
     }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "{Count} commands expired unanswered")]

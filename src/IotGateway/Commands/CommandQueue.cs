@@ -83,5 +83,5 @@ public sealed class CommandQueue(GatewayDbContext db, DatabaseWriteGate writeGat
 
     // A signed-in device is known without a query.
     public async Task<bool> DeviceExistsAsync(string deviceId, CancellationToken cancellationToken) =>
-        registry.IsSignedIn(deviceId) || await db.Devices.AnyAsync(d => d.Id == deviceId, cancellationToken);
+        registry.IsSignedIn(deviceId) || await db.DeviceExistsAsync(deviceId, cancellationToken);
 }

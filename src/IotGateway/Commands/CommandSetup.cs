@@ -9,6 +9,7 @@ public static class CommandSetup
         services.AddOptions<CommandOptions>().BindConfiguration(CommandOptions.Section, ConfigurationBinding.RejectUnknownKeys).ValidateOnStart();
         services.AddSingleton<IValidateOptions<CommandOptions>, CommandOptionsValidator>();
         services.AddScoped<CommandQueue>();
+        services.AddSingleton<CommandCompletion>();
         services.AddSingleton<CommandDispatcher>();
         services.AddHostedService(sp => sp.GetRequiredService<CommandDispatcher>());
         services.AddSingleton<CommandExpiry>();

@@ -13,9 +13,11 @@ namespace IotGateway.Commands;
 [ApiController]
 [Tags("Commands")]
 public sealed class CommandsController(GatewayDbContext db, DatabaseWriteGate writeGate, CommandQueue queue, CommandDispatcher dispatcher,
-    IOptions<CommandOptions> options, GatewayMetrics metrics,
+    CommandCompletion completion, IOptions<CommandOptions> options, GatewayMetrics metrics,
     TimeProvider time) : ControllerBase
 {
+    public const double MaxWaitSeconds = 60;
+
     /// <summary>Queue a command for a device.</summary>
     /// <remarks>
     /// The command is stored as Pending and published to {CommandRequest}/{deviceId} at QoS 2 as
@@ -58,18 +60,45 @@ public sealed class CommandsController(GatewayDbContext db, DatabaseWriteGate wr
         return AcceptedAtAction(nameof(Get), new { id = command.Id }, new QueuedCommand(command.Id, command.DeviceId, command.Status));
     }
 
-    /// <summary>Get a command with its status, result and timestamps.</summary>
+    /// <summary>Get a command with its status, result and timestamps; optionally wait for it to finish.</summary>
+    /// <remarks>
+    /// With waitSeconds, a command that is still Pending or Published is returned as soon as it finishes (Completed,
+    /// Failed, Expired or Cancelled), or as it is when waitSeconds have passed: queue a command, then wait for its
+    /// answer in one request instead of polling.
+    /// </remarks>
     /// <param name="id">The command id.</param>
+    /// <param name="waitSeconds">Wait up to this long (0 to 60 s) for an open command to finish. Default 0: answer at once.</param>
     /// <param name="cancellationToken">Aborts the request.</param>
     /// <response code="200">The command.</response>
+    /// <response code="400">waitSeconds is out of range.</response>
     /// <response code="404">No such command.</response>
     [HttpGet("api/commands/{id:guid}")]
     [ProducesResponseType<CommandView>(StatusCodes.Status200OK)]
+    [ProducesResponseType<ValidationProblemDetails>(StatusCodes.Status400BadRequest)]
     [ProducesResponseType<ProblemDetails>(StatusCodes.Status404NotFound)]
-    public async Task<IActionResult> Get(Guid id, CancellationToken cancellationToken)
+    public async Task<IActionResult> Get(Guid id, [FromQuery, Range(0.0, MaxWaitSeconds)] double waitSeconds = 0, CancellationToken cancellationToken = default)
     {
-        var command = await db.Commands.AsNoTracking().FirstOrDefaultAsync(c => c.Id == id, cancellationToken);
-        return command is null ? CommandNotFound(id) : Ok(command.ToView());
+        using var waiting = waitSeconds > 0 ? completion.Register(id) : null;
+        var command = await db.FindCommandAsync(id, cancellationToken);
+        if (command is null)
+        {
+            return CommandNotFound(id);
+        }
+
+        if (waiting is not null && command.Status is CommandStatus.Pending or CommandStatus.Published)
+        {
+            try
+            {
+                await waiting.Finished.WaitAsync(TimeSpan.FromSeconds(waitSeconds), time, cancellationToken);
+                command = await db.FindCommandAsync(id, cancellationToken) ?? command;
+            }
+            catch (TimeoutException)
+            {
+                // Still open: answer with the command as it is.
+            }
+        }
+
+        return Ok(command.ToView());
     }
 
     /// <summary>Cancel a command that has not been answered.</summary>
@@ -102,7 +131,7 @@ public sealed class CommandsController(GatewayDbContext db, DatabaseWriteGate wr
                     .SetProperty(c => c.CancelledBy, RequestedBy()), cancellationToken);
         }
 
-        var command = await db.Commands.AsNoTracking().FirstOrDefaultAsync(c => c.Id == id, cancellationToken);
+        var command = await db.FindCommandAsync(id, cancellationToken);
         if (command is null)
         {
             return CommandNotFound(id);
@@ -115,6 +144,7 @@ public sealed class CommandsController(GatewayDbContext db, DatabaseWriteGate wr
         }
 
         dispatcher.Withdraw(id, command.DeviceId);
+        completion.Finished(id);
         metrics.CommandTransition(CommandStatus.Cancelled);
         return Ok(command.ToView());
     }

@@ -11,6 +11,18 @@ public sealed class GatewayDbContext(DbContextOptions<GatewayDbContext> options)
     public DbSet<TelemetryReading> Telemetry => Set<TelemetryReading>();
     public DbSet<Command> Commands => Set<Command>();
 
+    // The hottest reads, compiled once: EF Core's per-call query preparation (parameter extraction, cache lookup)
+    // cost more than the SQLite work for these single-row lookups under the round-trip benchmark.
+    private static readonly Func<GatewayDbContext, Guid, CancellationToken, Task<Command?>> CommandById =
+        EF.CompileAsyncQuery((GatewayDbContext db, Guid id, CancellationToken _) => db.Commands.AsNoTracking().FirstOrDefault(c => c.Id == id));
+
+    private static readonly Func<GatewayDbContext, string, CancellationToken, Task<bool>> DeviceExists =
+        EF.CompileAsyncQuery((GatewayDbContext db, string deviceId, CancellationToken _) => db.Devices.Any(d => d.Id == deviceId));
+
+    public Task<Command?> FindCommandAsync(Guid id, CancellationToken cancellationToken) => CommandById(this, id, cancellationToken);
+
+    public Task<bool> DeviceExistsAsync(string deviceId, CancellationToken cancellationToken) => DeviceExists(this, deviceId, cancellationToken);
+
     protected override void ConfigureConventions(ModelConfigurationBuilder configurationBuilder)
     {
         // SQLite cannot compare DateTimeOffset text; UTC ticks keep range queries and ordering in SQL.

@@ -21,6 +21,7 @@ public sealed partial class IngestWriter(
     MqttConnection connection,
     TopicLayout topics,
     DeviceRegistry registry,
+    CommandCompletion completion,
     IServiceScopeFactory scopes,
     DatabaseWriteGate writeGate,
     IOptions<IngestOptions> options,
@@ -305,6 +306,7 @@ public sealed partial class IngestWriter(
         {
             metrics.CommandTransition(status);
             metrics.CommandRoundTrip(committedAt - createdAt);
+            completion.Finished(id);
             LogCommandAnswered(id, status);
         }
 

@@ -133,6 +133,11 @@ public sealed class ApiValidationTests : IAsyncLifetime
     [InlineData("/api/devices/known/commands?cursor=zzz")]
     [InlineData("/api/devices?limit=-5")]
     [InlineData("/api/devices?cursor=!")]
+    [InlineData("/api/commands/0190a0b0-0000-7000-8000-000000000001?waitSeconds=-1")]
+    [InlineData("/api/commands/0190a0b0-0000-7000-8000-000000000001?waitSeconds=61")]
+    [InlineData("/api/commands/0190a0b0-0000-7000-8000-000000000001?waitSeconds=NaN")]
+    [InlineData("/api/commands/0190a0b0-0000-7000-8000-000000000001?waitSeconds=Infinity")]
+    [InlineData("/api/commands/0190a0b0-0000-7000-8000-000000000001?waitSeconds=soon")]
     public async Task BadQueryIsRejected(string url)
     {
         await AssertProblemAsync(await _gateway.Http.GetAsync(url), HttpStatusCode.BadRequest);

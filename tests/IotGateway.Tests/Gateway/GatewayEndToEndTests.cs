@@ -7,6 +7,7 @@ using IotGateway.Devices;
 using IotGateway.Commands;
 using IotGateway.Telemetry;
 using IotGateway.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
 using MQTTnet;
 using MQTTnet.Formatter;
 using MQTTnet.Protocol;
@@ -270,6 +271,47 @@ public sealed class GatewayEndToEndTests
             .Where(m => m.Topic == $"iot/cmd/req/{device.ClientId}")
             .Select(m => JsonDocument.Parse(m.Payload).RootElement.GetProperty("uuid").GetString()!)
             .ToList();
+    }
+
+    // GET …?waitSeconds=N returns the moment the command finishes, whatever finishes it, or as it is after N seconds.
+    [SkippableFact]
+    public async Task WaitingForACommandReturnsWhenItFinishes()
+    {
+        await using var broker = await StartBrokerAsync();
+        await using var gateway = await GatewayApp.StartAsync(broker.Url);
+        await using var device = await SignInAsync(broker, gateway, "waited-on");
+
+        // Answered: the waiting GET is already running when the device answers.
+        var answered = await gateway.QueueCommandAsync("waited-on", new { command = "PING" });
+        var waiting = gateway.Http.GetFromJsonAsync<CommandView>($"/api/commands/{answered.Id}?waitSeconds=30", GatewayApp.Json);
+        await device.WaitForMessageAsync(m => m.Payload.Contains(answered.Id.ToString()), Timeout);
+        await Eventually.UntilAsync(() => Task.FromResult(gateway.Services.GetRequiredService<CommandCompletion>().IsAwaited(answered.Id)), Timeout,
+            "the GET is waiting");
+        Assert.False(waiting.IsCompleted, "the GET returned before the device answered");
+        await device.PublishAsync("iot/cmd/resp/waited-on", ArticleAnswer("waited-on", answered.Id, "PING", "PONG"));
+        var done = await waiting.WaitAsync(Timeout);
+        Assert.Equal(CommandStatus.Completed, done!.Status);
+        Assert.Equal("PONG", done.Result);
+
+        // Already finished: at once.
+        Assert.Equal(CommandStatus.Completed, (await gateway.Http.GetFromJsonAsync<CommandView>($"/api/commands/{answered.Id}?waitSeconds=60", GatewayApp.Json))!.Status);
+
+        // Nobody answers: after waitSeconds, the command as it is.
+        var unanswered = await gateway.QueueCommandAsync("waited-on", new { command = "PING" });
+        var stillOpen = await gateway.Http.GetFromJsonAsync<CommandView>($"/api/commands/{unanswered.Id}?waitSeconds=0.2", GatewayApp.Json);
+        Assert.Contains(stillOpen!.Status, new[] { CommandStatus.Pending, CommandStatus.Published });
+
+        // Cancelled and expired commands finish too.
+        var waitForCancel = gateway.Http.GetFromJsonAsync<CommandView>($"/api/commands/{unanswered.Id}?waitSeconds=30", GatewayApp.Json);
+        await Eventually.UntilAsync(() => Task.FromResult(gateway.Services.GetRequiredService<CommandCompletion>().IsAwaited(unanswered.Id)), Timeout,
+            "the GET is waiting");
+        Assert.Equal(HttpStatusCode.OK, (await gateway.Http.DeleteAsync($"/api/commands/{unanswered.Id}")).StatusCode);
+        Assert.Equal(CommandStatus.Cancelled, (await waitForCancel.WaitAsync(Timeout))!.Status);
+
+        var shortLived = await gateway.QueueCommandAsync("waited-on", new { command = "PING", ttlSeconds = 1 });
+        var expired = await gateway.Http.GetFromJsonAsync<CommandView>($"/api/commands/{shortLived.Id}?waitSeconds=30", GatewayApp.Json).WaitAsync(Timeout);
+        Assert.Equal(CommandStatus.Expired, expired!.Status);
+        Assert.False(gateway.Services.GetRequiredService<CommandCompletion>().IsAwaited(shortLived.Id), "no waiter is left behind");
     }
 
     [SkippableFact]
