@@ -26,6 +26,12 @@ public static class BenchProgram
 
     public static async Task<int> RunAsync(string[] args)
     {
+        if (args is [MqttnetDrain.Subcommand, .. var drainArgs])
+        {
+            // Started by the ingest benchmark as its own process; not listed in the usage.
+            return await MqttnetDrain.RunAsync(drainArgs);
+        }
+
         if (args.Length == 0 || args[0] is "-h" or "--help" or "help")
         {
             Console.WriteLine(Usage);

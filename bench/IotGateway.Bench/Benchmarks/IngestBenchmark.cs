@@ -16,6 +16,7 @@ public sealed class IngestBenchmark(RepositoryLayout layout)
     public const int DefaultReadings = 100_000;
     private const string GatewayClientId = "bench-gateway";
     private const string SubscriberClientId = "bench-sub";
+    private const string LibraryClientId = "bench-mqttnet";
     private const string DataTopicFilter = "iot/data/+";
     private const int PublishesInFlight = 64;
     private const int DeviceCount = 100;
@@ -27,9 +28,11 @@ public sealed class IngestBenchmark(RepositoryLayout layout)
 
         await CreateGatewaySessionAsync(broker, cancellationToken);
         await CreateSubscriberSessionAsync(broker, cancellationToken);
+        await MqttnetDrain.CreateSessionAsync(broker, LibraryClientId, DataTopicFilter, cancellationToken);
         var publishTime = await PublishBacklogAsync(broker, readings, cancellationToken);
 
         var subscriberTime = await DrainWithMosquittoSubAsync(broker, readings, cancellationToken);
+        var libraryTime = await DrainWithMqttnetAloneAsync(broker, readings, cancellationToken);
         var gateway = await DrainWithGatewayAsync(broker, readings, cancellationToken);
 
         var subscriberRate = readings / subscriberTime.TotalSeconds;
@@ -44,6 +47,9 @@ public sealed class IngestBenchmark(RepositoryLayout layout)
         {
             new("backlog published (QoS 1, 64 in flight, one MQTTnet client)", $"{Report.Seconds(publishTime)} ({Report.Rate(readings / publishTime.TotalSeconds, "msg")})"),
             new("mosquitto_sub drains the backlog (process start → exit)", $"{Report.Seconds(subscriberTime)} ({Report.Rate(subscriberRate, "readings")})", "the limit"),
+            new("MQTTnet 5 client alone (fresh process, acks each message, stores nothing): process start → exit",
+                $"{Report.Seconds(libraryTime)} ({Report.Rate(readings / libraryTime.TotalSeconds, "readings")}, {subscriberTime / libraryTime:0.00} of mosquitto_sub)",
+                "the MQTT library's own limit"),
             new("gateway: process start → /health/ready", Report.Seconds(gateway.Ready)),
             new("gateway: process start → first readings stored", $"{Report.Seconds(gateway.FirstStored)} ({Report.Count(gateway.FirstStoredCount)} readings)"),
             new("gateway: process start → all readings stored", $"{Report.Seconds(gateway.Total)} ({Report.Rate(gatewayTotalRate, "readings")})"),
@@ -139,6 +145,26 @@ public sealed class IngestBenchmark(RepositoryLayout layout)
         }
 
         return time;
+    }
+
+    /// <summary>The library's limit: this bench binary as a fresh process that only receives and acknowledges.</summary>
+    private static async Task<TimeSpan> DrainWithMqttnetAloneAsync(MosquittoBroker broker, int readings, CancellationToken cancellationToken)
+    {
+        var self = Environment.ProcessPath ?? throw new BenchFailure("Cannot find the bench's own executable to start the MQTTnet drain.");
+        string[] arguments = [MqttnetDrain.Subcommand, MosquittoBroker.Host, broker.Port.ToString(System.Globalization.CultureInfo.InvariantCulture), LibraryClientId,
+            readings.ToString(System.Globalization.CultureInfo.InvariantCulture)];
+        // `dotnet run` starts the apphost; a bench started as `dotnet IotGateway.Bench.dll` runs the dll the same way.
+        var (fileName, args) = Path.GetFileNameWithoutExtension(self) == "dotnet"
+            ? (self, (IEnumerable<string>)[typeof(MqttnetDrain).Assembly.Location, .. arguments])
+            : (self, arguments);
+        await using var drain = ChildProcess.Start("mqttnet-drain", fileName, args, Path.GetTempPath());
+        var timeout = TimeSpan.FromSeconds(90 + readings / 5000);
+        if (!await drain.WaitForExitAsync(timeout, cancellationToken) || drain.ExitCode != 0)
+        {
+            throw new BenchFailure($"The MQTTnet drain did not finish in {timeout.TotalSeconds} s. Its output:\n{drain.OutputTail()}");
+        }
+
+        return drain.SinceStart.Elapsed;
     }
 
     private sealed record GatewayDrain(TimeSpan Ready, TimeSpan FirstStored, long FirstStoredCount, TimeSpan Total, IReadOnlyList<string> Notes);

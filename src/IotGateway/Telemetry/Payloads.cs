@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Text;
 using System.Text.Json;
 using System.Text.Unicode;
@@ -14,6 +15,8 @@ public static class Payloads
 {
     public const int MaxMessageKeyLength = 200;
 
+    // UTF-8 is checked first and on its own: Utf8JsonReader accepts invalid UTF-8 inside strings.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static ClassifiedPayload Classify(byte[] payload)
     {
         if (!Utf8.IsValid(payload))
@@ -26,7 +29,7 @@ public static class Payloads
             : new ClassifiedPayload(PayloadFormat.Text, payload, null, null);
     }
 
-    // Validates the whole document and picks the device's own reading id ("messageId", else "uuid") from the top level.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static bool TryReadJson(byte[] payload, out string? messageKey)
     {
         messageKey = null;

@@ -1,0 +1,74 @@
+using System.Globalization;
+using MQTTnet;
+using MQTTnet.Formatter;
+using MQTTnet.Protocol;
+
+namespace IotGateway.Bench.Benchmarks;
+
+/// <summary>
+/// The MQTT library's own limit, run by the ingest benchmark as a fresh process (`IotGateway.Bench mqttnet-drain
+/// host port clientId count`) so it pays for its start and JIT as the gateway does: an MQTTnet 5 client resumes a
+/// persistent session as the gateway's client does (MQTT 5, receive maximum 4096, manual acknowledgement) and
+/// acknowledges each message at once, storing nothing. It exits when it has received the given count.
+/// </summary>
+public static class MqttnetDrain
+{
+    public const string Subcommand = "mqttnet-drain";
+
+    public static async Task<int> RunAsync(string[] args)
+    {
+        if (args is not [var host, var portText, var clientId, var countText]
+            || !int.TryParse(portText, CultureInfo.InvariantCulture, out var port)
+            || !int.TryParse(countText, CultureInfo.InvariantCulture, out var count))
+        {
+            await Console.Error.WriteLineAsync($"usage: {Subcommand} host port clientId count");
+            return 2;
+        }
+
+        var received = 0;
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var client = new MqttClientFactory().CreateMqttClient();
+        client.ApplicationMessageReceivedAsync += async e =>
+        {
+            e.AutoAcknowledge = false;
+            await e.AcknowledgeAsync(CancellationToken.None);
+            if (Interlocked.Increment(ref received) == count)
+            {
+                done.TrySetResult();
+            }
+        };
+        var options = new MqttClientOptionsBuilder()
+            .WithTcpServer(host, port)
+            .WithClientId(clientId)
+            .WithProtocolVersion(MqttProtocolVersion.V500)
+            .WithCleanStart(false)
+            .WithSessionExpiryInterval(3600)
+            .WithReceiveMaximum(4096)
+            .Build();
+        var result = await client.ConnectAsync(options);
+        if (result.ResultCode != MqttClientConnectResultCode.Success || !result.IsSessionPresent)
+        {
+            await Console.Error.WriteLineAsync($"could not resume the session of {clientId}: {result.ResultCode}, session present {result.IsSessionPresent}");
+            return 1;
+        }
+
+        if (await Task.WhenAny(done.Task, Task.Delay(TimeSpan.FromSeconds(60 + count / 5000))) != done.Task)
+        {
+            await Console.Error.WriteLineAsync($"received {received} of {count} messages in time");
+            return 1;
+        }
+
+        await client.DisconnectAsync(new MqttClientDisconnectOptionsBuilder().Build());
+        return 0;
+    }
+
+    /// <summary>Subscribes the session the way the gateway does (QoS 2 on the data topics), so the backlog queues for it.</summary>
+    public static async Task CreateSessionAsync(Infrastructure.MosquittoBroker broker, string clientId, string topicFilter, CancellationToken cancellationToken)
+    {
+        using var client = Infrastructure.MqttClients.Factory.CreateMqttClient();
+        var options = Infrastructure.MqttClients.Options(broker, clientId).WithCleanStart(true).WithSessionExpiryInterval(3600).Build();
+        await Infrastructure.MqttClients.ConnectAsync(client, options, cancellationToken);
+        await Infrastructure.MqttClients.SubscribeAsync(client, topicFilter, MqttQualityOfServiceLevel.ExactlyOnce, cancellationToken);
+        await client.DisconnectAsync(new MqttClientDisconnectOptionsBuilder().Build(), cancellationToken);
+    }
+}
