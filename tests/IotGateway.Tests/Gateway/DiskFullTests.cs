@@ -1,0 +1,256 @@
+using System.ComponentModel;
+using System.Diagnostics;
+using System.Net;
+using System.Text.Json;
+using IotGateway.Data;
+using IotGateway.Tests.Infrastructure;
+using Microsoft.Data.Sqlite;
+using MQTTnet.Protocol;
+
+namespace IotGateway.Tests.Gateway;
+
+// A really full disk under the database (a small tmpfs filled to the last page): ingest must pause without
+// acknowledging (the broker keeps the messages), readiness must say why, the process must stay alive, and
+// once space is freed every reading must be stored exactly once without the device sending it again.
+public sealed class DiskFullTests
+{
+    private const int Readings = 200;
+    private const int ReadingsBefore = 3;
+    private const string DeviceId = "disk-full";
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
+
+    [SkippableFact]
+    public async Task FullDiskPausesIngestWithoutLosingAReading()
+    {
+        MosquittoBroker.SkipIfUnavailable();
+        await using var disk = await TmpfsMount.MountAsync("8m");
+        await using var broker = await MosquittoBroker.StartAsync();
+        try
+        {
+            await using var gateway = await StartGatewayAsync(broker, disk.Path);
+            await using var device = await TestMqttClient.ConnectAsync(broker, DeviceId);
+            await StoreFirstReadingsAsync(gateway, device, disk.Path);
+            var filler = FillUp(disk.Path);
+            await PublishOnceEachAsync(device);
+            await AssertNotReadyBecauseTheDiskIsFullAsync(gateway);
+
+            // Not one failure and a lucky retry: the writer keeps failing, and keeps the readings, as long as the disk stays full.
+            await Eventually.UntilAsync(() => gateway.Logs.Contains("(attempt 3)"), Timeout, "the writer has retried the same batch three times");
+            Assert.Equal(ReadingsBefore, (await gateway.GetDeviceAsync(DeviceId))!.TelemetryCount);
+            using (var live = await gateway.Http.GetAsync("/health/live"))
+            {
+                Assert.Equal(HttpStatusCode.OK, live.StatusCode);
+            }
+
+            File.Delete(filler);
+
+            await WaitForAllStoredAsync(gateway, "every reading held back is stored once space is freed");
+            await gateway.WaitUntilReadyAsync();
+            Assert.True(gateway.Logs.Contains("Storage works again"));
+            AssertEveryReadingStoredOnce(disk.Path);
+        }
+        finally
+        {
+            ReleasePooledConnections(disk.Path);
+        }
+    }
+
+    // The readings held back live only in the gateway's memory and the broker's session. Stopping the gateway
+    // throws the memory away: only if nothing was acknowledged does the broker still have them to deliver again.
+    [SkippableFact]
+    public async Task ReadingsHeldBackByAFullDiskSurviveAGatewayRestart()
+    {
+        MosquittoBroker.SkipIfUnavailable();
+        await using var disk = await TmpfsMount.MountAsync("8m");
+        await using var broker = await MosquittoBroker.StartAsync();
+        try
+        {
+            await using var gateway = await StartGatewayAsync(broker, disk.Path);
+            await using var device = await TestMqttClient.ConnectAsync(broker, DeviceId);
+            await StoreFirstReadingsAsync(gateway, device, disk.Path);
+            var filler = FillUp(disk.Path);
+            await PublishOnceEachAsync(device);
+            await AssertNotReadyBecauseTheDiskIsFullAsync(gateway);
+
+            await gateway.StopAsync();
+            File.Delete(filler);
+            await gateway.RestartAsync();
+
+            await WaitForAllStoredAsync(gateway, "the broker delivers every unacknowledged reading again after the restart");
+            AssertEveryReadingStoredOnce(disk.Path);
+        }
+        finally
+        {
+            ReleasePooledConnections(disk.Path);
+        }
+    }
+
+    private static Task<GatewayApp> StartGatewayAsync(MosquittoBroker broker, string disk) =>
+        GatewayApp.StartAsync(broker.Url, s =>
+        {
+            s["ConnectionStrings:Gateway"] = ConnectionString(disk);
+            // The writer's back-off is capped at 5 s by default; a short cap keeps the recovery within the test's budget.
+            s["Ingest:RetryMaxDelaySeconds"] = "0.2";
+        });
+
+    // The full disk must meet a live WAL database, not one still to be created.
+    private static async Task StoreFirstReadingsAsync(GatewayApp gateway, TestMqttClient device, string disk)
+    {
+        await device.PublishAsync($"iot/register/{DeviceId}", "SIGN_IN");
+        for (var i = 0; i < ReadingsBefore; i++)
+        {
+            await device.PublishAsync($"iot/data/{DeviceId}", $$"""{"temp":1,"messageId":"before-{{i}}"}""");
+        }
+
+        await gateway.WaitForDeviceAsync(DeviceId, d => d.SignedIn && d.TelemetryCount == ReadingsBefore, "the first readings are stored");
+        var database = DatabasePath(disk);
+        Assert.True(File.Exists(database + "-wal") && File.Exists(database + "-shm"), "the database runs in WAL mode with its -wal and -shm files");
+    }
+
+    // Each reading is published once, QoS 1: the broker acknowledges it to the device and from then on owns it.
+    private static async Task PublishOnceEachAsync(TestMqttClient device)
+    {
+        for (var i = 0; i < Readings; i++)
+        {
+            await device.PublishAsync($"iot/data/{DeviceId}", $$"""{"temp":2,"messageId":"during-{{i}}"}""", MqttQualityOfServiceLevel.AtLeastOnce);
+        }
+    }
+
+    private static async Task AssertNotReadyBecauseTheDiskIsFullAsync(GatewayApp gateway)
+    {
+        var notReady = await Eventually.UntilAsync(async () =>
+        {
+            using var response = await gateway.Http.GetAsync("/health/ready");
+            return response.StatusCode == HttpStatusCode.ServiceUnavailable ? await response.Content.ReadAsStringAsync() : null;
+        }, Timeout, "readiness reports that messages cannot be stored");
+        using var body = JsonDocument.Parse(notReady);
+        var description = body.RootElement.GetProperty("checks").GetProperty("database").GetProperty("description").GetString();
+        Assert.Contains("cannot store messages", description, StringComparison.Ordinal);
+        Assert.Contains("database or disk is full", description, StringComparison.Ordinal);
+        Assert.True(gateway.Logs.Contains("they stay unacknowledged and will be retried: SQLite Error 13: 'database or disk is full'"),
+            "the gateway logs why it cannot store the readings");
+    }
+
+    // Reports the last count on a timeout, so a failure says how many readings were lost (or stored twice).
+    private static Task<long> WaitForAllStoredAsync(GatewayApp gateway, string because) =>
+        Eventually.UntilAsync(async () => (await gateway.GetDeviceAsync(DeviceId))!.TelemetryCount,
+            count => count == ReadingsBefore + Readings, Timeout, $"{because} ({ReadingsBefore + Readings} readings)");
+
+    private static string DatabasePath(string disk) => Path.Combine(disk, "gateway.db");
+
+    private static string ConnectionString(string disk) => $"Data Source={DatabasePath(disk)}";
+
+    // The pool keeps native handles on the files open after the host is gone; the tmpfs cannot be unmounted under them.
+    private static void ReleasePooledConnections(string disk)
+    {
+        using var connection = new SqliteConnection(StorageSetup.ResolveConnectionString(ConnectionString(disk)));
+        SqliteConnection.ClearPool(connection);
+    }
+
+    // Writes zeros until the file system refuses: big blocks first, then single pages, then single bytes.
+    // Returns the filler file, whose deletion frees the space again.
+    private static string FillUp(string disk)
+    {
+        var path = Path.Combine(disk, "filler");
+        using (var stream = new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None, bufferSize: 0))
+        {
+            foreach (var size in new[] { 1024 * 1024, 4096, 1 })
+            {
+                var block = new byte[size];
+                try
+                {
+                    while (true)
+                    {
+                        stream.Write(block);
+                    }
+                }
+                catch (IOException e) when (IsDiskFull(e))
+                {
+                    // This block size no longer fits: try the next, smaller one.
+                }
+            }
+        }
+
+        var available = new DriveInfo(disk).AvailableFreeSpace;
+        Assert.True(available == 0, $"the tmpfs is full ({available} bytes left)");
+        return path;
+    }
+
+    // .NET puts the errno into HResult on Unix; ENOSPC is 28 on Linux (and macOS).
+    private static bool IsDiskFull(IOException e) => e.HResult == 28;
+
+    // Read straight from the file, as a second process would: the API's count is a counter, the rows are the truth.
+    private static void AssertEveryReadingStoredOnce(string disk)
+    {
+        using var connection = new SqliteConnection($"Data Source={DatabasePath(disk)};Mode=ReadOnly;Pooling=False");
+        connection.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = """SELECT COUNT(*), COUNT(DISTINCT "MessageKey") FROM "Telemetry" WHERE "DeviceId" = $d""";
+        command.Parameters.AddWithValue("$d", DeviceId);
+        using var reader = command.ExecuteReader();
+        reader.Read();
+        Assert.Equal(ReadingsBefore + Readings, reader.GetInt64(0));
+        Assert.Equal(ReadingsBefore + Readings, reader.GetInt64(1));
+    }
+
+    // A size-limited tmpfs on a fresh temp directory. Mounting needs root (CAP_SYS_ADMIN); without it the test skips.
+    private sealed class TmpfsMount : IAsyncDisposable
+    {
+        private TmpfsMount(string path) => Path = path;
+
+        public string Path { get; }
+
+        public static async Task<TmpfsMount> MountAsync(string size)
+        {
+            var path = Directory.CreateTempSubdirectory("iotgw-diskfull-").FullName;
+            var (exitCode, output) = await RunAsync("mount", "-t", "tmpfs", "-o", $"size={size}", "tmpfs", path);
+            if (exitCode != 0)
+            {
+                Directory.Delete(path);
+                Skip.If(true, $"a small tmpfs is needed to fill a disk, and 'mount -t tmpfs' failed (exit code {exitCode}; needs root or CAP_SYS_ADMIN): {output}");
+            }
+
+            return new TmpfsMount(path);
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            var (exitCode, _) = await RunAsync("umount", Path);
+            if (exitCode != 0)
+            {
+                // Something still holds a file open: detach now, the kernel frees it when the last handle closes.
+                await RunAsync("umount", "-l", Path);
+            }
+
+            Directory.Delete(Path, recursive: true);
+        }
+
+        private static async Task<(int ExitCode, string Output)> RunAsync(string command, params string[] arguments)
+        {
+            var start = new ProcessStartInfo(command)
+            {
+                RedirectStandardOutput = true,
+                RedirectStandardError = true,
+                UseShellExecute = false,
+            };
+            foreach (var argument in arguments)
+            {
+                start.ArgumentList.Add(argument);
+            }
+
+            try
+            {
+                using var process = Process.Start(start)!;
+                var stdout = process.StandardOutput.ReadToEndAsync();
+                var stderr = process.StandardError.ReadToEndAsync();
+                await process.WaitForExitAsync();
+                return (process.ExitCode, (await stdout + await stderr).Trim());
+            }
+            catch (Win32Exception e)
+            {
+                // No such program (e.g. not Linux): treated like a refused mount.
+                return (-1, e.Message);
+            }
+        }
+    }
+}
