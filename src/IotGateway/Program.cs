@@ -46,11 +46,12 @@ builder.Services.AddGatewayHealthChecks();
 
 var app = builder.Build();
 
-await app.Services.MigrateGatewayDatabaseAsync();
+// The database is opened (and migrated) by DatabaseStartup, which keeps retrying while it cannot.
 app.Services.GetRequiredService<ApiKeyStore>().Load();
 
 app.UseExceptionHandler();
 app.UseStatusCodePages();
+app.UseDatabaseReadiness();
 app.UseGatewaySwagger();
 app.UseAuthentication();
 app.UseAuthorization();

@@ -1,3 +1,4 @@
+using IotGateway.Data;
 using IotGateway.Mqtt;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
@@ -22,6 +23,25 @@ public static partial class Startup
         var index = configuration.Sources.ToList().FindIndex(s => s is JsonConfigurationSource);
         configuration.Sources.Insert(Math.Max(index, 0), source);
         return configuration;
+    }
+
+    // Until the database is open, the API answers 503 problem details with the reason (instead of failing on
+    // tables that do not exist yet); health, metrics and Swagger UI keep working.
+    public static void UseDatabaseReadiness(this WebApplication app)
+    {
+        var database = app.Services.GetRequiredService<DatabaseStartup>();
+        app.Use(async (context, next) =>
+        {
+            if (!database.IsReady && context.Request.Path.StartsWithSegments("/api", StringComparison.OrdinalIgnoreCase))
+            {
+                context.Response.Headers.RetryAfter = "5";
+                await Results.Problem(statusCode: StatusCodes.Status503ServiceUnavailable, title: "Database not available",
+                    detail: database.Problem ?? "The database is being opened.").ExecuteAsync(context);
+                return;
+            }
+
+            await next(context);
+        });
     }
 
     public static void LogEndpointsOnStart(this WebApplication app)

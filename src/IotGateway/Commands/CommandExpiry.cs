@@ -6,11 +6,12 @@ using Microsoft.Extensions.Options;
 namespace IotGateway.Commands;
 
 // Marks commands whose TTL ran out unanswered as Expired.
-public sealed partial class CommandExpiry(IServiceScopeFactory scopes, CommandCompletion completion, DatabaseWriteGate writeGate, IOptions<CommandOptions> options, GatewayMetrics metrics,
+public sealed partial class CommandExpiry(IServiceScopeFactory scopes, CommandCompletion completion, DatabaseStartup database, DatabaseWriteGate writeGate, IOptions<CommandOptions> options, GatewayMetrics metrics,
     TimeProvider time, ILogger<CommandExpiry> logger) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        await database.Ready.WaitAsync(stoppingToken).ContinueWith(_ => { }, TaskScheduler.Default);
         using var timer = new PeriodicTimer(TimeSpan.FromSeconds(options.Value.ExpirySweepSeconds), time);
         try
         {

@@ -6,7 +6,7 @@ namespace IotGateway.Commands;
 
 // The article's server sends PING to every signed-in device every 10 s. We do the same when enabled, but
 // skip devices that have any unanswered command yet, so an offline device does not pile them up.
-public sealed partial class Heartbeat(IServiceScopeFactory scopes, IOptions<CommandOptions> options, TimeProvider time,
+public sealed partial class Heartbeat(IServiceScopeFactory scopes, DatabaseStartup database, IOptions<CommandOptions> options, TimeProvider time,
     ILogger<Heartbeat> logger) : BackgroundService
 {
     public const string RequestedBy = "heartbeat";
@@ -20,6 +20,7 @@ public sealed partial class Heartbeat(IServiceScopeFactory scopes, IOptions<Comm
         }
 
         LogEnabled(heartbeat.Command, heartbeat.IntervalSeconds);
+        await database.Ready.WaitAsync(stoppingToken).ContinueWith(_ => { }, TaskScheduler.Default);
         using var timer = new PeriodicTimer(TimeSpan.FromSeconds(heartbeat.IntervalSeconds), time);
         try
         {

@@ -22,6 +22,10 @@ public static class StorageSetup
             .UseSqlite(connectionString.Value)
             .AddInterceptors(new SqlitePragmas()));
         services.AddSingleton<DatabaseWriteGate>();
+
+        // The first hosted service: the others wait for it before they touch the database or the broker.
+        services.AddSingleton<DatabaseStartup>();
+        services.AddHostedService(sp => sp.GetRequiredService<DatabaseStartup>());
         return services;
     }
 

@@ -19,10 +19,15 @@ public sealed class BrokerHealthCheck(MqttConnection connection) : IHealthCheck
     }
 }
 
-public sealed class DatabaseHealthCheck(GatewayDbContext db, IngestWriter writer) : IHealthCheck
+public sealed class DatabaseHealthCheck(GatewayDbContext db, DatabaseStartup startup, IngestWriter writer) : IHealthCheck
 {
     public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
     {
+        if (!startup.IsReady)
+        {
+            return HealthCheckResult.Unhealthy(startup.Problem ?? "opening the database");
+        }
+
         if (writer.State is { Healthy: false } state)
         {
             return HealthCheckResult.Unhealthy(state.LastError);

@@ -1,3 +1,4 @@
+using IotGateway.Data;
 using IotGateway.Telemetry;
 using Microsoft.Extensions.Options;
 using MQTTnet;
@@ -34,11 +35,13 @@ public sealed partial class MqttConnection : BackgroundService
     private BrokerConnectionState _state;
 
     private readonly EmbeddedBroker _embedded;
+    private readonly DatabaseStartup _database;
 
     public MqttConnection(IOptions<MqttOptions> options, IOptions<IngestOptions> ingestOptions, TopicLayout topics,
-        IngestQueue ingest, EmbeddedBroker embedded, GatewayMetrics metrics, TimeProvider time, ILogger<MqttConnection> logger)
+        IngestQueue ingest, EmbeddedBroker embedded, DatabaseStartup database, GatewayMetrics metrics, TimeProvider time, ILogger<MqttConnection> logger)
     {
         _embedded = embedded;
+        _database = database;
         _options = options.Value;
         _broker = BrokerAddress.TryParse(_options.Broker, out var broker, out var error)
             ? broker
@@ -133,6 +136,21 @@ public sealed partial class MqttConnection : BackgroundService
         using var link = stoppingToken.Register(_stopping.Cancel);
         var clientOptions = BuildClientOptions();
         var failures = 0;
+
+        // Messages taken from the session before they can be stored would only pile up unacknowledged.
+        if (!_database.IsReady)
+        {
+            SetState(false, "waiting for the database");
+            try
+            {
+                await _database.Ready.WaitAsync(stoppingToken);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+        }
+
         LogStarting(BrokerDescription, _options.ClientId, _options.ProtocolVersion);
 
         while (!stoppingToken.IsCancellationRequested)

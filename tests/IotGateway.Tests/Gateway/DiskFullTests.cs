@@ -85,6 +85,65 @@ public sealed class DiskFullTests
         }
     }
 
+    // A gateway (re)started while the disk is full cannot open its database: it must stay up, say why, keep off
+    // the broker (which holds the readings meanwhile) and carry on by itself once there is space again.
+    [SkippableFact]
+    public async Task GatewayStartedOnAFullDiskWaitsForSpaceInsteadOfExiting()
+    {
+        MosquittoBroker.SkipIfUnavailable();
+        await using var disk = await TmpfsMount.MountAsync("8m");
+        await using var broker = await MosquittoBroker.StartAsync();
+        try
+        {
+            await using var gateway = await StartGatewayAsync(broker, disk.Path);
+            await using var device = await TestMqttClient.ConnectAsync(broker, DeviceId);
+            await StoreFirstReadingsAsync(gateway, device, disk.Path);
+            await gateway.StopAsync();
+            var filler = FillUp(disk.Path);
+            await PublishOnceEachAsync(device);
+
+            var connectsBefore = Connects(gateway);
+            await gateway.RestartAsync(waitUntilReady: false, waitForDatabase: false);
+            // "opening the database" until the first attempt fails, then the reason.
+            var description = await Eventually.UntilAsync(async () =>
+            {
+                using var response = await gateway.Http.GetAsync("/health/ready");
+                Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
+                using var body = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+                var database = body.RootElement.GetProperty("checks").GetProperty("database").GetProperty("description").GetString();
+                return database?.StartsWith("cannot open the database: ", StringComparison.Ordinal) == true ? database : null;
+            }, Timeout, "readiness reports why the database cannot be opened");
+            Assert.Matches("database or disk is full|disk I/O error", description);
+
+            await Eventually.UntilAsync(() => gateway.Logs.Contains("Cannot open the database (attempt 2)"), Timeout, "the gateway keeps trying");
+            using (var live = await gateway.Http.GetAsync("/health/live"))
+            {
+                Assert.Equal(HttpStatusCode.OK, live.StatusCode);
+            }
+
+            using (var api = await gateway.Http.GetAsync("/api/devices"))
+            {
+                Assert.Equal(HttpStatusCode.ServiceUnavailable, api.StatusCode);
+                Assert.Equal("application/problem+json", api.Content.Headers.ContentType?.MediaType);
+                Assert.NotNull(api.Headers.RetryAfter);
+            }
+
+            Assert.True(Connects(gateway) == connectsBefore, "the gateway stays off the broker while it cannot store anything");
+
+            File.Delete(filler);
+            await gateway.WaitUntilReadyAsync(Timeout);
+            await WaitForAllStoredAsync(gateway, "the readings the broker kept are stored once the database opens");
+            Assert.True(gateway.Logs.Contains("Database opened after"));
+            AssertEveryReadingStoredOnce(disk.Path);
+        }
+        finally
+        {
+            ReleasePooledConnections(disk.Path);
+        }
+    }
+
+    private static int Connects(GatewayApp gateway) => gateway.Logs.Lines.Count(l => l.Contains("Connecting to broker", StringComparison.Ordinal));
+
     private static Task<GatewayApp> StartGatewayAsync(MosquittoBroker broker, string disk) =>
         GatewayApp.StartAsync(broker.Url, s =>
         {

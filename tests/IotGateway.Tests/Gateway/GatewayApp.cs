@@ -60,7 +60,7 @@ public sealed class GatewayApp : IAsyncDisposable
     public string DatabasePath => Path.Combine(DataDirectory, "gateway.db");
 
     public static async Task<GatewayApp> StartAsync(string broker, Action<Dictionary<string, string?>>? configure = null,
-        Action<IServiceCollection>? services = null, bool waitUntilReady = true)
+        Action<IServiceCollection>? services = null, bool waitUntilReady = true, bool waitForDatabase = true)
     {
         var dataDirectory = Directory.CreateTempSubdirectory("iotgw-test-").FullName;
         var settings = new Dictionary<string, string?>
@@ -82,14 +82,14 @@ public sealed class GatewayApp : IAsyncDisposable
         };
         configure?.Invoke(settings);
         var app = new GatewayApp(settings, services, dataDirectory);
-        await app.StartHostAsync(waitUntilReady);
+        await app.StartHostAsync(waitUntilReady, waitForDatabase);
         return app;
     }
 
-    public async Task RestartAsync(bool waitUntilReady = true)
+    public async Task RestartAsync(bool waitUntilReady = true, bool waitForDatabase = true)
     {
         await StopAsync();
-        await StartHostAsync(waitUntilReady);
+        await StartHostAsync(waitUntilReady, waitForDatabase);
     }
 
     public async Task StopAsync()
@@ -143,7 +143,7 @@ public sealed class GatewayApp : IAsyncDisposable
         Eventually.UntilAsync(async () => await GetDeviceAsync(deviceId) is { } d && condition(d) ? d : null,
             timeout ?? TimeSpan.FromSeconds(15), because);
 
-    private async Task StartHostAsync(bool waitUntilReady)
+    private async Task StartHostAsync(bool waitUntilReady, bool waitForDatabase = true)
     {
         _factory = new WebApplicationFactory<GatewayMetrics>().WithWebHostBuilder(web =>
         {
@@ -160,6 +160,12 @@ public sealed class GatewayApp : IAsyncDisposable
         });
         Http = _factory.CreateClient();
         Http.DefaultRequestHeaders.Add("X-API-Key", OperatorKey);
+        if (waitForDatabase)
+        {
+            // Tests seed and read the database right after the start; it is opened in the background.
+            await _factory.Services.GetRequiredService<DatabaseStartup>().Ready.WaitAsync(TimeSpan.FromSeconds(20));
+        }
+
         if (waitUntilReady)
         {
             await WaitUntilReadyAsync();
