@@ -14,6 +14,7 @@ namespace IotGateway.Bench.Benchmarks;
 public static class MqttnetDrain
 {
     public const string Subcommand = "mqttnet-drain";
+    public const string DrainLinePrefix = "first-to-last-ms=";
 
     public static async Task<int> RunAsync(string[] args)
     {
@@ -26,11 +27,13 @@ public static class MqttnetDrain
         }
 
         var received = 0;
+        long first = 0;
         var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         using var client = new MqttClientFactory().CreateMqttClient();
         client.ApplicationMessageReceivedAsync += async e =>
         {
             e.AutoAcknowledge = false;
+            Interlocked.CompareExchange(ref first, System.Diagnostics.Stopwatch.GetTimestamp(), 0);
             await e.AcknowledgeAsync(CancellationToken.None);
             if (Interlocked.Increment(ref received) == count)
             {
@@ -58,6 +61,8 @@ public static class MqttnetDrain
             return 1;
         }
 
+        // Read by the ingest benchmark: the drain itself, without the process start, as the gateway's is timed.
+        Console.WriteLine($"{DrainLinePrefix}{System.Diagnostics.Stopwatch.GetElapsedTime(first).TotalMilliseconds.ToString("0.0", CultureInfo.InvariantCulture)}");
         await client.DisconnectAsync(new MqttClientDisconnectOptionsBuilder().Build());
         return 0;
     }
