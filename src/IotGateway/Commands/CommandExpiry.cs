@@ -6,8 +6,15 @@ using Microsoft.Extensions.Options;
 namespace IotGateway.Commands;
 
 // Marks commands whose TTL ran out unanswered as Expired.
-public sealed partial class CommandExpiry(IServiceScopeFactory scopes, CommandCompletion completion, DatabaseStartup database, DatabaseWriteGate writeGate, IOptions<CommandOptions> options, GatewayMetrics metrics,
-    TimeProvider time, ILogger<CommandExpiry> logger) : BackgroundService
+public sealed partial class CommandExpiry(
+    IServiceScopeFactory scopes,
+    DatabaseStartup database,
+    DatabaseWriteGate writeGate,
+    CommandCompletion completion,
+    IOptions<CommandOptions> options,
+    GatewayMetrics metrics,
+    TimeProvider time,
+    ILogger<CommandExpiry> logger) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {

@@ -10,10 +10,10 @@ namespace IotGateway.Commands;
 
 public sealed record CommandRequestSpec(string Name, JsonElement? Payload, int? TtlSeconds, string? RequestedBy);
 
-// Stores new commands as Pending and hands them to the dispatcher, which publishes them at once. Used by the API, the bulk endpoint and the heartbeat.
+// Stores new commands as Pending and hands them to the dispatcher, which publishes them at once.
+// Used by the API, the bulk endpoint and the heartbeat.
 public sealed class CommandQueue(GatewayDbContext db, DatabaseWriteGate writeGate, CommandDispatcher dispatcher, DeviceRegistry registry,
-    IOptions<CommandOptions> options,
-    GatewayMetrics metrics, TimeProvider time)
+    IOptions<CommandOptions> options, GatewayMetrics metrics, TimeProvider time)
 {
     public async Task<Command> QueueAsync(string deviceId, CommandRequestSpec spec, CancellationToken cancellationToken)
     {

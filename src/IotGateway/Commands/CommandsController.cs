@@ -13,8 +13,7 @@ namespace IotGateway.Commands;
 [ApiController]
 [Tags("Commands")]
 public sealed class CommandsController(GatewayDbContext db, DatabaseWriteGate writeGate, CommandQueue queue, CommandDispatcher dispatcher,
-    CommandCompletion completion, IOptions<CommandOptions> options, GatewayMetrics metrics,
-    TimeProvider time) : ControllerBase
+    CommandCompletion completion, IOptions<CommandOptions> options, GatewayMetrics metrics, TimeProvider time) : ControllerBase
 {
     public const double MaxWaitSeconds = 60;
 
