@@ -115,10 +115,23 @@ internal sealed class DeviceConnection : IDisposable
         _closing = true;
         var dropped = _client;
         _client = NewClient();
-        dropped.Dispose();
+        DisposeClient(dropped);
     }
 
-    public void Dispose() => _client.Dispose();
+    public void Dispose() => DisposeClient(_client);
+
+    // MQTTnet 5.2 races itself when a disconnect is still being cleaned up: Dispose then cancels a cancellation
+    // source that cleanup already disposed.
+    private static void DisposeClient(IMqttClient client)
+    {
+        try
+        {
+            client.Dispose();
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+    }
 
     private async Task PublishAsync(MqttApplicationMessage message)
     {

@@ -188,7 +188,16 @@ public sealed partial class MqttConnection : BackgroundService
 
     public override void Dispose()
     {
-        _client.Dispose();
+        try
+        {
+            _client.Dispose();
+        }
+        catch (ObjectDisposedException)
+        {
+            // MQTTnet 5.2 races itself here: the cleanup of a disconnect that is still finishing disposes the
+            // client's cancellation source, and Dispose then cancels it. Seen as a failed host shutdown in tests.
+        }
+
         _stopping.Dispose();
         _inflight.Dispose();
         _wake.Dispose();

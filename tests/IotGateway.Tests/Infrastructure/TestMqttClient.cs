@@ -318,7 +318,15 @@ public sealed class TestMqttClient : IAsyncDisposable
         }
         finally
         {
-            _client.Dispose();
+            try
+            {
+                _client.Dispose();
+            }
+            catch (ObjectDisposedException)
+            {
+                // MQTTnet 5.2 can dispose its own cancellation source twice while a disconnect is cleaned up.
+            }
+
             lock (_gate)
             {
                 foreach (var waiter in _waiters)
