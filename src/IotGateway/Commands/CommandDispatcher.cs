@@ -47,6 +47,9 @@ public sealed partial class CommandDispatcher(
     private readonly List<Command> _handedOver = [];
     private bool _handedOverOverflowed;
 
+    // Commands cancelled while a scan is running: it may have read them as Pending just before the cancel.
+    private readonly HashSet<Guid> _withdrawn = [];
+
     // True when every Pending command is in hand: the fast path may then start lanes directly, as nothing older
     // for the same device can still be waiting in the database.
     private bool _caughtUp;
@@ -90,7 +93,8 @@ public sealed partial class CommandDispatcher(
         Wake();
     }
 
-    // A cancelled command that a lane has not started is not sent. (One being published goes out; its answer is ignored.)
+    // Called after a cancel commits: a cancelled command that no lane has started is not sent, even if a scan read
+    // it as Pending just before. (One already being published goes out; its answer is then ignored.)
     public void Withdraw(Guid id, string deviceId)
     {
         lock (_sync)
@@ -99,6 +103,10 @@ public sealed partial class CommandDispatcher(
             if (_lanes.TryGetValue(deviceId, out var lane) && lane.Remove(id))
             {
                 _inHand.Remove(id);
+            }
+            else if (!_inHand.Contains(id))
+            {
+                _withdrawn.Add(id);
             }
         }
     }
@@ -172,9 +180,10 @@ public sealed partial class CommandDispatcher(
         {
             lock (_sync)
             {
-                // Whatever was handed over before this point is committed, so the query below reads it.
+                // Whatever was handed over or cancelled before this point is committed, so the query below sees it.
                 _handedOver.Clear();
                 _handedOverOverflowed = false;
+                _withdrawn.Clear();
             }
 
             await using var scope = scopes.CreateAsyncScope();
@@ -210,7 +219,7 @@ public sealed partial class CommandDispatcher(
 
     private void TakeInHand(Command command)
     {
-        if (!_inHand.Add(command.Id))
+        if (_withdrawn.Contains(command.Id) || !_inHand.Add(command.Id))
         {
             return;
         }
