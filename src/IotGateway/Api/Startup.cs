@@ -30,18 +30,17 @@ public static partial class Startup
     public static void UseDatabaseReadiness(this WebApplication app)
     {
         var database = app.Services.GetRequiredService<DatabaseStartup>();
-        app.Use(async (context, next) =>
-        {
-            if (!database.IsReady && context.Request.Path.StartsWithSegments("/api", StringComparison.OrdinalIgnoreCase))
-            {
-                context.Response.Headers.RetryAfter = "5";
-                await Results.Problem(statusCode: StatusCodes.Status503ServiceUnavailable, title: "Database not available",
-                    detail: database.Problem ?? "The database is being opened.").ExecuteAsync(context);
-                return;
-            }
+        app.Use((context, next) =>
+            database.IsReady || !context.Request.Path.StartsWithSegments("/api", StringComparison.OrdinalIgnoreCase)
+                ? next(context)
+                : NotReadyAsync(context, database.Problem));
+    }
 
-            await next(context);
-        });
+    private static Task NotReadyAsync(HttpContext context, string? problem)
+    {
+        context.Response.Headers.RetryAfter = "5";
+        return Results.Problem(statusCode: StatusCodes.Status503ServiceUnavailable, title: "Database not available",
+            detail: problem ?? "The database is being opened.").ExecuteAsync(context);
     }
 
     public static void LogEndpointsOnStart(this WebApplication app)
