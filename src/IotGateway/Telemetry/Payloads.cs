@@ -1,4 +1,3 @@
-using System.Runtime.CompilerServices;
 using System.Text;
 using System.Text.Json;
 using System.Text.Unicode;
@@ -16,7 +15,6 @@ public static class Payloads
     public const int MaxMessageKeyLength = 200;
 
     // UTF-8 is checked first and on its own: Utf8JsonReader accepts invalid UTF-8 inside strings.
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static ClassifiedPayload Classify(byte[] payload)
     {
         if (!Utf8.IsValid(payload))
@@ -29,7 +27,6 @@ public static class Payloads
             : new ClassifiedPayload(PayloadFormat.Text, payload, null, null);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static bool TryReadJson(byte[] payload, out string? messageKey)
     {
         messageKey = null;
