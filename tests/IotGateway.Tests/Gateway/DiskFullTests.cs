@@ -1,5 +1,3 @@
-using System.ComponentModel;
-using System.Diagnostics;
 using System.Net;
 using System.Text.Json;
 using IotGateway.Data;
@@ -22,37 +20,26 @@ public sealed class DiskFullTests
     [SkippableFact]
     public async Task FullDiskPausesIngestWithoutLosingAReading()
     {
-        MosquittoBroker.SkipIfUnavailable();
-        await using var disk = await TmpfsMount.MountAsync("8m");
-        await using var broker = await MosquittoBroker.StartAsync();
-        try
+        await using var run = await GatewayOnTmpfs.StartAsync();
+        var gateway = run.Gateway;
+        var filler = FillUp(run.Disk);
+        await PublishOnceEachAsync(run.Device);
+        await AssertNotReadyBecauseTheDiskIsFullAsync(gateway);
+
+        // Not one failure and a lucky retry: the writer keeps failing, and keeps the readings, as long as the disk stays full.
+        await Eventually.UntilAsync(() => gateway.Logs.Contains("(attempt 3)"), Timeout, "the writer has retried the same batch three times");
+        Assert.Equal(ReadingsBefore, (await gateway.GetDeviceAsync(DeviceId))!.TelemetryCount);
+        using (var live = await gateway.Http.GetAsync("/health/live"))
         {
-            await using var gateway = await StartGatewayAsync(broker, disk.Path);
-            await using var device = await TestMqttClient.ConnectAsync(broker, DeviceId);
-            await StoreFirstReadingsAsync(gateway, device, disk.Path);
-            var filler = FillUp(disk.Path);
-            await PublishOnceEachAsync(device);
-            await AssertNotReadyBecauseTheDiskIsFullAsync(gateway);
-
-            // Not one failure and a lucky retry: the writer keeps failing, and keeps the readings, as long as the disk stays full.
-            await Eventually.UntilAsync(() => gateway.Logs.Contains("(attempt 3)"), Timeout, "the writer has retried the same batch three times");
-            Assert.Equal(ReadingsBefore, (await gateway.GetDeviceAsync(DeviceId))!.TelemetryCount);
-            using (var live = await gateway.Http.GetAsync("/health/live"))
-            {
-                Assert.Equal(HttpStatusCode.OK, live.StatusCode);
-            }
-
-            File.Delete(filler);
-
-            await WaitForAllStoredAsync(gateway, "every reading held back is stored once space is freed");
-            await gateway.WaitUntilReadyAsync();
-            Assert.True(gateway.Logs.Contains("Storage works again"));
-            AssertEveryReadingStoredOnce(disk.Path);
+            Assert.Equal(HttpStatusCode.OK, live.StatusCode);
         }
-        finally
-        {
-            ReleasePooledConnections(disk.Path);
-        }
+
+        File.Delete(filler);
+
+        await WaitForAllStoredAsync(gateway, "every reading held back is stored once space is freed");
+        await gateway.WaitUntilReadyAsync();
+        Assert.True(gateway.Logs.Contains("Storage works again"));
+        AssertEveryReadingStoredOnce(run.Disk);
     }
 
     // The readings held back live only in the gateway's memory and the broker's session. Stopping the gateway
@@ -60,29 +47,18 @@ public sealed class DiskFullTests
     [SkippableFact]
     public async Task ReadingsHeldBackByAFullDiskSurviveAGatewayRestart()
     {
-        MosquittoBroker.SkipIfUnavailable();
-        await using var disk = await TmpfsMount.MountAsync("8m");
-        await using var broker = await MosquittoBroker.StartAsync();
-        try
-        {
-            await using var gateway = await StartGatewayAsync(broker, disk.Path);
-            await using var device = await TestMqttClient.ConnectAsync(broker, DeviceId);
-            await StoreFirstReadingsAsync(gateway, device, disk.Path);
-            var filler = FillUp(disk.Path);
-            await PublishOnceEachAsync(device);
-            await AssertNotReadyBecauseTheDiskIsFullAsync(gateway);
+        await using var run = await GatewayOnTmpfs.StartAsync();
+        var gateway = run.Gateway;
+        var filler = FillUp(run.Disk);
+        await PublishOnceEachAsync(run.Device);
+        await AssertNotReadyBecauseTheDiskIsFullAsync(gateway);
 
-            await gateway.StopAsync();
-            File.Delete(filler);
-            await gateway.RestartAsync();
+        await gateway.StopAsync();
+        File.Delete(filler);
+        await gateway.RestartAsync();
 
-            await WaitForAllStoredAsync(gateway, "the broker delivers every unacknowledged reading again after the restart");
-            AssertEveryReadingStoredOnce(disk.Path);
-        }
-        finally
-        {
-            ReleasePooledConnections(disk.Path);
-        }
+        await WaitForAllStoredAsync(gateway, "the broker delivers every unacknowledged reading again after the restart");
+        AssertEveryReadingStoredOnce(run.Disk);
     }
 
     // A gateway (re)started while the disk is full cannot open its database: it must stay up, say why, keep off
@@ -90,56 +66,45 @@ public sealed class DiskFullTests
     [SkippableFact]
     public async Task GatewayStartedOnAFullDiskWaitsForSpaceInsteadOfExiting()
     {
-        MosquittoBroker.SkipIfUnavailable();
-        await using var disk = await TmpfsMount.MountAsync("8m");
-        await using var broker = await MosquittoBroker.StartAsync();
-        try
+        await using var run = await GatewayOnTmpfs.StartAsync();
+        var gateway = run.Gateway;
+        await gateway.StopAsync();
+        var filler = FillUp(run.Disk);
+        await PublishOnceEachAsync(run.Device);
+
+        var connectsBefore = Connects(gateway);
+        await gateway.RestartAsync(waitUntilReady: false, waitForDatabase: false);
+        // "opening the database" until the first attempt fails, then the reason.
+        var description = await Eventually.UntilAsync(async () =>
         {
-            await using var gateway = await StartGatewayAsync(broker, disk.Path);
-            await using var device = await TestMqttClient.ConnectAsync(broker, DeviceId);
-            await StoreFirstReadingsAsync(gateway, device, disk.Path);
-            await gateway.StopAsync();
-            var filler = FillUp(disk.Path);
-            await PublishOnceEachAsync(device);
+            using var response = await gateway.Http.GetAsync("/health/ready");
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
+            using var body = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+            var database = body.RootElement.GetProperty("checks").GetProperty("database").GetProperty("description").GetString();
+            return database?.StartsWith("cannot open the database: ", StringComparison.Ordinal) == true ? database : null;
+        }, Timeout, "readiness reports why the database cannot be opened");
+        Assert.Matches("database or disk is full|disk I/O error", description);
 
-            var connectsBefore = Connects(gateway);
-            await gateway.RestartAsync(waitUntilReady: false, waitForDatabase: false);
-            // "opening the database" until the first attempt fails, then the reason.
-            var description = await Eventually.UntilAsync(async () =>
-            {
-                using var response = await gateway.Http.GetAsync("/health/ready");
-                Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
-                using var body = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
-                var database = body.RootElement.GetProperty("checks").GetProperty("database").GetProperty("description").GetString();
-                return database?.StartsWith("cannot open the database: ", StringComparison.Ordinal) == true ? database : null;
-            }, Timeout, "readiness reports why the database cannot be opened");
-            Assert.Matches("database or disk is full|disk I/O error", description);
-
-            await Eventually.UntilAsync(() => gateway.Logs.Contains("Cannot open the database (attempt 2)"), Timeout, "the gateway keeps trying");
-            using (var live = await gateway.Http.GetAsync("/health/live"))
-            {
-                Assert.Equal(HttpStatusCode.OK, live.StatusCode);
-            }
-
-            using (var api = await gateway.Http.GetAsync("/api/devices"))
-            {
-                Assert.Equal(HttpStatusCode.ServiceUnavailable, api.StatusCode);
-                Assert.Equal("application/problem+json", api.Content.Headers.ContentType?.MediaType);
-                Assert.NotNull(api.Headers.RetryAfter);
-            }
-
-            Assert.True(Connects(gateway) == connectsBefore, "the gateway stays off the broker while it cannot store anything");
-
-            File.Delete(filler);
-            await gateway.WaitUntilReadyAsync(Timeout);
-            await WaitForAllStoredAsync(gateway, "the readings the broker kept are stored once the database opens");
-            Assert.True(gateway.Logs.Contains("Database opened after"));
-            AssertEveryReadingStoredOnce(disk.Path);
-        }
-        finally
+        await Eventually.UntilAsync(() => gateway.Logs.Contains("Cannot open the database (attempt 2)"), Timeout, "the gateway keeps trying");
+        using (var live = await gateway.Http.GetAsync("/health/live"))
         {
-            ReleasePooledConnections(disk.Path);
+            Assert.Equal(HttpStatusCode.OK, live.StatusCode);
         }
+
+        using (var api = await gateway.Http.GetAsync("/api/devices"))
+        {
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, api.StatusCode);
+            Assert.Equal("application/problem+json", api.Content.Headers.ContentType?.MediaType);
+            Assert.NotNull(api.Headers.RetryAfter);
+        }
+
+        Assert.True(Connects(gateway) == connectsBefore, "the gateway stays off the broker while it cannot store anything");
+
+        File.Delete(filler);
+        await gateway.WaitUntilReadyAsync(Timeout);
+        await WaitForAllStoredAsync(gateway, "the readings the broker kept are stored once the database opens");
+        Assert.True(gateway.Logs.Contains("Database opened after"));
+        AssertEveryReadingStoredOnce(run.Disk);
     }
 
     private static int Connects(GatewayApp gateway) => gateway.Logs.Lines.Count(l => l.Contains("Connecting to broker", StringComparison.Ordinal));
@@ -252,6 +217,75 @@ public sealed class DiskFullTests
         Assert.Equal(ReadingsBefore + Readings, reader.GetInt64(1));
     }
 
+    // What every test here starts from: Mosquitto, and a gateway whose database lives on its own small tmpfs,
+    // with a device that has signed in and stored its first readings.
+    private sealed class GatewayOnTmpfs : IAsyncDisposable
+    {
+        private readonly TmpfsMount _mount;
+        private readonly MosquittoBroker _broker;
+        private GatewayApp? _gateway;
+        private TestMqttClient? _device;
+
+        private GatewayOnTmpfs(TmpfsMount mount, MosquittoBroker broker)
+        {
+            _mount = mount;
+            _broker = broker;
+        }
+
+        public string Disk => _mount.Path;
+
+        public GatewayApp Gateway => _gateway!;
+
+        public TestMqttClient Device => _device!;
+
+        public static async Task<GatewayOnTmpfs> StartAsync()
+        {
+            MosquittoBroker.SkipIfUnavailable();
+            var mount = await TmpfsMount.MountAsync("8m");
+            MosquittoBroker broker;
+            try
+            {
+                broker = await MosquittoBroker.StartAsync();
+            }
+            catch
+            {
+                await mount.DisposeAsync();
+                throw;
+            }
+
+            var run = new GatewayOnTmpfs(mount, broker);
+            try
+            {
+                run._gateway = await StartGatewayAsync(run._broker, run.Disk);
+                run._device = await TestMqttClient.ConnectAsync(run._broker, DeviceId);
+                await StoreFirstReadingsAsync(run._gateway, run._device, run.Disk);
+                return run;
+            }
+            catch
+            {
+                await run.DisposeAsync();
+                throw;
+            }
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            if (_device is not null)
+            {
+                await _device.DisposeAsync();
+            }
+
+            if (_gateway is not null)
+            {
+                await _gateway.DisposeAsync();
+            }
+
+            ReleasePooledConnections(Disk);
+            await _broker.DisposeAsync();
+            await _mount.DisposeAsync();
+        }
+    }
+
     // A size-limited tmpfs on a fresh temp directory. Mounting needs root (CAP_SYS_ADMIN); without it the test skips.
     private sealed class TmpfsMount : IAsyncDisposable
     {
@@ -262,7 +296,7 @@ public sealed class DiskFullTests
         public static async Task<TmpfsMount> MountAsync(string size)
         {
             var path = Directory.CreateTempSubdirectory("iotgw-diskfull-").FullName;
-            var (exitCode, output) = await RunAsync("mount", "-t", "tmpfs", "-o", $"size={size}", "tmpfs", path);
+            var (exitCode, output) = await ExternalTool.RunAsync("mount", ["-t", "tmpfs", "-o", $"size={size}", "tmpfs", path]);
             if (exitCode != 0)
             {
                 Directory.Delete(path);
@@ -274,42 +308,14 @@ public sealed class DiskFullTests
 
         public async ValueTask DisposeAsync()
         {
-            var (exitCode, _) = await RunAsync("umount", Path);
+            var (exitCode, _) = await ExternalTool.RunAsync("umount", [Path]);
             if (exitCode != 0)
             {
                 // Something still holds a file open: detach now, the kernel frees it when the last handle closes.
-                await RunAsync("umount", "-l", Path);
+                await ExternalTool.RunAsync("umount", ["-l", Path]);
             }
 
             Directory.Delete(Path, recursive: true);
-        }
-
-        private static async Task<(int ExitCode, string Output)> RunAsync(string command, params string[] arguments)
-        {
-            var start = new ProcessStartInfo(command)
-            {
-                RedirectStandardOutput = true,
-                RedirectStandardError = true,
-                UseShellExecute = false,
-            };
-            foreach (var argument in arguments)
-            {
-                start.ArgumentList.Add(argument);
-            }
-
-            try
-            {
-                using var process = Process.Start(start)!;
-                var stdout = process.StandardOutput.ReadToEndAsync();
-                var stderr = process.StandardError.ReadToEndAsync();
-                await process.WaitForExitAsync();
-                return (process.ExitCode, (await stdout + await stderr).Trim());
-            }
-            catch (Win32Exception e)
-            {
-                // No such program (e.g. not Linux): treated like a refused mount.
-                return (-1, e.Message);
-            }
         }
     }
 }

@@ -600,27 +600,10 @@ public sealed partial class MosquittoBroker : IAsyncDisposable
 
     private static async Task RunToolAsync(string tool, IEnumerable<string> arguments, CancellationToken ct)
     {
-        var startInfo = new ProcessStartInfo(tool)
+        var (exitCode, output) = await ExternalTool.RunAsync(tool, arguments, ct).ConfigureAwait(false);
+        if (exitCode != 0)
         {
-            UseShellExecute = false,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-        };
-        foreach (var argument in arguments)
-        {
-            startInfo.ArgumentList.Add(argument);
-        }
-
-        using var process = Process.Start(startInfo) ?? throw new InvalidOperationException($"Could not start {tool}.");
-        var stdout = process.StandardOutput.ReadToEndAsync(ct);
-        var stderr = process.StandardError.ReadToEndAsync(ct);
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        timeout.CancelAfter(TimeSpan.FromSeconds(30));
-        await process.WaitForExitAsync(timeout.Token).ConfigureAwait(false);
-        if (process.ExitCode != 0)
-        {
-            throw new InvalidOperationException(
-                $"{Path.GetFileName(tool)} failed with exit code {process.ExitCode}: {await stdout.ConfigureAwait(false)}{await stderr.ConfigureAwait(false)}");
+            throw new InvalidOperationException($"{Path.GetFileName(tool)} failed with exit code {exitCode}: {output}");
         }
     }
 
