@@ -67,7 +67,7 @@ public static class MqttnetDrain
         return 0;
     }
 
-    /// <summary>Subscribes the session the way the gateway does (QoS 2 on the data topics), so the backlog queues for it.</summary>
+    /// <summary>A persistent session subscribed the way the gateway subscribes (QoS 2), so a backlog queues up for it.</summary>
     public static async Task CreateSessionAsync(Infrastructure.MosquittoBroker broker, string clientId, string topicFilter, CancellationToken cancellationToken)
     {
         using var client = Infrastructure.MqttClients.Factory.CreateMqttClient();
