@@ -54,6 +54,9 @@ public sealed partial class CommandDispatcher(
     // for the same device can still be waiting in the database.
     private bool _caughtUp;
     private int _consecutiveFailures;
+
+    // Bumped (under _sync) by every failed publish: a scan that saw one happen while it ran is not caught up.
+    private long _failures;
     private DateTimeOffset _retryAfter;
 
     // Taken by a scan from before its query until its results are in hand, and by the marker before it lets go
@@ -93,14 +96,15 @@ public sealed partial class CommandDispatcher(
         Wake();
     }
 
-    // Called after a cancel commits: a cancelled command that no lane has started is not sent, even if a scan read
-    // it as Pending just before. (One already being published goes out; its answer is then ignored.)
-    public void Withdraw(Guid id, string deviceId)
+    // Called inside the write gate right after a cancel commits: a cancelled command that no lane has started is
+    // not sent, even if a scan read it as Pending just before. (One already being published goes out; its answer
+    // is then ignored.)
+    public void Withdraw(Guid id)
     {
         lock (_sync)
         {
             _handedOver.RemoveAll(c => c.Id == id);
-            if (_lanes.TryGetValue(deviceId, out var lane) && lane.Remove(id))
+            if (_lanes.Values.Any(lane => lane.Remove(id)))
             {
                 _inHand.Remove(id);
             }
@@ -166,7 +170,7 @@ public sealed partial class CommandDispatcher(
             catch (Exception ex) when (ex is not OperationCanceledException)
             {
                 LogScanFailed(ex.GetBaseException().Message);
-                await Task.Delay(TimeSpan.FromSeconds(1), time, stoppingToken).ContinueWith(_ => { }, TaskScheduler.Default);
+                await Task.Delay(TimeSpan.FromSeconds(1), time, stoppingToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
             }
         }
     }
@@ -178,9 +182,11 @@ public sealed partial class CommandDispatcher(
         await _scanGate.WaitAsync(cancellationToken);
         try
         {
+            long failuresBefore;
             lock (_sync)
             {
                 // Whatever was handed over or cancelled before this point is committed, so the query below sees it.
+                failuresBefore = _failures;
                 _handedOver.Clear();
                 _handedOverOverflowed = false;
                 _withdrawn.Clear();
@@ -207,7 +213,8 @@ public sealed partial class CommandDispatcher(
                 }
 
                 _handedOver.Clear();
-                _caughtUp = !more && connection.IsConnected;
+                // A publish that failed meanwhile dropped commands the query may not have seen: not caught up.
+                _caughtUp = !more && connection.IsConnected && _failures == failuresBefore;
                 return more;
             }
         }
@@ -269,6 +276,7 @@ public sealed partial class CommandDispatcher(
             lock (_sync)
             {
                 _caughtUp = false;
+                _failures++;
                 _inHand.Remove(command.Id);
                 while (lane.Commands.TryDequeue(out var rest))
                 {
@@ -335,8 +343,9 @@ public sealed partial class CommandDispatcher(
                 await MarkPublishedAsync(batch);
                 return;
             }
-            catch (Exception ex) when (ex is SqliteException or InvalidOperationException)
+            catch (Exception ex) when (ex is not OperationCanceledException)
             {
+                // Whatever it is, keep trying: these commands stay in hand (not sent again) until they are marked.
                 LogMarkFailed(batch.Count, attempt, ex.GetBaseException().Message);
                 if (_stopping.IsCancellationRequested && attempt >= 3)
                 {

@@ -18,7 +18,7 @@ public sealed partial class CommandExpiry(
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        await database.Ready.WaitAsync(stoppingToken).ContinueWith(_ => { }, TaskScheduler.Default);
+        await database.Ready.WaitAsync(stoppingToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         using var timer = new PeriodicTimer(TimeSpan.FromSeconds(options.Value.ExpirySweepSeconds), time);
         try
         {

@@ -18,7 +18,7 @@ public sealed class CommandOptions
     [Range(0.05, 3600)]
     public double ExpirySweepSeconds { get; set; } = 1;
 
-    // Commands read from the outbox per publishing round.
+    // Pending commands one outbox scan reads; also how many commands handed over during a scan are held for it.
     [Range(1, 100_000)]
     public int DispatchBatchSize { get; set; } = 512;
 

@@ -84,7 +84,7 @@ public sealed class CommandsController(GatewayDbContext db, DatabaseWriteGate wr
             return CommandNotFound(id);
         }
 
-        if (waiting is not null && command.Status is CommandStatus.Pending or CommandStatus.Published)
+        if (waiting is not null && Command.IsOpen(command.Status))
         {
             try
             {
@@ -128,6 +128,11 @@ public sealed class CommandsController(GatewayDbContext db, DatabaseWriteGate wr
                 .Where(c => c.Id == id && (c.Status == CommandStatus.Pending || c.Status == CommandStatus.Published))
                 .ExecuteUpdateAsync(s => s.SetProperty(c => c.Status, CommandStatus.Cancelled).SetProperty(c => c.CancelledAt, now)
                     .SetProperty(c => c.CancelledBy, RequestedBy()), cancellationToken);
+            if (cancelled > 0)
+            {
+                // Still inside the gate, before any lane can pick it up from a hand-over or a scan.
+                dispatcher.Withdraw(id);
+            }
         }
 
         var command = await db.FindCommandAsync(id, cancellationToken);
@@ -142,7 +147,6 @@ public sealed class CommandsController(GatewayDbContext db, DatabaseWriteGate wr
                 detail: $"Command {id} is {command.Status} and can no longer be cancelled.");
         }
 
-        dispatcher.Withdraw(id, command.DeviceId);
         completion.Finished(id);
         metrics.CommandTransition(CommandStatus.Cancelled);
         return Ok(command.ToView());

@@ -20,7 +20,7 @@ public sealed partial class Heartbeat(IServiceScopeFactory scopes, DatabaseStart
         }
 
         LogEnabled(heartbeat.Command, heartbeat.IntervalSeconds);
-        await database.Ready.WaitAsync(stoppingToken).ContinueWith(_ => { }, TaskScheduler.Default);
+        await database.Ready.WaitAsync(stoppingToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         using var timer = new PeriodicTimer(TimeSpan.FromSeconds(heartbeat.IntervalSeconds), time);
         try
         {
@@ -46,20 +46,22 @@ public sealed partial class Heartbeat(IServiceScopeFactory scopes, DatabaseStart
         var heartbeat = options.Value.Heartbeat;
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<GatewayDbContext>();
-        var signedIn = await db.Devices.AsNoTracking()
-            .Where(d => d.SignedIn)
-            .Select(d => new { d.Id, d.PendingCommands })
+        var devices = await db.Devices.AsNoTracking()
+            .Where(d => d.SignedIn && d.PendingCommands == 0)
+            .Select(d => d.Id)
             .ToListAsync(cancellationToken);
-        var devices = signedIn.Where(d => d.PendingCommands == 0).Select(d => d.Id).ToList();
-        LogBeat(devices.Count, signedIn.Count - devices.Count);
+        if (logger.IsEnabled(LogLevel.Debug))
+        {
+            LogBeat(devices.Count, await db.Devices.CountAsync(d => d.SignedIn && d.PendingCommands > 0, cancellationToken));
+        }
+
         if (devices.Count == 0)
         {
             return 0;
         }
 
-        var ttl = heartbeat.TtlSeconds ?? options.Value.DefaultTtlSeconds;
         var queue = scope.ServiceProvider.GetRequiredService<CommandQueue>();
-        await queue.QueueManyAsync(devices, new CommandRequestSpec(heartbeat.Command, null, ttl, RequestedBy), batchId: null, cancellationToken);
+        await queue.QueueManyAsync(devices, new CommandRequestSpec(heartbeat.Command, null, heartbeat.TtlSeconds, RequestedBy), batchId: null, cancellationToken);
         return devices.Count;
     }
 

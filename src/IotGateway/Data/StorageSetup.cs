@@ -13,13 +13,11 @@ public static class StorageSetup
 
     public static IServiceCollection AddGatewayStorage(this IServiceCollection services, IConfiguration configuration)
     {
-        // Resolved once, when first needed, from the final configuration (tests and hosts may add sources late).
-        var connectionString = new Lazy<string>(() =>
-            ResolveConnectionString(configuration.GetConnectionString(ConnectionStringName) ?? DefaultConnectionString));
-        // Pooled: the options are built once and contexts are reused. Building options and a context per request
-        // was a tenth of the gateway's CPU under the round-trip benchmark.
+        // Pooled: the options are built once, when first needed (so from the final configuration: tests and hosts may
+        // add sources late), and contexts are reused. Building options and a context per request was a tenth of the
+        // gateway's CPU under the round-trip benchmark.
         services.AddDbContextPool<GatewayDbContext>(options => options
-            .UseSqlite(connectionString.Value)
+            .UseSqlite(ResolveConnectionString(configuration.GetConnectionString(ConnectionStringName) ?? DefaultConnectionString))
             .AddInterceptors(new SqlitePragmas()));
         services.AddSingleton<DatabaseWriteGate>();
 
@@ -40,7 +38,8 @@ public static class StorageSetup
 
         builder.DataSource = Path.GetFullPath(builder.DataSource);
         builder.Pooling = true;
-        if (!connectionString.Contains("Timeout", StringComparison.OrdinalIgnoreCase))
+        var given = new DbConnectionStringBuilder { ConnectionString = connectionString };
+        if (!given.ContainsKey("Default Timeout") && !given.ContainsKey("Command Timeout"))
         {
             // How long a command waits for a lock another process holds before it fails (default 30 s): the
             // writer then reports the trouble through readiness and retries, instead of hanging silently.

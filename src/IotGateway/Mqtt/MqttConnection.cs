@@ -101,7 +101,7 @@ public sealed partial class MqttConnection : BackgroundService
     public Task AcknowledgeAsync(InboundMessage message, CancellationToken cancellationToken)
     {
         // A message from an earlier connection carries a packet id the broker no longer expects: it will redeliver it.
-        if (message.Source is null || message.Qos == MqttQualityOfServiceLevel.AtMostOnce || message.Generation != Generation)
+        if (message.Qos == MqttQualityOfServiceLevel.AtMostOnce || message.Generation != Generation)
         {
             return Task.CompletedTask;
         }
@@ -171,7 +171,7 @@ public sealed partial class MqttConnection : BackgroundService
             }
 
             // Woken early by a disconnect; MQTTnet's keep-alive finds half-open connections.
-            await _wake.WaitAsync(HealthCheckInterval, stoppingToken).ContinueWith(_ => { }, TaskScheduler.Default);
+            await ((Task)_wake.WaitAsync(HealthCheckInterval, stoppingToken)).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         }
     }
 

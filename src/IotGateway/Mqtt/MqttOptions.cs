@@ -73,7 +73,7 @@ public sealed class TlsOptions
 
     public string? ClientKey { get; set; }
 
-    // Development only: accept any server certificate. Logged as a warning at every connect.
+    // Development only: accept any server certificate. Logged as a warning when the gateway starts.
     public bool DangerousAcceptAnyServerCertificate { get; set; }
 }
 

@@ -1,3 +1,4 @@
+using System.Buffers.Text;
 using System.Security.Cryptography;
 using System.Text;
 using Microsoft.Extensions.Options;
@@ -34,7 +35,7 @@ public sealed partial class ApiKeyStore(IOptions<ApiOptions> options, ILogger<Ap
         }
         else
         {
-            key = Convert.ToBase64String(RandomNumberGenerator.GetBytes(32)).TrimEnd('=').Replace('+', '-').Replace('/', '_');
+            key = Base64Url.EncodeToString(RandomNumberGenerator.GetBytes(32));
             Directory.CreateDirectory(Path.GetDirectoryName(path)!);
             var owner = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
             if (!OperatingSystem.IsWindows())

@@ -9,7 +9,7 @@ namespace IotGateway.Telemetry;
 // acknowledge it after the commit, and the connection generation so a stale ack is never sent.
 public sealed class InboundMessage
 {
-    private InboundMessage(MqttApplicationMessageReceivedEventArgs? source, long generation, string topic, byte[]? payload,
+    private InboundMessage(MqttApplicationMessageReceivedEventArgs source, long generation, string topic, byte[]? payload,
         int payloadLength, bool retain, MqttQualityOfServiceLevel qos, string? userMessageId, DateTimeOffset receivedAt)
     {
         Source = source;
@@ -23,7 +23,7 @@ public sealed class InboundMessage
         ReceivedAt = receivedAt;
     }
 
-    public MqttApplicationMessageReceivedEventArgs? Source { get; }
+    public MqttApplicationMessageReceivedEventArgs Source { get; }
     public long Generation { get; }
     public string Topic { get; }
 

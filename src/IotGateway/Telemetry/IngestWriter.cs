@@ -175,12 +175,10 @@ public sealed partial class IngestWriter(
                 Store(message, sql, outcome, now);
             }
 
+            // Every device with an entry here was seen in this batch.
             foreach (var (deviceId, activity) in outcome.Devices)
             {
-                if (activity.Readings > 0 || activity.LastSeen is not null)
-                {
-                    sql.RecordActivity(deviceId, activity.Readings, activity.LastSeen, now);
-                }
+                sql.RecordActivity(deviceId, activity.Readings, activity.LastSeen, now);
             }
 
             await transaction.CommitAsync();
@@ -193,41 +191,41 @@ public sealed partial class IngestWriter(
     {
         if (!topics.TryParse(message.Topic, out var kind, out var deviceId))
         {
-            Reject(message, "unknown-topic", $"topic '{Truncate(message.Topic)}' is not {{prefix}}/{{deviceId}} with a valid device id");
+            outcome.Reject("unknown-topic", $"topic '{Truncate(message.Topic)}' is not {{prefix}}/{{deviceId}} with a valid device id");
             return;
         }
 
         outcome.Received[(int)kind]++;
         if (message.IsOversized)
         {
-            Reject(message, "oversized", $"payload of {message.PayloadLength} bytes from '{deviceId}' exceeds Ingest:MaxPayloadBytes ({_options.MaxPayloadBytes})");
+            outcome.Reject("oversized", $"payload of {message.PayloadLength} bytes from '{deviceId}' exceeds Ingest:MaxPayloadBytes ({_options.MaxPayloadBytes})");
             return;
         }
 
-        var activity = outcome.Activity(deviceId);
         switch (kind)
         {
             case TopicKind.Data:
-                StoreReading(message, deviceId, activity, sql, outcome);
+                StoreReading(message, deviceId, sql, outcome);
                 break;
             case TopicKind.Register:
                 StorePresence(message, deviceId, sql, outcome);
                 break;
             case TopicKind.CommandResponse:
-                activity.Seen(message.ReceivedAt);
+                outcome.Activity(deviceId).Seen(message.ReceivedAt);
                 StoreAnswer(message, deviceId, sql, outcome, now);
                 break;
         }
     }
 
-    private void StoreReading(InboundMessage message, string deviceId, DeviceActivity activity, BatchStatements sql, BatchOutcome outcome)
+    private void StoreReading(InboundMessage message, string deviceId, BatchStatements sql, BatchOutcome outcome)
     {
         if (message.Payload!.Length == 0)
         {
-            Reject(message, "empty", $"empty telemetry payload from '{deviceId}'");
+            outcome.Reject("empty", $"empty telemetry payload from '{deviceId}'");
             return;
         }
 
+        var activity = outcome.Activity(deviceId);
         var payload = Payloads.Classify(message.Payload);
         if (payload.Format != PayloadFormat.Json)
         {
@@ -260,7 +258,7 @@ public sealed partial class IngestWriter(
 
         if (text is not ("SIGN_IN" or "SIGN_OUT"))
         {
-            Reject(message, "bad-register-payload", $"register payload from '{deviceId}' is '{Truncate(text)}', not SIGN_IN or SIGN_OUT");
+            outcome.Reject("bad-register-payload", $"register payload from '{deviceId}' is '{Truncate(text)}', not SIGN_IN or SIGN_OUT");
             return;
         }
 
@@ -275,12 +273,12 @@ public sealed partial class IngestWriter(
     {
         if (!CommandAnswer.TryParse(message.Payload!, out var answer, out var problem))
         {
-            Reject(message, "bad-command-response", $"command response from '{deviceId}' ignored: {problem}");
+            outcome.Reject("bad-command-response", $"command response from '{deviceId}' ignored: {problem}");
             return;
         }
 
         var status = answer.IsError ? CommandStatus.Failed : CommandStatus.Completed;
-        var response = Encoding.UTF8.GetString(message.Payload!);
+        var response = message.PayloadAsText();
         if (sql.AnswerCommand(answer.CommandId, deviceId, status, answer.Result, response, now) is { } createdAt)
         {
             outcome.Answered.Add((answer.CommandId, status, createdAt));
@@ -288,8 +286,7 @@ public sealed partial class IngestWriter(
         }
 
         var current = sql.CommandStatus(answer.CommandId, deviceId);
-        metrics.MessageRejected(current is null ? "unknown-command" : "command-already-finished");
-        LogIgnoredAnswer(deviceId, answer.CommandId, current?.ToString() ?? "unknown to the gateway");
+        outcome.IgnoredAnswers.Add((deviceId, answer.CommandId, current));
     }
 
     // After the commit: the in-memory registry, metrics and logs learn what is now durable.
@@ -318,18 +315,24 @@ public sealed partial class IngestWriter(
             }
         }
 
+        foreach (var (reason, detail) in outcome.Rejected)
+        {
+            metrics.MessageRejected(reason);
+            LogRejected(reason, detail);
+        }
+
+        foreach (var (deviceId, commandId, current) in outcome.IgnoredAnswers)
+        {
+            metrics.MessageRejected(current is null ? "unknown-command" : "command-already-finished");
+            LogIgnoredAnswer(deviceId, commandId, current?.ToString() ?? "unknown to the gateway");
+        }
+
         metrics.ReadingsStored(outcome.Stored);
         metrics.ReadingsDuplicate(outcome.Duplicates);
         if (batch.Count > 0)
         {
             metrics.IngestLag(committedAt - batch[0].ReceivedAt);
         }
-    }
-
-    private void Reject(InboundMessage message, string reason, string detail)
-    {
-        metrics.MessageRejected(reason);
-        LogRejected(reason, detail);
     }
 
     private static string Truncate(string value) => value.Length <= 80 ? value : string.Concat(value.AsSpan(0, 80), "…");
@@ -340,8 +343,13 @@ public sealed partial class IngestWriter(
         public Dictionary<string, bool> Presence { get; } = new(StringComparer.Ordinal);
         public List<(Guid Id, CommandStatus Status, DateTimeOffset CreatedAt)> Answered { get; } = [];
         public int[] Received { get; } = new int[Enum.GetValues<TopicKind>().Length];
+        public List<(string Reason, string Detail)> Rejected { get; } = [];
+        public List<(string DeviceId, Guid CommandId, CommandStatus? Current)> IgnoredAnswers { get; } = [];
         public int Stored { get; set; }
         public int Duplicates { get; set; }
+
+        // Counted and logged after the commit, once: a failed commit replays the batch.
+        public void Reject(string reason, string detail) => Rejected.Add((reason, detail));
 
         public DeviceActivity Activity(string deviceId) =>
             Devices.TryGetValue(deviceId, out var known) ? known : Devices[deviceId] = new DeviceActivity();
