@@ -19,7 +19,7 @@ public sealed class CrashSafetyTests
     public async Task KilledMidBurstLosesNoReadingAndStoresNoneTwice()
     {
         await using var broker = await StartBrokerAsync();
-        using var data = new TempDirectory();
+        using var data = new TempDirectory("iotgw-crash-");
         var settings = GatewaySettings(broker, data.Path);
 
         var gateway = GatewayProcess.Start(data.Path, settings);
@@ -49,7 +49,7 @@ public sealed class CrashSafetyTests
     public async Task GracefulStopFlushesWhatItReceivedAndLosesNothing()
     {
         await using var broker = await StartBrokerAsync();
-        using var data = new TempDirectory();
+        using var data = new TempDirectory("iotgw-crash-");
         var settings = GatewaySettings(broker, data.Path);
 
         await using (var gateway = GatewayProcess.Start(data.Path, settings))
@@ -152,12 +152,5 @@ public sealed class CrashSafetyTests
     {
         MosquittoBroker.SkipIfUnavailable();
         return await MosquittoBroker.StartAsync();
-    }
-
-    private sealed class TempDirectory : IDisposable
-    {
-        public string Path { get; } = Directory.CreateTempSubdirectory("iotgw-crash-").FullName;
-
-        public void Dispose() => Directory.Delete(Path, recursive: true);
     }
 }

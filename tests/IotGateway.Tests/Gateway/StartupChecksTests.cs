@@ -1,0 +1,58 @@
+using System.Globalization;
+using IotGateway.Tests.Infrastructure;
+
+namespace IotGateway.Tests.Gateway;
+
+// What the built gateway does at start before it serves anything: settings are checked (a bad one stops it with
+// the key's name), and its `healthcheck` mode is the probe the container image runs.
+public sealed class StartupChecksTests
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(60);
+
+    [Theory]
+    [InlineData("Mqtt__Topic__Data", "x", "were not found on the instance of IotGateway.Mqtt.MqttOptions: 'Topic'")] // a typo inside a known section
+    [InlineData("Mqtt__ProtocolVersion", "4", "Mqtt:ProtocolVersion must be \"5\" or \"3.1.1\"")]
+    [InlineData("Api__Keys__0__Key", "too-short", "Api:Keys:N:Key must be at least 16 characters")]
+    public async Task BadSettingStopsTheGatewayAndNamesTheKey(string variable, string value, string named)
+    {
+        using var data = new TempDirectory("iotgw-startup-");
+        await using var gateway = GatewayProcess.Start(data.Path, new Dictionary<string, string>
+        {
+            ["BROKER"] = "mqtt://127.0.0.1:1",
+            ["ASPNETCORE_URLS"] = "http://127.0.0.1:0",
+            [variable] = value,
+        });
+
+        await gateway.WaitForExitAsync(Timeout);
+        Assert.NotEqual(0, gateway.ExitCode);
+        Assert.Contains(gateway.Output, line => line.Contains(named, StringComparison.Ordinal));
+    }
+
+    // The Dockerfile's HEALTHCHECK: `dotnet IotGateway.dll healthcheck <url>` exits 0 when the URL answers 200.
+    [Fact]
+    public async Task HealthcheckModeExitsZeroOnlyWhenTheGatewayAnswers()
+    {
+        using var data = new TempDirectory("iotgw-startup-");
+        await using var gateway = GatewayProcess.Start(data.Path, new Dictionary<string, string>
+        {
+            // No broker at all: liveness does not depend on one.
+            ["BROKER"] = "mqtt://127.0.0.1:1",
+            ["ASPNETCORE_URLS"] = "http://127.0.0.1:0",
+            ["Api__Keys__0__Key"] = GatewayApp.OperatorKey,
+        });
+        var address = await gateway.WaitUntilListeningAsync(Timeout);
+
+        await using (var probe = GatewayProcess.Start(data.Path, null, "healthcheck", new Uri(address, "/health/live").ToString()))
+        {
+            await probe.WaitForExitAsync(Timeout);
+            Assert.Equal(0, probe.ExitCode);
+        }
+
+        var nobody = $"http://127.0.0.1:{MosquittoBroker.FindFreePort().ToString(CultureInfo.InvariantCulture)}/health/live";
+        await using (var probe = GatewayProcess.Start(data.Path, null, "healthcheck", nobody))
+        {
+            await probe.WaitForExitAsync(Timeout);
+            Assert.NotEqual(0, probe.ExitCode);
+        }
+    }
+}
