@@ -38,6 +38,8 @@ public sealed class DeviceInputTests
         Assert.Equal(PayloadFormat.Json, readings[2].Format);
         Assert.Equal("the garbage", readings[2].Payload.GetProperty("after").GetString());
 
+        // Rejections are logged after their batch commits, which may be just after the readings above are visible.
+        await Eventually.UntilAsync(() => gateway.Logs.Contains("Message rejected (oversized)"), Timeout, "the rejections are logged");
         Assert.True(gateway.Logs.Contains("Message rejected (empty): empty telemetry payload from 'messy'"));
         Assert.True(gateway.Logs.Contains("Message rejected (oversized): payload of 5011 bytes from 'messy' exceeds Ingest:MaxPayloadBytes (1024)"));
     }
@@ -80,6 +82,7 @@ public sealed class DeviceInputTests
         await using var device = await TestMqttClient.ConnectAsync(broker, "stray");
 
         await device.PublishAsync("iot/data/stray/extra/levels", """{"temp":1}""");
+        await device.PublishAsync($"iot/data/{new string('x', 129)}", """{"temp":1}""");
         await device.PublishAsync("iot/register/stray", "MAYBE_LATER");
         await device.PublishAsync("iot/cmd/resp/stray", GatewayEndToEndTests.ArticleAnswer("stray", Guid.NewGuid(), "PING", "PONG"));
         await device.PublishAsync("iot/cmd/resp/stray", """{"commandResult":"PONG"}""");
@@ -88,11 +91,18 @@ public sealed class DeviceInputTests
 
         var stray = await gateway.WaitForDeviceAsync("stray", d => d.TelemetryCount == 1, "only the well-formed reading is stored");
         Assert.False(stray.SignedIn);
-        await Eventually.UntilAsync(() => gateway.Logs.Contains("unknown to the gateway"), Timeout, "the answer to an unknown command is logged");
+        // Rejections are logged after their batch commits, which may be just after the reading above is visible.
+        await Eventually.UntilAsync(() => gateway.Logs.Contains("unknown to the gateway") && gateway.Logs.Contains("the answer is not valid JSON"),
+            Timeout, "the answer to an unknown command and the malformed answers are logged");
         Assert.True(gateway.Logs.Contains("register payload from 'stray' is 'MAYBE_LATER', not SIGN_IN or SIGN_OUT"));
         Assert.True(gateway.Logs.Contains("command response from 'stray' ignored: the answer has no \"uuid\" naming a command"));
         Assert.True(gateway.Logs.Contains("command response from 'stray' ignored: the answer is not valid JSON"));
         Assert.Null(await gateway.GetDeviceAsync("extra"));
+        // The subscription matches one level only, so the extra levels never reach the gateway; an id over 128
+        // characters does, and is refused.
+        await Eventually.UntilAsync(() => Task.FromResult(gateway.Logs.Contains("Message rejected (unknown-topic)")), Timeout,
+            "a reading under an over-long device id is rejected");
+        Assert.Single((await gateway.Http.GetFromJsonAsync<Page<Devices.DeviceView>>("/api/devices", GatewayApp.Json))!.Items);
     }
 
     [SkippableFact]

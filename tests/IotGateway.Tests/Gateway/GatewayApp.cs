@@ -92,6 +92,14 @@ public sealed class GatewayApp : IAsyncDisposable
         await StartHostAsync(waitUntilReady, waitForDatabase);
     }
 
+    // The same database under a new client id: the broker sees a gateway it does not know and replays what is retained.
+    public async Task RestartWithNewSessionAsync()
+    {
+        await StopAsync();
+        _settings["Mqtt:ClientId"] = $"gw-test-{Guid.NewGuid():N}";
+        await StartHostAsync(waitUntilReady: true);
+    }
+
     public async Task StopAsync()
     {
         if (_factory is not null)

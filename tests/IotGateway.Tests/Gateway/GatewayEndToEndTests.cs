@@ -61,10 +61,15 @@ public sealed class GatewayEndToEndTests
         var device1 = await gateway.WaitForDeviceAsync("replayed", d => d.SignedIn, "the retained SIGN_IN is replayed");
         Assert.Null(device1.LastSeen);
 
-        await using var second = await GatewayApp.StartAsync(broker.Url);
-        await second.WaitForDeviceAsync("replayed", d => d.SignedIn, "a second gateway sees it too");
+        // The same database under a new session: the broker replays the retained SIGN_IN into it again.
+        await gateway.RestartWithNewSessionAsync();
+        await Eventually.UntilAsync(() => Task.FromResult(gateway.Logs.Lines.Count(l => l.Contains("Device replayed SIGN_IN", StringComparison.Ordinal)) == 2),
+            Timeout, "the second session stored the replayed SIGN_IN too");
+        Assert.Equal(2, gateway.Logs.Lines.Count(l => l.Contains("session present: False", StringComparison.Ordinal)));
         var page = await gateway.Http.GetFromJsonAsync<Page<DeviceView>>("/api/devices", GatewayApp.Json);
-        Assert.Single(page!.Items, d => d.Id == "replayed");
+        var replayed = Assert.Single(page!.Items, d => d.Id == "replayed");
+        Assert.Equal(device1.SignedInAt, replayed.SignedInAt);
+        Assert.Null(replayed.LastSeen);
     }
 
     [SkippableFact]
@@ -298,8 +303,10 @@ public sealed class GatewayEndToEndTests
 
         // Nobody answers: after waitSeconds, the command as it is.
         var unanswered = await gateway.QueueCommandAsync("waited-on", new { command = "PING" });
+        var waited = System.Diagnostics.Stopwatch.StartNew();
         var stillOpen = await gateway.Http.GetFromJsonAsync<CommandView>($"/api/commands/{unanswered.Id}?waitSeconds=0.2", GatewayApp.Json);
         Assert.Contains(stillOpen!.Status, new[] { CommandStatus.Pending, CommandStatus.Published });
+        Assert.True(waited.Elapsed >= TimeSpan.FromSeconds(0.2), $"the GET waited the 0.2 s it was asked to (it took {waited.Elapsed.TotalSeconds:0.000} s)");
 
         // Cancelled and expired commands finish too.
         var waitForCancel = gateway.Http.GetFromJsonAsync<CommandView>($"/api/commands/{unanswered.Id}?waitSeconds=30", GatewayApp.Json);
