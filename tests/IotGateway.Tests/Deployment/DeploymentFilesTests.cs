@@ -82,6 +82,9 @@ public sealed partial class DeploymentFilesTests
                 case IngestOptions.Section:
                     section.Get<IngestOptions>(ConfigurationBinding.RejectUnknownKeys);
                     break;
+                case global::IotGateway.Security.ApiOptions.Section:
+                    section.Get<global::IotGateway.Security.ApiOptions>(ConfigurationBinding.RejectUnknownKeys);
+                    break;
                 case "ConnectionStrings":
                     Assert.All(section.GetChildren(), c => Assert.Equal(Data.StorageSetup.ConnectionStringName, c.Key));
                     break;
