@@ -321,6 +321,30 @@ public sealed class GatewayEndToEndTests
         Assert.False(gateway.Services.GetRequiredService<CommandCompletion>().IsAwaited(shortLived.Id), "no waiter is left behind");
     }
 
+    // A broker that forgot the gateway's session (no persistence, restarted) has no subscriptions for it either:
+    // the gateway sees "session present: false" and subscribes again, or it would never hear a device again.
+    [SkippableFact]
+    public async Task GatewaySubscribesAgainWhenTheBrokerLostItsSession()
+    {
+        MosquittoBroker.SkipIfUnavailable();
+        await using var broker = await MosquittoBroker.StartAsync(new MosquittoBrokerOptions { Persistence = false });
+        await using var gateway = await GatewayApp.StartAsync(broker.Url);
+
+        await broker.StopAsync();
+        await broker.StartAgainAsync();
+        await Eventually.UntilAsync(() => Task.FromResult(gateway.Logs.Lines.Count(l => l.Contains("session present: False", StringComparison.Ordinal)) == 2),
+            Timeout, "the gateway reconnects to a broker without its session");
+        await gateway.WaitUntilReadyAsync();
+
+        await using var device = await SignInAsync(broker, gateway, "after-amnesia");
+        await device.PublishAsync("iot/data/after-amnesia", """{"temp":5}""");
+        await gateway.WaitForDeviceAsync("after-amnesia", d => d.TelemetryCount == 1, "a reading sent after the broker lost the session is stored");
+        var queued = await gateway.QueueCommandAsync("after-amnesia", new { command = "PING" });
+        await device.WaitForMessageAsync(m => m.Payload.Contains(queued.Id.ToString()), Timeout);
+        await device.PublishAsync("iot/cmd/resp/after-amnesia", ArticleAnswer("after-amnesia", queued.Id, "PING", "PONG"));
+        await gateway.WaitForCommandAsync(queued.Id, CommandStatus.Completed);
+    }
+
     [SkippableFact]
     public async Task ErrorResultMarksCommandFailed()
     {
