@@ -15,13 +15,10 @@ public sealed class DeviceFleet : IAsyncDisposable
 
     private readonly List<IMqttClient> _clients = [];
     private long _commandsReceived;
-    private long _answersSent;
     private long _answerFailures;
     private string? _firstAnswerFailure;
 
     public long CommandsReceived => Interlocked.Read(ref _commandsReceived);
-
-    public long AnswersSent => Interlocked.Read(ref _answersSent);
 
     public long AnswerFailures => Interlocked.Read(ref _answerFailures);
 
@@ -108,7 +105,6 @@ public sealed class DeviceFleet : IAsyncDisposable
         {
             using var timeout = new CancellationTokenSource(AnswerTimeout);
             await MqttClients.PublishAsync(client, MqttClients.Message($"iot/cmd/resp/{deviceId}", answer, MqttQualityOfServiceLevel.ExactlyOnce), timeout.Token);
-            Interlocked.Increment(ref _answersSent);
         }
         catch (Exception ex)
         {

@@ -47,9 +47,6 @@ public sealed class GatewayApi : IDisposable
         return queued?.Id ?? throw new BenchFailure($"POST /api/devices/{deviceId}/commands answered 202 without an id.");
     }
 
-    public Task<CommandState> GetCommandAsync(Guid id, CancellationToken cancellationToken) =>
-        GetAsync<CommandState>($"/api/commands/{id}", cancellationToken);
-
     /// <summary>GET /api/commands/{id}?waitSeconds=…: returns when the command finishes or the wait runs out.</summary>
     public Task<CommandState> WaitForCommandAsync(Guid id, TimeSpan wait, CancellationToken cancellationToken) =>
         GetAsync<CommandState>($"/api/commands/{id}?waitSeconds={wait.TotalSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture)}", cancellationToken);
@@ -110,10 +107,7 @@ public sealed class GatewayApi : IDisposable
 }
 
 /// <summary>The parts of GET /api/commands/{id} the round trip needs.</summary>
-public sealed record CommandState(Guid Id, string Status, DateTimeOffset CreatedAt, DateTimeOffset? PublishedAt, DateTimeOffset? AnsweredAt)
-{
-    public bool IsOpen => Status is "Pending" or "Published";
-}
+public sealed record CommandState(Guid Id, string Status, DateTimeOffset CreatedAt, DateTimeOffset? PublishedAt, DateTimeOffset? AnsweredAt);
 
 public sealed record BulkAccepted(Guid BatchId, int Count);
 

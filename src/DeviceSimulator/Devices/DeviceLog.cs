@@ -5,8 +5,6 @@ namespace DeviceSimulator.Devices;
 // should hear about, such as a malformed command, are always printed.
 internal sealed class DeviceLog(TextWriter writer, string? prefix, bool eachMessage)
 {
-    public static DeviceLog Silent { get; } = new(TextWriter.Null, null, false);
-
     public bool EachMessage => eachMessage;
 
     public void Step(string line)

@@ -59,7 +59,6 @@ internal sealed partial class SimulatedDevice : ICommandTarget, IDisposable
 
     public DeviceSettings Settings => _settings;
     public string DeviceId => _settings.DeviceId;
-    public DeviceTopics Topics => _topics;
     public TimeSpan Interval => TimeSpan.FromTicks(Interlocked.Read(ref _intervalTicks));
     public long ReadingsSent => Interlocked.Read(ref _readingsSent);
     public long CommandsAnswered => Interlocked.Read(ref _commandsAnswered);
@@ -330,6 +329,7 @@ internal sealed partial class SimulatedDevice : ICommandTarget, IDisposable
     {
         _stopping = true;
         _log.Step("SENDING SIGN OUT MESSAGE");
+        // Real time on purpose: it bounds network waits, and tests that move a fake clock must not cut them short.
         using var timeout = new CancellationTokenSource(SignOutTimeout);
         try
         {
