@@ -2,9 +2,7 @@ using System.Text.Json;
 using System.Threading.Channels;
 using IotGateway.Data;
 using IotGateway.Mqtt;
-using Microsoft.Data.Sqlite;
 using Microsoft.EntityFrameworkCore;
-using Microsoft.EntityFrameworkCore.Storage;
 using Microsoft.Extensions.Options;
 using MQTTnet;
 using MQTTnet.Protocol;
@@ -365,32 +363,25 @@ public sealed partial class CommandDispatcher(
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<GatewayDbContext>();
         var transitions = 0;
-        using (await writeGate.EnterAsync(CancellationToken.None))
+        await using (var write = await WriteTransaction.BeginAsync(writeGate, db, CancellationToken.None))
         {
-            await db.Database.OpenConnectionAsync();
-            await using var transaction = await db.Database.BeginTransactionAsync();
-            using var update = ((SqliteConnection)db.Database.GetDbConnection()).CreateCommand();
-            update.Transaction = (SqliteTransaction)transaction.GetDbTransaction();
-            update.CommandText = """
+            var update = write.Prepare("""
                 UPDATE "Commands" SET "PublishedAt" = $at,
                     "Status" = CASE WHEN "Status" = 'Pending' THEN 'Published' ELSE "Status" END
                 WHERE "Id" = $id AND "PublishedAt" IS NULL
                 RETURNING "Status"
-                """;
-            var id = update.Parameters.Add("$id", SqliteType.Text);
-            var at = update.Parameters.Add("$at", SqliteType.Integer);
-            update.Prepare();
+                """, "$id", "$at");
             foreach (var command in published)
             {
-                id.Value = command.Id.ToString();
-                at.Value = command.At.UtcTicks;
+                update.Parameters[0].Value = command.Id.ToString();
+                update.Parameters[1].Value = command.At.UtcTicks;
                 if (update.ExecuteScalar() is nameof(CommandStatus.Published))
                 {
                     transitions++;
                 }
             }
 
-            await transaction.CommitAsync();
+            await write.CommitAsync();
         }
 
         metrics.CommandTransition(CommandStatus.Published, transitions);

@@ -1,5 +1,4 @@
 using IotGateway.Data;
-using Microsoft.Data.Sqlite;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 
@@ -52,21 +51,23 @@ public sealed partial class CommandExpiry(
         }
 
         var expired = new List<Guid>();
-        using (await writeGate.EnterAsync(cancellationToken))
+        await using (var write = await WriteTransaction.BeginAsync(writeGate, db, cancellationToken))
         {
-            await db.Database.OpenConnectionAsync(cancellationToken);
-            using var update = ((SqliteConnection)db.Database.GetDbConnection()).CreateCommand();
-            update.CommandText = """
+            var update = write.Prepare("""
                 UPDATE "Commands" SET "Status" = 'Expired', "ExpiredAt" = $now
                 WHERE "Status" IN ('Pending', 'Published') AND "ExpiresAt" <= $now
                 RETURNING "Id"
-                """;
-            update.Parameters.AddWithValue("$now", now.UtcTicks);
-            using var reader = update.ExecuteReader();
-            while (reader.Read())
+                """, "$now");
+            update.Parameters[0].Value = now.UtcTicks;
+            using (var reader = update.ExecuteReader())
             {
-                expired.Add(Guid.Parse(reader.GetString(0)));
+                while (reader.Read())
+                {
+                    expired.Add(Guid.Parse(reader.GetString(0)));
+                }
             }
+
+            await write.CommitAsync(cancellationToken);
         }
 
         if (expired.Count > 0)

@@ -1,9 +1,6 @@
 using System.Text.Json;
 using IotGateway.Data;
 using IotGateway.Devices;
-using Microsoft.Data.Sqlite;
-using Microsoft.EntityFrameworkCore;
-using Microsoft.EntityFrameworkCore.Storage;
 using Microsoft.Extensions.Options;
 
 namespace IotGateway.Commands;
@@ -43,27 +40,21 @@ public sealed class CommandQueue(GatewayDbContext db, DatabaseWriteGate writeGat
 
         // One prepared INSERT per command in one transaction: a bulk request for 10,000 devices commits in
         // milliseconds, where change tracking took seconds.
-        using (await writeGate.EnterAsync(cancellationToken))
+        await using (var write = await WriteTransaction.BeginAsync(writeGate, db, cancellationToken))
         {
-            await db.Database.OpenConnectionAsync(cancellationToken);
-            await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
-            using var insert = ((SqliteConnection)db.Database.GetDbConnection()).CreateCommand();
-            insert.Transaction = (SqliteTransaction)transaction.GetDbTransaction();
-            insert.CommandText = """
+            var insert = write.Prepare("""
                 INSERT INTO "Commands" ("Id", "DeviceId", "Name", "Payload", "Status", "TtlSeconds", "CreatedAt", "ExpiresAt", "RequestedBy", "BatchId")
                 VALUES ($id, $device, $name, $payload, 'Pending', $ttl, $created, $expires, $by, $batch)
                 RETURNING "Sequence"
-                """;
-            var id = insert.Parameters.Add("$id", SqliteType.Text);
-            var device = insert.Parameters.Add("$device", SqliteType.Text);
-            insert.Parameters.AddWithValue("$name", spec.Name);
-            insert.Parameters.AddWithValue("$payload", (object?)payload ?? DBNull.Value);
-            insert.Parameters.AddWithValue("$ttl", ttl);
-            insert.Parameters.AddWithValue("$created", now.UtcTicks);
-            insert.Parameters.AddWithValue("$expires", now.AddSeconds(ttl).UtcTicks);
-            insert.Parameters.AddWithValue("$by", (object?)spec.RequestedBy ?? DBNull.Value);
-            insert.Parameters.AddWithValue("$batch", (object?)batchId?.ToString() ?? DBNull.Value);
-            insert.Prepare();
+                """, "$id", "$device", "$name", "$payload", "$ttl", "$created", "$expires", "$by", "$batch");
+            var (id, device) = (insert.Parameters["$id"], insert.Parameters["$device"]);
+            insert.Parameters["$name"].Value = spec.Name;
+            insert.Parameters["$payload"].Value = (object?)payload ?? DBNull.Value;
+            insert.Parameters["$ttl"].Value = ttl;
+            insert.Parameters["$created"].Value = now.UtcTicks;
+            insert.Parameters["$expires"].Value = now.AddSeconds(ttl).UtcTicks;
+            insert.Parameters["$by"].Value = (object?)spec.RequestedBy ?? DBNull.Value;
+            insert.Parameters["$batch"].Value = (object?)batchId?.ToString() ?? DBNull.Value;
             foreach (var command in commands)
             {
                 id.Value = command.Id.ToString();
@@ -71,7 +62,7 @@ public sealed class CommandQueue(GatewayDbContext db, DatabaseWriteGate writeGat
                 command.Sequence = (long)insert.ExecuteScalar()!;
             }
 
-            await transaction.CommitAsync(cancellationToken);
+            await write.CommitAsync(cancellationToken);
 
             // Still inside the gate: the dispatcher receives commands in the order they were committed.
             dispatcher.HandOver(commands);

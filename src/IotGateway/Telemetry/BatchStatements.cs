@@ -3,10 +3,9 @@ using Microsoft.Data.Sqlite;
 
 namespace IotGateway.Telemetry;
 
-// Prepared statements for one batch transaction. Raw SQL because the writer needs INSERT … ON CONFLICT and
-// RETURNING, which EF Core does not express, and because prepared statements are what makes ingest fast.
-// Synchronous on purpose: SQLite work is CPU-bound in-process calls, and async wrappers only add overhead.
-internal sealed class BatchStatements(SqliteConnection connection, SqliteTransaction transaction) : IDisposable
+// The ingest writer's statements for one batch, each prepared once per batch on its write transaction (which
+// disposes them).
+internal sealed class BatchStatements(WriteTransaction write)
 {
     private static readonly string[] FormatNames = Enum.GetNames<PayloadFormat>();
 
@@ -14,6 +13,7 @@ internal sealed class BatchStatements(SqliteConnection connection, SqliteTransac
     private SqliteCommand? _setPresence;
     private SqliteCommand? _answerCommand;
     private SqliteCommand? _recordActivity;
+    private SqliteCommand? _commandStatus;
 
     public bool InsertReading(string deviceId, DateTimeOffset receivedAt, string topic, ClassifiedPayload payload, string? messageKey)
     {
@@ -65,11 +65,8 @@ internal sealed class BatchStatements(SqliteConnection connection, SqliteTransac
 
     public CommandStatus? CommandStatus(Guid id, string deviceId)
     {
-        using var command = connection.CreateCommand();
-        command.Transaction = transaction;
-        command.CommandText = """SELECT "Status" FROM "Commands" WHERE "Id" = $id AND "DeviceId" = $device""";
-        command.Parameters.AddWithValue("$id", id.ToString());
-        command.Parameters.AddWithValue("$device", deviceId);
+        var command = _commandStatus ??= Prepare("""SELECT "Status" FROM "Commands" WHERE "Id" = $id AND "DeviceId" = $device""", "$id", "$device");
+        Bind(command, id.ToString(), deviceId);
         return command.ExecuteScalar() is string status && Enum.TryParse<Data.CommandStatus>(status, out var parsed) ? parsed : null;
     }
 
@@ -87,27 +84,7 @@ internal sealed class BatchStatements(SqliteConnection connection, SqliteTransac
         command.ExecuteNonQuery();
     }
 
-    public void Dispose()
-    {
-        _insertReading?.Dispose();
-        _setPresence?.Dispose();
-        _answerCommand?.Dispose();
-        _recordActivity?.Dispose();
-    }
-
-    private SqliteCommand Prepare(string sql, params string[] parameters)
-    {
-        var command = connection.CreateCommand();
-        command.Transaction = transaction;
-        command.CommandText = sql;
-        foreach (var name in parameters)
-        {
-            command.Parameters.Add(new SqliteParameter { ParameterName = name });
-        }
-
-        command.Prepare();
-        return command;
-    }
+    private SqliteCommand Prepare(string sql, params string[] parameters) => write.Prepare(sql, parameters);
 
     private static void Bind(SqliteCommand command, params object?[] values)
     {

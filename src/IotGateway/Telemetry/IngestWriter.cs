@@ -1,4 +1,3 @@
-using System.Text;
 using System.Threading.Channels;
 using IotGateway.Commands;
 using IotGateway.Data;
@@ -6,7 +5,6 @@ using IotGateway.Devices;
 using IotGateway.Mqtt;
 using Microsoft.Data.Sqlite;
 using Microsoft.EntityFrameworkCore;
-using Microsoft.EntityFrameworkCore.Storage;
 using Microsoft.Extensions.Options;
 
 namespace IotGateway.Telemetry;
@@ -164,12 +162,10 @@ public sealed partial class IngestWriter(
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<GatewayDbContext>();
         var outcome = new BatchOutcome();
-        using (await writeGate.EnterAsync(CancellationToken.None))
+        await using (var write = await WriteTransaction.BeginAsync(writeGate, db, CancellationToken.None))
         {
             var now = time.GetUtcNow();
-            await db.Database.OpenConnectionAsync();
-            await using var transaction = await db.Database.BeginTransactionAsync();
-            using var sql = new BatchStatements((SqliteConnection)db.Database.GetDbConnection(), (SqliteTransaction)transaction.GetDbTransaction());
+            var sql = new BatchStatements(write);
             foreach (var message in batch)
             {
                 Store(message, sql, outcome, now);
@@ -181,7 +177,7 @@ public sealed partial class IngestWriter(
                 sql.RecordActivity(deviceId, activity.Readings, activity.LastSeen, now);
             }
 
-            await transaction.CommitAsync();
+            await write.CommitAsync();
         }
 
         Publish(outcome, batch);
