@@ -1,4 +1,5 @@
 using IotGateway.Data;
+using IotGateway.Telemetry;
 using Prometheus;
 
 namespace IotGateway;
@@ -44,7 +45,14 @@ public sealed class GatewayMetrics
     private static readonly Gauge IngestQueueLengthGauge = Metrics.CreateGauge(
         "iot_gateway_ingest_queue_length", "Messages received and waiting for the database writer.");
 
-    public GatewayMetrics() => Metrics.DefaultRegistry.AddBeforeCollectCallback(() => IngestQueueLengthGauge.Set(QueueLength?.Invoke() ?? 0));
+    // The registry is process-wide, so its callback is registered once and reads the queue of the newest host
+    // (there is one in production; test hosts come one after another).
+    private static IngestQueue? s_queue;
+
+    static GatewayMetrics() =>
+        Metrics.DefaultRegistry.AddBeforeCollectCallback(() => IngestQueueLengthGauge.Set(Volatile.Read(ref s_queue)?.Count ?? 0));
+
+    public GatewayMetrics(IngestQueue queue) => Volatile.Write(ref s_queue, queue);
 
     public bool BrokerConnected
     {
@@ -55,8 +63,6 @@ public sealed class GatewayMetrics
     {
         set => SignedInDevicesGauge.Set(value);
     }
-
-    public Func<int>? QueueLength { get; set; }
 
     public void MessagesReceived(string kind, int count) => MessagesReceivedTotal.WithLabels(kind).Inc(count);
 

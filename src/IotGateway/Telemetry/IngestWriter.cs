@@ -33,7 +33,6 @@ public sealed partial class IngestWriter(
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        metrics.QueueLength = () => queue.Count;
         // Acks leave from their own loop so the next batch is stored while this one's acks are written;
         // one loop keeps them in commit order, which is arrival order.
         var committed = Channel.CreateBounded<List<InboundMessage>>(new BoundedChannelOptions(2) { SingleReader = true, SingleWriter = true });

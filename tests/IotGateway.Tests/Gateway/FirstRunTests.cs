@@ -100,6 +100,8 @@ public sealed class FirstRunTests
             Assert.Contains("iot_gateway_devices_signed_in 1", metrics, StringComparison.Ordinal);
             Assert.Contains("iot_gateway_command_transitions_total{status=\"Completed\"} 1", metrics, StringComparison.Ordinal);
             Assert.Contains("iot_gateway_command_round_trip_seconds_count 1", metrics, StringComparison.Ordinal);
+            Assert.Contains("iot_gateway_ingest_queue_length 0", metrics, StringComparison.Ordinal);
+            Assert.Contains("iot_gateway_messages_received_total{kind=\"Data\"} 2", metrics, StringComparison.Ordinal);
 
             // A graceful stop (SIGTERM) exits cleanly and keeps the retained presence for the next start.
             gateway.Terminate();
