@@ -158,6 +158,7 @@ public sealed class ApiValidationTests : IAsyncLifetime
         foreach (var route in new[]
         {
             "/api/devices", "/api/devices/{deviceId}", "/api/devices/{deviceId}/commands", "/api/devices/{deviceId}/telemetry", "/api/commands/{id}",
+            "/api/commands/bulk", "/api/commands/bulk/{batchId}",
         })
         {
             Assert.True(paths.TryGetProperty(route, out _), $"swagger documents {route}");

@@ -126,6 +126,10 @@ public sealed class GatewayEndToEndTests
         Assert.Equal(queued.Id.ToString(), json.RootElement.GetProperty("uuid").GetString());
         Assert.Equal("PING", json.RootElement.GetProperty("command").GetString());
         Assert.Equal(3, json.RootElement.GetProperty("payload").GetProperty("level").GetInt32());
+        // QoS 2, and the broker is told the command's remaining TTL (whole seconds, rounded down).
+        Assert.Equal(MqttQualityOfServiceLevel.ExactlyOnce, request.QualityOfService);
+        Assert.InRange(request.MessageExpiryInterval, 55u, 60u);
+        Assert.Equal("application/json", request.ContentType);
 
         await gateway.WaitForCommandAsync(queued.Id, CommandStatus.Published);
         await device.PublishAsync("iot/cmd/resp/pump-7", ArticleAnswer("pump-7", queued.Id, "PING", "PONG"));
@@ -345,6 +349,36 @@ public sealed class GatewayEndToEndTests
         await gateway.WaitForCommandAsync(queued.Id, CommandStatus.Completed);
     }
 
+    // POST /api/commands/bulk with a device list: one command per distinct device, followed through its batch.
+    [SkippableFact]
+    public async Task BulkCommandForListedDevicesReachesEachOnceAndIsSummarised()
+    {
+        await using var broker = await StartBrokerAsync();
+        await using var gateway = await GatewayApp.StartAsync(broker.Url);
+        await using var a = await SignInAsync(broker, gateway, "bulk-a");
+        await using var b = await SignInAsync(broker, gateway, "bulk-b");
+
+        var post = await gateway.Http.PostAsJsonAsync("/api/commands/bulk", new { command = "PING", deviceIds = new[] { "bulk-a", "bulk-b", "bulk-a" } });
+        Assert.Equal(HttpStatusCode.Accepted, post.StatusCode);
+        var accepted = await post.Content.ReadFromJsonAsync<BulkCommandAccepted>(GatewayApp.Json);
+        Assert.Equal(2, accepted!.Count);
+        Assert.Equal($"/api/commands/bulk/{accepted.BatchId}", post.Headers.Location!.AbsolutePath);
+
+        foreach (var device in new[] { a, b })
+        {
+            var request = await device.WaitForMessageAsync(m => m.Topic == $"iot/cmd/req/{device.ClientId}", Timeout);
+            var id = Guid.Parse(JsonDocument.Parse(request.Payload).RootElement.GetProperty("uuid").GetString()!);
+            await device.PublishAsync($"iot/cmd/resp/{device.ClientId}", ArticleAnswer(device.ClientId, id, "PING", "PONG"));
+        }
+
+        var summary = await Eventually.UntilAsync(async () =>
+            await gateway.Http.GetFromJsonAsync<BulkCommandSummary>($"/api/commands/bulk/{accepted.BatchId}", GatewayApp.Json) is { } s
+            && s.ByStatus.GetValueOrDefault(CommandStatus.Completed) == 2 ? s : null, Timeout, "both answers are counted in the batch");
+        Assert.Equal(2, summary.Total);
+        Assert.Single(a.ReceivedMessages, m => m.Topic == "iot/cmd/req/bulk-a");
+        Assert.Equal(HttpStatusCode.NotFound, (await gateway.Http.GetAsync($"/api/commands/bulk/{Guid.NewGuid()}")).StatusCode);
+    }
+
     [SkippableFact]
     public async Task ErrorResultMarksCommandFailed()
     {
@@ -395,6 +429,29 @@ public sealed class GatewayEndToEndTests
         await back.WaitForMessageAsync(m => m.Payload.Contains(kept.Id.ToString()), Timeout);
         Assert.DoesNotContain(back.ReceivedMessages, m => m.Payload.Contains(doomed.Id.ToString()));
         Assert.Equal(1, (await gateway.GetDeviceAsync("cancel-me"))!.PendingCommands);
+    }
+
+    // Cancelling a Published command cannot take it back from the broker: the device may still answer, and that
+    // answer is logged and ignored.
+    [SkippableFact]
+    public async Task AnswerToACancelledPublishedCommandIsIgnored()
+    {
+        await using var broker = await StartBrokerAsync();
+        await using var gateway = await GatewayApp.StartAsync(broker.Url);
+        await using var device = await SignInAsync(broker, gateway, "late-answer");
+
+        var queued = await gateway.QueueCommandAsync("late-answer", new { command = "REBOOT" });
+        await device.WaitForMessageAsync(m => m.Payload.Contains(queued.Id.ToString()), Timeout);
+        await gateway.WaitForCommandAsync(queued.Id, CommandStatus.Published);
+        Assert.Equal(HttpStatusCode.OK, (await gateway.Http.DeleteAsync($"/api/commands/{queued.Id}")).StatusCode);
+
+        await device.PublishAsync("iot/cmd/resp/late-answer", ArticleAnswer("late-answer", queued.Id, "REBOOT", "REBOOTING"));
+        await Eventually.UntilAsync(() => Task.FromResult(gateway.Logs.Contains($"command {queued.Id} ignored: the command is Cancelled")), Timeout,
+            "the late answer is logged as ignored");
+        var command = await gateway.GetCommandAsync(queued.Id);
+        Assert.Equal(CommandStatus.Cancelled, command.Status);
+        Assert.Null(command.Result);
+        Assert.Null(command.AnsweredAt);
     }
 
     [SkippableFact]
