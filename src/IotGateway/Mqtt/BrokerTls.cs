@@ -29,13 +29,13 @@ public static class BrokerTls
         {
             var authorities = new X509Certificate2Collection();
             authorities.ImportFromPemFile(options.CaFile);
-            tls.WithCertificateValidationHandler(e => IsTrusted(e.Certificate, e.SslPolicyErrors, authorities));
+            tls.WithCertificateValidationHandler(e => IsTrusted(e.Certificate, e.Chain, e.SslPolicyErrors, authorities));
         }
     }
 
-    // Accepts a certificate the system trusts, or one that chains to the configured CA, and always
-    // requires the name to match the host.
-    private static bool IsTrusted(X509Certificate? certificate, SslPolicyErrors errors, X509Certificate2Collection authorities)
+    // Accepts a certificate the system trusts, or one that chains to the configured CA (through the intermediates
+    // the broker sent, when the CA file holds only the root), and always requires the name to match the host.
+    private static bool IsTrusted(X509Certificate? certificate, X509Chain? presented, SslPolicyErrors errors, X509Certificate2Collection authorities)
     {
         if (errors == SslPolicyErrors.None)
         {
@@ -51,6 +51,14 @@ public static class BrokerTls
         chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
         chain.ChainPolicy.CustomTrustStore.AddRange(authorities);
         chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
+        if (presented is not null)
+        {
+            foreach (var element in presented.ChainElements)
+            {
+                chain.ChainPolicy.ExtraStore.Add(element.Certificate);
+            }
+        }
+
         using var server = new X509Certificate2(certificate);
         return chain.Build(server);
     }
