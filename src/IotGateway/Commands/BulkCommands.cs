@@ -79,9 +79,9 @@ public sealed class BulkCommandsController(GatewayDbContext db, CommandQueue que
                 ModelState.AddModelError(nameof(request.DeviceIds), $"deviceIds must name 1 to {limits.MaxBulkDevices} devices (Commands:MaxBulkDevices).");
             }
 
-            foreach (var (id, index) in ids.Select((id, i) => (id, i)).Where(x => DeviceIds.Validate(x.id) is not null).Take(10))
+            foreach (var (index, error) in ids.Select((id, i) => (i, DeviceIds.Validate(id))).Where(x => x.Item2 is not null).Take(10))
             {
-                ModelState.AddModelError($"deviceIds[{index}]", DeviceIds.Validate(id)!);
+                ModelState.AddModelError($"deviceIds[{index}]", error!);
             }
         }
 

@@ -289,16 +289,13 @@ public sealed partial class MqttConnection : BackgroundService
             }
 
             Interlocked.Exchange(ref _connected, NewConnectedSignal());
-            if (_wake.CurrentCount == 0)
+            try
             {
-                try
-                {
-                    _wake.Release();
-                }
-                catch (SemaphoreFullException)
-                {
-                    // Already woken.
-                }
+                _wake.Release();
+            }
+            catch (SemaphoreFullException)
+            {
+                // Already woken.
             }
         }
 

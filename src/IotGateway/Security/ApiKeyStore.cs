@@ -21,7 +21,7 @@ public sealed partial class ApiKeyStore(IOptions<ApiOptions> options, ILogger<Ap
         var configured = options.Value.Keys;
         if (configured.Count > 0)
         {
-            _keys = configured.Select((k, i) => (Hash(k.Key), new ApiKeyIdentity(k.Name ?? $"key-{i}", k.Role))).ToList();
+            _keys = configured.Select((k, i) => (Hash(k.Key), new ApiKeyIdentity(k.NameOr(i), k.Role))).ToList();
             LogConfigured(_keys.Count, string.Join(", ", _keys.Select(k => $"{k.Identity.Name} ({k.Identity.Role})")));
             return;
         }

@@ -39,6 +39,9 @@ public sealed class ApiKeyOptions
     public string Key { get; set; } = "";
 
     public ApiRole Role { get; set; } = ApiRole.Reader;
+
+    // The name a key goes by: its own, or its place in the list.
+    public string NameOr(int index) => Name ?? $"key-{index}";
 }
 
 // Per API key, on the routes that queue or cancel commands.
@@ -63,7 +66,7 @@ public sealed class ApiKeysUniqueValidator : IValidateOptions<ApiOptions>
             return ValidateOptionsResult.Fail("Api:Keys: two entries have the same Key.");
         }
 
-        var names = options.Keys.Select((k, i) => k.Name ?? $"key-{i}").ToList();
+        var names = options.Keys.Select((k, i) => k.NameOr(i)).ToList();
         return names.Distinct(StringComparer.Ordinal).Count() == names.Count
             ? ValidateOptionsResult.Success
             : ValidateOptionsResult.Fail("Api:Keys: two entries have the same Name.");
