@@ -1,7 +1,10 @@
 using System.Net;
 using System.Text.Json;
+using IotGateway.Telemetry;
 using IotGateway.Tests.Infrastructure;
 using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.DependencyInjection;
+using MQTTnet.Protocol;
 
 namespace IotGateway.Tests.Gateway;
 
@@ -53,5 +56,63 @@ public sealed class DatabaseTroubleTests
         await gateway.WaitForDeviceAsync("patient", d => d.TelemetryCount == 6, "every reading held back is stored once the lock is released", Timeout);
         await gateway.WaitUntilReadyAsync();
         Assert.True(gateway.Logs.Contains("Storage works again"));
+    }
+
+    // Back-pressure: while the writer cannot commit, the bounded queue fills and stays full; the rest waits
+    // unacknowledged in the broker rather than in the gateway's memory, and nothing is lost when it drains.
+    [SkippableFact]
+    public async Task SlowDatabaseFillsTheBoundedQueueAndTheBrokerHoldsTheRest()
+    {
+        const int Held = 200;
+        MosquittoBroker.SkipIfUnavailable();
+        await using var broker = await MosquittoBroker.StartAsync();
+        await using var gateway = await GatewayApp.StartAsync(broker.Url, s =>
+        {
+            s["Ingest:QueueCapacity"] = "8";
+            s["Ingest:MaxBatchSize"] = "4";
+            s["Ingest:RetryMaxDelaySeconds"] = "0.2";
+            // Each attempt against the lock waits this long (5 s by default) before it fails.
+            s["ConnectionStrings:Gateway"] += ";Default Timeout=1";
+        });
+        await using var device = await TestMqttClient.ConnectAsync(broker, "pressing");
+        await device.PublishAsync("iot/data/pressing", """{"temp":1,"messageId":"before"}""");
+        await gateway.WaitForDeviceAsync("pressing", d => d.TelemetryCount == 1, "the first reading is stored");
+
+        var queue = gateway.Services.GetRequiredService<IngestQueue>();
+        await using (var locker = new SqliteConnection($"Data Source={gateway.DatabasePath};Pooling=False"))
+        {
+            await locker.OpenAsync();
+            await using (var begin = locker.CreateCommand())
+            {
+                begin.CommandText = "BEGIN EXCLUSIVE;";
+                await begin.ExecuteNonQueryAsync();
+            }
+
+            for (var i = 0; i < Held; i++)
+            {
+                await device.PublishAsync("iot/data/pressing", $$"""{"temp":2,"messageId":"held-{{i}}"}""", MqttQualityOfServiceLevel.AtLeastOnce);
+            }
+
+            await Eventually.UntilAsync(() => Task.FromResult(queue.Count == 8 && gateway.Logs.Contains("(attempt 2)")), Timeout,
+                "the queue is full and the writer keeps retrying its batch");
+            Assert.Equal(8, queue.Count);
+
+            await using var commit = locker.CreateCommand();
+            commit.CommandText = "COMMIT;";
+            await commit.ExecuteNonQueryAsync();
+        }
+
+        await gateway.WaitForDeviceAsync("pressing", d => d.TelemetryCount == 1 + Held, "every reading the broker held back is stored", Timeout);
+        Assert.Equal(1 + Held, GatewayRows(gateway.DatabasePath, "pressing"));
+    }
+
+    private static long GatewayRows(string databasePath, string deviceId)
+    {
+        using var connection = new SqliteConnection($"Data Source={databasePath};Mode=ReadOnly;Pooling=False");
+        connection.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = """SELECT COUNT(DISTINCT "MessageKey") FROM "Telemetry" WHERE "DeviceId" = $d""";
+        command.Parameters.AddWithValue("$d", deviceId);
+        return (long)command.ExecuteScalar()!;
     }
 }
