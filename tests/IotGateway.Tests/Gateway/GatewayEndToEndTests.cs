@@ -379,6 +379,59 @@ public sealed class GatewayEndToEndTests
         Assert.Equal(HttpStatusCode.NotFound, (await gateway.Http.GetAsync($"/api/commands/bulk/{Guid.NewGuid()}")).StatusCode);
     }
 
+    // Keyset paging and the filters of the list routes, as the README describes them: devices by id, a device's
+    // commands newest first, signedIn and status filters, nextCursor until the last page.
+    [SkippableFact]
+    public async Task ListsPageWithCursorsAndFilter()
+    {
+        await using var broker = await StartBrokerAsync();
+        await using var gateway = await GatewayApp.StartAsync(broker.Url);
+        await using var a = await SignInAsync(broker, gateway, "page-a");
+        await using var b = await SignInAsync(broker, gateway, "page-b");
+        await using (var c = await SignInAsync(broker, gateway, "page-c"))
+        {
+            await c.PublishAsync("iot/register/page-c", "SIGN_OUT", retain: true);
+            await gateway.WaitForDeviceAsync("page-c", d => !d.SignedIn, "page-c signs out");
+        }
+
+        var ids = new List<string>();
+        string? cursor = null;
+        do
+        {
+            var page = await gateway.Http.GetFromJsonAsync<Page<DeviceView>>($"/api/devices?limit=1{(cursor is null ? "" : "&cursor=" + Uri.EscapeDataString(cursor))}", GatewayApp.Json);
+            ids.AddRange(page!.Items.Select(d => d.Id));
+            Assert.True(page.Items.Count <= 1);
+            cursor = page.NextCursor;
+        }
+        while (cursor is not null);
+        Assert.Equal(["page-a", "page-b", "page-c"], ids);
+        Assert.Equal(["page-a", "page-b"], (await gateway.Http.GetFromJsonAsync<Page<DeviceView>>("/api/devices?signedIn=true", GatewayApp.Json))!.Items.Select(d => d.Id));
+        Assert.Equal(["page-c"], (await gateway.Http.GetFromJsonAsync<Page<DeviceView>>("/api/devices?signedIn=false", GatewayApp.Json))!.Items.Select(d => d.Id));
+
+        // Three commands to page-a: the first two answered, the newest left open.
+        var queued = new List<Guid>();
+        for (var i = 0; i < 3; i++)
+        {
+            queued.Add((await gateway.QueueCommandAsync("page-a", new { command = $"STEP_{i}" })).Id);
+        }
+
+        foreach (var id in queued.Take(2))
+        {
+            await a.WaitForMessageAsync(m => m.Payload.Contains(id.ToString()), Timeout);
+            await a.PublishAsync("iot/cmd/resp/page-a", ArticleAnswer("page-a", id, "STEP", "DONE"));
+            await gateway.WaitForCommandAsync(id, CommandStatus.Completed);
+        }
+
+        var first = await gateway.Http.GetFromJsonAsync<Page<CommandView>>("/api/devices/page-a/commands?status=Completed&limit=1", GatewayApp.Json);
+        Assert.Equal(queued[1], Assert.Single(first!.Items).Id);
+        var second = await gateway.Http.GetFromJsonAsync<Page<CommandView>>(
+            $"/api/devices/page-a/commands?status=Completed&limit=1&cursor={Uri.EscapeDataString(first.NextCursor!)}", GatewayApp.Json);
+        Assert.Equal(queued[0], Assert.Single(second!.Items).Id);
+        Assert.Null(second.NextCursor);
+        var all = await gateway.Http.GetFromJsonAsync<Page<CommandView>>("/api/devices/page-a/commands", GatewayApp.Json);
+        Assert.Equal(queued.AsEnumerable().Reverse(), all!.Items.Select(c => c.Id));
+    }
+
     [SkippableFact]
     public async Task ErrorResultMarksCommandFailed()
     {
