@@ -86,6 +86,28 @@ public sealed class GatewayApp : IAsyncDisposable
         return app;
     }
 
+    // The embedded broker on a free port. A free port can be taken by a parallel test between finding and binding
+    // it, so a refused bind tries another. Returns the gateway and the port devices connect to.
+    public static async Task<(GatewayApp Gateway, int Port)> StartEmbeddedAsync(Action<Dictionary<string, string?>>? configure = null)
+    {
+        for (var attempt = 0; ; attempt++)
+        {
+            var port = MosquittoBroker.FindFreePort();
+            try
+            {
+                var gateway = await StartAsync("embedded", s =>
+                {
+                    s["Mqtt:Embedded:Port"] = port.ToString(System.Globalization.CultureInfo.InvariantCulture);
+                    configure?.Invoke(s);
+                });
+                return (gateway, port);
+            }
+            catch (Exception ex) when (attempt < 3 && ex.ToString().Contains("cannot listen", StringComparison.Ordinal))
+            {
+            }
+        }
+    }
+
     public async Task RestartAsync(bool waitUntilReady = true, bool waitForDatabase = true)
     {
         await StopAsync();

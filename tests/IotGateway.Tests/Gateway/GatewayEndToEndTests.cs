@@ -432,6 +432,36 @@ public sealed class GatewayEndToEndTests
         Assert.Equal(queued.AsEnumerable().Reverse(), all!.Items.Select(c => c.Id));
     }
 
+    // The README's walkthrough on the default embedded broker: a device that went offline with a persistent
+    // session (MQTT 3.1.1, as mosquitto_sub -c) gets the command the broker held for it when it comes back, and
+    // a dropped connection signs it out through its Last Will.
+    [Fact]
+    public async Task EmbeddedBrokerHoldsCommandsForAnOfflineDevice()
+    {
+        var (started, port) = await GatewayApp.StartEmbeddedAsync();
+        await using var gateway = started;
+        await using var device = await TestMqttClient.ConnectAsync("127.0.0.1", port, "walkthrough", o => o
+            .WithProtocolVersion(MqttProtocolVersion.V311).WithCleanSession(false)
+            .WithWillTopic("iot/register/walkthrough").WithWillPayload("SIGN_OUT").WithWillRetain()
+            .WithWillQualityOfServiceLevel(MqttQualityOfServiceLevel.ExactlyOnce));
+        await device.SubscribeAsync("iot/cmd/req/walkthrough");
+        await device.PublishAsync("iot/register/walkthrough", "SIGN_IN", retain: true);
+        await gateway.WaitForDeviceAsync("walkthrough", d => d.SignedIn, "the device signs in");
+        await device.DisconnectAsync();
+
+        var queued = await gateway.QueueCommandAsync("walkthrough", new { command = "PING" });
+        await gateway.WaitForCommandAsync(queued.Id, CommandStatus.Published);
+        Assert.DoesNotContain(device.ReceivedMessages, m => m.Payload.Contains(queued.Id.ToString()));
+
+        await device.ReconnectAsync();
+        await device.WaitForMessageAsync(m => m.Payload.Contains(queued.Id.ToString()), Timeout);
+        await device.PublishAsync("iot/cmd/resp/walkthrough", ArticleAnswer("walkthrough", queued.Id, "PING", "PONG"));
+        await gateway.WaitForCommandAsync(queued.Id, CommandStatus.Completed);
+
+        await device.DropConnectionAsync();
+        await gateway.WaitForDeviceAsync("walkthrough", d => !d.SignedIn, "the Last Will signs the device out");
+    }
+
     [SkippableFact]
     public async Task ErrorResultMarksCommandFailed()
     {

@@ -148,26 +148,11 @@ public sealed partial class BrokerSecurityTests
     [Fact]
     public async Task EmbeddedBrokerCanRequireDeviceCredentials()
     {
-        // A free port can be taken by a parallel test between finding and binding it: try another.
-        GatewayApp? started = null;
-        var port = 0;
-        for (var attempt = 0; started is null; attempt++)
+        var (started, port) = await GatewayApp.StartEmbeddedAsync(s =>
         {
-            port = MosquittoBroker.FindFreePort();
-            try
-            {
-                started = await GatewayApp.StartAsync("embedded", s =>
-                {
-                    s["Mqtt:Embedded:Port"] = port.ToString(CultureInfo.InvariantCulture);
-                    s["Mqtt:Embedded:Users:0:Username"] = "device";
-                    s["Mqtt:Embedded:Users:0:Password"] = "device-password-1";
-                });
-            }
-            catch (Exception ex) when (attempt < 3 && ex.ToString().Contains("cannot listen", StringComparison.Ordinal))
-            {
-            }
-        }
-
+            s["Mqtt:Embedded:Users:0:Username"] = "device";
+            s["Mqtt:Embedded:Users:0:Password"] = "device-password-1";
+        });
         await using var gateway = started;
 
         await using (var device = await TestMqttClient.ConnectAsync("127.0.0.1", port, "with-password", o => o.WithCredentials("device", "device-password-1")))
