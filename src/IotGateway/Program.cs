@@ -45,6 +45,11 @@ builder.Services.AddGatewaySwagger();
 builder.Services.AddGatewayHealthChecks();
 
 var app = builder.Build();
+if (!SettingsCheck.Passes(app.Services, app.Logger))
+{
+    await app.DisposeAsync(); // flushes the console logger, which writes on its own thread
+    return SettingsCheck.ExitCode;
+}
 
 // The database is opened (and migrated) by DatabaseStartup, which keeps retrying while it cannot.
 app.Services.GetRequiredService<ApiKeyStore>().Load();

@@ -30,7 +30,16 @@ public static class StorageSetup
     // A relative file is relative to the working directory; its folder is created so a fresh clone just runs.
     public static string ResolveConnectionString(string connectionString)
     {
-        var builder = new SqliteConnectionStringBuilder(connectionString);
+        SqliteConnectionStringBuilder builder;
+        try
+        {
+            builder = new SqliteConnectionStringBuilder(connectionString);
+        }
+        catch (ArgumentException e)
+        {
+            throw new InvalidOperationException($"ConnectionStrings:Gateway is not a SQLite connection string: {e.Message}", e);
+        }
+
         if (string.IsNullOrEmpty(builder.DataSource) || builder.DataSource == ":memory:" || builder.Mode == SqliteOpenMode.Memory)
         {
             throw new InvalidOperationException("ConnectionStrings:Gateway must name a SQLite file: the gateway's data has to survive a restart.");

@@ -13,6 +13,9 @@ public sealed class StartupChecksTests
     [InlineData("Mqtt__Topic__Data", "x", "were not found on the instance of IotGateway.Mqtt.MqttOptions: 'Topic'")] // a typo inside a known section
     [InlineData("Mqtt__ProtocolVersion", "4", "Mqtt:ProtocolVersion must be \"5\" or \"3.1.1\"")]
     [InlineData("Api__Keys__0__Key", "too-short", "Api:Keys:N:Key must be at least 16 characters")]
+    [InlineData("Ingest__QueueCapacity", "0", "Ingest: DataAnnotation validation failed for 'IngestOptions' members: 'QueueCapacity'")]
+    [InlineData("ConnectionStrings__Gateway", "Data Source=:memory:", "ConnectionStrings:Gateway must name a SQLite file")]
+    [InlineData("ConnectionStrings__Gateway", "Dta Source=x.db", "ConnectionStrings:Gateway is not a SQLite connection string")]
     public async Task BadSettingStopsTheGatewayAndNamesTheKey(string variable, string value, string named)
     {
         using var data = new TempDirectory("iotgw-startup-");
@@ -24,8 +27,11 @@ public sealed class StartupChecksTests
         });
 
         await gateway.WaitForExitAsync(Timeout);
-        Assert.NotEqual(0, gateway.ExitCode);
-        Assert.Contains(gateway.Output, line => line.Contains(named, StringComparison.Ordinal));
+        Assert.Equal(78, gateway.ExitCode); // EX_CONFIG
+        Assert.Contains(gateway.Output, line => line.Contains($"Invalid setting, the gateway stops: ", StringComparison.Ordinal) && line.Contains(named, StringComparison.Ordinal));
+        Assert.DoesNotContain(gateway.Output, line => line.Contains("Unhandled exception", StringComparison.Ordinal));
+        // Nothing was acted on: no API key generated, no database or retained-message file created.
+        Assert.Empty(Directory.EnumerateFileSystemEntries(data.Path, "*", SearchOption.AllDirectories));
     }
 
     // The Dockerfile's HEALTHCHECK: `dotnet IotGateway.dll healthcheck <url>` exits 0 when the URL answers 200.

@@ -1,0 +1,46 @@
+using IotGateway.Data;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+
+namespace IotGateway;
+
+// Every bound section is validated before the gateway acts on any of them (the API key store would otherwise
+// create a key file for a gateway that is about to stop). A bad setting ends the process with one line that names
+// the key, and exit code 78 (EX_CONFIG), instead of an unhandled-exception stack trace.
+public static class SettingsCheck
+{
+    public const int ExitCode = 78;
+
+    public static bool Passes(IServiceProvider services, ILogger logger)
+    {
+        try
+        {
+            services.GetService<IStartupValidator>()?.Validate();
+            // The connection string is checked when the database options are built (a file, not :memory:).
+            _ = services.GetRequiredService<DbContextOptions<GatewayDbContext>>();
+            return true;
+        }
+        catch (Exception e) when (e is OptionsValidationException or InvalidOperationException or AggregateException)
+        {
+            foreach (var reason in Reasons(e))
+            {
+                logger.LogCritical("Invalid setting, the gateway stops: {Reason}", reason);
+            }
+
+            return false;
+        }
+    }
+
+    private static IEnumerable<string> Reasons(Exception e) => e switch
+    {
+        AggregateException all => all.InnerExceptions.SelectMany(Reasons),
+        OptionsValidationException invalid => invalid.Failures.Select(failure => InSection(invalid.OptionsType, failure)),
+        _ => [e.Message],
+    };
+
+    // Data-annotation failures name the class and member ("'QueueCapacity' with the error ..."): say the section too.
+    private static string InSection(Type optionsType, string failure) =>
+        optionsType.GetField("Section")?.GetValue(null) is string section && !failure.Contains(section + ":", StringComparison.Ordinal)
+            ? $"{section}: {failure}"
+            : failure;
+}
