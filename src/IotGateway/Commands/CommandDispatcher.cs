@@ -360,10 +360,8 @@ public sealed partial class CommandDispatcher(
     // the command: then only PublishedAt is filled in.
     private async Task MarkPublishedAsync(List<(Guid Id, DateTimeOffset At)> published)
     {
-        await using var scope = scopes.CreateAsyncScope();
-        var db = scope.ServiceProvider.GetRequiredService<GatewayDbContext>();
         var transitions = 0;
-        await using (var write = await WriteTransaction.BeginAsync(writeGate, db, CancellationToken.None))
+        await using (var write = await WriteTransaction.BeginAsync(writeGate, CancellationToken.None))
         {
             var update = write.Prepare("""
                 UPDATE "Commands" SET "PublishedAt" = $at,

@@ -51,7 +51,7 @@ public sealed partial class CommandExpiry(
         }
 
         var expired = new List<Guid>();
-        await using (var write = await WriteTransaction.BeginAsync(writeGate, db, cancellationToken))
+        await using (var write = await WriteTransaction.BeginAsync(writeGate, cancellationToken))
         {
             var update = write.Prepare("""
                 UPDATE "Commands" SET "Status" = 'Expired', "ExpiredAt" = $now
@@ -67,7 +67,7 @@ public sealed partial class CommandExpiry(
                 }
             }
 
-            await write.CommitAsync(cancellationToken);
+            await write.CommitAsync();
         }
 
         if (expired.Count > 0)

@@ -40,7 +40,7 @@ public sealed class CommandQueue(GatewayDbContext db, DatabaseWriteGate writeGat
 
         // One prepared INSERT per command in one transaction: a bulk request for 10,000 devices commits in
         // milliseconds, where change tracking took seconds.
-        await using (var write = await WriteTransaction.BeginAsync(writeGate, db, cancellationToken))
+        await using (var write = await WriteTransaction.BeginAsync(writeGate, cancellationToken))
         {
             var insert = write.Prepare("""
                 INSERT INTO "Commands" ("Id", "DeviceId", "Name", "Payload", "Status", "TtlSeconds", "CreatedAt", "ExpiresAt", "RequestedBy", "BatchId")
@@ -62,7 +62,7 @@ public sealed class CommandQueue(GatewayDbContext db, DatabaseWriteGate writeGat
                 command.Sequence = (long)insert.ExecuteScalar()!;
             }
 
-            await write.CommitAsync(cancellationToken);
+            await write.CommitAsync();
 
             // Still inside the gate: the dispatcher receives commands in the order they were committed.
             dispatcher.HandOver(commands);

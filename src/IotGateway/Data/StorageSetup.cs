@@ -3,6 +3,7 @@ using System.Runtime.CompilerServices;
 using Microsoft.Data.Sqlite;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Diagnostics;
+using Microsoft.EntityFrameworkCore.Infrastructure;
 
 namespace IotGateway.Data;
 
@@ -19,7 +20,8 @@ public static class StorageSetup
         services.AddDbContextPool<GatewayDbContext>(options => options
             .UseSqlite(ResolveConnectionString(configuration.GetConnectionString(ConnectionStringName) ?? DefaultConnectionString))
             .AddInterceptors(new SqlitePragmas()));
-        services.AddSingleton<DatabaseWriteGate>();
+        services.AddSingleton(sp => new DatabaseWriteGate(
+            RelationalOptionsExtension.Extract(sp.GetRequiredService<DbContextOptions<GatewayDbContext>>()).ConnectionString!));
 
         // The first hosted service: the others wait for it before they touch the database or the broker.
         services.AddSingleton<DatabaseStartup>();
@@ -71,13 +73,18 @@ public static class StorageSetup
 
     // Per-connection settings. synchronous=NORMAL under WAL is durable against process crashes (what the
     // lossless ingest relies on) and loses at most the last commits on power loss, never corrupts.
-    // They stay with the native connection, which the pool keeps open: applied once per native connection,
-    // not at every open (parsing five PRAGMAs per query showed up in the profile).
+    // A 16 MB page cache keeps the telemetry indexes' hot pages in memory during bursts.
+    internal static void ApplyConnectionPragmas(SqliteConnection connection)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = "PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=1000; PRAGMA foreign_keys=ON; PRAGMA cache_size=-16384; PRAGMA temp_store=MEMORY;";
+        command.ExecuteNonQuery();
+    }
+
+    // The settings stay with the native connection, which the pool keeps open: applied once per native
+    // connection, not at every open (parsing five PRAGMAs per query showed up in the profile).
     private sealed class SqlitePragmas : DbConnectionInterceptor
     {
-        // A 16 MB page cache keeps the telemetry indexes' hot pages in memory during bursts.
-        private const string Pragmas = "PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=1000; PRAGMA foreign_keys=ON; PRAGMA cache_size=-16384; PRAGMA temp_store=MEMORY;";
-
         private readonly ConditionalWeakTable<SQLitePCL.sqlite3, object> _configured = [];
 
         public override void ConnectionOpened(DbConnection connection, ConnectionEndEventData eventData) => Apply(connection);
@@ -91,15 +98,14 @@ public static class StorageSetup
 
         private void Apply(DbConnection connection)
         {
-            var handle = ((SqliteConnection)connection).Handle!;
+            var sqlite = (SqliteConnection)connection;
+            var handle = sqlite.Handle!;
             if (_configured.TryGetValue(handle, out _))
             {
                 return;
             }
 
-            using var command = connection.CreateCommand();
-            command.CommandText = Pragmas;
-            command.ExecuteNonQuery();
+            ApplyConnectionPragmas(sqlite);
             _configured.AddOrUpdate(handle, handle);
         }
     }

@@ -1,75 +1,80 @@
 using Microsoft.Data.Sqlite;
-using Microsoft.EntityFrameworkCore;
-using Microsoft.EntityFrameworkCore.Storage;
 
 namespace IotGateway.Data;
 
-// One raw-SQL write: the write gate held, the context's connection open, one SQLite transaction, and the
-// statements prepared on it. Raw SQL where the writers need INSERT … ON CONFLICT or RETURNING, which EF Core
-// does not express, or prepared statements repeated many times. Disposing without CommitAsync rolls back;
-// the gate is released last. Statements run synchronously on purpose: SQLite work is in-process CPU.
+// One raw-SQL write: the write gate held and one SQLite transaction (BEGIN IMMEDIATE) on the gate's writer
+// connection, whose statements are prepared once and reused. Raw SQL where the writers need INSERT … ON CONFLICT
+// or RETURNING, which EF Core does not express, or statements repeated many times. Disposing without CommitAsync
+// rolls back and reopens the writer connection; the gate is released last. Statements run synchronously on
+// purpose: SQLite work is in-process CPU.
 public sealed class WriteTransaction : IAsyncDisposable
 {
+    private readonly DatabaseWriteGate _writeGate;
     private readonly DatabaseWriteGate.Releaser _gate;
-    private readonly IDbContextTransaction _transaction;
-    private readonly SqliteConnection _connection;
-    private readonly List<SqliteCommand> _commands = [];
+    private readonly SqliteTransaction _transaction;
+    private bool _committed;
 
-    private WriteTransaction(DatabaseWriteGate.Releaser gate, IDbContextTransaction transaction, SqliteConnection connection)
+    private WriteTransaction(DatabaseWriteGate writeGate, DatabaseWriteGate.Releaser gate, SqliteTransaction transaction)
     {
+        _writeGate = writeGate;
         _gate = gate;
         _transaction = transaction;
-        _connection = connection;
     }
 
-    public static async Task<WriteTransaction> BeginAsync(DatabaseWriteGate writeGate, GatewayDbContext db, CancellationToken cancellationToken)
+    public static async Task<WriteTransaction> BeginAsync(DatabaseWriteGate writeGate, CancellationToken cancellationToken)
     {
         var gate = await writeGate.EnterAsync(cancellationToken);
         try
         {
-            await db.Database.OpenConnectionAsync(cancellationToken);
-            var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
-            return new WriteTransaction(gate, transaction, (SqliteConnection)db.Database.GetDbConnection());
+            return new WriteTransaction(writeGate, gate, writeGate.Connection().BeginTransaction());
         }
         catch
         {
+            writeGate.Reset();
             gate.Dispose();
             throw;
         }
     }
 
-    // A statement on this transaction with the named parameters in this order (set them by index or name).
+    // The statement for this SQL on this transaction, with the named parameters in this order (set them by index
+    // or name; every use must set all of them, values from the last use are still there).
     public SqliteCommand Prepare(string sql, params string[] parameterNames)
     {
-        var command = _connection.CreateCommand();
-        command.Transaction = (SqliteTransaction)_transaction.GetDbTransaction();
-        command.CommandText = sql;
-        foreach (var name in parameterNames)
-        {
-            command.Parameters.Add(new SqliteParameter { ParameterName = name });
-        }
-
-        command.Prepare();
-        _commands.Add(command);
+        var command = _writeGate.Statement(sql, parameterNames);
+        command.Transaction = _transaction;
         return command;
     }
 
-    public Task CommitAsync(CancellationToken cancellationToken = default) => _transaction.CommitAsync(cancellationToken);
+    public Task CommitAsync()
+    {
+        _transaction.Commit();
+        _committed = true;
+        return Task.CompletedTask;
+    }
 
-    public async ValueTask DisposeAsync()
+    public ValueTask DisposeAsync()
     {
         try
         {
-            foreach (var command in _commands)
+            if (!_committed)
             {
-                await command.DisposeAsync();
-            }
+                try
+                {
+                    _transaction.Rollback();
+                }
+                catch (SqliteException)
+                {
+                    // Closing the connection (below) discards the transaction anyway.
+                }
 
-            await _transaction.DisposeAsync();
+                _writeGate.Reset();
+            }
         }
         finally
         {
             _gate.Dispose();
         }
+
+        return ValueTask.CompletedTask;
     }
 }

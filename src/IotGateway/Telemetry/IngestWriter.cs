@@ -20,7 +20,6 @@ public sealed partial class IngestWriter(
     TopicLayout topics,
     DeviceRegistry registry,
     CommandCompletion completion,
-    IServiceScopeFactory scopes,
     DatabaseWriteGate writeGate,
     IOptions<IngestOptions> options,
     GatewayMetrics metrics,
@@ -158,10 +157,8 @@ public sealed partial class IngestWriter(
 
     internal async Task StoreAsync(IReadOnlyList<InboundMessage> batch)
     {
-        await using var scope = scopes.CreateAsyncScope();
-        var db = scope.ServiceProvider.GetRequiredService<GatewayDbContext>();
         var outcome = new BatchOutcome();
-        await using (var write = await WriteTransaction.BeginAsync(writeGate, db, CancellationToken.None))
+        await using (var write = await WriteTransaction.BeginAsync(writeGate, CancellationToken.None))
         {
             var now = time.GetUtcNow();
             var sql = new BatchStatements(write);
