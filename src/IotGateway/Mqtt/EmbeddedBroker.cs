@@ -21,7 +21,8 @@ public sealed partial class EmbeddedBroker(IOptions<MqttOptions> options, ILogge
     private readonly SemaphoreSlim _saveLock = new(1, 1);
     private MqttServer? _server;
     private int _saveScheduled;
-    private int _stopping;
+    private readonly Lock _stopSync = new();
+    private Task? _stopped;
 
     // The gateway's own client logs in with these when device credentials are required.
     public (string Username, string Password) InternalCredentials { get; } =
@@ -65,17 +66,28 @@ public sealed partial class EmbeddedBroker(IOptions<MqttOptions> options, ILogge
         LogStarted(_options.Embedded.Port);
     }
 
-    public async Task StopAsync(CancellationToken cancellationToken)
+    // A host can stop it twice (WebApplication.RunAsync and a test host both do): the second call, and disposal,
+    // wait for the first stop to end. Disposing the server while it still closes its listeners corrupted
+    // MQTTnet's listener list (InvalidOperationException: Collection was modified).
+    public Task StopAsync(CancellationToken cancellationToken)
     {
-        if (_server is not { IsStarted: true } || Interlocked.Exchange(ref _stopping, 1) == 1)
+        if (_server is not { IsStarted: true } server)
         {
-            return;
+            return Task.CompletedTask;
         }
 
+        lock (_stopSync)
+        {
+            return _stopped ??= StopServerAsync(server);
+        }
+    }
+
+    private async Task StopServerAsync(MqttServer server)
+    {
         await SaveRetainedMessagesAsync();
         try
         {
-            await _server.StopAsync(new MqttServerStopOptions());
+            await server.StopAsync(new MqttServerStopOptions());
         }
         catch (Exception ex) when (ex is InvalidOperationException or ObjectDisposedException)
         {
@@ -88,8 +100,25 @@ public sealed partial class EmbeddedBroker(IOptions<MqttOptions> options, ILogge
     // (WebApplication.RunAsync and a test host both stop it) is still saving.
     public async ValueTask DisposeAsync()
     {
-        _server?.Dispose();
-        await Task.CompletedTask;
+        Task? stopped;
+        lock (_stopSync)
+        {
+            stopped = _stopped;
+        }
+
+        if (stopped is not null)
+        {
+            await stopped.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        }
+
+        try
+        {
+            _server?.Dispose();
+        }
+        catch (Exception ex) when (ex is InvalidOperationException or ObjectDisposedException)
+        {
+            LogStopFailed(ex.Message);
+        }
     }
 
     // MQTT 3.1.1 lets a clean-session client send an empty id (mosquitto_pub does) and the broker must assign
