@@ -15,7 +15,7 @@ public static class BenchProgram
         Usage: dotnet run --project bench/IotGateway.Bench -c Release -- <subcommand> [options] [--configuration Release|Debug]
 
           ingest    [--readings 100000]                        drain a QoS 1 backlog: gateway vs mosquitto_sub
-          roundtrip [--devices 100] [--commands 2000] [--callers 8]
+          roundtrip [--devices 100] [--commands 10000] [--callers 8] [--warmup 15000]
                                                                command round trip vs bare MQTT request/response
           fleet     [--devices 10000]                          sign-in, memory, CPU and a bulk PING of a large fleet
           startup   [--readings 1000000]                       start → ready, empty and with N stored readings
@@ -100,7 +100,7 @@ public static class BenchProgram
     private static BenchArguments Options(string subcommand, string[] rest) => subcommand switch
     {
         "ingest" => BenchArguments.Parse(rest, ["readings", "configuration"]),
-        "roundtrip" => BenchArguments.Parse(rest, ["devices", "commands", "callers", "configuration"]),
+        "roundtrip" => BenchArguments.Parse(rest, ["devices", "commands", "callers", "warmup", "configuration"]),
         "fleet" => BenchArguments.Parse(rest, ["devices", "configuration"]),
         "startup" => BenchArguments.Parse(rest, ["readings", "configuration"]),
         "all" => BenchArguments.Parse(rest, ["configuration"]),
@@ -115,6 +115,7 @@ public static class BenchProgram
                 options.Int("devices", RoundTripBenchmark.DefaultDevices),
                 options.Int("commands", RoundTripBenchmark.DefaultCommands),
                 options.Int("callers", RoundTripBenchmark.DefaultCallers),
+                options.Int("warmup", RoundTripBenchmark.DefaultWarmUpCommands),
                 cancellationToken),
             "fleet" => new FleetBenchmark(layout).RunAsync(options.Int("devices", FleetBenchmark.DefaultDevices), cancellationToken),
             "startup" => new StartupBenchmark(layout).RunAsync(options.Int("readings", StartupBenchmark.DefaultReadings, min: 0), cancellationToken),
