@@ -45,7 +45,8 @@ public sealed class BulkCommandsController(GatewayDbContext db, CommandQueue que
     /// <param name="request">The command and the devices.</param>
     /// <param name="cancellationToken">Aborts the request.</param>
     /// <response code="202">Queued; Location points at the batch summary.</response>
-    /// <response code="400">Invalid body, device ids, or neither deviceIds nor signedIn given.</response>
+    /// <response code="200">signedIn: true and no device is signed in: nothing queued (count 0, no batch summary).</response>
+    /// <response code="400">Invalid body, device ids, neither deviceIds nor signedIn given, or more devices signed in than Commands:MaxBulkDevices.</response>
     /// <response code="404">Some of the devices were never seen.</response>
     /// <response code="413">The body is too large.</response>
     /// <response code="429">Too many command requests for this key; see Retry-After.</response>
@@ -55,6 +56,7 @@ public sealed class BulkCommandsController(GatewayDbContext db, CommandQueue que
     [Consumes("application/json")]
     [BodySizeLimit(RequestLimits.MaxBulkBodyBytes)]
     [ProducesResponseType<BulkCommandAccepted>(StatusCodes.Status202Accepted)]
+    [ProducesResponseType<BulkCommandAccepted>(StatusCodes.Status200OK)]
     [ProducesResponseType<ValidationProblemDetails>(StatusCodes.Status400BadRequest)]
     [ProducesResponseType<ProblemDetails>(StatusCodes.Status404NotFound)]
     [ProducesResponseType<ProblemDetails>(StatusCodes.Status413PayloadTooLarge)]
@@ -104,13 +106,25 @@ public sealed class BulkCommandsController(GatewayDbContext db, CommandQueue que
         }
         else
         {
+            // One more than allowed: a fleet larger than the limit is refused, never silently cut short.
             devices = await db.Devices.AsNoTracking().Where(d => d.SignedIn).OrderBy(d => d.Id).Select(d => d.Id)
-                .Take(limits.MaxBulkDevices).ToListAsync(cancellationToken);
+                .Take(limits.MaxBulkDevices + 1).ToListAsync(cancellationToken);
+            if (devices.Count > limits.MaxBulkDevices)
+            {
+                ModelState.AddModelError(nameof(request.SignedIn),
+                    $"More than {limits.MaxBulkDevices} devices are signed in (Commands:MaxBulkDevices): address them by deviceIds in parts, or raise the limit.");
+                return ValidationProblem(ModelState);
+            }
         }
 
         var batchId = Guid.CreateVersion7();
-        var spec = request.ToSpec(HttpContext.User.Identity?.Name);
-        var queued = devices.Count == 0 ? [] : await queue.QueueManyAsync(devices, spec, batchId, cancellationToken);
+        if (devices.Count == 0)
+        {
+            // No device is signed in: nothing queued, and no batch to point at.
+            return Ok(new BulkCommandAccepted(batchId, 0));
+        }
+
+        var queued = await queue.QueueManyAsync(devices, request.ToSpec(HttpContext.User.Identity?.Name), batchId, cancellationToken);
         return AcceptedAtAction(nameof(Summary), new { batchId }, new BulkCommandAccepted(batchId, queued.Count));
     }
 

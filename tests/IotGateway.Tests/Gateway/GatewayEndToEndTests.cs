@@ -379,6 +379,38 @@ public sealed class GatewayEndToEndTests
         Assert.Equal(HttpStatusCode.NotFound, (await gateway.Http.GetAsync($"/api/commands/bulk/{Guid.NewGuid()}")).StatusCode);
     }
 
+    // signedIn: true addresses the whole signed-in fleet or refuses: no device signed in queues nothing (200, no
+    // batch to point at); more than Commands:MaxBulkDevices is a 400, never a silent cut to the first N.
+    [SkippableFact]
+    public async Task BulkCommandForSignedInDevicesIsAllOrNothing()
+    {
+        await using var broker = await StartBrokerAsync();
+        await using var gateway = await GatewayApp.StartAsync(broker.Url, s => s["Commands:MaxBulkDevices"] = "2");
+
+        var none = await gateway.Http.PostAsJsonAsync("/api/commands/bulk", new { command = "PING", signedIn = true });
+        Assert.Equal(HttpStatusCode.OK, none.StatusCode);
+        Assert.Null(none.Headers.Location);
+        Assert.Equal(0, (await none.Content.ReadFromJsonAsync<BulkCommandAccepted>(GatewayApp.Json))!.Count);
+
+        await using var a = await SignInAsync(broker, gateway, "fleet-a");
+        await using var b = await SignInAsync(broker, gateway, "fleet-b");
+        await using var c = await SignInAsync(broker, gateway, "fleet-c");
+        var tooMany = await gateway.Http.PostAsJsonAsync("/api/commands/bulk", new { command = "PING", signedIn = true });
+        Assert.Equal(HttpStatusCode.BadRequest, tooMany.StatusCode);
+        Assert.Contains("Commands:MaxBulkDevices", await tooMany.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        foreach (var device in new[] { "fleet-a", "fleet-b", "fleet-c" })
+        {
+            Assert.Equal(0, (await gateway.Http.GetFromJsonAsync<DeviceView>($"/api/devices/{device}", GatewayApp.Json))!.PendingCommands);
+        }
+
+        await c.PublishAsync("iot/register/fleet-c", "SIGN_OUT", retain: true);
+        await gateway.WaitForDeviceAsync("fleet-c", d => !d.SignedIn, "fleet-c signs out");
+
+        var two = await gateway.Http.PostAsJsonAsync("/api/commands/bulk", new { command = "PING", signedIn = true });
+        Assert.Equal(HttpStatusCode.Accepted, two.StatusCode);
+        Assert.Equal(2, (await two.Content.ReadFromJsonAsync<BulkCommandAccepted>(GatewayApp.Json))!.Count);
+    }
+
     // Keyset paging and the filters of the list routes, as the README describes them: devices by id, a device's
     // commands newest first, signedIn and status filters, nextCursor until the last page.
     [SkippableFact]
