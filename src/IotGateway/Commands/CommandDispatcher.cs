@@ -379,7 +379,7 @@ public sealed partial class CommandDispatcher(
                 }
             }
 
-            await write.CommitAsync();
+            write.Commit();
         }
 
         metrics.CommandTransition(CommandStatus.Published, transitions);

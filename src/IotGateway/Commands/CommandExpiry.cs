@@ -67,7 +67,7 @@ public sealed partial class CommandExpiry(
                 }
             }
 
-            await write.CommitAsync();
+            write.Commit();
         }
 
         if (expired.Count > 0)

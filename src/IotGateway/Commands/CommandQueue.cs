@@ -62,7 +62,7 @@ public sealed class CommandQueue(GatewayDbContext db, DatabaseWriteGate writeGat
                 command.Sequence = (long)insert.ExecuteScalar()!;
             }
 
-            await write.CommitAsync();
+            write.Commit();
 
             // Still inside the gate: the dispatcher receives commands in the order they were committed.
             dispatcher.HandOver(commands);

@@ -4,7 +4,7 @@ namespace IotGateway.Data;
 
 // One raw-SQL write: the write gate held and one SQLite transaction (BEGIN IMMEDIATE) on the gate's writer
 // connection, whose statements are prepared once and reused. Raw SQL where the writers need INSERT … ON CONFLICT
-// or RETURNING, which EF Core does not express, or statements repeated many times. Disposing without CommitAsync
+// or RETURNING, which EF Core does not express, or statements repeated many times. Disposing without Commit
 // rolls back and reopens the writer connection; the gate is released last. Statements run synchronously on
 // purpose: SQLite work is in-process CPU.
 public sealed class WriteTransaction : IAsyncDisposable
@@ -45,11 +45,10 @@ public sealed class WriteTransaction : IAsyncDisposable
         return command;
     }
 
-    public Task CommitAsync()
+    public void Commit()
     {
         _transaction.Commit();
         _committed = true;
-        return Task.CompletedTask;
     }
 
     public ValueTask DisposeAsync()

@@ -173,7 +173,7 @@ public sealed partial class IngestWriter(
                 sql.RecordActivity(deviceId, activity.Readings, activity.LastSeen, now);
             }
 
-            await write.CommitAsync();
+            write.Commit();
         }
 
         Publish(outcome, batch);
