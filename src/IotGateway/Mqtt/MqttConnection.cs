@@ -324,7 +324,7 @@ public sealed partial class MqttConnection : BackgroundService
                 LogInsecureTls();
             }
 
-            builder.WithTlsOptions(tls => BrokerTls.Configure(tls, _options.Tls, _broker.Host));
+            builder.WithTlsOptions(tls => BrokerTls.Configure(tls, _options.Tls, _broker.Host, LogCertificateRefused));
         }
 
         var (username, password) = _broker.IsEmbedded && _options.Embedded.Users.Count > 0
@@ -392,6 +392,9 @@ public sealed partial class MqttConnection : BackgroundService
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Broker refused the connection: {ResultCode} {ReasonString}")]
     private partial void LogConnectRefused(MqttClientConnectResultCode resultCode, string? reasonString);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Broker certificate refused: {Reason}")]
+    private partial void LogCertificateRefused(string reason);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Cannot connect to broker {Broker}: {Reason}")]
     private partial void LogConnectFailed(string broker, string reason);

@@ -19,18 +19,25 @@ public sealed record TestCertificateFiles(string CertificatePath, string KeyPath
 
 /// <summary>
 /// A throw-away certificate authority (ECDSA P-256) that writes PEM files into a directory:
-/// the CA itself, server certificates for loopback and client certificates.
+/// the CA itself, server certificates for loopback (or for other names), client certificates and
+/// intermediate CAs.
 /// </summary>
 public sealed class TestCertificateAuthority : IDisposable
 {
+    private static readonly Oid ServerAuthentication = new("1.3.6.1.5.5.7.3.1");
+
     private readonly X509Certificate2 _ca;
     private readonly string _directory;
+    // PEM of the intermediate CAs between an issued certificate and the root (empty for a root CA).
+    private readonly string _intermediatesPem;
     private int _counter;
+    private int _intermediates;
 
-    private TestCertificateAuthority(X509Certificate2 ca, string directory, string certificatePath)
+    private TestCertificateAuthority(X509Certificate2 ca, string directory, string certificatePath, string intermediatesPem = "")
     {
         _ca = ca;
         _directory = directory;
+        _intermediatesPem = intermediatesPem;
         CertificatePath = certificatePath;
         Certificate = X509CertificateLoader.LoadCertificate(ca.RawData);
     }
@@ -59,18 +66,69 @@ public sealed class TestCertificateAuthority : IDisposable
     }
 
     /// <summary>A server certificate valid for 127.0.0.1, ::1 and localhost (plus <paramref name="extraDnsNames"/>).</summary>
-    public TestCertificateFiles CreateServerCertificate(string fileStem = "server", params string[] extraDnsNames)
+    public TestCertificateFiles CreateServerCertificate(string fileStem = "server", params string[] extraDnsNames) =>
+        Issue("CN=localhost", fileStem, ServerAuthentication, LoopbackNames(extraDnsNames));
+
+    /// <summary>
+    /// A certificate for 127.0.0.1, ::1 and localhost whose extended key usage is client authentication only:
+    /// the right CA and the right names, but not a certificate a server may present.
+    /// </summary>
+    public TestCertificateFiles CreateClientOnlyCertificateForLoopback(string fileStem = "client-only") =>
+        Issue("CN=localhost", fileStem, new Oid("1.3.6.1.5.5.7.3.2"), LoopbackNames([]));
+
+    /// <summary>
+    /// A server certificate for exactly <paramref name="dnsNames"/> (the first is also the CN) and no loopback
+    /// address: a certificate made for another host.
+    /// </summary>
+    public TestCertificateFiles CreateServerCertificateFor(string fileStem, params string[] dnsNames)
     {
+        ArgumentOutOfRangeException.ThrowIfZero(dnsNames.Length);
         var san = new SubjectAlternativeNameBuilder();
-        san.AddDnsName("localhost");
-        foreach (var name in extraDnsNames)
+        foreach (var name in dnsNames)
         {
             san.AddDnsName(name);
         }
 
-        san.AddIpAddress(IPAddress.Loopback);
-        san.AddIpAddress(IPAddress.IPv6Loopback);
-        return Issue("CN=localhost", fileStem, new Oid("1.3.6.1.5.5.7.3.1"), san.Build());
+        var dn = new X500DistinguishedNameBuilder();
+        dn.AddCommonName(dnsNames[0]);
+        return Issue(dn.Build().Name, fileStem, ServerAuthentication, san.Build());
+    }
+
+    /// <summary>
+    /// An intermediate CA signed by this one, writing into its own subdirectory. Its certificate PEM is
+    /// <see cref="CertificatePath"/>; <see cref="WriteChain"/> appends it to the certificates it issues.
+    /// </summary>
+    public TestCertificateAuthority CreateIntermediate(string name = "IotGateway Test Intermediate CA")
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var request = new CertificateRequest($"CN={name}", key, HashAlgorithmName.SHA256);
+        // Path length 0: it may sign end-entity certificates only.
+        request.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, true, 0, true));
+        request.CertificateExtensions.Add(new X509KeyUsageExtension(
+            X509KeyUsageFlags.KeyCertSign | X509KeyUsageFlags.CrlSign | X509KeyUsageFlags.DigitalSignature, true));
+        request.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(request.PublicKey, false));
+        request.CertificateExtensions.Add(X509AuthorityKeyIdentifierExtension.CreateFromCertificate(_ca, true, false));
+        var now = DateTimeOffset.UtcNow;
+        using var issued = request.Create(_ca, now.AddDays(-1), now.AddDays(180), NewSerial());
+        var intermediate = issued.CopyWithPrivateKey(key);
+
+        var directory = Path.Combine(_directory, $"intermediate-{Interlocked.Increment(ref _intermediates)}");
+        Directory.CreateDirectory(directory);
+        var path = Path.Combine(directory, "ca.crt");
+        var pem = intermediate.ExportCertificatePem() + "\n";
+        File.WriteAllText(path, pem);
+        return new TestCertificateAuthority(intermediate, directory, path, pem + _intermediatesPem);
+    }
+
+    /// <summary>
+    /// The certificate followed by the intermediate CAs up to (not including) the root, in one PEM file: what
+    /// a server sends in its handshake (mosquitto's <c>certfile</c> takes such a chain).
+    /// </summary>
+    public string WriteChain(TestCertificateFiles certificate)
+    {
+        var path = Path.ChangeExtension(certificate.CertificatePath, ".chain.crt");
+        File.WriteAllText(path, File.ReadAllText(certificate.CertificatePath).TrimEnd() + "\n" + _intermediatesPem);
+        return path;
     }
 
     /// <summary>A client certificate with the given common name.</summary>
@@ -97,11 +155,8 @@ public sealed class TestCertificateAuthority : IDisposable
             request.CertificateExtensions.Add(san);
         }
 
-        var serial = new byte[16];
-        RandomNumberGenerator.Fill(serial);
-        serial[0] &= 0x7F; // keep it positive
         var now = DateTimeOffset.UtcNow;
-        using var certificate = request.Create(_ca, now.AddDays(-1), now.AddDays(90), serial);
+        using var certificate = request.Create(_ca, now.AddDays(-1), now.AddDays(90), NewSerial());
 
         var n = Interlocked.Increment(ref _counter);
         var certificatePath = Path.Combine(_directory, $"{fileStem}-{n}.crt");
@@ -114,6 +169,28 @@ public sealed class TestCertificateAuthority : IDisposable
         }
 
         return new TestCertificateFiles(certificatePath, keyPath);
+    }
+
+    private static X509Extension LoopbackNames(string[] extraDnsNames)
+    {
+        var san = new SubjectAlternativeNameBuilder();
+        san.AddDnsName("localhost");
+        foreach (var name in extraDnsNames)
+        {
+            san.AddDnsName(name);
+        }
+
+        san.AddIpAddress(IPAddress.Loopback);
+        san.AddIpAddress(IPAddress.IPv6Loopback);
+        return san.Build();
+    }
+
+    private static byte[] NewSerial()
+    {
+        var serial = new byte[16];
+        RandomNumberGenerator.Fill(serial);
+        serial[0] &= 0x7F; // keep it positive
+        return serial;
     }
 
     public void Dispose()
