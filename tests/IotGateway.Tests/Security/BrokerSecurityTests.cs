@@ -104,7 +104,14 @@ public sealed partial class BrokerSecurityTests
     public async Task NoSecretAppearsInAnyLogLineOrResponseOfAWholeRun()
     {
         await using var broker = await StartAsync(new MosquittoBrokerOptions { Users = [(User, Password)] });
-        await using var gateway = await GatewayApp.StartAsync($"mqtt://{User}:{Password}@{broker.Host}:{broker.Port}");
+        // Every level an operator might turn on while debugging, the framework's and MQTTnet's included.
+        await using var gateway = await GatewayApp.StartAsync($"mqtt://{User}:{Password}@{broker.Host}:{broker.Port}",
+            s =>
+            {
+                s["Logging:LogLevel:Default"] = "Trace";
+                s["Logging:LogLevel:Microsoft.AspNetCore"] = "Trace";
+                s["Logging:LogLevel:Microsoft.EntityFrameworkCore"] = "Trace";
+            });
         await using var device = await TestMqttClient.ConnectAsync(broker, "secretive", o => o.WithCredentials(User, Password));
         await device.SubscribeAsync("iot/cmd/req/secretive");
         await device.PublishAsync("iot/register/secretive", "SIGN_IN", retain: true);
@@ -136,6 +143,16 @@ public sealed partial class BrokerSecurityTests
         await gateway.WaitUntilReadyAsync();
         await gateway.StopAsync();
 
+        // The database too (commands record who queued them by key name, never by key), WAL included.
+        var database = new System.Text.StringBuilder();
+        foreach (var file in Directory.EnumerateFiles(gateway.DataDirectory, "gateway.db*"))
+        {
+            database.Append(System.Text.Encoding.UTF8.GetString(await File.ReadAllBytesAsync(file)));
+        }
+
+        Assert.Contains("test-operator", database.ToString(), StringComparison.Ordinal); // the command's RequestedBy: the file was read
+        bodies.Add(database.ToString());
+
         var everything = string.Join('\n', gateway.Logs.Lines.Concat(bodies));
         foreach (var secret in new[] { Password, GatewayApp.OperatorKey, GatewayApp.ReaderKey })
         {
@@ -143,6 +160,9 @@ public sealed partial class BrokerSecurityTests
         }
 
         Assert.Contains("Connected to broker mqtt://gateway:***@", everything, StringComparison.Ordinal);
+        // The levels were on: ASP.NET Core's trace lines and the key handler's debug lines are there.
+        Assert.Contains(gateway.Logs.Lines, l => l.StartsWith("Trace Microsoft.AspNetCore", StringComparison.Ordinal));
+        Assert.Contains(gateway.Logs.Lines, l => l.StartsWith("Debug IotGateway.Security.ApiKeyAuthenticationHandler", StringComparison.Ordinal));
     }
 
     [Fact]
