@@ -1,5 +1,6 @@
 using Microsoft.AspNetCore.Diagnostics;
 using Microsoft.AspNetCore.Mvc;
+using Microsoft.Data.Sqlite;
 
 namespace IotGateway.Api;
 
@@ -27,4 +28,55 @@ public sealed class BadRequestExceptionHandler(IProblemDetailsService problems) 
             Exception = exception,
         });
     }
+}
+
+// The database failing under a request (another process holding the write lock past the busy timeout, a full disk,
+// an I/O error) is the service being unavailable, not a bug: 503 with Retry-After and SQLite's reason. The
+// request's transaction was rolled back, so nothing of it was stored. Logged once per request, as a warning.
+public sealed partial class DatabaseUnavailableExceptionHandler(IProblemDetailsService problems, ILogger<DatabaseUnavailableExceptionHandler> logger)
+    : IExceptionHandler
+{
+    public const int RetryAfterSeconds = 5;
+
+    // SQLITE_BUSY, LOCKED, READONLY, IOERR, CORRUPT, FULL, CANTOPEN, PROTOCOL: the database, not the request.
+    private static readonly HashSet<int> Unavailable = [5, 6, 8, 10, 11, 13, 14, 15];
+
+    public async ValueTask<bool> TryHandleAsync(HttpContext httpContext, Exception exception, CancellationToken cancellationToken)
+    {
+        var sqlite = Find(exception);
+        if (sqlite is null || !Unavailable.Contains(sqlite.SqliteErrorCode))
+        {
+            return false;
+        }
+
+        LogUnavailable(httpContext.Request.Method, httpContext.Request.Path, sqlite.Message);
+        httpContext.Response.StatusCode = StatusCodes.Status503ServiceUnavailable;
+        httpContext.Response.Headers.RetryAfter = RetryAfterSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        return await problems.TryWriteAsync(new ProblemDetailsContext
+        {
+            HttpContext = httpContext,
+            ProblemDetails = new ProblemDetails
+            {
+                Status = StatusCodes.Status503ServiceUnavailable,
+                Title = "Database not available",
+                Detail = $"The database cannot be used now ({sqlite.Message}); nothing of this request was stored. Retry later.",
+            },
+        });
+    }
+
+    private static SqliteException? Find(Exception? exception)
+    {
+        for (; exception is not null; exception = exception.InnerException)
+        {
+            if (exception is SqliteException sqlite)
+            {
+                return sqlite;
+            }
+        }
+
+        return null;
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "{Method} {Path} answered 503, the database is not available: {Reason}")]
+    private partial void LogUnavailable(string method, string path, string reason);
 }

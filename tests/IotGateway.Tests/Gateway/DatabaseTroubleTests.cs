@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Http.Json;
 using System.Text.Json;
 using IotGateway.Telemetry;
 using IotGateway.Tests.Infrastructure;
@@ -48,6 +49,15 @@ public sealed class DatabaseTroubleTests
                 StringComparison.Ordinal);
             Assert.True(gateway.Logs.Contains("they stay unacknowledged and will be retried"));
 
+            // An operator's command meanwhile: a clear 503 to retry (after SQLite's busy timeout), not a 500, and
+            // nothing half stored.
+            using var refused = await gateway.Http.PostAsJsonAsync("/api/devices/patient/commands", new { command = "PING" });
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, refused.StatusCode);
+            Assert.Equal("5", refused.Headers.GetValues("Retry-After").Single());
+            using var problem = JsonDocument.Parse(await refused.Content.ReadAsStringAsync());
+            Assert.Equal("Database not available", problem.RootElement.GetProperty("title").GetString());
+            Assert.Contains("database is locked", problem.RootElement.GetProperty("detail").GetString(), StringComparison.Ordinal);
+
             await using var commit = locker.CreateCommand();
             commit.CommandText = "COMMIT;";
             await commit.ExecuteNonQueryAsync();
@@ -56,6 +66,9 @@ public sealed class DatabaseTroubleTests
         await gateway.WaitForDeviceAsync("patient", d => d.TelemetryCount == 6, "every reading held back is stored once the lock is released", Timeout);
         await gateway.WaitUntilReadyAsync();
         Assert.True(gateway.Logs.Contains("Storage works again"));
+        Assert.Equal(0, (await gateway.Http.GetFromJsonAsync<Devices.DeviceView>("/api/devices/patient", GatewayApp.Json))!.PendingCommands);
+        using var accepted = await gateway.Http.PostAsJsonAsync("/api/devices/patient/commands", new { command = "PING" });
+        Assert.Equal(HttpStatusCode.Accepted, accepted.StatusCode);
     }
 
     // Back-pressure: while the writer cannot commit, the bounded queue fills and stays full; the rest waits

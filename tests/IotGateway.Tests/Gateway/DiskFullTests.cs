@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Http.Json;
 using System.Text.Json;
 using IotGateway.Data;
 using IotGateway.Tests.Infrastructure;
@@ -32,6 +33,13 @@ public sealed class DiskFullTests
         using (var live = await gateway.Http.GetAsync("/health/live"))
         {
             Assert.Equal(HttpStatusCode.OK, live.StatusCode);
+        }
+
+        // An operator's command cannot be stored either: a 503 that says why, not a 500.
+        using (var refused = await gateway.Http.PostAsJsonAsync($"/api/devices/{DeviceId}/commands", new { command = "PING" }))
+        {
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, refused.StatusCode);
+            Assert.Contains("full", await refused.Content.ReadAsStringAsync(), StringComparison.Ordinal);
         }
 
         File.Delete(filler);
