@@ -36,7 +36,8 @@ public sealed class BrokerTransportTests
         Assert.Contains($"as {gateway.ClientId} (p2, c0,", broker.ReadLog(), StringComparison.Ordinal);
     }
 
-    private static async Task RoundTripAsync(MosquittoBroker broker, GatewayApp gateway, string deviceId)
+    // Presence, a reading and a command answered: the gateway both receives and publishes over the connection.
+    internal static async Task RoundTripAsync(MosquittoBroker broker, GatewayApp gateway, string deviceId)
     {
         await using var device = await TestMqttClient.ConnectAsync(broker, deviceId, o => o.WithCleanStart(false).WithSessionExpiryInterval(600));
         await device.SubscribeAsync($"iot/cmd/req/{deviceId}");

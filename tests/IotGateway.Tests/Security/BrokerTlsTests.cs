@@ -1,7 +1,6 @@
 using System.Globalization;
 using System.Net;
 using System.Security.Cryptography.X509Certificates;
-using IotGateway.Data;
 using IotGateway.Tests.Gateway;
 using IotGateway.Tests.Infrastructure;
 
@@ -150,7 +149,7 @@ public sealed class BrokerTlsTests
 
         await using (var gateway = await GatewayApp.StartAsync(url, s => s["Mqtt:Tls:CaFile"] = ca.CertificatePath))
         {
-            await RoundTripAsync(broker, gateway, "over-wss");
+            await BrokerTransportTests.RoundTripAsync(broker, gateway, "over-wss");
             Assert.True(gateway.Logs.Contains($"Connected to broker {url}"));
         }
 
@@ -185,21 +184,6 @@ public sealed class BrokerTlsTests
 
         var line = gateway.Logs.Lines.First(l => l.Contains(prefix, StringComparison.Ordinal));
         return line[(line.IndexOf(prefix, StringComparison.Ordinal) + prefix.Length)..];
-    }
-
-    // Presence, a reading and a command answered: the gateway both receives and publishes over the connection.
-    private static async Task RoundTripAsync(MosquittoBroker broker, GatewayApp gateway, string deviceId)
-    {
-        await using var device = await TestMqttClient.ConnectAsync(broker, deviceId);
-        await device.SubscribeAsync($"iot/cmd/req/{deviceId}");
-        await device.PublishAsync($"iot/register/{deviceId}", "SIGN_IN", retain: true);
-        await device.PublishAsync($"iot/data/{deviceId}", """{"temp":20}""");
-        await gateway.WaitForDeviceAsync(deviceId, d => d.SignedIn && d.TelemetryCount == 1, "presence and a reading arrive", Timeout);
-
-        var queued = await gateway.QueueCommandAsync(deviceId, new { command = "PING" });
-        await device.WaitForMessageAsync(m => m.Payload.Contains(queued.Id.ToString(), StringComparison.Ordinal), Timeout);
-        await device.PublishAsync($"iot/cmd/resp/{deviceId}", GatewayEndToEndTests.ArticleAnswer(deviceId, queued.Id, "PING", "PONG"));
-        Assert.Equal("PONG", (await gateway.WaitForCommandAsync(queued.Id, CommandStatus.Completed, Timeout)).Result);
     }
 
     // The gateway's own line, naming the check that failed.
