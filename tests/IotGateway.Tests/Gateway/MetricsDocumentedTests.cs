@@ -35,6 +35,10 @@ public sealed partial class MetricsDocumentedTests
             ["Api__Keys__0__Role"] = "Operator",
             // Small enough that a test payload is rejected as oversized.
             ["Ingest__MaxPayloadBytes"] = "1024",
+            // Back at once after the outage below: the default backoff grows to 30 s, past this test's deadlines
+            // when a loaded machine stretches the outage.
+            ["Mqtt__ReconnectMinDelaySeconds"] = "0.1",
+            ["Mqtt__ReconnectMaxDelaySeconds"] = "0.5",
         });
         await gateway.WaitUntilReadyAsync(Timeout);
         using var http = new HttpClient { BaseAddress = gateway.BaseAddress };
