@@ -45,7 +45,8 @@ public static class Swagger
         return app;
     }
 
-    // Documents the 401 every route can return, and the 403 of the operator-only ones.
+    // Documents the 401 every route can return, the 403 of the operator-only ones, and the 503 every route answers
+    // while the database cannot be used (not open yet, locked elsewhere, disk full).
     private sealed class AuthorizationResponses : IOperationFilter
     {
         public void Apply(OpenApiOperation operation, OperationFilterContext context)
@@ -58,6 +59,8 @@ public static class Swagger
             {
                 operation.Responses.TryAdd("403", new OpenApiResponse { Description = "The key is a Reader key; this needs an Operator key." });
             }
+
+            operation.Responses.TryAdd("503", new OpenApiResponse { Description = "The database is not available now (the reason is in the body); see Retry-After." });
         }
     }
 }
