@@ -79,6 +79,11 @@ public sealed partial class MetricsDocumentedTests
         Assert.Equal(HttpStatusCode.Accepted, post.StatusCode);
         var queued = (await post.Content.ReadFromJsonAsync<QueuedCommand>(GatewayApp.Json))!;
         await device.WaitForMessageAsync(m => m.Payload.Contains(queued.Id.ToString(), StringComparison.Ordinal), Timeout);
+        // Answered only once it is marked Published: a faster answer takes it from Pending straight to Completed
+        // (the Published mark then only fills in publishedAt), and the Published transition would not be counted.
+        await Eventually.UntilAsync(async () =>
+            await http.GetFromJsonAsync<CommandView>($"/api/commands/{queued.Id}", GatewayApp.Json) is { Status: CommandStatus.Published } c ? c : null,
+            Timeout, "the command is marked Published");
         await device.PublishAsync("iot/cmd/resp/meter-1", GatewayEndToEndTests.ArticleAnswer("meter-1", queued.Id, "PING", "PONG"));
         await Eventually.UntilAsync(async () =>
             await http.GetFromJsonAsync<CommandView>($"/api/commands/{queued.Id}", GatewayApp.Json) is { Status: CommandStatus.Completed } c ? c : null,

@@ -80,10 +80,21 @@ public sealed class SimulatorWithGatewayTests
         var accepted = await post.Content.ReadFromJsonAsync<BulkCommandAccepted>(GatewayApp.Json);
         Assert.Equal(devices, accepted!.Count);
 
-        var summary = await Eventually.UntilAsync(async () =>
-            await gateway.Http.GetFromJsonAsync<BulkCommandSummary>($"/api/commands/bulk/{accepted.BatchId}", GatewayApp.Json) is { } s
-                && s.ByStatus.GetValueOrDefault(CommandStatus.Completed) == devices ? s : null,
-            TimeSpan.FromSeconds(60), "every device answers PONG");
+        BulkCommandSummary? last = null;
+        BulkCommandSummary summary;
+        try
+        {
+            summary = await Eventually.UntilAsync(async () =>
+                (last = await gateway.Http.GetFromJsonAsync<BulkCommandSummary>($"/api/commands/bulk/{accepted.BatchId}", GatewayApp.Json)) is { } s
+                    && s.ByStatus.GetValueOrDefault(CommandStatus.Completed) == devices ? s : null,
+                TimeSpan.FromSeconds(60), "every device answers PONG");
+        }
+        catch (TimeoutException e)
+        {
+            // Which statuses the stragglers are stuck in.
+            throw new TimeoutException($"{e.Message} Last summary: {string.Join(", ", last?.ByStatus.Select(p => $"{p.Key} {p.Value}") ?? [])}.", e);
+        }
+
         Assert.Equal(devices, summary.Total);
 
         await stop.CancelAsync();
