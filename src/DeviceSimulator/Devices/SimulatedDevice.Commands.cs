@@ -53,14 +53,9 @@ internal sealed partial class SimulatedDevice
                 _commands.Close();   // a rebooting device takes no further command; they wait in the session
             }
 
-            try
-            {
-                await AnswerAsync(request, outcome).ConfigureAwait(false);
-            }
-            catch (Exception ex)
+            if (!await TryAnswerAsync(request, outcome).ConfigureAwait(false))
             {
                 // Not acknowledged, so the broker delivers it again at the next connection and it is answered then.
-                _log.Step($"COULD NOT SEND COMMAND RESPONSE: {ex.GetBaseException().Message}");
                 e.AutoAcknowledge = false;
                 return;
             }
@@ -81,6 +76,31 @@ internal sealed partial class SimulatedDevice
 
                 _rebootPending = true;
                 _wake.Raise(WakeReasons.RebootRequested);
+            }
+        }
+    }
+
+    // A failed answer (a timeout, the broker refusing it) is tried again on this connection: an always-online device
+    // would otherwise leave the command unanswered until its next connection, which may never come. A retry after a
+    // lost acknowledgement can send the answer twice; the gateway ignores an answer to a finished command.
+    private async Task<bool> TryAnswerAsync(CommandRequest request, CommandOutcome outcome)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                await AnswerAsync(request, outcome).ConfigureAwait(false);
+                return true;
+            }
+            catch (Exception ex) when (attempt < AnswerAttempts)
+            {
+                _log.Step($"COULD NOT SEND COMMAND RESPONSE (ATTEMPT {attempt} OF {AnswerAttempts}), TRYING AGAIN: {ex.GetBaseException().Message}");
+                await Task.Delay(AnswerRetryDelay * attempt, _time).ConfigureAwait(false);
+            }
+            catch (Exception ex)
+            {
+                _log.Step($"COULD NOT SEND COMMAND RESPONSE: {ex.GetBaseException().Message}");
+                return false;
             }
         }
     }

@@ -12,6 +12,8 @@ internal sealed partial class SimulatedDevice : ICommandTarget, IDisposable
 {
     private const int MaxUnsentReadings = 100;
     private static readonly TimeSpan AnswerTimeout = TimeSpan.FromSeconds(10);
+    private static readonly TimeSpan AnswerRetryDelay = TimeSpan.FromSeconds(0.5);
+    private const int AnswerAttempts = 3;
     private static readonly TimeSpan SignOutTimeout = TimeSpan.FromSeconds(15);
 
     // Stopping with the broker down should not hang for long; if we were online the broker has our will anyway.

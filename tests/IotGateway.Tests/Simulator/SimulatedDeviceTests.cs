@@ -46,6 +46,25 @@ public class SimulatedDeviceTests
         await Until.TrueAsync(() => running.Device.CommandsAnswered == 1, Deadline, "the answer to be counted");
     }
 
+    // An answer the broker refuses is sent again on the same connection: an always-online device has no next
+    // connection at which an unacknowledged command would come back.
+    [Fact]
+    public async Task RefusedAnswerIsSentAgainOnTheSameConnection()
+    {
+        await using var broker = await SimulatorBroker.StartAsync();
+        await using var gateway = await GatewayStandIn.ConnectAsync(broker);
+        await using var running = new RunningDevice(broker.DeviceSettings("stubborn-device") with { AlwaysOnline = true });
+        await gateway.WaitForPresenceAsync("stubborn-device", "SIGN_IN", Deadline);
+        broker.RefuseNext("iot/cmd/resp/stubborn-device", 2);
+
+        var uuid = await gateway.SendCommandAsync("stubborn-device", "PING");
+        var answer = await gateway.WaitForAnswerAsync("stubborn-device", uuid, Deadline);
+
+        Assert.Equal("PONG", answer.GetProperty("commandResult").GetString());
+        Assert.Contains("(ATTEMPT 2 OF 3), TRYING AGAIN", running.Log, StringComparison.Ordinal);
+        Assert.Equal(1, gateway.Count(m => m.Topic == "iot/cmd/resp/stubborn-device"));
+    }
+
     [Fact]
     public async Task UnknownCommandIsAnsweredWithErrorUnknownCommand()
     {

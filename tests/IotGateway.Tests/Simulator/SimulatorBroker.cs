@@ -15,6 +15,7 @@ internal sealed class SimulatorBroker : IAsyncDisposable
 {
     private readonly MqttServer _server;
     private readonly ConcurrentQueue<(string ClientId, MqttClientDisconnectType How)> _disconnects = new();
+    private readonly ConcurrentDictionary<string, int> _refusals = new(StringComparer.Ordinal);
 
     private SimulatorBroker(MqttServer server, int port)
     {
@@ -23,6 +24,18 @@ internal sealed class SimulatorBroker : IAsyncDisposable
         _server.ClientDisconnectedAsync += e =>
         {
             _disconnects.Enqueue((e.ClientId, e.DisconnectType));
+            return Task.CompletedTask;
+        };
+        _server.InterceptingPublishAsync += e =>
+        {
+            if (_refusals.TryGetValue(e.ApplicationMessage.Topic, out var left) && left > 0
+                && _refusals.TryUpdate(e.ApplicationMessage.Topic, left - 1, left))
+            {
+                // Refused with a reason code (PUBREC for QoS 2), as a broker that cannot take it now would.
+                e.ProcessPublish = false;
+                e.Response.ReasonCode = MQTTnet.Protocol.MqttPubAckReasonCode.ImplementationSpecificError;
+            }
+
             return Task.CompletedTask;
         };
     }
@@ -55,6 +68,9 @@ internal sealed class SimulatorBroker : IAsyncDisposable
         Protocol = protocol,
         RandomSeed = 42,
     };
+
+    // The next `count` messages published on this topic are refused instead of delivered.
+    public void RefuseNext(string topic, int count) => _refusals[topic] = count;
 
     public IReadOnlyList<MqttClientDisconnectType> DisconnectsOf(string clientId) =>
         _disconnects.Where(d => d.ClientId == clientId).Select(d => d.How).ToList();
