@@ -20,7 +20,7 @@ public static class SettingsCheck
             _ = services.GetRequiredService<DbContextOptions<GatewayDbContext>>();
             return true;
         }
-        catch (Exception e) when (e is OptionsValidationException or InvalidOperationException or AggregateException)
+        catch (Exception e) when (IsSettingError(e))
         {
             foreach (var reason in Reasons(e))
             {
@@ -30,6 +30,17 @@ public static class SettingsCheck
             return false;
         }
     }
+
+    // Validation failures, the configuration binder's errors (unknown key, a value of the wrong type) and our
+    // connection string check; anything else (a bug) keeps its stack trace.
+    private static bool IsSettingError(Exception e) => e switch
+    {
+        OptionsValidationException => true,
+        AggregateException all => all.InnerExceptions.All(IsSettingError),
+        InvalidOperationException => e.TargetSite?.DeclaringType is { } thrower
+            && (thrower.Namespace == "Microsoft.Extensions.Configuration" || thrower == typeof(StorageSetup)),
+        _ => false,
+    };
 
     private static IEnumerable<string> Reasons(Exception e) => e switch
     {

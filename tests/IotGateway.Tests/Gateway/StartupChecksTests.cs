@@ -12,6 +12,7 @@ public sealed class StartupChecksTests
     [Theory]
     [InlineData("Mqtt__Topic__Data", "x", "were not found on the instance of IotGateway.Mqtt.MqttOptions: 'Topic'")] // a typo inside a known section
     [InlineData("Mqtt__ProtocolVersion", "4", "Mqtt:ProtocolVersion must be \"5\" or \"3.1.1\"")]
+    [InlineData("Mqtt__KeepAliveSeconds", "abc", "Failed to convert configuration value 'abc' at 'Mqtt:KeepAliveSeconds'")]
     [InlineData("Api__Keys__0__Key", "too-short", "Api:Keys:N:Key must be at least 16 characters")]
     [InlineData("Ingest__QueueCapacity", "0", "Ingest: DataAnnotation validation failed for 'IngestOptions' members: 'QueueCapacity'")]
     [InlineData("ConnectionStrings__Gateway", "Data Source=:memory:", "ConnectionStrings:Gateway must name a SQLite file")]
