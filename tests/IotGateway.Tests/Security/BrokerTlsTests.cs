@@ -21,26 +21,18 @@ public sealed class BrokerTlsTests
         using var ca = TestCertificateAuthority.Create(files.Path);
         var loopback = ca.CreateServerCertificate("loopback");
         var otherHost = ca.CreateServerCertificateFor("other-host", "other.example");
-        var (loopbackPort, otherHostPort) = TwoFreePorts();
-        await using var broker = await MosquittoBroker.StartAsync(new MosquittoBrokerOptions
-        {
-            ExtraConfig = TlsListener(loopbackPort, loopback.CertificatePath, loopback.KeyPath)
-                + TlsListener(otherHostPort, otherHost.CertificatePath, otherHost.KeyPath),
-        });
+        var (broker, urls) = await StartTlsBrokerAsync(webSockets: false, loopback, otherHost);
+        await using var _ = broker;
 
         // The same CA with the right name connects: what is refused below is the name, not the CA.
-        await using (var control = await GatewayApp.StartAsync(MqttsUrl(loopbackPort), s => s["Mqtt:Tls:CaFile"] = ca.CertificatePath))
-        {
-            Assert.True(control.Logs.Contains($"Connected to broker {MqttsUrl(loopbackPort)}"));
-        }
+        await AssertConnectsAsync(urls[0], ca.CertificatePath);
 
-        var url = MqttsUrl(otherHostPort);
+        var url = urls[1];
         await using (var refused = await GatewayApp.StartAsync(url, s => s["Mqtt:Tls:CaFile"] = ca.CertificatePath, waitUntilReady: false))
         {
             // SslStream reports any refusal by a validation callback only as "rejected by the provided
             // RemoteCertificateValidationCallback": the gateway logs which check failed itself.
-            await AssertRefusedAsync(broker, refused, url);
-            AssertCertificateRefusedFor(refused, "is not for '127.0.0.1'");
+            await AssertRefusedAsync(broker, refused, url, because: "is not for '127.0.0.1'");
         }
 
         // The development switch accepts the very same certificate, and warns when the gateway starts.
@@ -64,25 +56,16 @@ public sealed class BrokerTlsTests
         var server = ca.CreateServerCertificate("server");
         // What a device of the same private CA holds: its certificate and key, for client authentication only.
         var clientOnly = ca.CreateClientOnlyCertificateForLoopback();
-        var (serverPort, clientOnlyPort) = TwoFreePorts();
-        await using var broker = await MosquittoBroker.StartAsync(new MosquittoBrokerOptions
-        {
-            ExtraConfig = TlsListener(serverPort, server.CertificatePath, server.KeyPath)
-                + TlsListener(clientOnlyPort, clientOnly.CertificatePath, clientOnly.KeyPath),
-        });
+        var (broker, urls) = await StartTlsBrokerAsync(webSockets: false, server, clientOnly);
+        await using var _ = broker;
 
         // The same CA and names with a server certificate connect: what is refused below is the usage alone.
-        await using (var control = await GatewayApp.StartAsync(MqttsUrl(serverPort), s => s["Mqtt:Tls:CaFile"] = ca.CertificatePath))
-        {
-            Assert.True(control.Logs.Contains($"Connected to broker {MqttsUrl(serverPort)}"));
-        }
+        await AssertConnectsAsync(urls[0], ca.CertificatePath);
 
         // The system's check (SslStream) refuses a certificate whose extended key usage excludes servers;
         // "certificate errors refuse the connection" holds for the CA file too.
-        var url = MqttsUrl(clientOnlyPort);
-        await using var gateway = await GatewayApp.StartAsync(url, s => s["Mqtt:Tls:CaFile"] = ca.CertificatePath, waitUntilReady: false);
-        await AssertRefusedAsync(broker, gateway, url);
-        AssertCertificateRefusedFor(gateway, "is not trusted by Mqtt:Tls:CaFile: NotValidForUsage");
+        await using var gateway = await GatewayApp.StartAsync(urls[1], s => s["Mqtt:Tls:CaFile"] = ca.CertificatePath, waitUntilReady: false);
+        await AssertRefusedAsync(broker, gateway, urls[1], because: "is not trusted by Mqtt:Tls:CaFile: NotValidForUsage");
     }
 
     [SkippableFact]
@@ -104,12 +87,10 @@ public sealed class BrokerTlsTests
         Assert.Equal(2, CountCertificates(leafAndIntermediate));
         Assert.Equal(3, CountCertificates(withRoot));
 
-        var (port, withRootPort) = TwoFreePorts();
-        await using var broker = await MosquittoBroker.StartAsync(new MosquittoBrokerOptions
-        {
-            ExtraConfig = TlsListener(port, leafAndIntermediate, server.KeyPath) + TlsListener(withRootPort, withRoot, server.KeyPath),
-        });
-        var url = MqttsUrl(port);
+        var (broker, urls) = await StartTlsBrokerAsync(webSockets: false,
+            new TestCertificateFiles(leafAndIntermediate, server.KeyPath), new TestCertificateFiles(withRoot, server.KeyPath));
+        await using var _ = broker;
+        var (url, withRootUrl) = (urls[0], urls[1]);
 
         await using (var gateway = await GatewayApp.StartAsync(url, s => s["Mqtt:Tls:CaFile"] = root.CertificatePath))
         {
@@ -122,11 +103,9 @@ public sealed class BrokerTlsTests
         // A root that did not sign the chain does not vouch for it, whether or not the broker sends its own root.
         await using (var unrelatedRoot = await GatewayApp.StartAsync(url, s => s["Mqtt:Tls:CaFile"] = unrelated.CertificatePath, waitUntilReady: false))
         {
-            await AssertRefusedAsync(broker, unrelatedRoot, url);
-            AssertCertificateRefusedFor(unrelatedRoot, "is not trusted by Mqtt:Tls:CaFile");
+            await AssertRefusedAsync(broker, unrelatedRoot, url, because: "is not trusted by Mqtt:Tls:CaFile");
         }
 
-        var withRootUrl = MqttsUrl(withRootPort);
         await using var sentRoot = await GatewayApp.StartAsync(withRootUrl, s => s["Mqtt:Tls:CaFile"] = unrelated.CertificatePath, waitUntilReady: false);
         await AssertRefusedAsync(broker, sentRoot, withRootUrl);
     }
@@ -139,13 +118,9 @@ public sealed class BrokerTlsTests
         using var ca = TestCertificateAuthority.Create(files.Path);
         var loopback = ca.CreateServerCertificate("loopback");
         var otherHost = ca.CreateServerCertificateFor("other-host", "other.example");
-        var (port, otherHostPort) = TwoFreePorts();
-        await using var broker = await MosquittoBroker.StartAsync(new MosquittoBrokerOptions
-        {
-            ExtraConfig = TlsListener(port, loopback.CertificatePath, loopback.KeyPath, webSockets: true)
-                + TlsListener(otherHostPort, otherHost.CertificatePath, otherHost.KeyPath, webSockets: true),
-        });
-        var url = WssUrl(port);
+        var (broker, urls) = await StartTlsBrokerAsync(webSockets: true, loopback, otherHost);
+        await using var _ = broker;
+        var (url, otherHostUrl) = (urls[0], urls[1]);
 
         await using (var gateway = await GatewayApp.StartAsync(url, s => s["Mqtt:Tls:CaFile"] = ca.CertificatePath))
         {
@@ -161,14 +136,49 @@ public sealed class BrokerTlsTests
         }
 
         // ...and with it, a certificate for another host is still refused.
-        var otherHostUrl = WssUrl(otherHostPort);
         await using var wrongName = await GatewayApp.StartAsync(otherHostUrl, s => s["Mqtt:Tls:CaFile"] = ca.CertificatePath, waitUntilReady: false);
         await AssertRefusedAsync(broker, wrongName, otherHostUrl);
     }
 
-    // Refused at every attempt: each failure is logged with its reason, readiness is 503 and says why, no connection
-    // is ever reported, and Mosquitto never saw an MQTT CONNECT from the gateway's client id. Returns the reason.
-    private static async Task<string> AssertRefusedAsync(MosquittoBroker broker, GatewayApp gateway, string url)
+    // One TLS listener on 127.0.0.1 per certificate (mosquitto's certfile may hold a chain, leaf first); returns the
+    // broker and each listener's URL, in order.
+    private static async Task<(MosquittoBroker Broker, string[] Urls)> StartTlsBrokerAsync(bool webSockets, params TestCertificateFiles[] listeners)
+    {
+        var ports = new List<int>();
+        while (ports.Count < listeners.Length)
+        {
+            var port = MosquittoBroker.FindFreePort();
+            if (!ports.Contains(port))
+            {
+                ports.Add(port);
+            }
+        }
+
+        var config = string.Concat(listeners.Select((files, i) => string.Create(CultureInfo.InvariantCulture, $"""
+            listener {ports[i]} 127.0.0.1
+            {(webSockets ? "protocol websockets" : "protocol mqtt")}
+            certfile {files.CertificatePath}
+            keyfile {files.KeyPath}
+
+            """)));
+        var broker = await MosquittoBroker.StartAsync(new MosquittoBrokerOptions { ExtraConfig = config });
+        var urls = ports.Select(port => webSockets
+            ? FormattableString.Invariant($"wss://127.0.0.1:{port}/mqtt")
+            : FormattableString.Invariant($"mqtts://127.0.0.1:{port}")).ToArray();
+        return (broker, urls);
+    }
+
+    // The control: the same CA file connects to this listener, so a refusal elsewhere is about that certificate.
+    private static async Task AssertConnectsAsync(string url, string caFile)
+    {
+        await using var control = await GatewayApp.StartAsync(url, s => s["Mqtt:Tls:CaFile"] = caFile);
+        Assert.True(control.Logs.Contains($"Connected to broker {url}"));
+    }
+
+    // Refused at every attempt: each failure is logged, readiness is 503 and says why, no connection is ever
+    // reported, and Mosquitto never saw an MQTT CONNECT from the gateway's client id. With `because`, the gateway's
+    // own line names the check that failed.
+    private static async Task AssertRefusedAsync(MosquittoBroker broker, GatewayApp gateway, string url, string? because = null)
     {
         var prefix = $"Cannot connect to broker {url}: ";
         // Stops early on a connection, so a certificate wrongly accepted fails at once and says so.
@@ -181,41 +191,12 @@ public sealed class BrokerTlsTests
         Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
         Assert.Contains($"cannot connect to {url}", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
         Assert.DoesNotContain("as " + gateway.ClientId, broker.ReadLog(), StringComparison.Ordinal);
-
-        var line = gateway.Logs.Lines.First(l => l.Contains(prefix, StringComparison.Ordinal));
-        return line[(line.IndexOf(prefix, StringComparison.Ordinal) + prefix.Length)..];
-    }
-
-    // The gateway's own line, naming the check that failed.
-    private static void AssertCertificateRefusedFor(GatewayApp gateway, string why) =>
-        Assert.True(gateway.Logs.Lines.Any(l => l.Contains("Broker certificate refused: the broker's certificate (", StringComparison.Ordinal) && l.Contains(why, StringComparison.Ordinal)),
-            $"a log line says why the certificate was refused ({why})");
-
-    // A listener of its own (ExtraConfig) on 127.0.0.1; mosquitto's certfile may hold a chain, leaf first.
-    private static string TlsListener(int port, string certificateFile, string keyFile, bool webSockets = false) =>
-        string.Create(CultureInfo.InvariantCulture, $"""
-            listener {port} 127.0.0.1
-            {(webSockets ? "protocol websockets" : "protocol mqtt")}
-            certfile {certificateFile}
-            keyfile {keyFile}
-
-            """);
-
-    private static (int, int) TwoFreePorts()
-    {
-        var first = MosquittoBroker.FindFreePort();
-        int second;
-        do
+        if (because is not null)
         {
-            second = MosquittoBroker.FindFreePort();
+            Assert.True(gateway.Logs.Lines.Any(l => l.Contains("Broker certificate refused: the broker's certificate (", StringComparison.Ordinal) && l.Contains(because, StringComparison.Ordinal)),
+                $"a log line says why the certificate was refused ({because})");
         }
-        while (second == first);
-        return (first, second);
     }
-
-    private static string MqttsUrl(int port) => string.Create(CultureInfo.InvariantCulture, $"mqtts://127.0.0.1:{port}");
-
-    private static string WssUrl(int port) => string.Create(CultureInfo.InvariantCulture, $"wss://127.0.0.1:{port}/mqtt");
 
     private static int CountCertificates(string pemFile)
     {
