@@ -2,6 +2,7 @@ using System.Text.RegularExpressions;
 using IotGateway.Commands;
 using IotGateway.Mqtt;
 using IotGateway.Telemetry;
+using IotGateway.Tests.Infrastructure;
 using Microsoft.Extensions.Configuration;
 using YamlDotNet.RepresentationModel;
 
@@ -11,7 +12,7 @@ namespace IotGateway.Tests.Deployment;
 // compose file and the Dockerfile give the gateway is one it actually reads, and the ports agree.
 public sealed partial class DeploymentFilesTests
 {
-    private static readonly string Root = FindRepositoryRoot();
+    private static readonly string Root = Repository.Root;
 
     [Fact]
     public void ComposeGatewaySettingsAreKeysTheGatewayReads()
@@ -110,17 +111,6 @@ public sealed partial class DeploymentFilesTests
 
         var services = (YamlMappingNode)((YamlMappingNode)yaml.Documents[0].RootNode)["services"];
         return (YamlMappingNode)services[name];
-    }
-
-    private static string FindRepositoryRoot()
-    {
-        var directory = new DirectoryInfo(AppContext.BaseDirectory);
-        while (directory is not null && !File.Exists(Path.Combine(directory.FullName, "IotGateway.sln")))
-        {
-            directory = directory.Parent;
-        }
-
-        return directory?.FullName ?? throw new DirectoryNotFoundException("repository root (IotGateway.sln) not found");
     }
 
     [GeneratedRegex(@"^ENV\s+((?:.*\\\r?\n)*.*)$", RegexOptions.Multiline)]

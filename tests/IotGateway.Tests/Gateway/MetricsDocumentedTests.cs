@@ -141,25 +141,12 @@ public sealed partial class MetricsDocumentedTests
     // The README's metrics table: "| `iot_gateway_name` | type | `label` | what |", name -> labels.
     private static Dictionary<string, string[]> ReadDocumentedMetrics()
     {
-        var rows = MetricsTableRow().Matches(File.ReadAllText(Path.Combine(RepositoryRoot(), "README.md")));
+        var rows = MetricsTableRow().Matches(File.ReadAllText(Path.Combine(Repository.Root, "README.md")));
         Assert.True(rows.Count > 0, "README.md no longer has the metrics table (| `iot_gateway_…` | type | labels | what |).");
         return rows.ToDictionary(
             row => row.Groups["name"].Value,
             row => Regex.Matches(row.Groups["labels"].Value, "`([a-z_]+)`").Select(m => m.Groups[1].Value).ToArray(),
             StringComparer.Ordinal);
-    }
-
-    private static string RepositoryRoot()
-    {
-        for (var directory = new DirectoryInfo(AppContext.BaseDirectory); directory is not null; directory = directory.Parent)
-        {
-            if (File.Exists(Path.Combine(directory.FullName, "IotGateway.sln")))
-            {
-                return directory.FullName;
-            }
-        }
-
-        throw new DirectoryNotFoundException($"No folder above {AppContext.BaseDirectory} contains IotGateway.sln.");
     }
 
     private static async Task<string> ScrapeAsync(HttpClient http) => await http.GetStringAsync("/metrics");
