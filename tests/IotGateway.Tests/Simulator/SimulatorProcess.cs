@@ -34,7 +34,9 @@ internal sealed class SimulatorProcess : IAsyncDisposable
         }
     }
 
-    public static SimulatorProcess Start(params string[] arguments)
+    public static SimulatorProcess Start(params string[] arguments) => Start(new Dictionary<string, string>(), arguments);
+
+    public static SimulatorProcess Start(IReadOnlyDictionary<string, string> environment, params string[] arguments)
     {
         var start = new ProcessStartInfo(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet")
         {
@@ -45,6 +47,11 @@ internal sealed class SimulatorProcess : IAsyncDisposable
         foreach (var argument in arguments)
         {
             start.ArgumentList.Add(argument);
+        }
+
+        foreach (var (name, value) in environment)
+        {
+            start.Environment[name] = value;
         }
 
         var simulator = new SimulatorProcess(Process.Start(start)!);
