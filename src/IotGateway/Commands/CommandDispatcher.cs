@@ -60,6 +60,12 @@ public sealed partial class CommandDispatcher(
     // Taken by a scan from before its query until its results are in hand, and by the marker before it lets go
     // of commands it has marked: a scan therefore never reads a command as Pending that is no longer in hand.
     private readonly SemaphoreSlim _scanGate = new(1, 1);
+
+    // Where the next page of a scan starts (0: from the beginning). A full page is often all in hand still (its
+    // lanes are publishing, its Published marks not yet committed): reading past it, instead of the same page
+    // again at once, keeps a large backlog from spinning the scan until the marks catch up.
+    private long _scanAfter;
+    private long _failuresAtPassStart; // _failures when the first page of the current pass was read
     private CancellationToken _stopping = new(canceled: true);
 
     private void Wake() => _wake.Writer.TryWrite(true);
@@ -144,7 +150,13 @@ public sealed partial class CommandDispatcher(
             try
             {
                 await connection.WaitUntilConnectedAsync(stoppingToken);
-                var pause = _retryAfter - time.GetUtcNow();
+                DateTimeOffset retryAfter;
+                lock (_sync)
+                {
+                    retryAfter = _retryAfter; // 16 bytes, written by lanes: never read torn
+                }
+
+                var pause = retryAfter - time.GetUtcNow();
                 if (pause > TimeSpan.Zero)
                 {
                     // A broker that keeps refusing publishes (an ACL, a quota) is not hammered.
@@ -184,7 +196,13 @@ public sealed partial class CommandDispatcher(
             lock (_sync)
             {
                 // Whatever was handed over or cancelled before this point is committed, so the query below sees it.
-                failuresBefore = _failures;
+                // A publish that fails during any page of a pass drops a command the pass may have read already.
+                if (_scanAfter == 0)
+                {
+                    _failuresAtPassStart = _failures;
+                }
+
+                failuresBefore = _failuresAtPassStart;
                 _handedOver.Clear();
                 _handedOverOverflowed = false;
                 _withdrawn.Clear();
@@ -193,8 +211,9 @@ public sealed partial class CommandDispatcher(
             await using var scope = scopes.CreateAsyncScope();
             var db = scope.ServiceProvider.GetRequiredService<GatewayDbContext>();
             var now = time.GetUtcNow();
+            var after = _scanAfter;
             var pending = await db.Commands.AsNoTracking()
-                .Where(c => c.Status == CommandStatus.Pending && c.ExpiresAt > now)
+                .Where(c => c.Status == CommandStatus.Pending && c.ExpiresAt > now && c.Sequence > after)
                 .OrderBy(c => c.Sequence)
                 .Take(_scanSize)
                 .ToListAsync(cancellationToken);
@@ -202,6 +221,8 @@ public sealed partial class CommandDispatcher(
             lock (_sync)
             {
                 var more = pending.Count == _scanSize || _handedOverOverflowed;
+                // Commands committed after this read have larger sequences, so paging on misses none of them.
+                _scanAfter = more && pending.Count > 0 ? pending[^1].Sequence : 0;
                 var found = more
                     ? pending
                     : pending.Concat(_handedOver).DistinctBy(c => c.Id).OrderBy(c => c.Sequence).ToList();
