@@ -37,8 +37,9 @@ public static class SettingsCheck
     {
         OptionsValidationException => true,
         AggregateException all => all.InnerExceptions.All(IsSettingError),
-        InvalidOperationException => e.TargetSite?.DeclaringType is { } thrower
-            && (thrower.Namespace == "Microsoft.Extensions.Configuration" || thrower == typeof(StorageSetup)),
+        InvalidSettingException => true,
+        // The (reflection) configuration binder's own errors.
+        InvalidOperationException => e.TargetSite?.DeclaringType?.Namespace == "Microsoft.Extensions.Configuration",
         _ => false,
     };
 
@@ -55,3 +56,6 @@ public static class SettingsCheck
             ? $"{section}: {failure}"
             : failure;
 }
+
+// A setting the gateway cannot work with, found outside the options validators (e.g. the connection string).
+public sealed class InvalidSettingException(string message, Exception? inner = null) : InvalidOperationException(message, inner);

@@ -80,8 +80,9 @@ internal sealed partial class SimulatedDevice
         }
     }
 
-    // A failed answer (a timeout, the broker refusing it) is tried again on this connection: an always-online device
-    // would otherwise leave the command unanswered until its next connection, which may never come. A retry after a
+    // A failed answer (a timeout, the broker refusing it) is tried again while this connection lasts: an always-online
+    // device would otherwise leave the command unanswered until its next connection, which may never come. (A lost
+    // connection brings the command back by itself.) A retry after a
     // lost acknowledgement can send the answer twice; the gateway ignores an answer to a finished command.
     private async Task<bool> TryAnswerAsync(CommandRequest request, CommandOutcome outcome)
     {
@@ -92,7 +93,7 @@ internal sealed partial class SimulatedDevice
                 await AnswerAsync(request, outcome).ConfigureAwait(false);
                 return true;
             }
-            catch (Exception ex) when (attempt < AnswerAttempts)
+            catch (Exception ex) when (attempt < AnswerAttempts && _connection.IsConnected)
             {
                 _log.Step($"COULD NOT SEND COMMAND RESPONSE (ATTEMPT {attempt} OF {AnswerAttempts}), TRYING AGAIN: {ex.GetBaseException().Message}");
                 await Task.Delay(AnswerRetryDelay * attempt, _time).ConfigureAwait(false);

@@ -33,7 +33,7 @@ public sealed class BadRequestExceptionHandler(IProblemDetailsService problems) 
 // The database failing under a request (another process holding the write lock past the busy timeout, a full disk,
 // an I/O error) is the service being unavailable, not a bug: 503 with Retry-After and SQLite's reason. The
 // request's transaction was rolled back, so nothing of it was stored. Logged once per request, as a warning.
-public sealed partial class DatabaseUnavailableExceptionHandler(IProblemDetailsService problems, ILogger<DatabaseUnavailableExceptionHandler> logger)
+public sealed partial class DatabaseUnavailableExceptionHandler(ILogger<DatabaseUnavailableExceptionHandler> logger)
     : IExceptionHandler
 {
     public const int RetryAfterSeconds = 5;
@@ -50,18 +50,16 @@ public sealed partial class DatabaseUnavailableExceptionHandler(IProblemDetailsS
         }
 
         LogUnavailable(httpContext.Request.Method, httpContext.Request.Path, sqlite.Message);
-        httpContext.Response.StatusCode = StatusCodes.Status503ServiceUnavailable;
-        httpContext.Response.Headers.RetryAfter = RetryAfterSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
-        return await problems.TryWriteAsync(new ProblemDetailsContext
-        {
-            HttpContext = httpContext,
-            ProblemDetails = new ProblemDetails
-            {
-                Status = StatusCodes.Status503ServiceUnavailable,
-                Title = "Database not available",
-                Detail = $"The database cannot be used now ({sqlite.Message}); nothing of this request was stored. Retry later.",
-            },
-        });
+        await WriteAsync(httpContext, $"The database cannot be used now ({sqlite.Message}); nothing of this request was stored. Retry later.");
+        return true;
+    }
+
+    // The one 503 of the API, also while the database is still being opened (UseDatabaseReadiness).
+    public static Task WriteAsync(HttpContext context, string detail)
+    {
+        context.Response.Headers.RetryAfter = RetryAfterSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        return Results.Problem(statusCode: StatusCodes.Status503ServiceUnavailable, title: "Database not available", detail: detail)
+            .ExecuteAsync(context);
     }
 
     private static SqliteException? Find(Exception? exception)

@@ -36,12 +36,8 @@ public static partial class Startup
                 : NotReadyAsync(context, database.Problem));
     }
 
-    private static Task NotReadyAsync(HttpContext context, string? problem)
-    {
-        context.Response.Headers.RetryAfter = "5";
-        return Results.Problem(statusCode: StatusCodes.Status503ServiceUnavailable, title: "Database not available",
-            detail: problem ?? "The database is being opened.").ExecuteAsync(context);
-    }
+    private static Task NotReadyAsync(HttpContext context, string? problem) =>
+        DatabaseUnavailableExceptionHandler.WriteAsync(context, problem ?? "The database is being opened.");
 
     public static void LogEndpointsOnStart(this WebApplication app)
     {

@@ -135,6 +135,13 @@ public sealed class CommandsController(GatewayDbContext db, DatabaseWriteGate wr
             }
         }
 
+        if (cancelled > 0)
+        {
+            // Committed: waiters and the metric learn of it even if this request is aborted below.
+            completion.Finished(id);
+            metrics.CommandTransition(CommandStatus.Cancelled);
+        }
+
         var command = await db.FindCommandAsync(id, cancellationToken);
         if (command is null)
         {
@@ -147,8 +154,6 @@ public sealed class CommandsController(GatewayDbContext db, DatabaseWriteGate wr
                 detail: $"Command {id} is {command.Status} and can no longer be cancelled.");
         }
 
-        completion.Finished(id);
-        metrics.CommandTransition(CommandStatus.Cancelled);
         return Ok(command.ToView());
     }
 

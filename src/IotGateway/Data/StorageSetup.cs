@@ -39,12 +39,12 @@ public static class StorageSetup
         }
         catch (ArgumentException e)
         {
-            throw new InvalidOperationException($"ConnectionStrings:Gateway is not a SQLite connection string: {e.Message}", e);
+            throw new InvalidSettingException($"ConnectionStrings:Gateway is not a SQLite connection string: {e.Message}", e);
         }
 
         if (string.IsNullOrEmpty(builder.DataSource) || builder.DataSource == ":memory:" || builder.Mode == SqliteOpenMode.Memory)
         {
-            throw new InvalidOperationException("ConnectionStrings:Gateway must name a SQLite file: the gateway's data has to survive a restart.");
+            throw new InvalidSettingException("ConnectionStrings:Gateway must name a SQLite file: the gateway's data has to survive a restart.");
         }
 
         builder.DataSource = Path.GetFullPath(builder.DataSource);

@@ -3,8 +3,8 @@ using Microsoft.Data.Sqlite;
 
 namespace IotGateway.Telemetry;
 
-// The ingest writer's statements for one batch, each prepared once per batch on its write transaction (which
-// disposes them).
+// The ingest writer's statements for one batch. The write gate prepares each once for the life of its connection;
+// the fields only spare the per-message lookup.
 internal sealed class BatchStatements(WriteTransaction write)
 {
     private static readonly string[] FormatNames = Enum.GetNames<PayloadFormat>();
