@@ -49,6 +49,9 @@ public sealed class DatabaseTroubleTests
                 StringComparison.Ordinal);
             Assert.True(gateway.Logs.Contains("they stay unacknowledged and will be retried"));
 
+            // Reads do not wait for the writer's lock (WAL): the API still answers what is stored.
+            Assert.Equal(1, (await gateway.GetDeviceAsync("patient"))!.TelemetryCount);
+
             // An operator's command meanwhile: a clear 503 to retry (after SQLite's busy timeout), not a 500, and
             // nothing half stored.
             using var refused = await gateway.Http.PostAsJsonAsync("/api/devices/patient/commands", new { command = "PING" });

@@ -11,6 +11,9 @@ public sealed class StartupChecksTests
 
     [Theory]
     [InlineData("Mqtt__Topic__Data", "x", "were not found on the instance of IotGateway.Mqtt.MqttOptions: 'Topic'")] // a typo inside a known section
+    [InlineData("Commands__DefaultTtl", "60", "were not found on the instance of IotGateway.Commands.CommandOptions: 'DefaultTtl'")]
+    [InlineData("Api__RateLimit__Permits", "5", "'Permits'")]
+    [InlineData("Ingest__BatchSize", "5", "were not found on the instance of IotGateway.Telemetry.IngestOptions: 'BatchSize'")]
     [InlineData("Mqtt__ProtocolVersion", "4", "Mqtt:ProtocolVersion must be \"5\" or \"3.1.1\"")]
     [InlineData("Mqtt__KeepAliveSeconds", "abc", "Failed to convert configuration value 'abc' at 'Mqtt:KeepAliveSeconds'")]
     [InlineData("Api__Keys__0__Key", "too-short", "Api:Keys:N:Key must be at least 16 characters")]

@@ -107,7 +107,7 @@ public sealed class BrokerTlsTests
         }
 
         await using var sentRoot = await GatewayApp.StartAsync(withRootUrl, s => s["Mqtt:Tls:CaFile"] = unrelated.CertificatePath, waitUntilReady: false);
-        await AssertRefusedAsync(broker, sentRoot, withRootUrl);
+        await AssertRefusedAsync(broker, sentRoot, withRootUrl, because: "is not trusted by Mqtt:Tls:CaFile");
     }
 
     [SkippableFact]
@@ -137,7 +137,7 @@ public sealed class BrokerTlsTests
 
         // ...and with it, a certificate for another host is still refused.
         await using var wrongName = await GatewayApp.StartAsync(otherHostUrl, s => s["Mqtt:Tls:CaFile"] = ca.CertificatePath, waitUntilReady: false);
-        await AssertRefusedAsync(broker, wrongName, otherHostUrl);
+        await AssertRefusedAsync(broker, wrongName, otherHostUrl, because: "is not for '127.0.0.1'");
     }
 
     // One TLS listener on 127.0.0.1 per certificate (mosquitto's certfile may hold a chain, leaf first); returns the
