@@ -76,14 +76,9 @@ public sealed class CrashSafetyTests
         http.DefaultRequestHeaders.Add("X-API-Key", GatewayApp.ReaderKey);
         var device = await http.GetFromJsonAsync<DeviceView>($"/api/devices/{deviceId}", GatewayApp.Json);
         Assert.Equal(Burst, device!.TelemetryCount);
-        using var connection = Open(dataDirectory);
-        using var command = connection.CreateCommand();
-        command.CommandText = """SELECT COUNT(*), COUNT(DISTINCT "MessageKey") FROM "Telemetry" WHERE "DeviceId" = $d""";
-        command.Parameters.AddWithValue("$d", deviceId);
-        using var reader = command.ExecuteReader();
-        reader.Read();
-        Assert.Equal(Burst, reader.GetInt64(0));
-        Assert.Equal(Burst, reader.GetInt64(1));
+        var (rows, distinct) = Infrastructure.StoredReadings.Count(Path.Combine(dataDirectory, "gateway.db"), deviceId);
+        Assert.Equal(Burst, rows);
+        Assert.Equal(Burst, distinct);
     }
 
     private static Dictionary<string, string> GatewaySettings(MosquittoBroker broker, string dataDirectory) => new()
@@ -129,23 +124,12 @@ public sealed class CrashSafetyTests
 
         try
         {
-            using var connection = Open(dataDirectory);
-            using var command = connection.CreateCommand();
-            command.CommandText = """SELECT COUNT(*) FROM "Telemetry" WHERE "DeviceId" = $d""";
-            command.Parameters.AddWithValue("$d", deviceId);
-            return (long)command.ExecuteScalar()!;
+            return Infrastructure.StoredReadings.Count(Path.Combine(dataDirectory, "gateway.db"), deviceId).Rows;
         }
         catch (SqliteException)
         {
             return 0; // not migrated yet
         }
-    }
-
-    private static SqliteConnection Open(string dataDirectory)
-    {
-        var connection = new SqliteConnection($"Data Source={Path.Combine(dataDirectory, "gateway.db")};Mode=ReadOnly;Pooling=False");
-        connection.Open();
-        return connection;
     }
 
     private static async Task<MosquittoBroker> StartBrokerAsync()

@@ -122,13 +122,5 @@ public sealed class DatabaseTroubleTests
         Assert.Equal(1 + Held, GatewayRows(gateway.DatabasePath, "pressing"));
     }
 
-    private static long GatewayRows(string databasePath, string deviceId)
-    {
-        using var connection = new SqliteConnection($"Data Source={databasePath};Mode=ReadOnly;Pooling=False");
-        connection.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = """SELECT COUNT(DISTINCT "MessageKey") FROM "Telemetry" WHERE "DeviceId" = $d""";
-        command.Parameters.AddWithValue("$d", deviceId);
-        return (long)command.ExecuteScalar()!;
-    }
+    private static long GatewayRows(string databasePath, string deviceId) => StoredReadings.Count(databasePath, deviceId).Distinct;
 }

@@ -214,15 +214,9 @@ public sealed class DiskFullTests
     // Read straight from the file, as a second process would: the API's count is a counter, the rows are the truth.
     private static void AssertEveryReadingStoredOnce(string disk)
     {
-        using var connection = new SqliteConnection($"Data Source={DatabasePath(disk)};Mode=ReadOnly;Pooling=False");
-        connection.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = """SELECT COUNT(*), COUNT(DISTINCT "MessageKey") FROM "Telemetry" WHERE "DeviceId" = $d""";
-        command.Parameters.AddWithValue("$d", DeviceId);
-        using var reader = command.ExecuteReader();
-        reader.Read();
-        Assert.Equal(ReadingsBefore + Readings, reader.GetInt64(0));
-        Assert.Equal(ReadingsBefore + Readings, reader.GetInt64(1));
+        var (rows, distinct) = StoredReadings.Count(DatabasePath(disk), DeviceId);
+        Assert.Equal(ReadingsBefore + Readings, rows);
+        Assert.Equal(ReadingsBefore + Readings, distinct);
     }
 
     // What every test here starts from: Mosquitto, and a gateway whose database lives on its own small tmpfs,
