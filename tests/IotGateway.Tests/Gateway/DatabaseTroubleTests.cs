@@ -109,7 +109,7 @@ public sealed class DatabaseTroubleTests
                 await device.PublishAsync("iot/data/pressing", $$"""{"temp":2,"messageId":"held-{{i}}"}""", MqttQualityOfServiceLevel.AtLeastOnce);
             }
 
-            await Eventually.UntilAsync(() => Task.FromResult(queue.Count == 8 && gateway.Logs.Contains("(attempt 2)")), Timeout,
+            await Eventually.UntilAsync(() => queue.Count == 8 && gateway.Logs.Contains("(attempt 2)"), Timeout,
                 "the queue is full and the writer keeps retrying its batch");
             Assert.Equal(8, queue.Count);
 

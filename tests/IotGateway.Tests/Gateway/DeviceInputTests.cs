@@ -100,7 +100,7 @@ public sealed class DeviceInputTests
         Assert.Null(await gateway.GetDeviceAsync("extra"));
         // The subscription matches one level only, so the extra levels never reach the gateway; an id over 128
         // characters does, and is refused.
-        await Eventually.UntilAsync(() => Task.FromResult(gateway.Logs.Contains("Message rejected (unknown-topic)")), Timeout,
+        await Eventually.UntilAsync(() => gateway.Logs.Contains("Message rejected (unknown-topic)"), Timeout,
             "a reading under an over-long device id is rejected");
         Assert.Single((await gateway.Http.GetFromJsonAsync<Page<Devices.DeviceView>>("/api/devices", GatewayApp.Json))!.Items);
     }

@@ -63,7 +63,7 @@ public sealed class GatewayEndToEndTests
 
         // The same database under a new session: the broker replays the retained SIGN_IN into it again.
         await gateway.RestartWithNewSessionAsync();
-        await Eventually.UntilAsync(() => Task.FromResult(gateway.Logs.Lines.Count(l => l.Contains("Device replayed SIGN_IN", StringComparison.Ordinal)) == 2),
+        await Eventually.UntilAsync(() => gateway.Logs.Lines.Count(l => l.Contains("Device replayed SIGN_IN", StringComparison.Ordinal)) == 2,
             Timeout, "the second session stored the replayed SIGN_IN too");
         Assert.Equal(2, gateway.Logs.Lines.Count(l => l.Contains("session present: False", StringComparison.Ordinal)));
         var page = await gateway.Http.GetFromJsonAsync<Page<DeviceView>>("/api/devices", GatewayApp.Json);
@@ -267,7 +267,7 @@ public sealed class GatewayEndToEndTests
                 var stored = await gateway.Http.GetFromJsonAsync<Page<CommandView>>($"/api/devices/{device.ClientId}/commands?limit=1000", GatewayApp.Json);
                 var expected = stored!.Items.Select(c => c.Id.ToString()).Reverse().ToList();
                 Assert.Equal(8 + 16, expected.Count);
-                await Eventually.UntilAsync(() => Task.FromResult(CommandIds(device).Count >= expected.Count), Timeout,
+                await Eventually.UntilAsync(() => CommandIds(device).Count >= expected.Count, Timeout,
                     $"{device.ClientId} receives its {expected.Count} commands");
                 Assert.Equal(expected, CommandIds(device));
             }
@@ -298,7 +298,7 @@ public sealed class GatewayEndToEndTests
         var answered = await gateway.QueueCommandAsync("waited-on", new { command = "PING" });
         var waiting = gateway.Http.GetFromJsonAsync<CommandView>($"/api/commands/{answered.Id}?waitSeconds=30", GatewayApp.Json);
         await device.WaitForMessageAsync(m => m.Payload.Contains(answered.Id.ToString()), Timeout);
-        await Eventually.UntilAsync(() => Task.FromResult(gateway.Services.GetRequiredService<CommandCompletion>().IsAwaited(answered.Id)), Timeout,
+        await Eventually.UntilAsync(() => gateway.Services.GetRequiredService<CommandCompletion>().IsAwaited(answered.Id), Timeout,
             "the GET is waiting");
         Assert.False(waiting.IsCompleted, "the GET returned before the device answered");
         await device.PublishAsync("iot/cmd/resp/waited-on", ArticleAnswer("waited-on", answered.Id, "PING", "PONG"));
@@ -320,7 +320,7 @@ public sealed class GatewayEndToEndTests
 
         // Cancelled and expired commands finish too.
         var waitForCancel = gateway.Http.GetFromJsonAsync<CommandView>($"/api/commands/{unanswered.Id}?waitSeconds=30", GatewayApp.Json);
-        await Eventually.UntilAsync(() => Task.FromResult(gateway.Services.GetRequiredService<CommandCompletion>().IsAwaited(unanswered.Id)), Timeout,
+        await Eventually.UntilAsync(() => gateway.Services.GetRequiredService<CommandCompletion>().IsAwaited(unanswered.Id), Timeout,
             "the GET is waiting");
         Assert.Equal(HttpStatusCode.OK, (await gateway.Http.DeleteAsync($"/api/commands/{unanswered.Id}")).StatusCode);
         Assert.Equal(CommandStatus.Cancelled, (await waitForCancel.WaitAsync(Timeout))!.Status);
@@ -342,7 +342,7 @@ public sealed class GatewayEndToEndTests
 
         await broker.StopAsync();
         await broker.StartAgainAsync();
-        await Eventually.UntilAsync(() => Task.FromResult(gateway.Logs.Lines.Count(l => l.Contains("session present: False", StringComparison.Ordinal)) == 2),
+        await Eventually.UntilAsync(() => gateway.Logs.Lines.Count(l => l.Contains("session present: False", StringComparison.Ordinal)) == 2,
             Timeout, "the gateway reconnects to a broker without its session");
         await gateway.WaitUntilReadyAsync();
 
@@ -516,7 +516,7 @@ public sealed class GatewayEndToEndTests
 
         // A second answer to a finished command changes nothing and is logged.
         await device.PublishAsync("iot/cmd/resp/strict", ArticleAnswer("strict", queued.Id, "SELF_DESTRUCT", "PONG"));
-        await Eventually.UntilAsync(() => Task.FromResult(gateway.Logs.Contains($"command {queued.Id} ignored")), Timeout,
+        await Eventually.UntilAsync(() => gateway.Logs.Contains($"command {queued.Id} ignored"), Timeout,
             "the late answer is logged");
         Assert.Equal(CommandStatus.Failed, (await gateway.GetCommandAsync(queued.Id)).Status);
     }
@@ -567,7 +567,7 @@ public sealed class GatewayEndToEndTests
         Assert.Equal(HttpStatusCode.OK, (await gateway.Http.DeleteAsync($"/api/commands/{queued.Id}")).StatusCode);
 
         await device.PublishAsync("iot/cmd/resp/late-answer", ArticleAnswer("late-answer", queued.Id, "REBOOT", "REBOOTING"));
-        await Eventually.UntilAsync(() => Task.FromResult(gateway.Logs.Contains($"command {queued.Id} ignored: the command is Cancelled")), Timeout,
+        await Eventually.UntilAsync(() => gateway.Logs.Contains($"command {queued.Id} ignored: the command is Cancelled"), Timeout,
             "the late answer is logged as ignored");
         var command = await gateway.GetCommandAsync(queued.Id);
         Assert.Equal(CommandStatus.Cancelled, command.Status);
@@ -594,7 +594,7 @@ public sealed class GatewayEndToEndTests
 
         // The broker received it no later than PublishedAt with an expiry of at most the TTL; Mosquitto counts
         // whole seconds, so one more second and it must not deliver it. A later command proves the queue was delivered.
-        await Eventually.UntilAsync(() => Task.FromResult(DateTimeOffset.UtcNow > published.PublishedAt!.Value.AddSeconds(2.1)), Timeout,
+        await Eventually.UntilAsync(() => DateTimeOffset.UtcNow > published.PublishedAt!.Value.AddSeconds(2.1), Timeout,
             "the broker-side expiry has passed");
         var fresh = await gateway.QueueCommandAsync("away", new { command = "PING" });
         await gateway.WaitForCommandAsync(fresh.Id, CommandStatus.Published);
