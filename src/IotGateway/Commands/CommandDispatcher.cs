@@ -304,7 +304,7 @@ public sealed partial class CommandDispatcher(
 
                 _lanes.Remove(deviceId);
                 var failures = ++_consecutiveFailures;
-                _retryAfter = time.GetUtcNow() + TimeSpan.FromMilliseconds(Math.Min(PollInterval.TotalMilliseconds, 250 * Math.Pow(2, Math.Min(failures - 1, 5))));
+                _retryAfter = time.GetUtcNow() + Backoff.Delay(TimeSpan.FromMilliseconds(250), PollInterval, failures - 1);
             }
 
             Wake();
@@ -372,7 +372,7 @@ public sealed partial class CommandDispatcher(
                     return;
                 }
 
-                await Task.Delay(TimeSpan.FromMilliseconds(Math.Min(5000, 100 * Math.Pow(2, Math.Min(attempt, 6)))), time);
+                await Task.Delay(Backoff.Delay(TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(5), attempt), time);
             }
         }
     }

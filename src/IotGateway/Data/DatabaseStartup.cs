@@ -36,7 +36,7 @@ public sealed partial class DatabaseStartup(IServiceProvider services, TimeProvi
             catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
             {
                 Problem = $"cannot open the database: {ex.GetBaseException().Message}";
-                var delay = TimeSpan.FromSeconds(Math.Min(MaxRetryDelay.TotalSeconds, 0.25 * Math.Pow(2, Math.Min(attempt - 1, 8))));
+                var delay = Backoff.Delay(TimeSpan.FromSeconds(0.25), MaxRetryDelay, attempt - 1);
                 LogOpenFailed(attempt, delay.TotalSeconds, ex.GetBaseException().Message);
                 try
                 {

@@ -163,7 +163,7 @@ public sealed partial class MqttConnection : BackgroundService
                 }
                 else
                 {
-                    var delay = Backoff(failures++);
+                    var delay = ReconnectDelay(failures++);
                     LogReconnectScheduled(delay.TotalSeconds, failures);
                     await DelayAsync(delay, stoppingToken);
                     continue;
@@ -350,12 +350,12 @@ public sealed partial class MqttConnection : BackgroundService
         return builder.Build();
     }
 
-    private TimeSpan Backoff(int failures)
+    private TimeSpan ReconnectDelay(int failures)
     {
-        var min = _options.ReconnectMinDelaySeconds;
-        var capped = Math.Min(_options.ReconnectMaxDelaySeconds, min * Math.Pow(2, Math.Min(failures, 20)));
+        var capped = IotGateway.Backoff.Delay(
+            TimeSpan.FromSeconds(_options.ReconnectMinDelaySeconds), TimeSpan.FromSeconds(_options.ReconnectMaxDelaySeconds), failures);
         // Full jitter over the upper half keeps a fleet of gateways from reconnecting in step.
-        return TimeSpan.FromSeconds(capped * (0.5 + (Random.Shared.NextDouble() / 2)));
+        return capped * (0.5 + (Random.Shared.NextDouble() / 2));
     }
 
     private async Task DelayAsync(TimeSpan delay, CancellationToken cancellationToken)

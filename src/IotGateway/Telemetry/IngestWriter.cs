@@ -143,7 +143,7 @@ public sealed partial class IngestWriter(
                     return false;
                 }
 
-                var delay = TimeSpan.FromSeconds(Math.Min(_options.RetryMaxDelaySeconds, 0.1 * Math.Pow(2, Math.Min(attempt, 10))));
+                var delay = Backoff.Delay(TimeSpan.FromSeconds(0.1), TimeSpan.FromSeconds(_options.RetryMaxDelaySeconds), attempt);
                 try
                 {
                     await Task.Delay(delay, time, stoppingToken);
