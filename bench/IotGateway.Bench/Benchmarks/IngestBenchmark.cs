@@ -153,11 +153,11 @@ public sealed class IngestBenchmark(RepositoryLayout layout)
         string[] arguments = [MqttnetDrain.Subcommand, MosquittoBroker.Host, broker.Port.ToString(System.Globalization.CultureInfo.InvariantCulture), LibraryClientId,
             readings.ToString(System.Globalization.CultureInfo.InvariantCulture)];
         // `dotnet run` starts the apphost; a bench started as `dotnet IotGateway.Bench.dll` runs the dll the same way.
-        var (fileName, args) = Path.GetFileNameWithoutExtension(self) == "dotnet"
-            ? (self, (IEnumerable<string>)[typeof(MqttnetDrain).Assembly.Location, .. arguments])
-            : (self, arguments);
+        IEnumerable<string> args = Path.GetFileNameWithoutExtension(self) == "dotnet"
+            ? [typeof(MqttnetDrain).Assembly.Location, .. arguments]
+            : arguments;
         // The gateway runs with tiered PGO off (its csproj); so does its reference.
-        await using var drain = ChildProcess.Start("mqttnet-drain", fileName, args, Path.GetTempPath(),
+        await using var drain = ChildProcess.Start("mqttnet-drain", self, args, Path.GetTempPath(),
             new Dictionary<string, string> { ["DOTNET_TieredPGO"] = "0" });
         var timeout = TimeSpan.FromSeconds(90 + readings / 5000);
         if (!await drain.WaitForExitAsync(timeout, cancellationToken) || drain.ExitCode != 0)
