@@ -111,6 +111,31 @@ public sealed class GatewayEndToEndTests
         Assert.Empty(empty!.Items);
     }
 
+    // Commands:DefaultTtlSeconds is the TTL of a command that names none, and the broker is told it too;
+    // Commands:MaxTtlSeconds refuses a longer one.
+    [SkippableFact]
+    public async Task ConfiguredTtlDefaultAndLimitApply()
+    {
+        await using var broker = await StartBrokerAsync();
+        await using var gateway = await GatewayApp.StartAsync(broker.Url, s =>
+        {
+            s["Commands:DefaultTtlSeconds"] = "120";
+            s["Commands:MaxTtlSeconds"] = "200";
+        });
+        await using var device = await SignInAsync(broker, gateway, "ttl-unit");
+
+        var queued = await gateway.QueueCommandAsync("ttl-unit", new { command = "PING" });
+        var request = await device.WaitForMessageAsync(m => m.Topic == "iot/cmd/req/ttl-unit", Timeout);
+        Assert.InRange(request.MessageExpiryInterval, 115u, 120u);
+        var stored = await gateway.WaitForCommandAsync(queued.Id, CommandStatus.Published);
+        Assert.Equal(120, stored.TtlSeconds);
+        Assert.Equal(stored.CreatedAt.AddSeconds(120), stored.ExpiresAt);
+
+        var tooLong = await gateway.Http.PostAsJsonAsync("/api/devices/ttl-unit/commands", new { command = "PING", ttlSeconds = 300 });
+        Assert.Equal(HttpStatusCode.BadRequest, tooLong.StatusCode);
+        Assert.Contains("200", await tooLong.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+    }
+
     [SkippableFact]
     public async Task CommandReachesConnectedDeviceAndItsAnswerIsStored()
     {
