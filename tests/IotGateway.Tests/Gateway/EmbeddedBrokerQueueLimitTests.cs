@@ -22,10 +22,7 @@ public sealed class EmbeddedBrokerQueueLimitTests
         await using var gateway = started;
 
         // The article's device: a persistent session subscribed to its command topic, signed in, then gone.
-        await using var device = await TestMqttClient.ConnectAsync("127.0.0.1", port, "queue-limit", o => o
-            .WithCleanStart(false).WithSessionExpiryInterval(3600)
-            .WithWillTopic("iot/register/queue-limit").WithWillPayload("SIGN_OUT").WithWillRetain()
-            .WithWillQualityOfServiceLevel(MqttQualityOfServiceLevel.ExactlyOnce));
+        await using var device = await TestMqttClient.ConnectArticleDeviceAsync("127.0.0.1", port, "queue-limit");
         await device.SubscribeAsync("iot/cmd/req/queue-limit");
         await device.PublishAsync("iot/register/queue-limit", "SIGN_IN", retain: true);
         await gateway.WaitForDeviceAsync("queue-limit", d => d.SignedIn, "the device signs in");

@@ -46,10 +46,7 @@ public sealed class FirstRunTests
             Assert.Single(gateway.Output, l => l.Contains(apiKey, StringComparison.Ordinal));
             http.DefaultRequestHeaders.Add("X-API-Key", apiKey);
 
-            await using var device = await TestMqttClient.ConnectAsync("127.0.0.1", 1883, "first-device", o => o
-                .WithCleanStart(false).WithSessionExpiryInterval(600)
-                .WithWillTopic("iot/register/first-device").WithWillPayload("SIGN_OUT").WithWillRetain()
-                .WithWillQualityOfServiceLevel(MqttQualityOfServiceLevel.ExactlyOnce));
+            await using var device = await TestMqttClient.ConnectArticleDeviceAsync("127.0.0.1", 1883, "first-device");
             await device.SubscribeAsync("iot/cmd/req/first-device");
             await device.PublishAsync("iot/register/first-device", "SIGN_IN", retain: true);
             await device.PublishAsync("iot/data/first-device", """{"deviceId":"first-device","messageType":"DATA","temp":23.6,"lat":48.015722,"lng":-88.625528}""");

@@ -503,10 +503,7 @@ public sealed class GatewayEndToEndTests
     {
         var (started, port) = await GatewayApp.StartEmbeddedAsync();
         await using var gateway = started;
-        await using var device = await TestMqttClient.ConnectAsync("127.0.0.1", port, "walkthrough", o => o
-            .WithProtocolVersion(MqttProtocolVersion.V311).WithCleanSession(false)
-            .WithWillTopic("iot/register/walkthrough").WithWillPayload("SIGN_OUT").WithWillRetain()
-            .WithWillQualityOfServiceLevel(MqttQualityOfServiceLevel.ExactlyOnce));
+        await using var device = await TestMqttClient.ConnectArticleDeviceAsync("127.0.0.1", port, "walkthrough", protocol: MqttProtocolVersion.V311);
         await device.SubscribeAsync("iot/cmd/req/walkthrough");
         await device.PublishAsync("iot/register/walkthrough", "SIGN_IN", retain: true);
         await gateway.WaitForDeviceAsync("walkthrough", d => d.SignedIn, "the device signs in");
@@ -659,22 +656,7 @@ public sealed class GatewayEndToEndTests
 
     private static Task<TestMqttClient> ConnectDeviceAsync(MosquittoBroker broker, string deviceId, bool cleanStart = false,
         MqttProtocolVersion protocol = MqttProtocolVersion.V500) =>
-        TestMqttClient.ConnectAsync(broker.Host, broker.Port, deviceId, o =>
-        {
-            o.WithProtocolVersion(protocol)
-                .WithWillTopic($"iot/register/{deviceId}")
-                .WithWillPayload("SIGN_OUT")
-                .WithWillRetain()
-                .WithWillQualityOfServiceLevel(MqttQualityOfServiceLevel.ExactlyOnce);
-            if (protocol == MqttProtocolVersion.V500)
-            {
-                o.WithCleanStart(cleanStart).WithSessionExpiryInterval(3600);
-            }
-            else
-            {
-                o.WithCleanSession(cleanStart);
-            }
-        });
+        TestMqttClient.ConnectArticleDeviceAsync(broker.Host, broker.Port, deviceId, cleanStart, protocol);
 
     // The article's device start-up: persistent session (clean start off: Mosquitto 2.0 does not keep a
     // clean-start session across its own restart, whatever its expiry), subscribe, retained SIGN_IN.

@@ -62,10 +62,7 @@ public sealed partial class MetricsDocumentedTests
         await gateway.WaitUntilReadyAsync(Timeout);
 
         // A device signs in and sends one reading, the same reading again (a redelivery), and one too large to store.
-        await using var device = await TestMqttClient.ConnectAsync(broker, "meter-1", o => o
-            .WithCleanStart(false).WithSessionExpiryInterval(600)
-            .WithWillTopic("iot/register/meter-1").WithWillPayload("SIGN_OUT").WithWillRetain()
-            .WithWillQualityOfServiceLevel(MqttQualityOfServiceLevel.ExactlyOnce));
+        await using var device = await TestMqttClient.ConnectArticleDeviceAsync(broker.Host, broker.Port, "meter-1");
         await device.SubscribeAsync("iot/cmd/req/meter-1");
         await device.PublishAsync("iot/register/meter-1", "SIGN_IN", retain: true);
         const string reading = """{"deviceId":"meter-1","messageType":"DATA","temp":21.5,"messageId":"reading-1"}""";

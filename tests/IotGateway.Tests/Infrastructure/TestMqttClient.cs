@@ -116,6 +116,29 @@ public sealed class TestMqttClient : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Connects as the article's device: its id as client id, a persistent session (clean start off, unless asked),
+    /// and a Last Will that is a retained QoS 2 <c>SIGN_OUT</c> on <c>iot/register/{deviceId}</c>.
+    /// </summary>
+    public static Task<TestMqttClient> ConnectArticleDeviceAsync(string host, int port, string deviceId, bool cleanStart = false,
+        MqttProtocolVersion protocol = MqttProtocolVersion.V500) =>
+        ConnectAsync(host, port, deviceId, o =>
+        {
+            o.WithProtocolVersion(protocol)
+                .WithWillTopic($"iot/register/{deviceId}")
+                .WithWillPayload("SIGN_OUT")
+                .WithWillRetain()
+                .WithWillQualityOfServiceLevel(MqttQualityOfServiceLevel.ExactlyOnce);
+            if (protocol == MqttProtocolVersion.V500)
+            {
+                o.WithCleanStart(cleanStart).WithSessionExpiryInterval(3600);
+            }
+            else
+            {
+                o.WithCleanSession(cleanStart);
+            }
+        });
+
     /// <summary>Connects to the broker's plain listener.</summary>
     public static Task<TestMqttClient> ConnectAsync(
         MosquittoBroker broker,
