@@ -14,7 +14,7 @@ public sealed record BrokerConnectionState(bool Connected, DateTimeOffset Since,
 // The one long-lived MQTT client: a persistent session that subscribes to the device topics, hands every
 // message to the ingest queue unacknowledged, and publishes commands for the dispatcher. It reconnects
 // from its own loop (never from the Disconnected event) with capped, jittered exponential backoff.
-public sealed partial class MqttConnection : BackgroundService
+public sealed partial class MqttConnection : BackgroundService, IAsyncDisposable
 {
     private static readonly TimeSpan HealthCheckInterval = TimeSpan.FromSeconds(2);
 
@@ -29,6 +29,7 @@ public sealed partial class MqttConnection : BackgroundService
     private readonly IMqttClient _client;
     private readonly SemaphoreSlim _inflight;
     private readonly SemaphoreSlim _wake = new(0, 1);
+    private Task _disconnectOnStop = Task.CompletedTask;
     private readonly CancellationTokenSource _stopping = new();
     private TaskCompletionSource _connected = NewConnectedSignal();
     private long _generation;
@@ -55,7 +56,7 @@ public sealed partial class MqttConnection : BackgroundService
         _inflight = new SemaphoreSlim(_options.MaxInflightPublishes);
         _state = new BrokerConnectionState(false, time.GetUtcNow(), "not connected yet");
 
-        _client = new MqttClientFactory().CreateMqttClient();
+        _client = new MqttClientFactory().CreateMqttClient(new BufferedChannelAdapterFactory());
         // Handlers before the first ConnectAsync: a persistent session delivers its backlog at once.
         _client.ConnectingAsync += _ =>
         {
@@ -181,9 +182,20 @@ public sealed partial class MqttConnection : BackgroundService
         if (_client.IsConnected)
         {
             // A normal disconnect keeps the persistent session: the broker queues for us until we return.
-            await _client.TryDisconnectAsync(MqttClientDisconnectOptionsReason.NormalDisconnection, "gateway stopping");
+            var disconnect = _client.TryDisconnectAsync(MqttClientDisconnectOptionsReason.NormalDisconnection, "gateway stopping");
+            _disconnectOnStop = disconnect;
+            await disconnect;
             LogDisconnectedOnStop();
         }
+    }
+
+    // A host can dispose its services while a second StopAsync is still disconnecting (WebApplication.RunAsync and
+    // a test host both stop it). The DISCONNECT packet and the last acks may still be queued in BufferedMqttChannel;
+    // disposing the client then would close the socket under them, so disposal waits for the disconnect.
+    public async ValueTask DisposeAsync()
+    {
+        await _disconnectOnStop;
+        Dispose();
     }
 
     public override void Dispose()

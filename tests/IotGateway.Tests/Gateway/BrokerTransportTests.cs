@@ -36,6 +36,24 @@ public sealed class BrokerTransportTests
         Assert.Contains($"as {gateway.ClientId} (p2, c0,", broker.ReadLog(), StringComparison.Ordinal);
     }
 
+    // The gateway's writes are queued and sent by a flush loop (BufferedMqttChannel): a clean stop must still get
+    // its DISCONNECT packet out before the socket closes. Mosquitto logs "disconnected." only for that packet.
+    [SkippableFact]
+    public async Task GatewayStopsWithADisconnectPacket()
+    {
+        MosquittoBroker.SkipIfUnavailable();
+        await using var broker = await MosquittoBroker.StartAsync();
+        await using var gateway = await GatewayApp.StartAsync(broker.Url);
+        await RoundTripAsync(broker, gateway, "before-stop");
+        await gateway.StopAsync();
+
+        var ending = await Eventually.UntilAsync(
+            () => Task.FromResult(broker.ReadLog().Split('\n').LastOrDefault(l => l.Contains($"Client {gateway.ClientId} ", StringComparison.Ordinal)
+                && (l.Contains(" disconnected", StringComparison.Ordinal) || l.Contains(" closed its connection", StringComparison.Ordinal)))),
+            Timeout, "Mosquitto logs the end of the gateway's connection");
+        Assert.EndsWith($"Client {gateway.ClientId} disconnected.", ending.TrimEnd(), StringComparison.Ordinal);
+    }
+
     // Presence, a reading and a command answered: the gateway both receives and publishes over the connection.
     internal static async Task RoundTripAsync(MosquittoBroker broker, GatewayApp gateway, string deviceId)
     {

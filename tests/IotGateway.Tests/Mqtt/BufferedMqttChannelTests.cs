@@ -1,0 +1,199 @@
+using System.Buffers;
+using System.Net;
+using System.Net.Sockets;
+using IotGateway.Mqtt;
+using IotGateway.Tests.Infrastructure;
+using MQTTnet.Exceptions;
+using MQTTnet.Implementations;
+
+namespace IotGateway.Tests.Mqtt;
+
+// The channel under MQTTnet's packet reader and writer, over a real loopback TCP connection and MQTTnet's own TCP
+// channel: what MQTTnet reads and writes through it must arrive byte for byte, in order, whatever the sizes, and its
+// write-behind must neither lose bytes at a clean disconnect, nor grow without bound, nor hide a broken connection.
+public sealed class BufferedMqttChannelTests
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(10);
+
+    [Fact]
+    public async Task ReadsReturnTheByteStreamWhateverSizesAreAsked()
+    {
+        await using var pair = await ChannelPair.ConnectAsync();
+        var sent = Pattern(300_000);
+        var writing = Task.Run(async () =>
+        {
+            // Uneven chunks so reads meet both buffered and freshly received bytes.
+            for (int offset = 0, chunk = 1; offset < sent.Length; offset += chunk, chunk = (chunk * 7 % 5_000) + 1)
+            {
+                await pair.Peer.SendAsync(sent.AsMemory(offset, Math.Min(chunk, sent.Length - offset)), SocketFlags.None);
+            }
+        });
+
+        // MQTTnet's sizes (1 and 2 header bytes, small and 4 KB body chunks) and one larger than the channel's buffer.
+        int[] sizes = [2, 1, 150, 4096, BufferedMqttChannel.ReadBufferBytes + 1000, 7];
+        var received = new byte[sent.Length];
+        for (int offset = 0, i = 0; offset < received.Length; i++)
+        {
+            var read = await pair.Channel.ReadAsync(received, offset, Math.Min(sizes[i % sizes.Length], received.Length - offset), CancellationToken.None)
+                .WaitAsync(Timeout);
+            Assert.True(read > 0, $"the connection closed after {offset} bytes");
+            offset += read;
+        }
+
+        await writing;
+        Assert.Equal(sent, received);
+    }
+
+    [Fact]
+    public async Task WritesArriveWholeAndInOrder()
+    {
+        await using var pair = await ChannelPair.ConnectAsync();
+        var expected = new MemoryStream();
+        for (var i = 0; i < 20_000; i++)
+        {
+            var packet = Pattern(2 + (i * 13 % 300), seed: i);
+            expected.Write(packet);
+            if (i % 3 == 0)
+            {
+                // A packet with a payload comes in two writes: header, then the rest.
+                await pair.Channel.WriteAsync(new ReadOnlySequence<byte>(packet, 0, 2), isEndOfPacket: false, CancellationToken.None);
+                await pair.Channel.WriteAsync(new ReadOnlySequence<byte>(packet, 2, packet.Length - 2), isEndOfPacket: true, CancellationToken.None);
+            }
+            else
+            {
+                await pair.Channel.WriteAsync(new ReadOnlySequence<byte>(packet), isEndOfPacket: true, CancellationToken.None);
+            }
+        }
+
+        Assert.Equal(expected.ToArray(), await pair.ReceiveAtPeerAsync((int)expected.Length));
+    }
+
+    [Fact]
+    public async Task DisconnectSendsEverythingQueuedBeforeClosing()
+    {
+        await using var pair = await ChannelPair.ConnectAsync();
+        var sent = Pattern(2_000_000);
+        for (var offset = 0; offset < sent.Length; offset += 1000)
+        {
+            await pair.Channel.WriteAsync(new ReadOnlySequence<byte>(sent, offset, 1000), isEndOfPacket: true, CancellationToken.None);
+        }
+
+        // The last writes are still queued (the flush loop runs on the thread pool) when MQTTnet closes the channel.
+        var disconnecting = pair.Channel.DisconnectAsync(CancellationToken.None);
+        Assert.Equal(sent, await pair.ReceiveAtPeerAsync(sent.Length));
+        await disconnecting.WaitAsync(Timeout);
+        Assert.Equal(0, await pair.Peer.ReceiveAsync(new byte[1], SocketFlags.None).WaitAsync(Timeout));
+    }
+
+    [Fact]
+    public async Task WritesWaitOnceTheQueueIsFullAndHonourCancellation()
+    {
+        await using var pair = await ChannelPair.ConnectAsync();
+        // The peer reads nothing: the kernel's socket buffers fill, then the channel's queue, then writes must wait.
+        var packet = new byte[16 * 1024];
+        using var cancel = new CancellationTokenSource();
+        Task? waiting = null;
+        long written = 0;
+        while (written < 256L * 1024 * 1024)
+        {
+            var write = pair.Channel.WriteAsync(new ReadOnlySequence<byte>(packet), isEndOfPacket: true, cancel.Token);
+            if (!write.IsCompleted)
+            {
+                waiting = write;
+                break;
+            }
+
+            await write;
+            written += packet.Length;
+        }
+
+        Assert.True(waiting is not null, $"{written / (1024 * 1024)} MB were queued and no write waited: the queue has no bound");
+        cancel.Cancel();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => waiting!.WaitAsync(Timeout));
+    }
+
+    [Fact]
+    public async Task AFailedSendFailsTheNextWriteAndClosesTheReads()
+    {
+        await using var pair = await ChannelPair.ConnectAsync();
+        pair.ResetByPeer();
+
+        var packet = Pattern(1000);
+        await Eventually.UntilAsync(async () =>
+        {
+            try
+            {
+                await pair.Channel.WriteAsync(new ReadOnlySequence<byte>(packet), isEndOfPacket: true, CancellationToken.None);
+                return false;
+            }
+            catch (MqttCommunicationException)
+            {
+                return true;
+            }
+        }, Timeout, "a write fails after the peer reset the connection");
+
+        // MQTTnet's receive loop ends on a closed read (0) or an error; either way it reports the disconnect.
+        var read = await Record.ExceptionAsync(async () =>
+            Assert.Equal(0, await pair.Channel.ReadAsync(new byte[16], 0, 16, CancellationToken.None).WaitAsync(Timeout)));
+        Assert.True(read is null or MqttCommunicationException or SocketException or IOException, $"the read ended with {read}");
+    }
+
+    private static byte[] Pattern(int length, int seed = 0)
+    {
+        var bytes = new byte[length];
+        new Random(seed).NextBytes(bytes);
+        return bytes;
+    }
+
+    // The gateway's side (BufferedMqttChannel over MQTTnet's TCP channel) and a raw socket as the broker's side.
+    private sealed class ChannelPair : IAsyncDisposable
+    {
+        private ChannelPair(BufferedMqttChannel channel, Socket peer)
+        {
+            Channel = channel;
+            Peer = peer;
+        }
+
+        public BufferedMqttChannel Channel { get; }
+        public Socket Peer { get; }
+
+        public static async Task<ChannelPair> ConnectAsync()
+        {
+            using var listener = new TcpListener(IPAddress.Loopback, 0);
+            listener.Start();
+            var client = new TcpClient();
+            var accepting = listener.AcceptSocketAsync();
+            await client.ConnectAsync(IPAddress.Loopback, ((IPEndPoint)listener.LocalEndpoint).Port);
+            var peer = await accepting;
+            var tcp = new MqttTcpChannel(client.GetStream(), client.Client.LocalEndPoint!, client.Client.RemoteEndPoint!, null!);
+            return new ChannelPair(new BufferedMqttChannel(tcp), peer);
+        }
+
+        public async Task<byte[]> ReceiveAtPeerAsync(int length)
+        {
+            var received = new byte[length];
+            for (var offset = 0; offset < length;)
+            {
+                var read = await Peer.ReceiveAsync(received.AsMemory(offset), SocketFlags.None).AsTask().WaitAsync(Timeout);
+                Assert.True(read > 0, $"the channel closed the connection after {offset} of {length} bytes");
+                offset += read;
+            }
+
+            return received;
+        }
+
+        // Closing with a zero linger sends RST: the gateway's next sends fail.
+        public void ResetByPeer()
+        {
+            Peer.LingerState = new LingerOption(true, 0);
+            Peer.Close();
+        }
+
+        public ValueTask DisposeAsync()
+        {
+            Channel.Dispose();
+            Peer.Dispose();
+            return ValueTask.CompletedTask;
+        }
+    }
+}
