@@ -1,4 +1,5 @@
 using Microsoft.Data.Sqlite;
+using SQLitePCL;
 
 namespace IotGateway.Data;
 
@@ -14,6 +15,7 @@ public sealed class DatabaseWriteGate(string connectionString) : IDisposable
 {
     private readonly SemaphoreSlim _gate = new(1, 1);
     private readonly Dictionary<string, SqliteCommand> _statements = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, sqlite3_stmt> _nativeStatements = new(StringComparer.Ordinal);
     private SqliteConnection? _connection;
 
     public async ValueTask<Releaser> EnterAsync(CancellationToken cancellationToken)
@@ -65,6 +67,26 @@ public sealed class DatabaseWriteGate(string connectionString) : IDisposable
         return command;
     }
 
+    // Gate held. The statement for this SQL prepared on the writer connection with SQLite's own API (SQLitePCLRaw,
+    // which Microsoft.Data.Sqlite runs on), for the one statement run per message: see BatchStatements.
+    internal sqlite3_stmt NativeStatement(string sql)
+    {
+        if (!_nativeStatements.TryGetValue(sql, out var statement))
+        {
+            var connection = Connection().Handle;
+            var rc = raw.sqlite3_prepare_v2(connection, sql, out statement);
+            if (rc != raw.SQLITE_OK)
+            {
+                statement.Dispose();
+                SqliteException.ThrowExceptionForRC(rc, connection);
+            }
+
+            _nativeStatements[sql] = statement;
+        }
+
+        return statement;
+    }
+
     // Gate held. After a failed write the connection is closed and opened afresh by the next writer: whatever
     // state SQLite left it in (a full disk, an I/O error, a lock held elsewhere) does not carry over.
     internal void Reset()
@@ -75,6 +97,13 @@ public sealed class DatabaseWriteGate(string connectionString) : IDisposable
         }
 
         _statements.Clear();
+        // Finalized before the connection closes, or SQLite would keep it open for them.
+        foreach (var statement in _nativeStatements.Values)
+        {
+            statement.Dispose();
+        }
+
+        _nativeStatements.Clear();
         var connection = _connection;
         _connection = null;
         try

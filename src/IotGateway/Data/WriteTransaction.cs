@@ -1,4 +1,5 @@
 using Microsoft.Data.Sqlite;
+using SQLitePCL;
 
 namespace IotGateway.Data;
 
@@ -44,6 +45,11 @@ public sealed class WriteTransaction : IAsyncDisposable
         command.Transaction = _transaction;
         return command;
     }
+
+    // The same, for SQLite's own API: statements run on this connection join this transaction.
+    internal sqlite3_stmt PrepareNative(string sql) => _writeGate.NativeStatement(sql);
+
+    internal sqlite3 NativeConnection => _writeGate.Connection().Handle!;
 
     public void Commit()
     {

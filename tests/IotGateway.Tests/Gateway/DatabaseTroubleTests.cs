@@ -74,6 +74,52 @@ public sealed class DatabaseTroubleTests
         Assert.Equal(HttpStatusCode.Accepted, accepted.StatusCode);
     }
 
+    // The database refusing the insert itself (not the transaction or the commit, as a lock or a full disk do): a
+    // trigger stands in for whatever makes SQLite fail a statement. The batch must be retried unacknowledged, never
+    // counted as duplicates and acknowledged.
+    [SkippableFact]
+    public async Task AReadingTheDatabaseRefusesIsRetriedNotDropped()
+    {
+        MosquittoBroker.SkipIfUnavailable();
+        await using var broker = await MosquittoBroker.StartAsync();
+        await using var gateway = await GatewayApp.StartAsync(broker.Url, s => s["Ingest:RetryMaxDelaySeconds"] = "0.2");
+        await using var device = await TestMqttClient.ConnectAsync(broker, "refused");
+        await device.PublishAsync("iot/data/refused", """{"temp":1,"messageId":"before"}""");
+        await gateway.WaitForDeviceAsync("refused", d => d.TelemetryCount == 1, "the first reading is stored");
+
+        await ExecuteAsync(gateway.DatabasePath, """
+            CREATE TABLE "TestRefusal" ("On" INTEGER);
+            INSERT INTO "TestRefusal" VALUES (1);
+            CREATE TRIGGER "TestRefuseReadings" BEFORE INSERT ON "Telemetry" WHEN EXISTS (SELECT 1 FROM "TestRefusal")
+            BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;
+            """);
+        for (var i = 0; i < 3; i++)
+        {
+            await device.PublishAsync("iot/data/refused", $$"""{"temp":2,"messageId":"refused-{{i}}"}""", MqttQualityOfServiceLevel.AtLeastOnce);
+        }
+
+        await Eventually.UntilAsync(async () =>
+        {
+            using var response = await gateway.Http.GetAsync("/health/ready");
+            return response.StatusCode == HttpStatusCode.ServiceUnavailable && gateway.Logs.Contains("refused by the test");
+        }, Timeout, "readiness and the log report the refused insert");
+        Assert.Equal(1, GatewayRows(gateway.DatabasePath, "refused"));
+
+        await ExecuteAsync(gateway.DatabasePath, """DELETE FROM "TestRefusal";""");
+        await gateway.WaitForDeviceAsync("refused", d => d.TelemetryCount == 4, "the refused readings are stored once the database accepts them", Timeout);
+        Assert.Equal(4, GatewayRows(gateway.DatabasePath, "refused"));
+        await gateway.WaitUntilReadyAsync();
+    }
+
+    private static async Task ExecuteAsync(string databasePath, string sql)
+    {
+        await using var connection = new SqliteConnection($"Data Source={databasePath};Pooling=False");
+        await connection.OpenAsync();
+        await using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        await command.ExecuteNonQueryAsync();
+    }
+
     // Back-pressure: while the writer cannot commit, the bounded queue fills and stays full; the rest waits
     // unacknowledged in the broker rather than in the gateway's memory, and nothing is lost when it drains.
     [SkippableFact]
