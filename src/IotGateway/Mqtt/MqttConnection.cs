@@ -277,7 +277,7 @@ public sealed partial class MqttConnection : BackgroundService, IAsyncDisposable
     {
         // Acked by the writer after the commit, in arrival order.
         e.AutoAcknowledge = false;
-        var message = InboundMessage.From(e, Generation, _time.GetUtcNow(), _ingestOptions.MaxPayloadBytes);
+        var message = InboundMessage.From(e, Generation, _time.GetUtcNow(), _ingestOptions.MaxPayloadBytes, _topics);
         try
         {
             await _ingest.Writer.WriteAsync(message, _stopping.Token);

@@ -1,17 +1,24 @@
 using System.Buffers;
 using System.Text;
+using IotGateway.Mqtt;
 using MQTTnet;
 using MQTTnet.Protocol;
 
 namespace IotGateway.Telemetry;
 
 // One message from the broker on its way to the database. It keeps the MQTTnet event so the writer can
-// acknowledge it after the commit, and the connection generation so a stale ack is never sent.
+// acknowledge it after the commit, and the connection generation so a stale ack is never sent. Its topic is parsed
+// and a reading's payload classified here, on MQTTnet's receive side: the one writer thread, which sets the pace of
+// a backlog drain, then only stores.
 public sealed class InboundMessage
 {
     private InboundMessage(MqttApplicationMessageReceivedEventArgs source, long generation, string topic, byte[]? payload,
-        int payloadLength, bool retain, MqttQualityOfServiceLevel qos, string? userMessageId, DateTimeOffset receivedAt)
+        int payloadLength, bool retain, MqttQualityOfServiceLevel qos, string? userMessageId, DateTimeOffset receivedAt,
+        TopicKind? kind, string? deviceId, ClassifiedPayload? reading)
     {
+        Kind = kind;
+        DeviceId = deviceId;
+        Reading = reading;
         Source = source;
         Generation = generation;
         Topic = topic;
@@ -37,13 +44,23 @@ public sealed class InboundMessage
 
     public bool IsOversized => Payload is null;
 
-    public static InboundMessage From(MqttApplicationMessageReceivedEventArgs e, long generation, DateTimeOffset receivedAt, int maxPayloadBytes)
+    // Null when the topic is not one of the gateway's ({prefix}/{deviceId} with a valid device id).
+    public TopicKind? Kind { get; }
+    public string? DeviceId { get; }
+
+    // A reading's payload, classified; null for other topics and for empty or oversized payloads.
+    public ClassifiedPayload? Reading { get; }
+
+    public static InboundMessage From(MqttApplicationMessageReceivedEventArgs e, long generation, DateTimeOffset receivedAt, int maxPayloadBytes,
+        TopicLayout topics)
     {
         var message = e.ApplicationMessage;
         var length = message.Payload.Length > int.MaxValue ? int.MaxValue : (int)message.Payload.Length;
         var payload = length <= maxPayloadBytes ? message.Payload.ToArray() : null;
+        var known = topics.TryParse(message.Topic, out var kind, out var deviceId);
+        var reading = known && kind == TopicKind.Data && payload is { Length: > 0 } ? Payloads.Classify(payload) : (ClassifiedPayload?)null;
         return new InboundMessage(e, generation, message.Topic, payload, length, message.Retain,
-            message.QualityOfServiceLevel, FindMessageId(message), receivedAt);
+            message.QualityOfServiceLevel, FindMessageId(message), receivedAt, known ? kind : null, known ? deviceId : null, reading);
     }
 
     private static string? FindMessageId(MqttApplicationMessage message)

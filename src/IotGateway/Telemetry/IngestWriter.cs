@@ -17,7 +17,6 @@ public sealed record IngestState(bool Healthy, string? LastError);
 public sealed partial class IngestWriter(
     IngestQueue queue,
     MqttConnection connection,
-    TopicLayout topics,
     DeviceRegistry registry,
     CommandCompletion completion,
     DatabaseWriteGate writeGate,
@@ -181,7 +180,7 @@ public sealed partial class IngestWriter(
 
     private void Store(InboundMessage message, BatchStatements sql, BatchOutcome outcome, DateTimeOffset now)
     {
-        if (!topics.TryParse(message.Topic, out var kind, out var deviceId))
+        if (message is not { Kind: { } kind, DeviceId: { } deviceId })
         {
             outcome.Reject("unknown-topic", $"topic '{Truncate(message.Topic)}' is not {{prefix}}/{{deviceId}} with a valid device id");
             return;
@@ -218,7 +217,7 @@ public sealed partial class IngestWriter(
         }
 
         var activity = outcome.Activity(deviceId);
-        var payload = Payloads.Classify(message.Payload);
+        var payload = message.Reading!.Value;
         if (payload.Format != PayloadFormat.Json)
         {
             LogNonJsonReading(deviceId, payload.Format);
