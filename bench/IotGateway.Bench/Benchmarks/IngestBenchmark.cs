@@ -7,10 +7,11 @@ using MQTTnet.Protocol;
 namespace IotGateway.Bench.Benchmarks;
 
 /// <summary>
-/// The backlog drain: N QoS 1 readings wait in the broker for three persistent sessions: the gateway's,
-/// mosquitto_sub's and a bare MQTTnet client's. mosquitto_sub, which stores nothing, shows how fast the broker can
-/// hand the backlog over (the limit); the bare MQTTnet client shows what the MQTT library itself manages in a fresh
-/// .NET process; the gateway has to store every reading in SQLite before it acknowledges it.
+/// The backlog drain: N QoS 1 readings wait in the broker for four persistent sessions: the gateway's,
+/// mosquitto_sub's and two bare MQTTnet clients'. mosquitto_sub, which stores nothing, shows how fast the broker can
+/// hand the backlog over (the limit); the bare MQTTnet clients show what the MQTT library itself manages in a fresh
+/// .NET process, over its own channel and over the gateway's BufferedMqttChannel; the gateway has to store every
+/// reading in SQLite before it acknowledges it.
 /// </summary>
 public sealed class IngestBenchmark(RepositoryLayout layout)
 {
@@ -18,6 +19,7 @@ public sealed class IngestBenchmark(RepositoryLayout layout)
     private const string GatewayClientId = "bench-gateway";
     private const string SubscriberClientId = "bench-sub";
     private const string LibraryClientId = "bench-mqttnet";
+    private const string BufferedLibraryClientId = "bench-mqttnet-buffered";
     private const string DataTopicFilter = "iot/data/+";
     private const int PublishesInFlight = 64;
     private const int DeviceCount = 100;
@@ -30,14 +32,17 @@ public sealed class IngestBenchmark(RepositoryLayout layout)
         await MqttnetDrain.CreateSessionAsync(broker, GatewayClientId, DataTopicFilter, cancellationToken);
         await CreateSubscriberSessionAsync(broker, cancellationToken);
         await MqttnetDrain.CreateSessionAsync(broker, LibraryClientId, DataTopicFilter, cancellationToken);
+        await MqttnetDrain.CreateSessionAsync(broker, BufferedLibraryClientId, DataTopicFilter, cancellationToken);
         var publishTime = await PublishBacklogAsync(broker, readings, cancellationToken);
 
         // The gateway and the MQTTnet client are timed from the first message received to the last one done with
         // (stored, acknowledged), so their .NET start-up stays out of the rates; mosquitto_sub's start is a few ms.
         var subscriber = await DrainWithMosquittoSubAsync(broker, readings, cancellationToken);
         var subscriberRate = readings / subscriber.FirstToLast.TotalSeconds;
-        var library = await DrainWithMqttnetAloneAsync(broker, readings, cancellationToken);
+        var library = await DrainWithMqttnetAloneAsync(broker, LibraryClientId, readings, buffered: false, cancellationToken);
         var libraryRate = readings / library.FirstToLast.TotalSeconds;
+        var bufferedLibrary = await DrainWithMqttnetAloneAsync(broker, BufferedLibraryClientId, readings, buffered: true, cancellationToken);
+        var bufferedLibraryRate = readings / bufferedLibrary.FirstToLast.TotalSeconds;
         var gateway = await DrainWithGatewayAsync(broker, readings, cancellationToken);
 
         var gatewayTotalRate = readings / gateway.Total.TotalSeconds;
@@ -51,6 +56,9 @@ public sealed class IngestBenchmark(RepositoryLayout layout)
             new("MQTTnet 5 client alone (fresh process, acks each message, stores nothing): first → last message",
                 $"{Report.Seconds(library.FirstToLast)} ({Report.Rate(libraryRate, "readings")}, {libraryRate / subscriberRate:0.00} of mosquitto_sub; process start → exit {Report.Seconds(library.Total)})",
                 "the MQTT library's own limit"),
+            new("the same MQTTnet client over the gateway's BufferedMqttChannel: first → last message",
+                $"{Report.Seconds(bufferedLibrary.FirstToLast)} ({Report.Rate(bufferedLibraryRate, "readings")}, {bufferedLibraryRate / subscriberRate:0.00} of mosquitto_sub)",
+                "the library as the gateway runs it"),
             new("gateway: process start → /health/ready", Report.Seconds(gateway.Ready)),
             new("gateway: process start → first readings stored", $"{Report.Seconds(gateway.FirstStored)} ({Report.Count(gateway.FirstStoredCount)} readings)"),
             new("gateway: process start → all readings stored", $"{Report.Seconds(gateway.Total)} ({Report.Rate(gatewayTotalRate, "readings")})"),
@@ -147,11 +155,12 @@ public sealed class IngestBenchmark(RepositoryLayout layout)
     private sealed record Drain(TimeSpan Total, TimeSpan FirstToLast);
 
     /// <summary>The library's limit: this bench binary as a fresh process that only receives and acknowledges.</summary>
-    private static async Task<Drain> DrainWithMqttnetAloneAsync(MosquittoBroker broker, int readings, CancellationToken cancellationToken)
+    private static async Task<Drain> DrainWithMqttnetAloneAsync(MosquittoBroker broker, string clientId, int readings, bool buffered,
+        CancellationToken cancellationToken)
     {
         var self = Environment.ProcessPath ?? throw new BenchFailure("Cannot find the bench's own executable to start the MQTTnet drain.");
-        string[] arguments = [MqttnetDrain.Subcommand, MosquittoBroker.Host, broker.Port.ToString(System.Globalization.CultureInfo.InvariantCulture), LibraryClientId,
-            readings.ToString(System.Globalization.CultureInfo.InvariantCulture)];
+        string[] arguments = [MqttnetDrain.Subcommand, MosquittoBroker.Host, broker.Port.ToString(System.Globalization.CultureInfo.InvariantCulture), clientId,
+            readings.ToString(System.Globalization.CultureInfo.InvariantCulture), .. buffered ? [MqttnetDrain.BufferedOption] : Array.Empty<string>()];
         // `dotnet run` starts the apphost; a bench started as `dotnet IotGateway.Bench.dll` runs the dll the same way.
         IEnumerable<string> args = Path.GetFileNameWithoutExtension(self) == "dotnet"
             ? [typeof(MqttnetDrain).Assembly.Location, .. arguments]

@@ -9,27 +9,33 @@ namespace IotGateway.Bench.Benchmarks;
 /// The MQTT library's own limit, run by the ingest benchmark as a fresh process (`IotGateway.Bench mqttnet-drain
 /// host port clientId count`) so it pays for its start and JIT as the gateway does: an MQTTnet 5 client resumes a
 /// persistent session as the gateway's client does (MQTT 5, receive maximum 4096, manual acknowledgement) and
-/// acknowledges each message at once, storing nothing. It exits when it has received the given count.
+/// acknowledges each message at once, storing nothing. It exits when it has received the given count. With a fifth
+/// argument, <c>buffered</c>, the client runs over the gateway's <see cref="IotGateway.Mqtt.BufferedMqttChannel"/>
+/// instead of MQTTnet's own channel.
 /// </summary>
 public static class MqttnetDrain
 {
     public const string Subcommand = "mqttnet-drain";
     public const string DrainLinePrefix = "first-to-last-ms=";
+    public const string BufferedOption = "buffered";
 
     public static async Task<int> RunAsync(string[] args)
     {
-        if (args is not [var host, var portText, var clientId, var countText]
+        if (args is not [var host, var portText, var clientId, var countText, .. var rest]
+            || rest is not ([] or [BufferedOption])
             || !int.TryParse(portText, CultureInfo.InvariantCulture, out var port)
             || !int.TryParse(countText, CultureInfo.InvariantCulture, out var count))
         {
-            await Console.Error.WriteLineAsync($"usage: {Subcommand} host port clientId count");
+            await Console.Error.WriteLineAsync($"usage: {Subcommand} host port clientId count [{BufferedOption}]");
             return 2;
         }
 
         var received = 0;
         long first = 0;
         var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        using var client = new MqttClientFactory().CreateMqttClient();
+        using var client = rest is [BufferedOption]
+            ? new MqttClientFactory().CreateMqttClient(new IotGateway.Mqtt.BufferedChannelAdapterFactory())
+            : new MqttClientFactory().CreateMqttClient();
         client.ApplicationMessageReceivedAsync += async e =>
         {
             e.AutoAcknowledge = false;
