@@ -19,16 +19,20 @@ namespace IotGateway.Mqtt;
 /// MQTTnet 5 reads every packet with two or three reads (fixed header, remaining length, body) and sends every
 /// packet, each PUBACK included, with its own write; on a socket each is a system call, and Mosquitto wakes up for
 /// every PUBACK. Draining 100,000 QoS 1 readings took 200,000 reads and 100,000 sends. Here reads take up to 64 KB
-/// at once and MQTTnet's small reads are served from that buffer; writes are queued and sent by one flush loop on
-/// the thread pool, which sends everything queued while its previous send ran in one call, so an ingest batch's
-/// acknowledgements leave in a few sends.
+/// at once and MQTTnet's small reads are served from that buffer.
 ///
-/// A write therefore completes when its bytes are queued, not when the socket took them. MQTTnet relies on nothing
-/// more: a QoS 1/2 publish completes on the broker's answer, not on the write. A failed send is kept: the next
-/// write throws it and the connection is closed, so MQTTnet's receive loop ends and it reports the disconnect as it
-/// would for a failed write. At most <see cref="MaxQueuedBytes"/> wait; a write beyond that waits for the flush loop
-/// (and honours MQTTnet's cancellation). <see cref="DisconnectAsync"/> sends what is queued first, so a clean stop's
-/// last acknowledgements and its DISCONNECT packet reach the broker.
+/// Writes go into a queue that one flush loop sends. A write normally starts the flush itself, so a lone packet
+/// (a command, its PUBREL) leaves at once, on the caller's thread, as it would without this channel. While the
+/// flush loop waits for the socket, further writes queue and leave together in its next send. And while the writes
+/// are held (<see cref="HoldWrites"/>: the ingest writer holds them over a committed batch's acknowledgements),
+/// nothing is sent until the hold ends, and then everything in one send.
+///
+/// A write therefore completes when its bytes are queued, not necessarily when the socket took them. MQTTnet relies
+/// on nothing more: a QoS 1/2 publish completes on the broker's answer, not on the write. A failed send is kept:
+/// the write that started it or the next one throws it, and the connection is closed, so MQTTnet's receive loop
+/// ends and it reports the disconnect as it would for a failed write. At most <see cref="MaxQueuedBytes"/> wait; a
+/// write beyond that waits for the flush loop (and honours MQTTnet's cancellation). <see cref="DisconnectAsync"/>
+/// sends what is queued first, so a clean stop's last acknowledgements and its DISCONNECT packet reach the broker.
 /// </remarks>
 public sealed class BufferedMqttChannel : IMqttChannel
 {
@@ -45,6 +49,7 @@ public sealed class BufferedMqttChannel : IMqttChannel
     private ArrayBufferWriter<byte> _queued = new(4096);
     private ArrayBufferWriter<byte> _sending = new(4096);
     private bool _flushing;
+    private int _holds;
     private Exception? _sendFailure;
     private TaskCompletionSource? _sent;
 
@@ -143,13 +148,56 @@ public sealed class BufferedMqttChannel : IMqttChannel
                     : Task.CompletedTask;
             }
 
+            if (_holds > 0 && _queued.WrittenCount <= MaxQueuedBytes)
+            {
+                return Task.CompletedTask; // sent when the hold ends
+            }
+
             _flushing = true;
         }
 
-        // Not inline: while the pool thread gets going, the caller's next packets (the rest of a batch of acks)
-        // join this send.
-        ThreadPool.UnsafeQueueUserWorkItem(static channel => _ = channel.FlushAsync(), this, preferLocal: false);
-        return Task.CompletedTask;
+        var flush = FlushAsync();
+        lock (_lock)
+        {
+            // The flush ran to its end on this thread and failed: this packet's sender hears of it now.
+            return flush.IsCompleted && _sendFailure is not null
+                ? Task.FromException(new MqttCommunicationException("Sending to the broker failed.", _sendFailure))
+                : Task.CompletedTask;
+        }
+    }
+
+    /// <summary>
+    /// Queues the writes made until the returned handle is disposed, then sends them in one go: many small packets
+    /// written in a row (a batch's PUBACKs) leave in one system call instead of one each.
+    /// </summary>
+    public WriteHold HoldWrites()
+    {
+        lock (_lock)
+        {
+            _holds++;
+        }
+
+        return new WriteHold(this);
+    }
+
+    private void ReleaseHold()
+    {
+        lock (_lock)
+        {
+            if (--_holds > 0 || _flushing || _queued.WrittenCount == 0)
+            {
+                return;
+            }
+
+            _flushing = true;
+        }
+
+        _ = FlushAsync();
+    }
+
+    public readonly struct WriteHold(BufferedMqttChannel? channel) : IDisposable
+    {
+        public void Dispose() => channel?.ReleaseHold();
     }
 
     private async Task FlushAsync()
@@ -230,6 +278,11 @@ public sealed class BufferedMqttChannel : IMqttChannel
 /// <summary>MQTTnet's own adapter factory, with <see cref="BufferedMqttChannel"/> around its TCP or WebSocket channel.</summary>
 public sealed class BufferedChannelAdapterFactory : IMqttClientAdapterFactory
 {
+    private BufferedMqttChannel? _latest;
+
+    /// <summary>The channel of the client's latest connection attempt (a client has one connection at a time).</summary>
+    public BufferedMqttChannel? Latest => Volatile.Read(ref _latest);
+
     public IMqttChannelAdapter CreateClientAdapter(MqttClientOptions options, MqttPacketInspector packetInspector, IMqttNetLogger logger)
     {
         IMqttChannel transport = options.ChannelOptions switch
@@ -239,7 +292,9 @@ public sealed class BufferedChannelAdapterFactory : IMqttClientAdapterFactory
             var other => throw new NotSupportedException($"Unknown MQTT channel options: {other?.GetType().Name}."),
         };
         var formatter = new MqttPacketFormatterAdapter(options.ProtocolVersion, new MqttBufferWriter(options.WriterBufferSize, options.WriterBufferSizeMax));
-        return new MqttChannelAdapter(new BufferedMqttChannel(transport), formatter, logger)
+        var channel = new BufferedMqttChannel(transport);
+        Volatile.Write(ref _latest, channel);
+        return new MqttChannelAdapter(channel, formatter, logger)
         {
             AllowPacketFragmentation = options.AllowPacketFragmentation,
             PacketInspector = packetInspector,

@@ -30,6 +30,7 @@ public sealed partial class MqttConnection : BackgroundService, IAsyncDisposable
     private readonly SemaphoreSlim _inflight;
     private readonly SemaphoreSlim _wake = new(0, 1);
     private Task _disconnectOnStop = Task.CompletedTask;
+    private readonly BufferedChannelAdapterFactory _channels = new();
     private readonly CancellationTokenSource _stopping = new();
     private TaskCompletionSource _connected = NewConnectedSignal();
     private long _generation;
@@ -56,7 +57,7 @@ public sealed partial class MqttConnection : BackgroundService, IAsyncDisposable
         _inflight = new SemaphoreSlim(_options.MaxInflightPublishes);
         _state = new BrokerConnectionState(false, time.GetUtcNow(), "not connected yet");
 
-        _client = new MqttClientFactory().CreateMqttClient(new BufferedChannelAdapterFactory());
+        _client = new MqttClientFactory().CreateMqttClient(_channels);
         // Handlers before the first ConnectAsync: a persistent session delivers its backlog at once.
         _client.ConnectingAsync += _ =>
         {
@@ -98,6 +99,9 @@ public sealed partial class MqttConnection : BackgroundService, IAsyncDisposable
             _inflight.Release();
         }
     }
+
+    // Packets written until the hold is disposed leave together (see BufferedMqttChannel).
+    public BufferedMqttChannel.WriteHold HoldWrites() => _channels.Latest?.HoldWrites() ?? default;
 
     public Task AcknowledgeAsync(InboundMessage message, CancellationToken cancellationToken)
     {

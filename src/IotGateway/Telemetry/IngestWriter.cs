@@ -99,15 +99,22 @@ public sealed partial class IngestWriter(
     }
 
     // All acks of a batch are started in arrival order without waiting for each to be written: MQTTnet's
-    // send lock is first come, first served, so they leave in that order.
+    // send lock is first come, first served, so they leave in that order. Held in groups, they leave in one send
+    // per group instead of one each; a group is small enough not to hold up a command publish for long.
+    private const int AcksPerSend = 512;
+
     private async Task AcknowledgeCommittedAsync(ChannelReader<List<InboundMessage>> committed)
     {
         await foreach (var batch in committed.ReadAllAsync())
         {
             var pending = new Task[batch.Count];
-            for (var i = 0; i < batch.Count; i++)
+            for (var start = 0; start < batch.Count; start += AcksPerSend)
             {
-                pending[i] = connection.AcknowledgeAsync(batch[i], CancellationToken.None);
+                using var hold = connection.HoldWrites();
+                for (var i = start; i < Math.Min(batch.Count, start + AcksPerSend); i++)
+                {
+                    pending[i] = connection.AcknowledgeAsync(batch[i], CancellationToken.None);
+                }
             }
 
             await Task.WhenAll(pending);

@@ -1,8 +1,10 @@
 using System.Buffers;
 using System.Net;
 using System.Net.Sockets;
+using System.Security.Cryptography.X509Certificates;
 using IotGateway.Mqtt;
 using IotGateway.Tests.Infrastructure;
+using MQTTnet.Channel;
 using MQTTnet.Exceptions;
 using MQTTnet.Implementations;
 
@@ -66,6 +68,40 @@ public sealed class BufferedMqttChannelTests
         }
 
         Assert.Equal(expected.ToArray(), await pair.ReceiveAtPeerAsync((int)expected.Length));
+    }
+
+    // A lone packet (a command, its PUBREL) must not wait for anything: it is handed to the socket before the
+    // write returns, as MQTTnet's own channel does.
+    [Fact]
+    public async Task ALoneWriteIsSentBeforeItReturns()
+    {
+        await using var pair = await ChannelPair.ConnectAsync();
+        var packet = Pattern(40);
+        await pair.Channel.WriteAsync(new ReadOnlySequence<byte>(packet), isEndOfPacket: true, CancellationToken.None);
+        Assert.Equal(1, pair.SocketWrites);
+        Assert.Equal(packet, await pair.ReceiveAtPeerAsync(packet.Length));
+    }
+
+    // What the ingest writer does with a committed batch's acknowledgements: held, they leave in one send.
+    [Fact]
+    public async Task HeldWritesLeaveTogetherWhenTheHoldEnds()
+    {
+        await using var pair = await ChannelPair.ConnectAsync();
+        var expected = new MemoryStream();
+        using (pair.Channel.HoldWrites())
+        {
+            for (var i = 0; i < 500; i++)
+            {
+                var ack = Pattern(4, seed: i);
+                expected.Write(ack);
+                await pair.Channel.WriteAsync(new ReadOnlySequence<byte>(ack), isEndOfPacket: true, CancellationToken.None);
+            }
+
+            Assert.Equal(0, pair.SocketWrites);
+        }
+
+        Assert.Equal(expected.ToArray(), await pair.ReceiveAtPeerAsync((int)expected.Length));
+        Assert.Equal(1, pair.SocketWrites);
     }
 
     [Fact]
@@ -148,14 +184,20 @@ public sealed class BufferedMqttChannelTests
     // The gateway's side (BufferedMqttChannel over MQTTnet's TCP channel) and a raw socket as the broker's side.
     private sealed class ChannelPair : IAsyncDisposable
     {
-        private ChannelPair(BufferedMqttChannel channel, Socket peer)
+        private readonly CountingChannel _counter;
+
+        private ChannelPair(CountingChannel counter, Socket peer)
         {
-            Channel = channel;
+            _counter = counter;
+            Channel = new BufferedMqttChannel(counter);
             Peer = peer;
         }
 
         public BufferedMqttChannel Channel { get; }
         public Socket Peer { get; }
+
+        // Writes that reached MQTTnet's TCP channel, i.e. socket sends.
+        public int SocketWrites => _counter.Writes;
 
         public static async Task<ChannelPair> ConnectAsync()
         {
@@ -166,7 +208,7 @@ public sealed class BufferedMqttChannelTests
             await client.ConnectAsync(IPAddress.Loopback, ((IPEndPoint)listener.LocalEndpoint).Port);
             var peer = await accepting;
             var tcp = new MqttTcpChannel(client.GetStream(), client.Client.LocalEndPoint!, client.Client.RemoteEndPoint!, null!);
-            return new ChannelPair(new BufferedMqttChannel(tcp), peer);
+            return new ChannelPair(new CountingChannel(tcp), peer);
         }
 
         public async Task<byte[]> ReceiveAtPeerAsync(int length)
@@ -195,5 +237,29 @@ public sealed class BufferedMqttChannelTests
             Peer.Dispose();
             return ValueTask.CompletedTask;
         }
+    }
+
+    // MQTTnet's TCP channel, counting the writes that reach it.
+    private sealed class CountingChannel(IMqttChannel inner) : IMqttChannel
+    {
+        private int _writes;
+
+        public int Writes => Volatile.Read(ref _writes);
+        public X509Certificate2 ClientCertificate => inner.ClientCertificate;
+        public EndPoint RemoteEndPoint => inner.RemoteEndPoint;
+        public EndPoint LocalEndPoint => inner.LocalEndPoint;
+        public bool IsSecureConnection => inner.IsSecureConnection;
+
+        public Task ConnectAsync(CancellationToken cancellationToken) => inner.ConnectAsync(cancellationToken);
+        public Task DisconnectAsync(CancellationToken cancellationToken) => inner.DisconnectAsync(cancellationToken);
+        public Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) => inner.ReadAsync(buffer, offset, count, cancellationToken);
+
+        public Task WriteAsync(ReadOnlySequence<byte> buffer, bool isEndOfPacket, CancellationToken cancellationToken)
+        {
+            Interlocked.Increment(ref _writes);
+            return inner.WriteAsync(buffer, isEndOfPacket, cancellationToken);
+        }
+
+        public void Dispose() => inner.Dispose();
     }
 }
