@@ -14,7 +14,7 @@ public static class BenchProgram
 
         Usage: dotnet run --project bench/IotGateway.Bench -c Release -- <subcommand> [options] [--configuration Release|Debug]
 
-          ingest    [--readings 100000]                        drain a QoS 1 backlog: gateway vs mosquitto_sub
+          ingest    [--readings 100000] [--rounds 3]           drain a QoS 1 backlog: gateway vs mosquitto_sub
           roundtrip [--devices 100] [--commands 10000] [--callers 8] [--warmup 15000]
                                                                command round trip vs bare MQTT request/response
           fleet     [--devices 10000]                          sign-in, memory, CPU and a bulk PING of a large fleet
@@ -99,7 +99,7 @@ public static class BenchProgram
 
     private static BenchArguments Options(string subcommand, string[] rest) => subcommand switch
     {
-        "ingest" => BenchArguments.Parse(rest, ["readings", "configuration"]),
+        "ingest" => BenchArguments.Parse(rest, ["readings", "rounds", "configuration"]),
         "roundtrip" => BenchArguments.Parse(rest, ["devices", "commands", "callers", "warmup", "configuration"]),
         "fleet" => BenchArguments.Parse(rest, ["devices", "configuration"]),
         "startup" => BenchArguments.Parse(rest, ["readings", "configuration"]),
@@ -110,7 +110,8 @@ public static class BenchProgram
     private static Task<BenchResult> RunOneAsync(string subcommand, RepositoryLayout layout, BenchArguments options, CancellationToken cancellationToken) =>
         subcommand switch
         {
-            "ingest" => new IngestBenchmark(layout).RunAsync(options.Int("readings", IngestBenchmark.DefaultReadings), cancellationToken),
+            "ingest" => new IngestBenchmark(layout).RunAsync(
+                options.Int("readings", IngestBenchmark.DefaultReadings), options.Int("rounds", IngestBenchmark.DefaultRounds), cancellationToken),
             "roundtrip" => new RoundTripBenchmark(layout).RunAsync(
                 options.Int("devices", RoundTripBenchmark.DefaultDevices),
                 options.Int("commands", RoundTripBenchmark.DefaultCommands),
