@@ -29,12 +29,12 @@ public sealed partial class MqttConnection : BackgroundService, IAsyncDisposable
     private readonly IMqttClient _client;
     private readonly SemaphoreSlim _inflight;
     private readonly SemaphoreSlim _wake = new(0, 1);
-    private Task _disconnectOnStop = Task.CompletedTask;
     private readonly BufferedChannelAdapterFactory _channels = new();
     private readonly CancellationTokenSource _stopping = new();
     private TaskCompletionSource _connected = NewConnectedSignal();
     private long _generation;
     private BrokerConnectionState _state;
+    private Task _disconnectOnStop = Task.CompletedTask;
 
     private readonly EmbeddedBroker _embedded;
     private readonly DatabaseStartup _database;

@@ -25,6 +25,8 @@ public sealed partial class IngestWriter(
     TimeProvider time,
     ILogger<IngestWriter> logger) : BackgroundService
 {
+    private const int AcksPerSend = 512;
+
     private readonly IngestOptions _options = options.Value;
 
     public IngestState State { get; private set; } = new(true, null);
@@ -101,8 +103,6 @@ public sealed partial class IngestWriter(
     // All acks of a batch are started in arrival order without waiting for each to be written: MQTTnet's
     // send lock is first come, first served, so they leave in that order. Held in groups, they leave in one send
     // per group instead of one each; a group is small enough not to hold up a command publish for long.
-    private const int AcksPerSend = 512;
-
     private async Task AcknowledgeCommittedAsync(ChannelReader<List<InboundMessage>> committed)
     {
         await foreach (var batch in committed.ReadAllAsync())
