@@ -105,6 +105,26 @@ public sealed class DeviceInputTests
         Assert.Single((await gateway.Http.GetFromJsonAsync<Page<Devices.DeviceView>>("/api/devices", GatewayApp.Json))!.Items);
     }
 
+    // Mosquitto refuses topics with control characters; MQTTnet's embedded broker (the default) passes them on. A
+    // device id with a line break must be refused like any invalid id, and must not be able to forge a log line.
+    [Fact]
+    public async Task ControlCharactersInADeviceIdAreRefusedAndEscapedInTheLog()
+    {
+        var (started, port) = await GatewayApp.StartEmbeddedAsync();
+        await using var gateway = started;
+        await using var device = await TestMqttClient.ConnectAsync("127.0.0.1", port, "forger");
+        await device.PublishAsync("iot/data/forger\nfail: IotGateway[0] all is well", """{"temp":1}""");
+        await device.PublishAsync("iot/register/forger\u0007", "SIGN_IN");
+        await device.PublishAsync("iot/data/forger", """{"temp":2}""");
+
+        await gateway.WaitForDeviceAsync("forger", d => d.TelemetryCount == 1, "the reading under the valid id is stored");
+        await Eventually.UntilAsync(() => gateway.Logs.Contains("topic 'iot/register/forger\\u0007' is not"), Timeout,
+            "both refusals are logged");
+        Assert.True(gateway.Logs.Contains("topic 'iot/data/forger\\u000Afail: IotGateway[0] all is well' is not"));
+        Assert.DoesNotContain(gateway.Logs.Lines, line => line.Contains('\n', StringComparison.Ordinal) && line.Contains("all is well", StringComparison.Ordinal));
+        Assert.Single((await gateway.Http.GetFromJsonAsync<Page<Devices.DeviceView>>("/api/devices", GatewayApp.Json))!.Items);
+    }
+
     [SkippableFact]
     public async Task FloodFromOneDeviceDoesNotStarveOthers()
     {
