@@ -132,7 +132,7 @@ public sealed partial class EmbeddedBroker(IOptions<MqttOptions> options, ILogge
         if (_options.Embedded.Users.Count > 0 && !IsKnownUser(e.UserName, e.Password))
         {
             e.ReasonCode = MqttConnectReasonCode.BadUserNameOrPassword;
-            LogRefused(e.ClientId, e.UserName ?? "(none)");
+            LogRefused(LogText.Printable(e.ClientId, 128), e.UserName is null ? "(none)" : LogText.Printable(e.UserName, 128));
             return Task.CompletedTask;
         }
 

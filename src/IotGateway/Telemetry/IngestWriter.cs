@@ -189,7 +189,7 @@ public sealed partial class IngestWriter(
     {
         if (message is not { Kind: { } kind, DeviceId: { } deviceId })
         {
-            outcome.Reject("unknown-topic", $"topic '{Printable(message.Topic)}' is not {{prefix}}/{{deviceId}} with a valid device id");
+            outcome.Reject("unknown-topic", $"topic '{LogText.Printable(message.Topic)}' is not {{prefix}}/{{deviceId}} with a valid device id");
             return;
         }
 
@@ -239,7 +239,7 @@ public sealed partial class IngestWriter(
         else
         {
             outcome.Duplicates++;
-            LogDuplicateReading(deviceId, Printable(key, Payloads.MaxMessageKeyLength));
+            LogDuplicateReading(deviceId, LogText.Printable(key, Payloads.MaxMessageKeyLength));
         }
 
         activity.Seen(message.ReceivedAt);
@@ -256,7 +256,7 @@ public sealed partial class IngestWriter(
 
         if (text is not ("SIGN_IN" or "SIGN_OUT"))
         {
-            outcome.Reject("bad-register-payload", $"register payload from '{deviceId}' is '{Printable(text)}', not SIGN_IN or SIGN_OUT");
+            outcome.Reject("bad-register-payload", $"register payload from '{deviceId}' is '{LogText.Printable(text)}', not SIGN_IN or SIGN_OUT");
             return;
         }
 
@@ -271,7 +271,7 @@ public sealed partial class IngestWriter(
     {
         if (!CommandAnswer.TryParse(message.Payload!, out var answer, out var problem))
         {
-            outcome.Reject("bad-command-response", $"command response from '{deviceId}' ignored: {Printable(problem, 400)}");
+            outcome.Reject("bad-command-response", $"command response from '{deviceId}' ignored: {LogText.Printable(problem, 400)}");
             return;
         }
 
@@ -333,29 +333,6 @@ public sealed partial class IngestWriter(
         }
     }
 
-    // Device-supplied text in a log line: cut to a length, control characters escaped, so a topic or payload with
-    // a line break cannot forge a log line (the embedded broker lets such topics through; Mosquitto does not).
-    private static string Printable(string? value, int maxLength = 80)
-    {
-        if (value is null)
-        {
-            return "";
-        }
-
-        var text = value.Length <= maxLength ? value : string.Concat(value.AsSpan(0, maxLength), "…");
-        if (!text.AsSpan().ContainsAnyInRange('\u0000', '\u001F') && !text.AsSpan().ContainsAnyInRange('\u007F', '\u009F'))
-        {
-            return text;
-        }
-
-        var escaped = new System.Text.StringBuilder(text.Length + 16);
-        foreach (var c in text)
-        {
-            escaped.Append(char.IsControl(c) ? $"\\u{(int)c:X4}" : c);
-        }
-
-        return escaped.ToString();
-    }
 
     private sealed class BatchOutcome
     {

@@ -186,6 +186,10 @@ public sealed partial class BrokerSecurityTests
         Assert.Equal(MqttClientConnectResultCode.BadUserNameOrPassword, refused.ResultCode);
         await Assert.ThrowsAsync<MqttConnectRefusedException>(() => TestMqttClient.ConnectAsync("127.0.0.1", port, "anonymous"));
         Assert.True(gateway.Logs.Contains("Embedded broker refused client wrong-password: bad username or password for user device"));
+        // A refused client's id and user name are the device's words: escaped, they cannot forge a log line.
+        await Assert.ThrowsAsync<MqttConnectRefusedException>(() =>
+            TestMqttClient.ConnectAsync("127.0.0.1", port, "forger\ninfo: all is well", o => o.WithCredentials("x\u0007", "guess")));
+        Assert.True(gateway.Logs.Contains("Embedded broker refused client forger\\u000Ainfo: all is well: bad username or password for user x\\u0007"));
         Assert.False(gateway.Logs.Contains("device-password-1"));
     }
 
