@@ -31,7 +31,7 @@ public sealed class MqttOptions
 
     // How many unacknowledged messages the broker may have in flight to us (MQTT 5 Receive Maximum).
     [Range(1, 65535)]
-    public int ReceiveMaximum { get; set; } = 4096;
+    public int ReceiveMaximum { get; set; } = 16384;
 
     // Our own cap on concurrent QoS 2 publishes (MQTTnet does not enforce the broker's Receive Maximum).
     [Range(1, 65535)]

@@ -11,11 +11,11 @@ public sealed class IngestOptions
     public int MaxPayloadBytes { get; set; } = 256 * 1024;
 
     [Range(1, 1_000_000)]
-    public int QueueCapacity { get; set; } = 8192;
+    public int QueueCapacity { get; set; } = 16384;
 
     // Messages stored per transaction.
     [Range(1, 100_000)]
-    public int MaxBatchSize { get; set; } = 2048;
+    public int MaxBatchSize { get; set; } = 8192;
 
     [Range(0.05, 60)]
     public double RetryMaxDelaySeconds { get; set; } = 5;
