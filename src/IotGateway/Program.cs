@@ -68,7 +68,20 @@ app.MapGatewayHealthChecks();
 app.MapMetrics().AllowAnonymous(); // Prometheus text: the gateway's instruments (GatewayMetrics) and the runtime's
 app.LogEndpointsOnStart();
 
-await app.RunAsync();
+var started = false;
+app.Lifetime.ApplicationStarted.Register(() => started = true);
+try
+{
+    await app.RunAsync();
+}
+catch (Exception ex) when (!started)
+{
+    // It never started: a port already taken (the embedded broker's or the HTTP one) is the usual reason. One line
+    // that says which and an exit code, not an unhandled-exception abort (the host has logged the details above).
+    app.Logger.LogCritical("The gateway could not start and stops: {Reason}", ex.Message);
+    return StartFailure.ExitCode;
+}
+
 return 0;
 
 public partial class Program;

@@ -47,8 +47,9 @@ public sealed partial class DatabaseStartup(IServiceProvider services, TimeProvi
                     return;
                 }
             }
-            catch (OperationCanceledException)
+            catch (Exception) when (stoppingToken.IsCancellationRequested)
             {
+                // Stopping, or a start that failed elsewhere (a port in use) disposing the services under us.
                 return;
             }
         }
