@@ -38,4 +38,34 @@ public class SimulatorProcessTests
         Assert.Contains("STARTING MQTT IOT DEVICE <env-device-0042>", simulator.Output, StringComparison.Ordinal);
         Assert.Contains("SENDING SIGN OUT MESSAGE", simulator.Output, StringComparison.Ordinal);
     }
+
+    // README: every setting is also a command-line option, and --help lists them with the article's variables.
+    [Fact]
+    public async Task HelpListsEveryOptionWithItsEnvironmentVariableAndAnUnknownOptionIsRefused()
+    {
+        await using (var help = SimulatorProcess.Start("--help"))
+        {
+            await help.WaitForExitAsync(Deadline);
+            Assert.Equal(0, help.ExitCode);
+            foreach (var (option, variable) in new[]
+            {
+                ("--broker", "BROKER"), ("--device-id", "DEVICE_ID"), ("--data-topic", "DATA_TOPIC"), ("--cmd-req-topic", "CMD_REQ_TOPIC"),
+                ("--cmd-resp-topic", "CMD_RESP_TOPIC"), ("--register-topic", "REGISTER_TOPIC"), ("--username", "MQTT_USERNAME"), ("--password", "MQTT_PASSWORD"),
+            })
+            {
+                Assert.Contains(help.Output.Split('\n'), line => line.TrimStart().StartsWith(option + " ", StringComparison.Ordinal)
+                    && line.Contains($"[env: {variable}", StringComparison.Ordinal));
+            }
+
+            foreach (var option in new[] { "--interval", "--online", "--protocol", "--devices", "--always-online", "--max-connects", "--seed" })
+            {
+                Assert.Contains(help.Output.Split('\n'), line => line.TrimStart().StartsWith(option + " ", StringComparison.Ordinal));
+            }
+        }
+
+        await using var wrong = SimulatorProcess.Start("--intervall", "5");
+        await wrong.WaitForExitAsync(Deadline);
+        Assert.NotEqual(0, wrong.ExitCode);
+        Assert.Contains("Unrecognized command or argument '--intervall'", wrong.Output, StringComparison.Ordinal);
+    }
 }
