@@ -29,7 +29,7 @@ public sealed class IngestBenchmark(RepositoryLayout layout)
 
     /// <summary>
     /// Runs the whole comparison <paramref name="rounds"/> times (a fresh Mosquitto and backlog each) and reports the
-    /// middle round by ratio: on a shared 2-core machine one round's ratio swung 0.47-0.90.
+    /// middle round by ratio: on a shared 2-core machine one round's ratio swung 0.47-1.08.
     /// </summary>
     public async Task<BenchResult> RunAsync(int readings, int rounds, CancellationToken cancellationToken)
     {
