@@ -70,6 +70,20 @@ public sealed class BufferedMqttChannel : IMqttChannel
 
     public async Task DisconnectAsync(CancellationToken cancellationToken)
     {
+        // Whatever is queued goes out before the connection closes: writes waiting for the socket, and held ones
+        // (the ingest writer may be in the middle of a batch's acknowledgements).
+        bool startFlush;
+        lock (_lock)
+        {
+            startFlush = !_flushing && _sendFailure is null && _queued.WrittenCount > 0;
+            _flushing |= startFlush;
+        }
+
+        if (startFlush)
+        {
+            _ = FlushAsync();
+        }
+
         await WaitForFlushAsync(untilAllSent: true, cancellationToken).ConfigureAwait(false);
         await _inner.DisconnectAsync(cancellationToken).ConfigureAwait(false);
     }

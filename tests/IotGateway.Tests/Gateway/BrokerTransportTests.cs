@@ -36,8 +36,9 @@ public sealed class BrokerTransportTests
         Assert.Contains($"as {gateway.ClientId} (p2, c0,", broker.ReadLog(), StringComparison.Ordinal);
     }
 
-    // The gateway's writes are queued and sent by a flush loop (BufferedMqttChannel): a clean stop must still get
-    // its DISCONNECT packet out before the socket closes. Mosquitto logs "disconnected." only for that packet.
+    // A clean stop is a clean MQTT disconnect: the DISCONNECT packet gets out before the socket closes, through
+    // BufferedMqttChannel's queue and past the test host's second stop (which once disposed the client under it).
+    // Mosquitto logs "disconnected." only for that packet, "closed its connection." otherwise.
     [SkippableFact]
     public async Task GatewayStopsWithADisconnectPacket()
     {

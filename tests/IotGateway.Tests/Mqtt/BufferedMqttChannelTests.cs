@@ -104,20 +104,43 @@ public sealed class BufferedMqttChannelTests
         Assert.Equal(1, pair.SocketWrites);
     }
 
+    // MQTTnet disconnects (a clean stop) while writes wait for a slow socket: they go out before the socket closes.
     [Fact]
-    public async Task DisconnectSendsEverythingQueuedBeforeClosing()
+    public async Task DisconnectSendsWhatTheSocketHasNotTakenYet()
     {
-        await using var pair = await ChannelPair.ConnectAsync();
+        // Small socket buffers, so that most of the 2 MB is still in the channel's queue when MQTTnet disconnects.
+        await using var pair = await ChannelPair.ConnectAsync(socketBufferBytes: 4096);
         var sent = Pattern(2_000_000);
         for (var offset = 0; offset < sent.Length; offset += 1000)
         {
             await pair.Channel.WriteAsync(new ReadOnlySequence<byte>(sent, offset, 1000), isEndOfPacket: true, CancellationToken.None);
         }
 
-        // The last writes are still queued (the flush loop runs on the thread pool) when MQTTnet closes the channel.
         var disconnecting = pair.Channel.DisconnectAsync(CancellationToken.None);
         Assert.Equal(sent, await pair.ReceiveAtPeerAsync(sent.Length));
         await disconnecting.WaitAsync(Timeout);
+        Assert.Equal(0, await pair.Peer.ReceiveAsync(new byte[1], SocketFlags.None).WaitAsync(Timeout));
+    }
+
+    // ... and while writes are held (the ingest writer in the middle of a batch's acknowledgements).
+    [Fact]
+    public async Task DisconnectSendsHeldWrites()
+    {
+        await using var pair = await ChannelPair.ConnectAsync();
+        var expected = new MemoryStream();
+        using (pair.Channel.HoldWrites())
+        {
+            for (var i = 0; i < 100; i++)
+            {
+                var ack = Pattern(4, seed: i);
+                expected.Write(ack);
+                await pair.Channel.WriteAsync(new ReadOnlySequence<byte>(ack), isEndOfPacket: true, CancellationToken.None);
+            }
+
+            await pair.Channel.DisconnectAsync(CancellationToken.None).WaitAsync(Timeout);
+        }
+
+        Assert.Equal(expected.ToArray(), await pair.ReceiveAtPeerAsync((int)expected.Length));
         Assert.Equal(0, await pair.Peer.ReceiveAsync(new byte[1], SocketFlags.None).WaitAsync(Timeout));
     }
 
@@ -199,11 +222,21 @@ public sealed class BufferedMqttChannelTests
         // Writes that reached MQTTnet's TCP channel, i.e. socket sends.
         public int SocketWrites => _counter.Writes;
 
-        public static async Task<ChannelPair> ConnectAsync()
+        public static async Task<ChannelPair> ConnectAsync(int? socketBufferBytes = null)
         {
             using var listener = new TcpListener(IPAddress.Loopback, 0);
+            if (socketBufferBytes is { } size)
+            {
+                listener.Server.ReceiveBufferSize = size; // inherited by the accepted socket
+            }
+
             listener.Start();
             var client = new TcpClient();
+            if (socketBufferBytes is { } sendSize)
+            {
+                client.Client.SendBufferSize = sendSize;
+            }
+
             var accepting = listener.AcceptSocketAsync();
             await client.ConnectAsync(IPAddress.Loopback, ((IPEndPoint)listener.LocalEndpoint).Port);
             var peer = await accepting;
