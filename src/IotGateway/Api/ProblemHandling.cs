@@ -1,6 +1,7 @@
 using Microsoft.AspNetCore.Diagnostics;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.Data.Sqlite;
+using SQLitePCL;
 
 namespace IotGateway.Api;
 
@@ -38,8 +39,12 @@ public sealed partial class DatabaseUnavailableExceptionHandler(ILogger<Database
 {
     public const int RetryAfterSeconds = 5;
 
-    // SQLITE_BUSY, LOCKED, READONLY, IOERR, CORRUPT, FULL, CANTOPEN, PROTOCOL: the database, not the request.
-    private static readonly HashSet<int> Unavailable = [5, 6, 8, 10, 11, 13, 14, 15];
+    // Errors of the database, not of the request.
+    private static readonly HashSet<int> Unavailable =
+    [
+        raw.SQLITE_BUSY, raw.SQLITE_LOCKED, raw.SQLITE_READONLY, raw.SQLITE_IOERR,
+        raw.SQLITE_CORRUPT, raw.SQLITE_FULL, raw.SQLITE_CANTOPEN, raw.SQLITE_PROTOCOL,
+    ];
 
     public async ValueTask<bool> TryHandleAsync(HttpContext httpContext, Exception exception, CancellationToken cancellationToken)
     {

@@ -125,6 +125,28 @@ public sealed class DeviceInputTests
         Assert.Single((await gateway.Http.GetFromJsonAsync<Page<Devices.DeviceView>>("/api/devices", GatewayApp.Json))!.Items);
     }
 
+    // What the README says of Mosquitto: it refuses such a topic itself, dropping the device's connection, so
+    // nothing of it reaches the gateway.
+    [SkippableFact]
+    public async Task MosquittoDropsADeviceThatPublishesUnderAControlCharacter()
+    {
+        await using var broker = await StartBrokerAsync();
+        await using var gateway = await GatewayApp.StartAsync(broker.Url);
+        await using (var forger = await TestMqttClient.ConnectAsync(broker, "forger"))
+        {
+            await Record.ExceptionAsync(() => forger.PublishAsync("iot/data/forger\nx", """{"temp":1}""")); // no PUBREC comes
+            await Eventually.UntilAsync(() => broker.ReadLog().Contains("Client forger disconnected due to malformed packet.", StringComparison.Ordinal),
+                Timeout, "Mosquitto drops the connection");
+        }
+
+        // A reading published after it arrives; the refused one never did.
+        await using var witness = await TestMqttClient.ConnectAsync(broker, "witness");
+        await witness.PublishAsync("iot/data/witness", """{"temp":2}""");
+        await gateway.WaitForDeviceAsync("witness", d => d.TelemetryCount == 1, "the witness's reading is stored");
+        Assert.False(gateway.Logs.Contains("unknown-topic"));
+        Assert.Single((await gateway.Http.GetFromJsonAsync<Page<Devices.DeviceView>>("/api/devices", GatewayApp.Json))!.Items);
+    }
+
     [SkippableFact]
     public async Task FloodFromOneDeviceDoesNotStarveOthers()
     {

@@ -87,20 +87,14 @@ public sealed class BufferedMqttChannelTests
     public async Task HeldWritesLeaveTogetherWhenTheHoldEnds()
     {
         await using var pair = await ChannelPair.ConnectAsync();
-        var expected = new MemoryStream();
+        byte[] expected;
         using (pair.Channel.HoldWrites())
         {
-            for (var i = 0; i < 500; i++)
-            {
-                var ack = Pattern(4, seed: i);
-                expected.Write(ack);
-                await pair.Channel.WriteAsync(new ReadOnlySequence<byte>(ack), isEndOfPacket: true, CancellationToken.None);
-            }
-
+            expected = await pair.WriteAcksAsync(500);
             Assert.Equal(0, pair.SocketWrites);
         }
 
-        Assert.Equal(expected.ToArray(), await pair.ReceiveAtPeerAsync((int)expected.Length));
+        Assert.Equal(expected, await pair.ReceiveAtPeerAsync(expected.Length));
         Assert.Equal(1, pair.SocketWrites);
     }
 
@@ -119,7 +113,7 @@ public sealed class BufferedMqttChannelTests
         var disconnecting = pair.Channel.DisconnectAsync(CancellationToken.None);
         Assert.Equal(sent, await pair.ReceiveAtPeerAsync(sent.Length));
         await disconnecting.WaitAsync(Timeout);
-        Assert.Equal(0, await pair.Peer.ReceiveAsync(new byte[1], SocketFlags.None).WaitAsync(Timeout));
+        await pair.AssertClosedAsync();
     }
 
     // ... and while writes are held (the ingest writer in the middle of a batch's acknowledgements).
@@ -127,21 +121,15 @@ public sealed class BufferedMqttChannelTests
     public async Task DisconnectSendsHeldWrites()
     {
         await using var pair = await ChannelPair.ConnectAsync();
-        var expected = new MemoryStream();
+        byte[] expected;
         using (pair.Channel.HoldWrites())
         {
-            for (var i = 0; i < 100; i++)
-            {
-                var ack = Pattern(4, seed: i);
-                expected.Write(ack);
-                await pair.Channel.WriteAsync(new ReadOnlySequence<byte>(ack), isEndOfPacket: true, CancellationToken.None);
-            }
-
+            expected = await pair.WriteAcksAsync(100);
             await pair.Channel.DisconnectAsync(CancellationToken.None).WaitAsync(Timeout);
         }
 
-        Assert.Equal(expected.ToArray(), await pair.ReceiveAtPeerAsync((int)expected.Length));
-        Assert.Equal(0, await pair.Peer.ReceiveAsync(new byte[1], SocketFlags.None).WaitAsync(Timeout));
+        Assert.Equal(expected, await pair.ReceiveAtPeerAsync(expected.Length));
+        await pair.AssertClosedAsync();
     }
 
     [Fact]
@@ -256,6 +244,24 @@ public sealed class BufferedMqttChannelTests
 
             return received;
         }
+
+        // Four-byte packets (PUBACK-sized) written one by one; returns the bytes the peer must receive.
+        public async Task<byte[]> WriteAcksAsync(int count)
+        {
+            var written = new MemoryStream();
+            for (var i = 0; i < count; i++)
+            {
+                var ack = Pattern(4, seed: i);
+                written.Write(ack);
+                await Channel.WriteAsync(new ReadOnlySequence<byte>(ack), isEndOfPacket: true, CancellationToken.None);
+            }
+
+            return written.ToArray();
+        }
+
+        // The channel closed the connection: the peer reads its end.
+        public async Task AssertClosedAsync() =>
+            Assert.Equal(0, await Peer.ReceiveAsync(new byte[1], SocketFlags.None).WaitAsync(Timeout));
 
         // Closing with a zero linger sends RST: the gateway's next sends fail.
         public void ResetByPeer()
