@@ -217,14 +217,14 @@ public sealed partial class IngestWriter(
 
     private void StoreReading(InboundMessage message, string deviceId, BatchStatements sql, BatchOutcome outcome)
     {
-        if (message.Payload!.Length == 0)
+        // Classified on receipt unless empty (an oversized one was refused above).
+        if (message.Reading is not { } payload)
         {
             outcome.Reject("empty", $"empty telemetry payload from '{deviceId}'");
             return;
         }
 
         var activity = outcome.Activity(deviceId);
-        var payload = message.Reading!.Value;
         if (payload.Format != PayloadFormat.Json)
         {
             LogNonJsonReading(deviceId, payload.Format);
