@@ -1,8 +1,8 @@
 using System.Buffers;
 using System.Text;
-using IotGateway.Tcp;
+using IotGateway.Protocol;
 
-namespace IotGateway.Tests.Tcp;
+namespace IotGateway.Tests.Protocol;
 
 // How the TCP listener cuts a device's byte stream into JSON objects.
 public sealed class JsonObjectFramerTests

@@ -1,7 +1,7 @@
 using System.Buffers;
 using System.Text.Json;
 
-namespace IotGateway.Tcp;
+namespace IotGateway.Protocol;
 
 public enum FrameStatus
 {
