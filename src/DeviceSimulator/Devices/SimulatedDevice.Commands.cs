@@ -115,7 +115,7 @@ internal sealed partial class SimulatedDevice
         }
 
         await _connection.PublishAsync(_topics.CommandResponse, response).ConfigureAwait(false);
-        (_answered ??= new AnsweredCommands()).Add(request.Uuid);
+        (_answered ??= new AnsweredCommands()).Add(request.Uuid, outcome.Result);
         Interlocked.Increment(ref _commandsAnswered);
     }
 
