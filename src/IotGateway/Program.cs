@@ -7,6 +7,7 @@ using IotGateway.Devices;
 using IotGateway.Health;
 using IotGateway.Mqtt;
 using IotGateway.Security;
+using IotGateway.Tcp;
 using IotGateway.Telemetry;
 using Prometheus;
 
@@ -34,6 +35,7 @@ builder.Services.AddGatewayMqtt();
 builder.Services.AddSingleton<DeviceRegistry>();
 builder.Services.AddTelemetryIngest();
 builder.Services.AddCommands();
+builder.Services.AddTcpDevices();
 
 // HTTP API
 builder.Services.AddControllers()

@@ -12,7 +12,7 @@ namespace IotGateway.Telemetry;
 // a backlog drain, then only stores.
 public sealed class InboundMessage
 {
-    private InboundMessage(MqttApplicationMessageReceivedEventArgs source, long generation, string topic, byte[]? payload,
+    private InboundMessage(MqttApplicationMessageReceivedEventArgs? source, long generation, string topic, byte[]? payload,
         int payloadLength, bool retain, MqttQualityOfServiceLevel qos, string? userMessageId, DateTimeOffset receivedAt,
         TopicKind? kind, string? deviceId, ClassifiedPayload? reading)
     {
@@ -30,7 +30,8 @@ public sealed class InboundMessage
         ReceivedAt = receivedAt;
     }
 
-    public MqttApplicationMessageReceivedEventArgs Source { get; }
+    // Null for a TCP device's message: there is nothing to acknowledge.
+    public MqttApplicationMessageReceivedEventArgs? Source { get; }
     public long Generation { get; }
     public string Topic { get; }
 
@@ -62,6 +63,16 @@ public sealed class InboundMessage
         return new InboundMessage(e, generation, message.Topic, payload, length, message.Retain,
             message.QualityOfServiceLevel, FindMessageId(message), receivedAt, known ? kind : null, known ? deviceId : null, reading);
     }
+
+    // A TCP device's message (its JSON object), already framed within the payload limit. Its "topic" is "tcp".
+    public static InboundMessage FromTcp(TopicKind kind, string deviceId, byte[] payload, DateTimeOffset receivedAt)
+    {
+        var reading = kind == TopicKind.Data && payload.Length > 0 ? Payloads.Classify(payload) : (ClassifiedPayload?)null;
+        return new InboundMessage(null, 0, TcpTopic, payload, payload.Length, retain: false, MqttQualityOfServiceLevel.AtMostOnce,
+            userMessageId: null, receivedAt, kind, deviceId, reading);
+    }
+
+    public const string TcpTopic = "tcp";
 
     private static string? FindMessageId(MqttApplicationMessage message)
     {
