@@ -99,7 +99,6 @@ public sealed partial class IngestWriter(
                 }
             }
 
-            progress.Moved();
             var limit = Math.Min(_options.MaxBatchSize, flushLeft ?? int.MaxValue);
             var batch = new List<InboundMessage>(Math.Min(limit, queue.Count + 1));
             while (batch.Count < limit && queue.Reader.TryRead(out var message))
@@ -108,11 +107,13 @@ public sealed partial class IngestWriter(
             }
 
             flushLeft -= batch.Count;
-
+            progress.Took(batch.Count);
             if (!await StoreOrSplitAsync(batch, committed, stoppingToken))
             {
                 return;
             }
+
+            progress.Done();
         }
     }
 
@@ -183,7 +184,7 @@ public sealed partial class IngestWriter(
                 State = new IngestState(true, null);
             }
 
-            progress.Moved();
+            progress.Stored();
             try
             {
                 Publish(outcome, batch);
@@ -209,6 +210,7 @@ public sealed partial class IngestWriter(
             LogRejected("refused-by-database",
                 $"message on '{LogText.Printable(message.Topic)}' cannot be stored ({error.GetBaseException().GetType().Name}: {reason})");
             await committed.WriteAsync(batch, CancellationToken.None);
+            progress.Stored();
             return true;
         }
 
