@@ -8,9 +8,11 @@ namespace IotGateway.Devices;
 // topic, end a log line, or reorder what a person reads.
 //
 // 1 to 128 UTF-16 code units of: letters, combining marks and digits of any script (Unicode categories L, M, N),
-// and - _ . : @ ~ ; in Unicode normal form C; not "." or ".." (URLs remove those segments). Everything else is
-// refused, including / + # (MQTT), % ? (URL), spaces and other separators, control and format characters (line
-// breaks, bidirectional overrides, zero-width characters), U+FFFD (a topic that was not UTF-8) and lone surrogates.
+// and - _ . : @ ~ ; not "." or ".." (URLs remove those segments). Everything else is refused, including / + #
+// (MQTT), % ? (URL), spaces and other separators, control and format characters (line breaks, bidirectional
+// overrides, zero-width characters), U+FFFD (a topic that was not UTF-8) and lone surrogates. Ids are compared code
+// point by code point: a composed and a decomposed "é" are two devices (the gateway runs without ICU, so it does not
+// normalise), both reachable.
 public static class DeviceIds
 {
     public const int MaxLength = 128;
@@ -51,11 +53,6 @@ public static class DeviceIds
             }
 
             text = text[used..];
-        }
-
-        if (!id.IsNormalized(NormalizationForm.FormC))
-        {
-            return "A device id must be in Unicode normal form C (composed characters).";
         }
 
         return null;

@@ -52,7 +52,9 @@ public static class Payloads
         var reader = new Utf8JsonReader(json, JsonText.ReaderOptions);
         while (reader.Read())
         {
-            if (reader.TokenType == JsonTokenType.PropertyName && reader.CurrentDepth == 1)
+            // A name with a lone surrogate is no name the gateway looks for (and cannot be compared without throwing).
+            if (reader.TokenType == JsonTokenType.PropertyName && reader.CurrentDepth == 1
+                && !(reader.ValueIsEscaped && JsonText.NeedsRepair(reader.ValueSpan)))
             {
                 var isMessageId = reader.ValueTextEquals("messageId"u8);
                 var isUuid = !isMessageId && reader.ValueTextEquals("uuid"u8);
