@@ -3,8 +3,6 @@ using IotGateway.Commands;
 using IotGateway.Data;
 using IotGateway.Devices;
 using IotGateway.Mqtt;
-using Microsoft.Data.Sqlite;
-using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 
 namespace IotGateway.Telemetry;
