@@ -30,7 +30,7 @@ internal sealed class TcpSimulatedDevice : ISimulatedDevice, ICommandTarget
     private readonly TimeProvider _time;
     private readonly Sensors _sensors;
     private readonly SemaphoreSlim _writeLock = new(1, 1);
-    private readonly AnsweredCommands _answered = new();
+    private readonly ExecutedCommands _executed = new();
     private readonly WakeSignal _wake = new();
 
     private long _intervalTicks;
@@ -223,15 +223,17 @@ internal sealed class TcpSimulatedDevice : ISimulatedDevice, ICommandTarget
         using (request)
         {
             CommandOutcome outcome;
-            if (_answered.TryGetResult(request.Uuid, out var remembered))
+            if (_executed.TryGet(request.Uuid, out var remembered))
             {
-                // Sent again (the server's answer timeout ran out): answered again, not executed twice.
-                _log.Step($"COMMAND {request.Uuid} ALREADY EXECUTED: ANSWERING AGAIN");
-                outcome = new CommandOutcome(remembered ?? JsonValue.Create("OK"));
+                // Sent again (the server's answer timeout ran out, or it restarted before recording it): answered
+                // again, not executed twice, and no second reboot.
+                _log.Step($"COMMAND {request.Uuid} ALREADY EXECUTED: ANSWERING AGAIN WITHOUT RUNNING IT");
+                outcome = remembered with { RebootAfterAnswer = false };
             }
             else
             {
                 outcome = DeviceCommands.Execute(request, this);
+                _executed.Add(request.Uuid, outcome);
             }
 
             var response = CommandResponse.ToJson(DeviceId, outcome.Result, request);
@@ -241,7 +243,6 @@ internal sealed class TcpSimulatedDevice : ISimulatedDevice, ICommandTarget
             }
 
             await WriteAsync(stream, response, cancellationToken).ConfigureAwait(false);
-            _answered.Add(request.Uuid, outcome.Result);
             Interlocked.Increment(ref _commandsAnswered);
             if (outcome.RebootAfterAnswer)
             {
