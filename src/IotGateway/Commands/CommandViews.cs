@@ -8,14 +8,12 @@ namespace IotGateway.Commands;
 /// <summary>A command: its name, arguments and TTL (shared by the single and the bulk request).</summary>
 public abstract record CommandBody
 {
-    /// <summary>The command name the device understands.</summary>
-    /// <example>PING</example>
+    /// <summary>The command name the device understands (the simulator: PING, SET_INTERVAL, GET_CONFIG, REBOOT).</summary>
     [Required(AllowEmptyStrings = false)]
     [StringLength(CommandLimits.MaxNameLength, MinimumLength = 1)]
     public string? Command { get; init; }
 
-    /// <summary>Optional arguments, sent to the device as "payload".</summary>
-    /// <example>{"seconds": 30}</example>
+    /// <summary>Optional arguments, any JSON value, sent to the device as "payload" (SET_INTERVAL takes {"seconds": 30}).</summary>
     public JsonElement? Payload { get; init; }
 
     /// <summary>Seconds the command may wait for its device before it expires; the configured default when omitted.</summary>
