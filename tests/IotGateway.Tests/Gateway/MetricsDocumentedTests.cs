@@ -28,12 +28,13 @@ public sealed partial class MetricsDocumentedTests
         await using var gateway = await GatewayApp.StartAsync(broker.Url, s => s["Ingest:MaxPayloadBytes"] = "1024"); // a test payload can be oversized
         var http = gateway.Http;
 
-        // Documented <-> exposed, from the start (before any traffic, as Prometheus expects): the README's table and
-        // the gateway's own families are the same set, and every series with a known label is there at 0.
+        // Documented <-> exposed, from the start (before any traffic, as Prometheus expects): the README's counters and
+        // gauges and the gateway's own families are the same set, and every series with a known label is there at 0.
+        // A histogram appears with its first observation (OpenTelemetry exports no empty histogram).
         var first = await ScrapeAsync(http);
         var families = ExposedFamilies(first);
         var exposed = families.Where(f => f.StartsWith(Prefix, StringComparison.Ordinal)).Order(StringComparer.Ordinal).ToList();
-        Assert.Equal(documented.Keys.Order(StringComparer.Ordinal), exposed);
+        Assert.Equal(documented.Where(d => !d.Value.Histogram).Select(d => d.Key).Order(StringComparer.Ordinal), exposed);
         foreach (var series in ZeroFromTheStart)
         {
             Assert.True(Value(first, series) == 0, $"{series} is {Value(first, series)?.ToString(CultureInfo.InvariantCulture) ?? "absent"} before any traffic, expected 0");
@@ -102,7 +103,9 @@ public sealed partial class MetricsDocumentedTests
             "the counters the traffic should have moved did")).Text;
 
         // The labels the table names are on the series.
-        foreach (var (name, labels) in documented)
+        Assert.Equal(documented.Keys.Order(StringComparer.Ordinal),
+            ExposedFamilies(scrape).Where(f => f.StartsWith(Prefix, StringComparison.Ordinal)).Order(StringComparer.Ordinal));
+        foreach (var (name, (labels, _)) in documented)
         {
             foreach (var label in labels)
             {
@@ -125,14 +128,14 @@ public sealed partial class MetricsDocumentedTests
 
     private const string Prefix = "iot_gateway_";
 
-    // The README's metrics table: "| `iot_gateway_name` | type | `label` | what |", name -> labels.
-    private static Dictionary<string, string[]> ReadDocumentedMetrics()
+    // The README's metrics table: "| `iot_gateway_name` | type | `label` | what |", name -> labels, and whether it is a histogram.
+    private static Dictionary<string, (string[] Labels, bool Histogram)> ReadDocumentedMetrics()
     {
         var rows = MetricsTableRow().Matches(File.ReadAllText(Path.Combine(Repository.Root, "README.md")));
         Assert.True(rows.Count > 0, "README.md no longer has the metrics table (| `iot_gateway_…` | type | labels | what |).");
         return rows.ToDictionary(
             row => row.Groups["name"].Value,
-            row => Regex.Matches(row.Groups["labels"].Value, "`([a-z_]+)`").Select(m => m.Groups[1].Value).ToArray(),
+            row => (Regex.Matches(row.Groups["labels"].Value, "`([a-z_]+)`").Select(m => m.Groups[1].Value).ToArray(), row.Groups["type"].Value == "histogram"),
             StringComparer.Ordinal);
     }
 
@@ -205,6 +208,6 @@ public sealed partial class MetricsDocumentedTests
     [GeneratedRegex("[a-zA-Z_][a-zA-Z0-9_]*=\"(?:[^\"\\\\]|\\\\.)*\"")]
     private static partial Regex LabelPair();
 
-    [GeneratedRegex(@"^\| `(?<name>iot_gateway_[a-z0-9_]+)` \| (?:counter|gauge|histogram) \|(?<labels>[^|]*)\|", RegexOptions.Multiline)]
+    [GeneratedRegex(@"^\| `(?<name>iot_gateway_[a-z0-9_]+)` \| (?<type>counter|gauge|histogram) \|(?<labels>[^|]*)\|", RegexOptions.Multiline)]
     private static partial Regex MetricsTableRow();
 }
