@@ -9,7 +9,8 @@ namespace IotGateway.Api;
 // Times in the API. Out: UTC, millisecond precision, 'Z' (2026-11-24T08:53:00.123Z), the form JavaScript's
 // Date.toISOString writes and every tool reads. In: the same, any ISO 8601 time with an offset (one whose '+' became a
 // space in an unencoded URL too), or Unix time: below 100,000,000,000 it is seconds (until the year 5138), from there on
-// milliseconds (from March 1973).
+// milliseconds (from March 1973). Times are compared as they are shown, to the millisecond: a parameter with a finer
+// part counts from the next millisecond (a reading shown at .123 is before .1231 and not before .123).
 public static partial class ApiTime
 {
     public const string Format = "yyyy-MM-dd'T'HH:mm:ss.fff'Z'";
@@ -49,8 +50,14 @@ public static partial class ApiTime
 
         // An unencoded '+' in a query string arrives as a space: "…T08:53:00 01:00" meant "…T08:53:00+01:00".
         text = SpaceForPlus().Replace(text, "$1+$2");
-        return IsoTime().IsMatch(text)
-            && DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out time);
+        if (!IsoTime().IsMatch(text) || !DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out time))
+        {
+            return false;
+        }
+
+        var finer = time.UtcTicks % TimeSpan.TicksPerMillisecond;
+        time = finer == 0 ? time : time.AddTicks(TimeSpan.TicksPerMillisecond - finer);
+        return true;
     }
 
     [GeneratedRegex("^[0-9]{1,19}$")]

@@ -35,7 +35,8 @@ public sealed partial class ApiAnswersTests
 
     [Theory]
     [InlineData("2026-11-24T08:53:00Z", "2026-11-24T08:53:00.000Z")]
-    [InlineData("2026-11-24T08:53:00.1234567Z", "2026-11-24T08:53:00.123Z")]
+    [InlineData("2026-11-24T08:53:00.1234567Z", "2026-11-24T08:53:00.124Z")] // compared as shown: from the next millisecond
+    [InlineData("2026-11-24T08:53:00.123Z", "2026-11-24T08:53:00.123Z")]
     [InlineData("2026-11-24T09:53:00+01:00", "2026-11-24T08:53:00.000Z")]
     [InlineData("2026-11-24T09:53:00 01:00", "2026-11-24T08:53:00.000Z")] // the '+' of an unencoded URL, decoded to a space
     [InlineData("2026-11-24T03:53:00-0500", "2026-11-24T08:53:00.000Z")]

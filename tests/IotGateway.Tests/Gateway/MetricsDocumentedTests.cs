@@ -158,7 +158,7 @@ public sealed partial class MetricsDocumentedTests
 
     // The value of one series, name{label="value",…} with the labels it must carry (others, such as otel_scope_name,
     // may be there too); null when absent.
-    private static double? Value(string scrape, string series)
+    internal static double? Value(string scrape, string series)
     {
         var wanted = SeriesName().Match(series);
         var name = wanted.Groups["name"].Value;
