@@ -16,7 +16,10 @@ public sealed class GatewayMetrics : IHostedService
 
     // Reasons known in advance, exported at 0 from the start; a new reason still appears at its first use.
     private static readonly string[] RejectReasons =
-        ["oversized", "empty", "unknown-topic", "bad-command-response", "bad-register-payload", "unknown-command", "command-already-finished"];
+    [
+        "oversized", "empty", "unreadable", "unknown-topic", "bad-device-id", "bad-message-id", "bad-command-response", "bad-register-payload",
+        "unknown-command", "command-already-finished", "refused-by-database",
+    ];
 
     private readonly Counter<long> _messagesReceived;
     private readonly Counter<long> _readingsStored;
