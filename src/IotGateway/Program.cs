@@ -36,6 +36,7 @@ builder.Services.AddTelemetryIngest();
 builder.Services.AddCommands();
 
 // HTTP API
+builder.WebHost.ConfigureKestrel(kestrel => kestrel.UseProblemDetailsForKestrelErrors());
 builder.Services.AddControllers()
     .AddJsonOptions(o =>
     {
