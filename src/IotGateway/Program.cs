@@ -33,6 +33,7 @@ builder.Services.AddTelemetryIngest();
 builder.Services.AddCommands();
 
 // HTTP API
+builder.WebHost.ConfigureKestrel(kestrel => kestrel.UseProblemDetailsForKestrelErrors());
 builder.Services.AddControllers(o => o.ModelBinderProviders.Insert(0, new ApiTimeModelBinderProvider()))
     .AddJsonOptions(o => Json.Configure(o.JsonSerializerOptions));
 builder.Services.ConfigureHttpJsonOptions(o => Json.Configure(o.SerializerOptions));
