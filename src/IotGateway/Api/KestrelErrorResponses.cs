@@ -29,6 +29,8 @@ public static class KestrelErrorResponses
             }
         }));
 
+    private static readonly JsonSerializerOptions BodyOptions = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
     // Null when the bytes are not one of Kestrel's empty error responses.
     internal static byte[]? Rewrite(ReadOnlySpan<byte> response)
     {
@@ -55,7 +57,7 @@ public static class KestrelErrorResponses
             ["title"] = title,
             ["status"] = status,
             ["detail"] = Detail(status),
-        });
+        }, BodyOptions);
         var rewritten = new StringBuilder(statusLine).Append("\r\n");
         foreach (var line in lines.Skip(1))
         {
