@@ -59,7 +59,9 @@ public static class StorageSetup
             builder.DefaultTimeout = 5;
         }
 
-        Directory.CreateDirectory(Path.GetDirectoryName(builder.DataSource)!);
+        // Owner-only, like every file of the gateway; SQLite gives its -wal and -shm files the database file's mode.
+        Security.PrivateFiles.CreateFolder(Path.GetDirectoryName(builder.DataSource)!);
+        Security.PrivateFiles.Ensure(builder.DataSource);
         return builder.ToString();
     }
 

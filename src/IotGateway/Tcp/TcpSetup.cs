@@ -6,7 +6,7 @@ public static class TcpSetup
 {
     public static IServiceCollection AddTcpDevices(this IServiceCollection services)
     {
-        services.AddOptions<TcpOptions>().BindConfiguration(TcpOptions.Section, ConfigurationBinding.RejectUnknownKeys).ValidateOnStart();
+        services.AddOptions<TcpOptions>().BindSettings(TcpOptions.Section).ValidateOnStart();
         services.AddSingleton<IValidateOptions<TcpOptions>, TcpOptionsAttributeValidator>();
         services.AddSingleton<IValidateOptions<TcpOptions>, TcpOptionsValidator>();
         services.AddSingleton<TcpDevices>();
