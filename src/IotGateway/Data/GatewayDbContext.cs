@@ -1,5 +1,6 @@
 using IotGateway.Commands;
 using IotGateway.Devices;
+using IotGateway.Mqtt.Embedded;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Storage.ValueConversion;
 
@@ -10,6 +11,11 @@ public sealed class GatewayDbContext(DbContextOptions<GatewayDbContext> options)
     public DbSet<Device> Devices => Set<Device>();
     public DbSet<TelemetryReading> Telemetry => Set<TelemetryReading>();
     public DbSet<Command> Commands => Set<Command>();
+
+    // The embedded broker's sessions (Mqtt/Embedded).
+    public DbSet<StoredBrokerSession> BrokerSessions => Set<StoredBrokerSession>();
+    public DbSet<StoredBrokerSubscription> BrokerSubscriptions => Set<StoredBrokerSubscription>();
+    public DbSet<StoredBrokerMessage> BrokerMessages => Set<StoredBrokerMessage>();
 
     // The hottest reads, compiled once: EF Core's per-call query preparation (parameter extraction, cache lookup)
     // cost more than the SQLite work for these single-row lookups under the round-trip benchmark.
@@ -63,6 +69,10 @@ public sealed class GatewayDbContext(DbContextOptions<GatewayDbContext> options)
             command.Property(c => c.DeviceId).HasMaxLength(DeviceIds.MaxLength);
             command.Property(c => c.Name).HasMaxLength(CommandLimits.MaxNameLength);
         });
+
+        modelBuilder.ApplyConfiguration(new StoredBrokerSessionMapping());
+        modelBuilder.ApplyConfiguration(new StoredBrokerSubscriptionMapping());
+        modelBuilder.ApplyConfiguration(new StoredBrokerMessageMapping());
     }
 
     private sealed class UtcTicksConverter() : ValueConverter<DateTimeOffset, long>(

@@ -75,7 +75,7 @@ public sealed partial class MqttConnection : BackgroundService, IAsyncDisposable
 
     public BrokerConnectionState State => _state;
 
-    public string BrokerDescription => _broker.IsEmbedded ? $"embedded (127.0.0.1:{_options.Embedded.Port})" : _broker.ToString();
+    public string BrokerDescription => _broker.IsEmbedded ? $"embedded ({_embedded.ListenAddress})" : _broker.ToString();
 
     public Task WaitUntilConnectedAsync(CancellationToken cancellationToken) =>
         Volatile.Read(ref _connected).Task.WaitAsync(cancellationToken);
@@ -149,6 +149,20 @@ public sealed partial class MqttConnection : BackgroundService, IAsyncDisposable
             try
             {
                 await _database.Ready.WaitAsync(stoppingToken);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+        }
+
+        // The embedded broker accepts clients once it has restored the sessions it kept.
+        if (!_embedded.Ready.IsCompleted)
+        {
+            SetState(false, "waiting for the embedded broker");
+            try
+            {
+                await _embedded.Ready.WaitAsync(stoppingToken);
             }
             catch (OperationCanceledException)
             {
@@ -327,7 +341,7 @@ public sealed partial class MqttConnection : BackgroundService, IAsyncDisposable
 
         builder = _broker.Transport switch
         {
-            BrokerTransport.Embedded => builder.WithTcpServer("127.0.0.1", _options.Embedded.Port),
+            BrokerTransport.Embedded => builder.WithTcpServer(_embedded.ClientHost, _options.Embedded.Port),
             BrokerTransport.WebSocket => builder.WithWebSocketServer(ws =>
                 ws.WithUri($"{(_broker.UseTls ? "wss" : "ws")}://{_broker.Host}:{_broker.Port}{_broker.Path}")),
             _ => builder.WithTcpServer(_broker.Host, _broker.Port),

@@ -103,12 +103,24 @@ public sealed class TopicOptions
 
 public sealed class EmbeddedBrokerOptions
 {
+    public const string Loopback = "127.0.0.1";
+
     [Range(1, 65535)]
     public int Port { get; set; } = 1883;
 
-    // Messages the in-process broker queues per offline client before it drops the oldest.
+    // The address devices reach it on. Loopback by default, as Mosquitto 2 does: reaching it from another machine
+    // (or through a container's published port) is a decision, made by setting 0.0.0.0 or one interface's address.
+    [Required]
+    public string BindAddress { get; set; } = Loopback;
+
+    // Messages the in-process broker queues per client (online or offline) before it drops the oldest.
     [Range(1, 10_000_000)]
     public int MaxPendingMessagesPerClient { get; set; } = 100_000;
+
+    // How often changes to the sessions (subscriptions, queued messages) are written to the database. A crash loses
+    // at most the changes of the last interval; a clean stop writes everything.
+    [Range(10, 60_000)]
+    public int PersistIntervalMilliseconds { get; set; } = 1000;
 
     // Where retained messages (the devices' SIGN_IN/SIGN_OUT) are kept across restarts; relative to the working directory.
     [Required]
@@ -162,6 +174,11 @@ public sealed class MqttOptionsValidator : IValidateOptions<MqttOptions>
         if (string.IsNullOrEmpty(options.Tls.ClientCertificate) != string.IsNullOrEmpty(options.Tls.ClientKey))
         {
             failures.Add("Mqtt:Tls:ClientCertificate and Mqtt:Tls:ClientKey go together: give both or neither.");
+        }
+
+        if (!System.Net.IPAddress.TryParse(options.Embedded.BindAddress, out _))
+        {
+            failures.Add($"Mqtt:Embedded:BindAddress: '{options.Embedded.BindAddress}' is not an IP address (127.0.0.1 for this machine only, 0.0.0.0 for every IPv4 interface).");
         }
 
         if (options.ReconnectMaxDelaySeconds < options.ReconnectMinDelaySeconds)
