@@ -324,9 +324,11 @@ public sealed partial class EmbeddedBroker : BackgroundService, IAsyncDisposable
         };
         server.InterceptingOutboundPacketAsync += e =>
         {
-            if (e.Packet is MqttPublishPacket publish)
+            if (e.Packet is MqttPublishPacket publish && _sessions.Find(e.ClientId) is { } session
+                && !session.OnSending(publish, _time.GetUtcNow()))
             {
-                _sessions.Find(e.ClientId)?.OnSending(publish);
+                e.ProcessPacket = false;
+                session.Connection?.Channel.Acknowledge(publish);
             }
             else if (e.Packet is MqttConnAckPacket { IsSessionPresent: false, ReasonCode: MqttConnectReasonCode.Success } && _sessions.Accepting)
             {

@@ -12,6 +12,7 @@ internal sealed class BrokerSession(string clientId, SessionJournal journal, int
     private readonly LinkedList<Delivery> _waiting = new();
     private readonly Dictionary<long, Delivery> _handedOver = [];
     private readonly Dictionary<MqttPublishPacket, Delivery> _sent = new(ReferenceEqualityComparer.Instance);
+    private readonly HashSet<MqttPublishPacket> _retired = new(ReferenceEqualityComparer.Instance);
     private readonly Dictionary<string, Subscription> _subscriptions = new(StringComparer.Ordinal);
 
     // Guards everything below; lifecycle changes (SessionRegistry) also hold its lifecycle gate.
@@ -140,6 +141,7 @@ internal sealed class BrokerSession(string clientId, SessionJournal journal, int
 
             _handedOver.Clear();
             _sent.Clear();
+            _retired.Clear();
         }
     }
 
@@ -172,21 +174,45 @@ internal sealed class BrokerSession(string clientId, SessionJournal journal, int
         }
     }
 
-    // MQTTnet is about to send this packet (outbound interceptor): tie it to its delivery and take the tag out, or
-    // mark a second sending of it as a duplicate [MQTT-3.3.1-1].
-    public void OnSending(MqttPublishPacket packet)
+    // MQTTnet is about to send this packet (outbound interceptor): tie it to its delivery (taking the tag out), mark
+    // a second sending of it as a duplicate [MQTT-3.3.1-1], and give it what remains of its expiry. Returns false when
+    // it must not be sent: its expiry ran out while MQTTnet held it (a client that left with it in flight and came
+    // back late). The caller then retires MQTTnet's copy (ClientChannel.Acknowledge).
+    public bool OnSending(MqttPublishPacket packet, DateTimeOffset now)
     {
         lock (Sync)
         {
-            if (_sent.ContainsKey(packet))
+            if (_retired.Contains(packet))
+            {
+                return false;
+            }
+
+            if (_sent.TryGetValue(packet, out var delivery))
             {
                 packet.Dup = true;
                 Delivery.TakeTag(packet);
             }
-            else if (Delivery.TakeTag(packet) is { } id && _handedOver.TryGetValue(id, out var delivery))
+            else if (Delivery.TakeTag(packet) is { } id && _handedOver.TryGetValue(id, out delivery))
             {
                 _sent[packet] = delivery;
             }
+            else
+            {
+                return true;
+            }
+
+            if (delivery.HasExpired(now))
+            {
+                _sent.Remove(packet);
+                _handedOver.Remove(delivery.Id);
+                _retired.Add(packet);
+                Forget(delivery);
+                FeedLocked(now);
+                return false;
+            }
+
+            packet.MessageExpiryInterval = delivery.RemainingExpiryInterval(now);
+            return true;
         }
     }
 
@@ -195,6 +221,11 @@ internal sealed class BrokerSession(string clientId, SessionJournal journal, int
     {
         lock (Sync)
         {
+            if (_retired.Remove(packet))
+            {
+                return; // the acknowledgement the broker made up for a message it did not send
+            }
+
             if (!_sent.Remove(packet, out var delivery))
             {
                 // Acknowledged before it was seen leaving (only a client guessing packet ids can do that).
@@ -245,6 +276,7 @@ internal sealed class BrokerSession(string clientId, SessionJournal journal, int
             _waiting.Clear();
             _handedOver.Clear();
             _sent.Clear();
+            _retired.Clear();
             var filters = _subscriptions.Keys.ToList();
             _subscriptions.Clear();
             return filters;

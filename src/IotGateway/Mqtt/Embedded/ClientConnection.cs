@@ -11,8 +11,9 @@ internal sealed class ClientConnection
 {
     public const uint NeverExpires = uint.MaxValue;
 
-    private ClientConnection(EndPoint endpoint, MqttProtocolVersion protocol, MqttConnectPacket connect)
+    private ClientConnection(EndPoint endpoint, MqttProtocolVersion protocol, MqttConnectPacket connect, ClientChannel channel)
     {
+        Channel = channel;
         Endpoint = endpoint;
         Protocol = protocol;
         ClientId = connect.ClientId ?? "";
@@ -29,6 +30,7 @@ internal sealed class ClientConnection
     private MqttPacketFormatterAdapter? _encoder;
 
     public EndPoint Endpoint { get; }
+    public ClientChannel Channel { get; }
     public MqttProtocolVersion Protocol { get; }
 
     // Set when the broker assigns one (an empty id).
@@ -94,7 +96,8 @@ internal sealed class ClientConnection
         }
     }
 
-    public static ClientConnection From(EndPoint endpoint, MqttProtocolVersion protocol, MqttConnectPacket connect) => new(endpoint, protocol, connect);
+    public static ClientConnection From(EndPoint endpoint, MqttProtocolVersion protocol, MqttConnectPacket connect, ClientChannel channel) =>
+        new(endpoint, protocol, connect, channel);
 
     public override string ToString() => $"{ClientId} ({Endpoint})";
 }

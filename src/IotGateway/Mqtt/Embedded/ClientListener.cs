@@ -45,6 +45,7 @@ internal sealed class ClientChannel : IMqttChannelAdapter
 {
     private readonly IMqttChannelAdapter _inner;
     private readonly string _gatewayClientId;
+    private readonly System.Collections.Concurrent.ConcurrentQueue<MqttPacket> _madeUp = new();
     private bool _connectSeen;
     private byte[]? _rawConnect;
 
@@ -80,7 +81,16 @@ internal sealed class ClientChannel : IMqttChannelAdapter
     public Task SendPacketAsync(MqttPacket packet, CancellationToken cancellationToken) => _inner.SendPacketAsync(packet, cancellationToken);
 
     public Task<MqttPacket> ReceivePacketAsync(CancellationToken cancellationToken) =>
-        _connectSeen ? _inner.ReceivePacketAsync(cancellationToken) : ReceiveConnectAsync(cancellationToken);
+        !_connectSeen ? ReceiveConnectAsync(cancellationToken)
+        : _madeUp.TryDequeue(out var packet) ? Task.FromResult(packet)
+        : _inner.ReceivePacketAsync(cancellationToken);
+
+    // Retires a message MQTTnet holds for the client but the broker decided not to send (BrokerSession.OnSending):
+    // MQTTnet is handed the acknowledgement the client would have sent, before the next packet the client sends
+    // (at the latest its PINGREQ), and forgets the message as delivered.
+    public void Acknowledge(MqttPublishPacket packet) => _madeUp.Enqueue(packet.QualityOfServiceLevel == MqttQualityOfServiceLevel.ExactlyOnce
+        ? new MqttPubCompPacket { PacketIdentifier = packet.PacketIdentifier }
+        : new MqttPubAckPacket { PacketIdentifier = packet.PacketIdentifier });
 
     public void Dispose() => _inner.Dispose();
 
@@ -124,7 +134,7 @@ internal sealed class ClientChannel : IMqttChannelAdapter
             connect.ClientId = SessionRegistry.NewClientId();
         }
 
-        var connection = ClientConnection.From(RemoteEndPoint, protocol, connect);
+        var connection = ClientConnection.From(RemoteEndPoint, protocol, connect, this);
         connect.WillFlag = false;
         if (protocol == MqttProtocolVersion.V500 && connect.SessionExpiryInterval > 0)
         {

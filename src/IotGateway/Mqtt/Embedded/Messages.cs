@@ -112,7 +112,11 @@ internal sealed class Delivery
     public static DateTimeOffset? ExpiryOf(uint messageExpiryInterval, DateTimeOffset receivedAt) =>
         messageExpiryInterval == 0 ? null : receivedAt.AddSeconds(messageExpiryInterval);
 
-    // The message MQTTnet sends: the expiry is what remains of it [MQTT-3.3.2-6], in whole seconds, at least 1.
+    // What remains of the expiry [MQTT-3.3.2-6], in whole seconds, at least 1 (0 would mean none).
+    public uint RemainingExpiryInterval(DateTimeOffset now) =>
+        ExpiresAt is { } expiresAt ? (uint)Math.Max(1, Math.Ceiling((expiresAt - now).TotalSeconds)) : 0;
+
+    // The message MQTTnet is handed (with what remains of the expiry).
     public MqttApplicationMessage ToApplicationMessage(DateTimeOffset now, bool tagged)
     {
         var message = new MqttApplicationMessage
@@ -124,10 +128,7 @@ internal sealed class Delivery
             SubscriptionIdentifiers = SubscriptionIdentifiers is { Count: > 0 } ids ? [.. ids] : null,
         };
         Properties?.ApplyTo(message);
-        if (ExpiresAt is { } expiresAt)
-        {
-            message.MessageExpiryInterval = (uint)Math.Max(1, Math.Ceiling((expiresAt - now).TotalSeconds));
-        }
+        message.MessageExpiryInterval = RemainingExpiryInterval(now);
 
         if (tagged)
         {

@@ -132,18 +132,12 @@ internal sealed partial class SessionRegistry(
             {
                 lock (session.Sync)
                 {
-                    if (session.Connection is { } taken)
+                    // Session takeover [MQTT-3.1.4-3], or a client back while its Will waits out the delay: a new
+                    // connection that carries on the session calls the Will off [MQTT-3.1.2-8]; one that starts
+                    // clean ends the session, and the Will goes out (as Mosquitto does in both cases).
+                    if (connection.CleanStart && session.Will is { } will)
                     {
-                        // Session takeover [MQTT-3.1.4-3]: the old connection's Will goes out, unless the new one
-                        // carries on the session before the Will's delay would have run out.
-                        if (taken.Will is { } will && (connection.CleanStart || will.DelaySeconds == 0))
-                        {
-                            wills.Add(will);
-                        }
-                    }
-                    else if (connection.CleanStart && session.Will is { } pending)
-                    {
-                        wills.Add(pending); // the session ends before the Will's delay ran out
+                        wills.Add(will);
                     }
                 }
 
