@@ -34,6 +34,8 @@ public sealed partial class DeploymentFilesTests
         var settings = EnvPair().Matches(env.Groups[1].Value).ToDictionary(m => m.Groups[1].Value, m => m.Groups[2].Value.Trim('"'));
         AssertGatewayReads(settings.Where(kv => !kv.Key.StartsWith("ASPNETCORE_", StringComparison.Ordinal)).ToDictionary());
         Assert.Equal("8080", settings["ASPNETCORE_HTTP_PORTS"]);
+        // The embedded broker's loopback default would be unreachable through the published port 1883.
+        Assert.Equal("0.0.0.0", settings["Mqtt__Embedded__BindAddress"]);
         Assert.Contains("EXPOSE 8080 1883", gatewayStage, StringComparison.Ordinal);
         Assert.Contains("/health/live", gatewayStage, StringComparison.Ordinal);
         Assert.Contains("USER app", gatewayStage, StringComparison.Ordinal);

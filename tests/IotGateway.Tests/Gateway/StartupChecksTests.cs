@@ -17,6 +17,8 @@ public sealed class StartupChecksTests
     [InlineData("Mqtt__ProtocolVersion", "4", "Mqtt:ProtocolVersion must be \"5\" or \"3.1.1\"")]
     [InlineData("Mqtt__KeepAliveSeconds", "abc", "Failed to convert configuration value 'abc' at 'Mqtt:KeepAliveSeconds'")]
     [InlineData("Api__Keys__0__Key", "too-short", "Api:Keys:N:Key must be at least 16 characters")]
+    [InlineData("Mqtt__Embedded__BindAddress", "all", "Mqtt:Embedded:BindAddress: 'all' is not an IP address")]
+    [InlineData("Mqtt__Embedded__Bind", "0.0.0.0", "'Bind'")]
     [InlineData("Ingest__QueueCapacity", "0", "Ingest: DataAnnotation validation failed for 'IngestOptions' members: 'QueueCapacity'")]
     [InlineData("ConnectionStrings__Gateway", "Data Source=:memory:", "ConnectionStrings:Gateway must name a SQLite file")]
     [InlineData("ConnectionStrings__Gateway", "Dta Source=x.db", "ConnectionStrings:Gateway is not a SQLite connection string")]
@@ -43,7 +45,7 @@ public sealed class StartupChecksTests
     // background service tripping over the disposed host: DatabaseStartup did once in a manual run (a race; this
     // assertion catches it only when the timing repeats).
     [Theory]
-    [InlineData("mqtt", "The gateway could not start and stops: The embedded MQTT broker cannot listen on port {0} (Address already in use)")]
+    [InlineData("mqtt", "The gateway could not start and stops: The embedded MQTT broker cannot listen on mqtt://127.0.0.1:{0} (Address already in use)")]
     [InlineData("http", "The gateway could not start and stops: Failed to bind to address http://127.0.0.1:{0}: address already in use")]
     public async Task APortInUseStopsTheGatewayWithOneLine(string which, string expected)
     {
