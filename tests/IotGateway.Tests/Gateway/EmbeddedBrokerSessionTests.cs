@@ -107,4 +107,47 @@ public sealed class EmbeddedBrokerSessionTests
         Assert.Equal([new KeyValuePair<string, string>("origin", "bench")], message.UserProperties);
         Assert.InRange(message.MessageExpiryInterval, 1u, 900u);
     }
+
+    // A stop of the gateway is not the devices' failure: their Wills are not sent then. After the restart a device
+    // that does not come back within 1.5 keep-alive periods is signed out by its Will; one that does is not.
+    [Fact]
+    public async Task AWillArmedWhenTheGatewayStopsIsSentAfterTheRestartOnlyForADeviceThatStaysAway()
+    {
+        var (started, port) = await GatewayApp.StartEmbeddedAsync();
+        await using var gateway = started;
+        await using var returning = await ConnectWithWillAsync(port, "returning");
+        await using var away = await ConnectWithWillAsync(port, "away");
+        await gateway.WaitForDeviceAsync("returning", d => d.SignedIn, "the first device signs in");
+        await gateway.WaitForDeviceAsync("away", d => d.SignedIn, "the second device signs in");
+
+        await gateway.RestartAsync();
+        Assert.True((await gateway.GetDeviceAsync("away"))!.SignedIn, "no Will was sent when the gateway stopped");
+        Assert.True((await returning.ReconnectAsync()).IsSessionPresent);
+
+        await gateway.WaitForDeviceAsync("away", d => !d.SignedIn, "the device that stayed away is signed out by its Will", Timeout);
+        Assert.True((await gateway.GetDeviceAsync("returning"))!.SignedIn, "the device that came back in time stays signed in");
+    }
+
+    // The file an earlier version wrote (topic, payload, QoS) is read as before.
+    [Fact]
+    public async Task RetainedMessagesSavedByAnEarlierVersionAreStillServed()
+    {
+        using var directory = new TempDirectory("iotgw-retained-");
+        var file = Path.Combine(directory.Path, "retained.json");
+        await File.WriteAllTextAsync(file, """[{"Topic":"iot/register/legacy","Payload":"U0lHTl9JTg==","Qos":2}]""");
+        var (started, _) = await GatewayApp.StartEmbeddedAsync(s => s["Mqtt:Embedded:RetainedMessagesFile"] = file);
+        await using var gateway = started;
+        await gateway.WaitForDeviceAsync("legacy", d => d.SignedIn, "the retained SIGN_IN from the old file reaches the gateway");
+    }
+
+    private static async Task<TestMqttClient> ConnectWithWillAsync(int port, string deviceId)
+    {
+        var device = await TestMqttClient.ConnectAsync("127.0.0.1", port, deviceId, o => o
+            .WithCleanStart(false).WithSessionExpiryInterval(3600).WithKeepAlivePeriod(TimeSpan.FromSeconds(2))
+            .WithWillTopic($"iot/register/{deviceId}").WithWillPayload("SIGN_OUT").WithWillRetain()
+            .WithWillQualityOfServiceLevel(MQTTnet.Protocol.MqttQualityOfServiceLevel.ExactlyOnce));
+        await device.PublishAsync($"iot/register/{deviceId}", "SIGN_IN", retain: true);
+        return device;
+    }
 }
+
