@@ -221,6 +221,7 @@ public sealed partial class EmbeddedBroker : BackgroundService, IAsyncDisposable
         // Everything the last connections changed, before the process ends.
         if (_ready.Task.IsCompleted)
         {
+            await _sessions.WaitForDisconnectsAsync(TimeSpan.FromSeconds(2));
             await WriteAsync(CancellationToken.None);
         }
 

@@ -40,17 +40,6 @@ internal sealed class BrokerSession(string clientId, SessionJournal journal, int
     // Kept in the database: its state outlives the connection.
     public bool Durable => (Connection?.SessionExpirySeconds ?? ExpirySeconds) > 0;
 
-    public int QueuedCount
-    {
-        get
-        {
-            lock (Sync)
-            {
-                return _waiting.Count + _handedOver.Count;
-            }
-        }
-    }
-
     public IReadOnlyCollection<Subscription> Subscriptions
     {
         get
@@ -124,6 +113,11 @@ internal sealed class BrokerSession(string clientId, SessionJournal journal, int
             }
 
             connection.Session = session;
+            foreach (var delivery in _handedOver.Values)
+            {
+                delivery.InFlight = true; // MQTTnet sends them again on the resumed session
+            }
+
             FeedLocked(now);
         }
     }
@@ -136,6 +130,7 @@ internal sealed class BrokerSession(string clientId, SessionJournal journal, int
         {
             foreach (var delivery in _handedOver.Values.OrderByDescending(d => d.Id))
             {
+                delivery.InFlight = false;
                 _waiting.AddFirst(delivery);
             }
 
@@ -159,6 +154,11 @@ internal sealed class BrokerSession(string clientId, SessionJournal journal, int
             Connection = null;
             DisconnectedAt = now;
             ExpirySeconds = expirySeconds;
+            foreach (var delivery in _handedOver.Values)
+            {
+                delivery.InFlight = false; // at rest until the client is back: worth a write
+            }
+
             for (var node = _waiting.First; node is not null;)
             {
                 var next = node.Next;
@@ -338,6 +338,7 @@ internal sealed class BrokerSession(string clientId, SessionJournal journal, int
 
             if (delivery.Qos > MqttQualityOfServiceLevel.AtMostOnce)
             {
+                delivery.InFlight = true;
                 _handedOver[delivery.Id] = delivery;
             }
         }

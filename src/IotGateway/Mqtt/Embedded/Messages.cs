@@ -104,8 +104,18 @@ internal sealed class Delivery
     public IReadOnlyList<uint>? SubscriptionIdentifiers { get; init; }
     public ForwardedProperties? Properties { get; init; }
 
+    private volatile bool _inFlight;
+
     // Recorded in the journal (so in the database, or about to be): its removal must be recorded too.
     public bool Journaled { get; set; }
+
+    // Handed to MQTTnet for a connected client, which acknowledges it within moments: not worth a write until it
+    // rests (waits in a queue, or its client is away), see SessionJournal.Take.
+    public bool InFlight
+    {
+        get => _inFlight;
+        set => _inFlight = value;
+    }
 
     public bool HasExpired(DateTimeOffset now) => ExpiresAt <= now;
 

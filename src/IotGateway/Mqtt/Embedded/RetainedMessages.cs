@@ -19,8 +19,6 @@ internal sealed partial class RetainedMessages(string path, ILogger logger)
 
     public MqttServer? Server { get; set; }
 
-    public int Count => _entries.Count;
-
     public Entry? Find(string topic) => _entries.TryGetValue(topic, out var entry) ? entry : null;
 
     // At start: what the file holds and has not expired, for MQTTnet's store.

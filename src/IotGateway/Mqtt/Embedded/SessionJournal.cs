@@ -61,12 +61,27 @@ internal sealed class SessionJournal
         }
     }
 
+    // What to write now. A message in flight to a connected client stays behind: it is usually acknowledged before
+    // the next write, and then never written (the stop writes it if it is not: its client is away by then).
     public Changes Take()
     {
         lock (_lock)
         {
             var taken = _changes;
             _changes = new Changes();
+            foreach (var (id, added) in taken.Added)
+            {
+                if (added.Delivery.InFlight)
+                {
+                    _changes.Added[id] = added;
+                }
+            }
+
+            foreach (var id in _changes.Added.Keys)
+            {
+                taken.Added.Remove(id);
+            }
+
             return taken;
         }
     }

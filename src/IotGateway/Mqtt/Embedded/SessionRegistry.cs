@@ -34,7 +34,15 @@ internal sealed partial class SessionRegistry(
     // Set while the gateway stops: the connections MQTTnet closes then are not the clients' failures (see OnDisconnectedAsync).
     public bool Stopping { get; set; }
 
-    public int Count => _sessions.Count;
+    // Once MQTTnet has stopped, its connections' last events still run: the final write waits for them (a while).
+    public async Task WaitForDisconnectsAsync(TimeSpan timeout)
+    {
+        var deadline = time.GetUtcNow() + timeout;
+        while (!_connections.IsEmpty && time.GetUtcNow() < deadline)
+        {
+            await Task.Delay(TimeSpan.FromMilliseconds(20), time);
+        }
+    }
 
     public static string NewClientId() => $"auto-{Guid.NewGuid():N}";
 
