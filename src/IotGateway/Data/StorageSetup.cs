@@ -22,6 +22,8 @@ public static class StorageSetup
             .AddInterceptors(new SqlitePragmas()));
         services.AddSingleton(sp => new DatabaseWriteGate(
             RelationalOptionsExtension.Extract(sp.GetRequiredService<DbContextOptions<GatewayDbContext>>()).ConnectionString!));
+        services.AddSingleton(sp => new DatabaseFile(
+            RelationalOptionsExtension.Extract(sp.GetRequiredService<DbContextOptions<GatewayDbContext>>()).ConnectionString!));
 
         // The first hosted service: the others wait for it before they touch the database or the broker.
         services.AddSingleton<DatabaseStartup>();
@@ -57,7 +59,9 @@ public static class StorageSetup
             builder.DefaultTimeout = 5;
         }
 
-        Directory.CreateDirectory(Path.GetDirectoryName(builder.DataSource)!);
+        // Owner-only, like every file of the gateway; SQLite gives its -wal and -shm files the database file's mode.
+        Security.PrivateFiles.CreateFolder(Path.GetDirectoryName(builder.DataSource)!);
+        Security.PrivateFiles.Ensure(builder.DataSource);
         return builder.ToString();
     }
 
@@ -69,6 +73,7 @@ public static class StorageSetup
         // WAL is a property of the file: readers never block the writer, and commits cost one fsync of the log.
         await db.Database.ExecuteSqlRawAsync("PRAGMA journal_mode=WAL;", cancellationToken);
         await scope.ServiceProvider.GetRequiredService<Devices.DeviceRegistry>().LoadAsync(db, cancellationToken);
+        services.GetRequiredService<DatabaseFile>().Watch();
     }
 
     // Per-connection settings. synchronous=NORMAL under WAL is durable against process crashes (what the

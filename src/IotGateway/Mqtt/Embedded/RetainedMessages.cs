@@ -101,9 +101,9 @@ internal sealed partial class RetainedMessages(string path, ILogger logger)
             Interlocked.Exchange(ref _changed, 0);
             var stored = _entries.Values.Select(e => new StoredRetainedMessage(e.Message.Topic, e.Message.Payload.ToArray(), e.Message.QualityOfServiceLevel,
                 e.ExpiresAt, e.Properties?.ToStored())).ToList();
-            Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
+            Security.PrivateFiles.CreateFolder(Path.GetDirectoryName(Path.GetFullPath(path))!);
             var temporary = path + ".tmp";
-            await using (var file = File.Create(temporary))
+            await using (var file = Security.PrivateFiles.Create(temporary))
             {
                 await JsonSerializer.SerializeAsync(file, stored);
             }
