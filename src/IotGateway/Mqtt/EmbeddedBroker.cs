@@ -314,11 +314,21 @@ public sealed partial class EmbeddedBroker : BackgroundService, IAsyncDisposable
 
             return Task.CompletedTask;
         };
+        // The inbound interceptor runs on the client's receive loop just before MQTTnet handles the same packet.
         server.InterceptingInboundPacketAsync += e =>
         {
-            if (e.Packet is MqttSubscribePacket subscribe)
+            switch (e.Packet)
             {
-                _sessions.OnSubscribePacket(e.ClientId, subscribe.SubscriptionIdentifier);
+                case MqttSubscribePacket subscribe:
+                    _sessions.OnSubscribePacket(e.ClientId, subscribe.SubscriptionIdentifier);
+                    break;
+                case MqttPublishPacket { QualityOfServiceLevel: MqttQualityOfServiceLevel.ExactlyOnce } publish
+                    when _sessions.Find(e.ClientId) is { Connection: { } connection } session:
+                    connection.RoutingResentQos2 = session.IsResentQos2(publish);
+                    break;
+                case MqttPubRelPacket release:
+                    _sessions.Find(e.ClientId)?.Released(release.PacketIdentifier);
+                    break;
             }
 
             return Task.CompletedTask;
@@ -348,6 +358,13 @@ public sealed partial class EmbeddedBroker : BackgroundService, IAsyncDisposable
     private async Task RouteAsync(InterceptingPublishEventArgs e)
     {
         e.ProcessPublish = false;
+        if (_sessions.Find(e.ClientId)?.Connection is { RoutingResentQos2: true } sender)
+        {
+            sender.RoutingResentQos2 = false;
+            e.Response.ReasonCode = MqttPubAckReasonCode.Success; // routed the first time
+            return;
+        }
+
         try
         {
             var reached = await _router.PublishAsync(e.ApplicationMessage, e.ClientId);

@@ -99,6 +99,12 @@ public sealed class RawMqttConnection : IAsyncDisposable
         return Packet(0x10, [.. Utf8("MQTT"), 5, flags, .. UInt16(keepAlive), .. VariableInteger(properties.Length), .. properties, .. payload]);
     }
 
+    /// <summary>An MQTT 5 QoS 2 PUBLISH, marked as sent before (DUP) or not.</summary>
+    public static byte[] PublishQos2(string topic, string payload, ushort packetId, bool dup) =>
+        Packet((byte)(0x34 | (dup ? 0x08 : 0)), [.. Utf8(topic), .. UInt16(packetId), 0, .. Encoding.UTF8.GetBytes(payload)]);
+
+    public static byte[] PubRel(ushort packetId) => Packet(0x62, [.. UInt16(packetId)]);
+
     /// <summary>An MQTT 5 DISCONNECT (reason 0x00) with or without a Session Expiry Interval property.</summary>
     public static byte[] Disconnect5(uint? sessionExpiry)
     {

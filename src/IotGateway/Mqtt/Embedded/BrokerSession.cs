@@ -13,6 +13,7 @@ internal sealed class BrokerSession(string clientId, SessionJournal journal, int
     private readonly Dictionary<long, Delivery> _handedOver = [];
     private readonly Dictionary<MqttPublishPacket, Delivery> _sent = new(ReferenceEqualityComparer.Instance);
     private readonly HashSet<MqttPublishPacket> _retired = new(ReferenceEqualityComparer.Instance);
+    private readonly HashSet<ushort> _awaitingRelease = [];
     private readonly Dictionary<string, Subscription> _subscriptions = new(StringComparer.Ordinal);
 
     // Guards everything below; lifecycle changes (SessionRegistry) also hold its lifecycle gate.
@@ -238,6 +239,24 @@ internal sealed class BrokerSession(string clientId, SessionJournal journal, int
             _handedOver.Remove(delivery.Id);
             Forget(delivery);
             FeedLocked(now);
+        }
+    }
+
+    // QoS 2 from the client: a PUBLISH whose packet id already awaits its PUBREL is the client sending it again
+    // (after a reconnect, with DUP): acknowledged, not routed a second time [MQTT-4.3.3-10]. MQTTnet would route it.
+    public bool IsResentQos2(MqttPublishPacket packet)
+    {
+        lock (Sync)
+        {
+            return !_awaitingRelease.Add(packet.PacketIdentifier);
+        }
+    }
+
+    public void Released(ushort packetIdentifier)
+    {
+        lock (Sync)
+        {
+            _awaitingRelease.Remove(packetIdentifier);
         }
     }
 

@@ -50,6 +50,9 @@ internal sealed class ClientConnection
     // The Session Expiry Interval the client's DISCONNECT carried, when it carried one (null: absent).
     public uint? DisconnectSessionExpirySeconds { get; set; }
 
+    // Set by the inbound interceptor for the PUBLISH MQTTnet is about to route: a QoS 2 message sent again.
+    public bool RoutingResentQos2 { get; set; }
+
     // The Subscription Identifier of the SUBSCRIBE being processed (it belongs to the packet, not to each filter).
     public uint SubscriptionIdentifier { get; set; }
 

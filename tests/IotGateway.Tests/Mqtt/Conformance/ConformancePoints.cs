@@ -33,6 +33,7 @@ internal static class ConformancePoints
         ["offline_message_queueing"] = OfflineMessageQueueing,
         ["redelivery_on_reconnect"] = RedeliveryOnReconnect,
         ["qos2_exactly_once"] = Qos2ExactlyOnce,
+        ["qos2_resent_publish_is_delivered_once"] = Qos2ResentPublishIsDeliveredOnce,
         ["overlapping_subscriptions"] = OverlappingSubscriptions,
         ["dollar_topics"] = DollarTopics,
         ["unsubscribe"] = Unsubscribe,
@@ -286,6 +287,32 @@ internal static class ConformancePoints
         await publisher.PublishAsync($"{id}/t", "barrier", MqttQualityOfServiceLevel.ExactlyOnce);
         await subscriber.WaitForMessageAsync(m => m.Payload == "barrier", Timeout);
         Assert.Single(subscriber.ReceivedMessages, m => m.Payload == "once" && m.QualityOfService == MqttQualityOfServiceLevel.ExactlyOnce);
+    }
+
+    // A QoS 2 PUBLISH sent again after a reconnect (its PUBREC lost) is delivered once [MQTT-4.3.3-10].
+    private static async Task Qos2ResentPublishIsDeliveredOnce(BrokerEndpoint broker, string id)
+    {
+        await using var subscriber = await Connect(broker, $"{id}-sub");
+        await subscriber.SubscribeAsync($"{id}/t");
+        await using (var first = await RawMqttConnection.OpenAsync(broker.Host, broker.Port))
+        {
+            Assert.Equal(0, (await first.ConnectAsync(RawMqttConnection.Connect5($"{id}-pub", cleanStart: true, sessionExpiry: 60), Timeout)).Code);
+            await first.SendAsync(RawMqttConnection.PublishQos2($"{id}/t", "once", packetId: 7, dup: false));
+            Assert.Equal(5, (await first.ReceiveAsync(Timeout))![0] >> 4); // PUBREC, which the publisher then "loses"
+        }
+
+        await using var again = await RawMqttConnection.OpenAsync(broker.Host, broker.Port);
+        Assert.True((await again.ConnectAsync(RawMqttConnection.Connect5($"{id}-pub", cleanStart: false, sessionExpiry: 60), Timeout)).SessionPresent);
+        await again.SendAsync(RawMqttConnection.PublishQos2($"{id}/t", "once", packetId: 7, dup: true));
+        Assert.Equal(5, (await again.ReceiveAsync(Timeout))![0] >> 4);
+        await again.SendAsync(RawMqttConnection.PubRel(7));
+        Assert.Equal(7, (await again.ReceiveAsync(Timeout))![0] >> 4); // PUBCOMP
+        await again.SendAsync(RawMqttConnection.PublishQos2($"{id}/t", "barrier", packetId: 8, dup: false));
+        await again.ReceiveAsync(Timeout);
+        await again.SendAsync(RawMqttConnection.PubRel(8));
+        await subscriber.WaitForMessageAsync(m => m.Payload == "barrier", Timeout);
+        Assert.Single(subscriber.ReceivedMessages, m => m.Payload == "once");
+        await again.SendAsync(RawMqttConnection.Disconnect5(sessionExpiry: 0));
     }
 
     // Two subscriptions match: the message comes with the highest QoS granted (once, or once per subscription).
