@@ -128,6 +128,42 @@ public sealed class EmbeddedBrokerSessionTests
         Assert.True((await gateway.GetDeviceAsync("returning"))!.SignedIn, "the device that came back in time stays signed in");
     }
 
+    // A message the device had received but not acknowledged when the gateway stopped is sent again after the
+    // restart: at least once. It comes as a new message (new packet id, no DUP flag), where Mosquitto keeps the
+    // packet id: a device that drops repeats by packet id takes it twice, one that drops them by uuid does not.
+    [Fact]
+    public async Task AMessageInFlightWhenTheGatewayStopsIsSentAgainAfterTheRestart()
+    {
+        var (started, port) = await GatewayApp.StartEmbeddedAsync();
+        await using var gateway = started;
+        var received = new List<MqttApplicationMessage>();
+        using (var holder = new MqttClientFactory().CreateMqttClient())
+        {
+            holder.ApplicationMessageReceivedAsync += e =>
+            {
+                e.AutoAcknowledge = false; // received, never acknowledged
+                lock (received)
+                {
+                    received.Add(e.ApplicationMessage);
+                }
+
+                return Task.CompletedTask;
+            };
+            await holder.ConnectAsync(new MqttClientOptionsBuilder().WithTcpServer("127.0.0.1", port).WithClientId("holder")
+                .WithCleanStart(false).WithSessionExpiryInterval(600).Build());
+            await holder.SubscribeAsync("iot/cmd/req/holder", MQTTnet.Protocol.MqttQualityOfServiceLevel.ExactlyOnce);
+            await holder.PublishStringAsync("iot/register/holder", "SIGN_IN", MQTTnet.Protocol.MqttQualityOfServiceLevel.ExactlyOnce, retain: true);
+            await gateway.WaitForDeviceAsync("holder", d => d.SignedIn, "the device signs in");
+            var queued = await gateway.QueueCommandAsync("holder", new { command = "PING" });
+            await Eventually.UntilAsync(() => Task.FromResult(Count(received)), n => n == 1, Timeout, "the device has the command, unacknowledged");
+
+            await gateway.RestartAsync();
+            await using var back = await TestMqttClient.ConnectAsync("127.0.0.1", port, "holder", o => o.WithCleanStart(false).WithSessionExpiryInterval(600));
+            var again = await back.WaitForMessageAsync(m => m.Payload.Contains(queued.Id.ToString(), StringComparison.Ordinal), Timeout);
+            Assert.False(again.Dup, "sent as a new message");
+        }
+    }
+
     // The file an earlier version wrote (topic, payload, QoS) is read as before.
     [Fact]
     public async Task RetainedMessagesSavedByAnEarlierVersionAreStillServed()
@@ -138,6 +174,14 @@ public sealed class EmbeddedBrokerSessionTests
         var (started, _) = await GatewayApp.StartEmbeddedAsync(s => s["Mqtt:Embedded:RetainedMessagesFile"] = file);
         await using var gateway = started;
         await gateway.WaitForDeviceAsync("legacy", d => d.SignedIn, "the retained SIGN_IN from the old file reaches the gateway");
+    }
+
+    private static int Count<T>(List<T> list)
+    {
+        lock (list)
+        {
+            return list.Count;
+        }
     }
 
     private static async Task<TestMqttClient> ConnectWithWillAsync(int port, string deviceId)
