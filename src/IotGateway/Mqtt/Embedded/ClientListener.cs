@@ -41,6 +41,8 @@ internal sealed class ClientListener(IMqttServerAdapter listener, string gateway
 // MQTTnet decodes a DISCONNECT's absent Session Expiry Interval and an explicit 0 alike, so the raw DISCONNECT is
 // read through the channel's packet inspector; only where it matters (MQTT 5, an expiry above 0), and never on the
 // gateway's own connection, which carries all the telemetry and never changes its expiry.
+// MQTTnet offers no way to withdraw a message it holds for a client; the channel hands it the acknowledgement the
+// client would have sent for one the broker decided not to send (Acknowledge).
 internal sealed class ClientChannel : IMqttChannelAdapter
 {
     private readonly IMqttChannelAdapter _inner;

@@ -114,8 +114,19 @@ internal sealed partial class SessionRegistry(
             messages += deliveries.Count;
         }
 
-        await Parallel.ForEachAsync(restored, new ParallelOptions { MaxDegreeOfParallelism = 4, CancellationToken = cancellationToken },
-            async (session, token) => await restore.RestoreAsync(session.ClientId, session.Username, session.Subscriptions, token));
+        await Parallel.ForEachAsync(restored, new ParallelOptions { MaxDegreeOfParallelism = 4, CancellationToken = cancellationToken }, async (session, token) =>
+        {
+            try
+            {
+                await restore.RestoreAsync(session.ClientId, session.Username, session.Subscriptions, token);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException || !token.IsCancellationRequested)
+            {
+                // The broker still routes to it and keeps its messages; only the client's next CONNACK says
+                // "no session", and the client subscribes again.
+                LogRestoreFailed(LogText.Printable(session.ClientId, 128), ex.GetBaseException().Message);
+            }
+        });
         Accepting = true;
         foreach (var (will, clientId) in ended)
         {
@@ -400,6 +411,9 @@ internal sealed partial class SessionRegistry(
         LogWillPublished(LogText.Printable(clientId, 128), LogText.Printable(will.Topic, 256));
         await router.PublishAsync(will.ToApplicationMessage(), clientId);
     }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Embedded broker could not open the session of {ClientId} again in MQTTnet: {Reason}")]
+    private partial void LogRestoreFailed(string clientId, string reason);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Embedded broker published the Last Will of {ClientId} on {Topic}")]
     private partial void LogWillPublished(string clientId, string topic);
