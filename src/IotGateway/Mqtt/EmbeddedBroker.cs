@@ -72,13 +72,12 @@ public sealed partial class EmbeddedBroker : BackgroundService, IAsyncDisposable
         $"mqtt://{(BindAddress.AddressFamily == AddressFamily.InterNetworkV6 ? $"[{BindAddress}]" : BindAddress.ToString())}:{Port}");
 
     // Completes once the stored sessions are restored and clients are accepted (at once when the broker is external).
-    public Task Ready => _ready.Task;
+    public Task Ready => Enabled ? _ready.Task : Task.CompletedTask;
 
     public override async Task StartAsync(CancellationToken cancellationToken)
     {
         if (!Enabled)
         {
-            _ready.TrySetResult();
             return;
         }
 
