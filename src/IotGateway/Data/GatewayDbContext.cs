@@ -5,11 +5,15 @@ using Microsoft.EntityFrameworkCore.Storage.ValueConversion;
 
 namespace IotGateway.Data;
 
-public sealed class GatewayDbContext(DbContextOptions<GatewayDbContext> options) : DbContext(options)
+// One model for both providers, with the same value conversions (times as UTC ticks, ids and enums as text), so raw
+// SQL and aggregates do the same arithmetic on both. Each provider derives its own context (below) because EF Core
+// keeps migrations per context type: Migrations/Sqlite and Migrations/PostgreSql.
+public abstract class GatewayDbContext(DbContextOptions options) : DbContext(options)
 {
     public DbSet<Device> Devices => Set<Device>();
     public DbSet<TelemetryReading> Telemetry => Set<TelemetryReading>();
     public DbSet<Command> Commands => Set<Command>();
+    public DbSet<CommandLane> CommandLanes => Set<CommandLane>();
 
     // The hottest reads, compiled once: EF Core's per-call query preparation (parameter extraction, cache lookup)
     // cost more than the SQLite work for these single-row lookups under the round-trip benchmark.
@@ -18,6 +22,21 @@ public sealed class GatewayDbContext(DbContextOptions<GatewayDbContext> options)
 
     private static readonly Func<GatewayDbContext, string, CancellationToken, Task<bool>> DeviceExists =
         EF.CompileAsyncQuery((GatewayDbContext db, string deviceId, CancellationToken _) => db.Devices.Any(d => d.Id == deviceId));
+
+    private static readonly Func<GatewayDbContext, string, DateTimeOffset, CancellationToken, Task<Command?>> NextPending =
+        EF.CompileAsyncQuery((GatewayDbContext db, string deviceId, DateTimeOffset now, CancellationToken _) => db.Commands.AsNoTracking()
+            .Where(c => c.DeviceId == deviceId && c.Status == CommandStatus.Pending && c.ExpiresAt > now)
+            .OrderBy(c => c.Sequence)
+            .FirstOrDefault());
+
+    private static readonly Func<GatewayDbContext, DateTimeOffset, CancellationToken, Task<bool>> AnyDue =
+        EF.CompileAsyncQuery((GatewayDbContext db, DateTimeOffset now, CancellationToken _) =>
+            db.Commands.Any(c => (c.Status == CommandStatus.Pending || c.Status == CommandStatus.Published) && c.ExpiresAt <= now));
+
+    public Task<Command?> NextPendingCommandAsync(string deviceId, DateTimeOffset now, CancellationToken cancellationToken) =>
+        NextPending(this, deviceId, now, cancellationToken);
+
+    public Task<bool> AnyCommandDueAsync(DateTimeOffset now, CancellationToken cancellationToken) => AnyDue(this, now, cancellationToken);
 
     public Task<Command?> FindCommandAsync(Guid id, CancellationToken cancellationToken) => CommandById(this, id, cancellationToken);
 
@@ -63,9 +82,32 @@ public sealed class GatewayDbContext(DbContextOptions<GatewayDbContext> options)
             command.Property(c => c.DeviceId).HasMaxLength(DeviceIds.MaxLength);
             command.Property(c => c.Name).HasMaxLength(CommandLimits.MaxNameLength);
         });
+
+        modelBuilder.Entity<CommandLane>(lane =>
+        {
+            lane.ToTable("CommandLanes");
+            lane.HasKey(l => l.DeviceId);
+            lane.Property(l => l.DeviceId).HasMaxLength(DeviceIds.MaxLength);
+            lane.Property(l => l.Owner).HasMaxLength(128);
+        });
     }
 
     private sealed class UtcTicksConverter() : ValueConverter<DateTimeOffset, long>(
         value => value.UtcTicks,
         ticks => new DateTimeOffset(ticks, TimeSpan.Zero));
+}
+
+public sealed class SqliteGatewayDbContext(DbContextOptions<SqliteGatewayDbContext> options) : GatewayDbContext(options);
+
+public sealed class PostgresGatewayDbContext(DbContextOptions<PostgresGatewayDbContext> options) : GatewayDbContext(options)
+{
+    protected override void OnModelCreating(ModelBuilder modelBuilder)
+    {
+        base.OnModelCreating(modelBuilder);
+        // Binary order, as SQLite compares text: device lists page the same way on both, whatever the database's locale.
+        modelBuilder.Entity<Device>().Property(d => d.Id).UseCollation("C");
+        modelBuilder.Entity<TelemetryReading>().Property(r => r.DeviceId).UseCollation("C");
+        modelBuilder.Entity<Command>().Property(c => c.DeviceId).UseCollation("C");
+        modelBuilder.Entity<CommandLane>().Property(l => l.DeviceId).UseCollation("C");
+    }
 }

@@ -19,7 +19,7 @@ public sealed partial class IngestWriter(
     MqttConnection connection,
     DeviceRegistry registry,
     CommandCompletion completion,
-    DatabaseWriteGate writeGate,
+    IIngestStore store,
     IOptions<IngestOptions> options,
     GatewayMetrics metrics,
     TimeProvider time,
@@ -137,7 +137,7 @@ public sealed partial class IngestWriter(
 
                 return true;
             }
-            catch (Exception ex) when (ex is SqliteException or DbUpdateException or InvalidOperationException or IOException)
+            catch (Exception ex) when (DatabaseErrors.IsStorageFailure(ex))
             {
                 // Locked or full database: keep the batch unacknowledged and try again; readiness reports it.
                 attempt++;
@@ -164,28 +164,18 @@ public sealed partial class IngestWriter(
     internal async Task StoreAsync(IReadOnlyList<InboundMessage> batch)
     {
         var outcome = new BatchOutcome();
-        await using (var write = await WriteTransaction.BeginAsync(writeGate, CancellationToken.None))
+        var writes = new IngestBatch(time.GetUtcNow());
+        foreach (var message in batch)
         {
-            var now = time.GetUtcNow();
-            var sql = new BatchStatements(write);
-            foreach (var message in batch)
-            {
-                Store(message, sql, outcome, now);
-            }
-
-            // Every device with an entry here was seen in this batch.
-            foreach (var (deviceId, activity) in outcome.Devices)
-            {
-                sql.RecordActivity(deviceId, activity.Readings, activity.LastSeen, now);
-            }
-
-            write.Commit();
+            Classify(message, writes, outcome);
         }
 
+        await store.StoreAsync(writes, CancellationToken.None);
+        outcome.Count(writes);
         Publish(outcome, batch);
     }
 
-    private void Store(InboundMessage message, BatchStatements sql, BatchOutcome outcome, DateTimeOffset now)
+    private void Classify(InboundMessage message, IngestBatch writes, BatchOutcome outcome)
     {
         if (message is not { Kind: { } kind, DeviceId: { } deviceId })
         {
@@ -203,19 +193,19 @@ public sealed partial class IngestWriter(
         switch (kind)
         {
             case TopicKind.Data:
-                StoreReading(message, deviceId, sql, outcome);
+                ClassifyReading(message, deviceId, writes, outcome);
                 break;
             case TopicKind.Register:
-                StorePresence(message, deviceId, sql, outcome);
+                ClassifyPresence(message, deviceId, writes, outcome);
                 break;
             case TopicKind.CommandResponse:
-                outcome.Activity(deviceId).Seen(message.ReceivedAt);
-                StoreAnswer(message, deviceId, sql, outcome, now);
+                writes.Seen(deviceId, message.ReceivedAt);
+                ClassifyAnswer(message, deviceId, writes, outcome);
                 break;
         }
     }
 
-    private void StoreReading(InboundMessage message, string deviceId, BatchStatements sql, BatchOutcome outcome)
+    private void ClassifyReading(InboundMessage message, string deviceId, IngestBatch writes, BatchOutcome outcome)
     {
         // Classified on receipt unless empty (an oversized one was refused above).
         if (message.Reading is not { } payload)
@@ -224,28 +214,17 @@ public sealed partial class IngestWriter(
             return;
         }
 
-        var activity = outcome.Activity(deviceId);
         if (payload.Format != PayloadFormat.Json)
         {
             LogNonJsonReading(deviceId, payload.Format);
         }
 
         var key = message.UserMessageId is { Length: > 0 and <= Payloads.MaxMessageKeyLength } id ? id : payload.MessageKey;
-        if (sql.InsertReading(deviceId, message.ReceivedAt, message.Topic, payload, key))
-        {
-            activity.Readings++;
-            outcome.Stored++;
-        }
-        else
-        {
-            outcome.Duplicates++;
-            LogDuplicateReading(deviceId, LogText.Printable(key, Payloads.MaxMessageKeyLength));
-        }
-
-        activity.Seen(message.ReceivedAt);
+        writes.Readings.Add(new ReadingWrite(deviceId, message.ReceivedAt, message.Topic, payload, key));
+        writes.Seen(deviceId, message.ReceivedAt);
     }
 
-    private void StorePresence(InboundMessage message, string deviceId, BatchStatements sql, BatchOutcome outcome)
+    private static void ClassifyPresence(InboundMessage message, string deviceId, IngestBatch writes, BatchOutcome outcome)
     {
         var text = message.PayloadAsText();
         if (text.Length == 0)
@@ -263,11 +242,11 @@ public sealed partial class IngestWriter(
         var signedIn = text == "SIGN_IN";
         // A retained replay or a Last Will is not the device being seen.
         var seenAt = signedIn && !message.Retain ? message.ReceivedAt : (DateTimeOffset?)null;
-        sql.SetPresence(deviceId, signedIn, message.ReceivedAt, seenAt);
+        writes.Presence.Add(new PresenceWrite(deviceId, signedIn, message.ReceivedAt, seenAt));
         outcome.Presence[deviceId] = signedIn;
     }
 
-    private void StoreAnswer(InboundMessage message, string deviceId, BatchStatements sql, BatchOutcome outcome, DateTimeOffset now)
+    private static void ClassifyAnswer(InboundMessage message, string deviceId, IngestBatch writes, BatchOutcome outcome)
     {
         if (!CommandAnswer.TryParse(message.Payload!, out var answer, out var problem))
         {
@@ -276,15 +255,7 @@ public sealed partial class IngestWriter(
         }
 
         var status = answer.IsError ? CommandStatus.Failed : CommandStatus.Completed;
-        var response = message.PayloadAsText();
-        if (sql.AnswerCommand(answer.CommandId, deviceId, status, answer.Result, response, now) is { } createdAt)
-        {
-            outcome.Answered.Add((answer.CommandId, status, createdAt));
-            return;
-        }
-
-        var current = sql.CommandStatus(answer.CommandId, deviceId);
-        outcome.IgnoredAnswers.Add((deviceId, answer.CommandId, current));
+        writes.Answers.Add(new CommandAnswerWrite(answer.CommandId, deviceId, status, answer.Result, message.PayloadAsText()));
     }
 
     // After the commit: the in-memory registry, metrics and logs learn what is now durable.
@@ -301,8 +272,12 @@ public sealed partial class IngestWriter(
         {
             metrics.CommandTransition(status);
             metrics.CommandRoundTrip(committedAt - createdAt);
-            completion.Finished(id);
             LogCommandAnswered(id, status);
+        }
+
+        if (outcome.Answered.Count > 0)
+        {
+            completion.Finished(outcome.Answered.Select(a => a.Id).ToList());
         }
 
         for (var kind = 0; kind < outcome.Received.Length; kind++)
@@ -325,6 +300,11 @@ public sealed partial class IngestWriter(
             LogIgnoredAnswer(deviceId, commandId, current?.ToString() ?? "unknown to the gateway");
         }
 
+        foreach (var (deviceId, key) in outcome.DuplicateReadings)
+        {
+            LogDuplicateReading(deviceId, LogText.Printable(key, Payloads.MaxMessageKeyLength));
+        }
+
         metrics.ReadingsStored(outcome.Stored);
         metrics.ReadingsDuplicate(outcome.Duplicates);
         if (batch.Count > 0)
@@ -336,7 +316,6 @@ public sealed partial class IngestWriter(
 
     private sealed class BatchOutcome
     {
-        public Dictionary<string, DeviceActivity> Devices { get; } = new(StringComparer.Ordinal);
         public Dictionary<string, bool> Presence { get; } = new(StringComparer.Ordinal);
         public List<(Guid Id, CommandStatus Status, DateTimeOffset CreatedAt)> Answered { get; } = [];
         public int[] Received { get; } = new int[Enum.GetValues<TopicKind>().Length];
@@ -348,16 +327,36 @@ public sealed partial class IngestWriter(
         // Counted and logged after the commit, once: a failed commit replays the batch.
         public void Reject(string reason, string detail) => Rejected.Add((reason, detail));
 
-        public DeviceActivity Activity(string deviceId) =>
-            Devices.TryGetValue(deviceId, out var known) ? known : Devices[deviceId] = new DeviceActivity();
-    }
+        public List<(string DeviceId, string? MessageKey)> DuplicateReadings { get; } = [];
 
-    private sealed class DeviceActivity
-    {
-        public int Readings { get; set; }
-        public DateTimeOffset? LastSeen { get; private set; }
+        // What the store did with the batch's readings and answers.
+        public void Count(IngestBatch writes)
+        {
+            foreach (var reading in writes.Readings)
+            {
+                if (reading.Stored)
+                {
+                    Stored++;
+                }
+                else
+                {
+                    Duplicates++;
+                    DuplicateReadings.Add((reading.DeviceId, reading.MessageKey));
+                }
+            }
 
-        public void Seen(DateTimeOffset at) => LastSeen = LastSeen is { } last && last > at ? last : at;
+            foreach (var answer in writes.Answers)
+            {
+                if (answer.FinishedCreatedAt is { } createdAt)
+                {
+                    Answered.Add((answer.CommandId, answer.Status, createdAt));
+                }
+                else
+                {
+                    IgnoredAnswers.Add((answer.DeviceId, answer.CommandId, answer.CurrentStatus));
+                }
+            }
+        }
     }
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Message rejected ({Reason}): {Detail}")]

@@ -2,19 +2,16 @@
 using IotGateway.Data;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Infrastructure;
-using Microsoft.EntityFrameworkCore.Migrations;
 using Microsoft.EntityFrameworkCore.Storage.ValueConversion;
 
 #nullable disable
 
-namespace IotGateway.Data.Migrations
+namespace IotGateway.Data.Migrations.Sqlite
 {
-    [DbContext(typeof(GatewayDbContext))]
-    [Migration("20261124180641_CommandCancelledBy")]
-    partial class CommandCancelledBy
+    [DbContext(typeof(SqliteGatewayDbContext))]
+    partial class SqliteGatewayDbContextModelSnapshot : ModelSnapshot
     {
-        /// <inheritdoc />
-        protected override void BuildTargetModel(ModelBuilder modelBuilder)
+        protected override void BuildModel(ModelBuilder modelBuilder)
         {
 #pragma warning disable 612, 618
             modelBuilder.HasAnnotation("ProductVersion", "10.0.15");
@@ -98,6 +95,25 @@ namespace IotGateway.Data.Migrations
                     b.HasIndex("Status", "Sequence");
 
                     b.ToTable("Commands", (string)null);
+                });
+
+            modelBuilder.Entity("IotGateway.Data.CommandLane", b =>
+                {
+                    b.Property<string>("DeviceId")
+                        .HasMaxLength(128)
+                        .HasColumnType("TEXT");
+
+                    b.Property<long>("LeaseUntil")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("Owner")
+                        .IsRequired()
+                        .HasMaxLength(128)
+                        .HasColumnType("TEXT");
+
+                    b.HasKey("DeviceId");
+
+                    b.ToTable("CommandLanes", (string)null);
                 });
 
             modelBuilder.Entity("IotGateway.Data.Device", b =>

@@ -7,11 +7,11 @@ using Microsoft.EntityFrameworkCore.Storage.ValueConversion;
 
 #nullable disable
 
-namespace IotGateway.Data.Migrations
+namespace IotGateway.Data.Migrations.Sqlite
 {
-    [DbContext(typeof(GatewayDbContext))]
-    [Migration("20261124174442_PendingCommandTriggers")]
-    partial class PendingCommandTriggers
+    [DbContext(typeof(SqliteGatewayDbContext))]
+    [Migration("20261124180641_CommandCancelledBy")]
+    partial class CommandCancelledBy
     {
         /// <inheritdoc />
         protected override void BuildTargetModel(ModelBuilder modelBuilder)
@@ -34,6 +34,9 @@ namespace IotGateway.Data.Migrations
 
                     b.Property<long?>("CancelledAt")
                         .HasColumnType("INTEGER");
+
+                    b.Property<string>("CancelledBy")
+                        .HasColumnType("TEXT");
 
                     b.Property<long>("CreatedAt")
                         .HasColumnType("INTEGER");
@@ -135,8 +138,7 @@ namespace IotGateway.Data.Migrations
                 {
                     b.Property<long>("Id")
                         .ValueGeneratedOnAdd()
-                        .HasColumnType("INTEGER")
-                        .HasAnnotation("Sqlite:Autoincrement", false);
+                        .HasColumnType("INTEGER");
 
                     b.Property<string>("DeviceId")
                         .IsRequired()
