@@ -10,15 +10,19 @@ public sealed record GatewayStorage(string? SqlitePath, string? PostgresConnecti
 
     public static GatewayStorage Postgres(string connectionString) => new(null, connectionString);
 
-    // One number from a query (parameter @d / $d: the device id).
-    public long Scalar(string sql, string deviceId)
+    // One number from a query (parameter $d: the device id, when given).
+    public long Scalar(string sql, string? deviceId = null)
     {
         if (PostgresConnectionString is { } pg)
         {
             using var connection = new NpgsqlConnection(pg);
             connection.Open();
             using var command = new NpgsqlCommand(sql.Replace("$d", "@d", StringComparison.Ordinal), connection);
-            command.Parameters.AddWithValue("d", deviceId);
+            if (deviceId is not null)
+            {
+                command.Parameters.AddWithValue("d", deviceId);
+            }
+
             return Convert.ToInt64(command.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture);
         }
 
@@ -26,7 +30,11 @@ public sealed record GatewayStorage(string? SqlitePath, string? PostgresConnecti
         sqlite.Open();
         using var query = sqlite.CreateCommand();
         query.CommandText = sql;
-        query.Parameters.AddWithValue("$d", deviceId);
+        if (deviceId is not null)
+        {
+            query.Parameters.AddWithValue("$d", deviceId);
+        }
+
         return Convert.ToInt64(query.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture);
     }
 }
