@@ -161,32 +161,13 @@ public static class StorageSetup
         }
         else
         {
-            await MigrateUnderAdvisoryLockAsync(services.GetRequiredService<NpgsqlDataSource>(), db, cancellationToken);
+            // Several instances starting at once: EF Core's migration lock (Npgsql takes a table lock around the
+            // whole migration, history table included) lets the first migrate while the others wait and then find
+            // nothing to do (SeveralGatewaysTests starts three at once on an empty database).
+            await db.Database.MigrateAsync(cancellationToken);
         }
 
         await scope.ServiceProvider.GetRequiredService<Devices.DeviceRegistry>().LoadAsync(db, cancellationToken);
-    }
-
-    // Several instances starting at once on one database: the first migrates, the others wait for its lock and then
-    // find nothing left to do. EF Core's own lock does not cover creating the history table, which two can race.
-    private static async Task MigrateUnderAdvisoryLockAsync(NpgsqlDataSource dataSource, GatewayDbContext db, CancellationToken cancellationToken)
-    {
-        const long MigrationLock = 0x10_7_6a7e_3a7;
-        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        await using (var take = new NpgsqlCommand($"SELECT pg_advisory_lock({MigrationLock})", connection))
-        {
-            await take.ExecuteNonQueryAsync(cancellationToken);
-        }
-
-        try
-        {
-            await db.Database.MigrateAsync(cancellationToken);
-        }
-        finally
-        {
-            await using var release = new NpgsqlCommand($"SELECT pg_advisory_unlock({MigrationLock})", connection);
-            await release.ExecuteNonQueryAsync(CancellationToken.None);
-        }
     }
 
     // Per-connection settings. synchronous=NORMAL under WAL is durable against process crashes (what the
