@@ -177,6 +177,80 @@ public sealed class SeveralGatewaysTests
             .ToList();
     }
 
+    // One of two instances killed mid-burst (SIGKILL) and started again with the same id: the broker kept queueing its
+    // share of the readings in its persistent session (Mosquitto keeps a departed member's share), so nothing is
+    // lost, and nothing is stored twice.
+    [SkippableFact]
+    public async Task AnInstanceKilledMidBurstAndRestartedWithItsIdLosesNothingAndStoresNothingTwice()
+    {
+        const int Devices = 4, PerDevice = 4000;
+        await using var broker = await StartBrokerAsync();
+        var database = await PostgresCluster.CreateDatabaseAsync();
+        var storage = GatewayStorage.Postgres(database);
+        using var dataA = new TempDirectory("iotgw-pair-");
+        using var dataB = new TempDirectory("iotgw-pair-");
+        Dictionary<string, string> Settings(string id) => new()
+        {
+            ["BROKER"] = broker.Url,
+            ["SERVER_ID"] = id,
+            ["ASPNETCORE_URLS"] = "http://127.0.0.1:0",
+            ["Database__Provider"] = "PostgreSQL",
+            ["ConnectionStrings__Gateway"] = database,
+            ["Mqtt__SharedSubscriptionGroup"] = Group,
+            ["Mqtt__ReconnectMinDelaySeconds"] = "0.1",
+            ["Api__Keys__0__Key"] = GatewayApp.ReaderKey,
+        };
+        var idA = $"gw-a-{Guid.NewGuid():N}";
+        await using var b = GatewayProcess.Start(dataB.Path, Settings($"gw-b-{Guid.NewGuid():N}"));
+        var a = GatewayProcess.Start(dataA.Path, Settings(idA));
+        try
+        {
+            await Task.WhenAll(a.WaitUntilReadyAsync(Timeout), b.WaitUntilReadyAsync(Timeout));
+            var publishing = PublishAsync(broker, Devices, PerDevice);
+            await Eventually.UntilAsync(() => Task.FromResult(Rows(storage)), rows => rows > 2000, Timeout, "the instances are storing the burst");
+            a.Kill();
+            await a.WaitForExitAsync(Timeout);
+            Assert.True(Rows(storage) < Devices * PerDevice, "the kill came mid-burst");
+            await publishing;
+        }
+        finally
+        {
+            await a.DisposeAsync();
+        }
+
+        await using var restarted = GatewayProcess.Start(dataA.Path, Settings(idA));
+        await restarted.WaitUntilReadyAsync(Timeout);
+        await Eventually.UntilAsync(() => Task.FromResult(Rows(storage)), rows => rows >= Devices * PerDevice, TimeSpan.FromSeconds(90),
+            "the share the broker kept for the killed instance arrives after its restart");
+        for (var d = 0; d < Devices; d++)
+        {
+            Assert.Equal((PerDevice, PerDevice), StoredReadings.Count(storage, $"burst-{d}"));
+        }
+
+        static long Rows(GatewayStorage storage) => storage.Scalar("""SELECT COUNT(*) FROM "Telemetry" """);
+
+        static async Task PublishAsync(MosquittoBroker broker, int devices, int perDevice)
+        {
+            await using var publisher = await TestMqttClient.ConnectAsync(broker, $"burst-publisher-{Guid.NewGuid():N}");
+            using var inflight = new SemaphoreSlim(64);
+            await Task.WhenAll(Enumerable.Range(0, devices * perDevice).Select(async n =>
+            {
+                await inflight.WaitAsync();
+                try
+                {
+                    var (d, i) = (n % devices, n / devices);
+                    await publisher.PublishAsync(new MqttApplicationMessageBuilder().WithTopic($"iot/data/burst-{d}")
+                        .WithPayload($$"""{"temp":21.5,"messageId":"burst-{{d}}-{{i}}"}""")
+                        .WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build());
+                }
+                finally
+                {
+                    inflight.Release();
+                }
+            }));
+        }
+    }
+
     // Three instances started at the same moment on an empty database: one migrates, the others wait for it, and
     // all of them come up.
     [SkippableFact]
