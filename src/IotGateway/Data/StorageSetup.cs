@@ -96,6 +96,11 @@ public static class StorageSetup
         {
             builder = new NpgsqlDataSourceBuilder(connectionString);
         }
+        catch (ArgumentException e) when (connectionString.Contains("Data Source", StringComparison.OrdinalIgnoreCase))
+        {
+            throw new InvalidSettingException(
+                "Database:Provider is PostgreSQL but ConnectionStrings:Gateway is a SQLite connection string: give Npgsql's form (Host=…;Port=…;Database=…;Username=…;Password=…).", e);
+        }
         catch (ArgumentException e)
         {
             throw new InvalidSettingException($"ConnectionStrings:Gateway is not a PostgreSQL connection string (Host=…;Port=…;Database=…;Username=…;Password=…): {e.Message}", e);
