@@ -15,32 +15,15 @@ public abstract class GatewayDbContext(DbContextOptions options) : DbContext(opt
     public DbSet<Command> Commands => Set<Command>();
     public DbSet<CommandLane> CommandLanes => Set<CommandLane>();
 
-    // The hottest reads, compiled once: EF Core's per-call query preparation (parameter extraction, cache lookup)
-    // cost more than the SQLite work for these single-row lookups under the round-trip benchmark.
-    private static readonly Func<GatewayDbContext, Guid, CancellationToken, Task<Command?>> CommandById =
-        EF.CompileAsyncQuery((GatewayDbContext db, Guid id, CancellationToken _) => db.Commands.AsNoTracking().FirstOrDefault(c => c.Id == id));
+    // The hottest reads, compiled once per provider (ProviderDbContext below).
+    public abstract Task<Command?> FindCommandAsync(Guid id, CancellationToken cancellationToken);
 
-    private static readonly Func<GatewayDbContext, string, CancellationToken, Task<bool>> DeviceExists =
-        EF.CompileAsyncQuery((GatewayDbContext db, string deviceId, CancellationToken _) => db.Devices.Any(d => d.Id == deviceId));
+    public abstract Task<bool> DeviceExistsAsync(string deviceId, CancellationToken cancellationToken);
 
-    private static readonly Func<GatewayDbContext, string, DateTimeOffset, CancellationToken, Task<Command?>> NextPending =
-        EF.CompileAsyncQuery((GatewayDbContext db, string deviceId, DateTimeOffset now, CancellationToken _) => db.Commands.AsNoTracking()
-            .Where(c => c.DeviceId == deviceId && c.Status == CommandStatus.Pending && c.ExpiresAt > now)
-            .OrderBy(c => c.Sequence)
-            .FirstOrDefault());
+    // The device's oldest Pending command that has not expired: what its lane publishes next.
+    public abstract Task<Command?> NextPendingCommandAsync(string deviceId, DateTimeOffset now, CancellationToken cancellationToken);
 
-    private static readonly Func<GatewayDbContext, DateTimeOffset, CancellationToken, Task<bool>> AnyDue =
-        EF.CompileAsyncQuery((GatewayDbContext db, DateTimeOffset now, CancellationToken _) =>
-            db.Commands.Any(c => (c.Status == CommandStatus.Pending || c.Status == CommandStatus.Published) && c.ExpiresAt <= now));
-
-    public Task<Command?> NextPendingCommandAsync(string deviceId, DateTimeOffset now, CancellationToken cancellationToken) =>
-        NextPending(this, deviceId, now, cancellationToken);
-
-    public Task<bool> AnyCommandDueAsync(DateTimeOffset now, CancellationToken cancellationToken) => AnyDue(this, now, cancellationToken);
-
-    public Task<Command?> FindCommandAsync(Guid id, CancellationToken cancellationToken) => CommandById(this, id, cancellationToken);
-
-    public Task<bool> DeviceExistsAsync(string deviceId, CancellationToken cancellationToken) => DeviceExists(this, deviceId, cancellationToken);
+    public abstract Task<bool> AnyCommandDueAsync(DateTimeOffset now, CancellationToken cancellationToken);
 
     protected override void ConfigureConventions(ModelConfigurationBuilder configurationBuilder)
     {
@@ -97,9 +80,42 @@ public abstract class GatewayDbContext(DbContextOptions options) : DbContext(opt
         ticks => new DateTimeOffset(ticks, TimeSpan.Zero));
 }
 
-public sealed class SqliteGatewayDbContext(DbContextOptions<SqliteGatewayDbContext> options) : GatewayDbContext(options);
+// EF Core's per-call query preparation (parameter extraction, cache lookup) cost more than the SQLite work for these
+// single-row lookups under the round-trip benchmark, so they are compiled once. A compiled query serves one model:
+// one set per provider (static fields of a generic class are per closed type), since tests run both in one process.
+public abstract class ProviderDbContext<TSelf>(DbContextOptions options) : GatewayDbContext(options)
+    where TSelf : ProviderDbContext<TSelf>
+{
+    private static readonly Func<TSelf, Guid, CancellationToken, Task<Command?>> CommandById =
+        EF.CompileAsyncQuery((TSelf db, Guid id, CancellationToken _) => db.Commands.AsNoTracking().FirstOrDefault(c => c.Id == id));
 
-public sealed class PostgresGatewayDbContext(DbContextOptions<PostgresGatewayDbContext> options) : GatewayDbContext(options)
+    private static readonly Func<TSelf, string, CancellationToken, Task<bool>> DeviceExists =
+        EF.CompileAsyncQuery((TSelf db, string deviceId, CancellationToken _) => db.Devices.Any(d => d.Id == deviceId));
+
+    private static readonly Func<TSelf, string, DateTimeOffset, CancellationToken, Task<Command?>> NextPending =
+        EF.CompileAsyncQuery((TSelf db, string deviceId, DateTimeOffset now, CancellationToken _) => db.Commands.AsNoTracking()
+            .Where(c => c.DeviceId == deviceId && c.Status == CommandStatus.Pending && c.ExpiresAt > now)
+            .OrderBy(c => c.Sequence)
+            .FirstOrDefault());
+
+    private static readonly Func<TSelf, DateTimeOffset, CancellationToken, Task<bool>> AnyDue =
+        EF.CompileAsyncQuery((TSelf db, DateTimeOffset now, CancellationToken _) =>
+            db.Commands.Any(c => (c.Status == CommandStatus.Pending || c.Status == CommandStatus.Published) && c.ExpiresAt <= now));
+
+    public override Task<Command?> FindCommandAsync(Guid id, CancellationToken cancellationToken) => CommandById((TSelf)this, id, cancellationToken);
+
+    public override Task<bool> DeviceExistsAsync(string deviceId, CancellationToken cancellationToken) =>
+        DeviceExists((TSelf)this, deviceId, cancellationToken);
+
+    public override Task<Command?> NextPendingCommandAsync(string deviceId, DateTimeOffset now, CancellationToken cancellationToken) =>
+        NextPending((TSelf)this, deviceId, now, cancellationToken);
+
+    public override Task<bool> AnyCommandDueAsync(DateTimeOffset now, CancellationToken cancellationToken) => AnyDue((TSelf)this, now, cancellationToken);
+}
+
+public sealed class SqliteGatewayDbContext(DbContextOptions<SqliteGatewayDbContext> options) : ProviderDbContext<SqliteGatewayDbContext>(options);
+
+public sealed class PostgresGatewayDbContext(DbContextOptions<PostgresGatewayDbContext> options) : ProviderDbContext<PostgresGatewayDbContext>(options)
 {
     protected override void OnModelCreating(ModelBuilder modelBuilder)
     {
