@@ -62,6 +62,24 @@ public sealed partial class DeploymentFilesTests
         }
     }
 
+    // The scale-out file: two gateways with distinct stable ids, one group, one PostgreSQL database, one shared key.
+    [Fact]
+    public void ScaleComposeRunsTwoGatewaysOnOnePostgresDatabaseWithTheirOwnIds()
+    {
+        var a = ServiceEnvironment("gateway-a", "docker-compose.scale.yml");
+        var b = ServiceEnvironment("gateway-b", "docker-compose.scale.yml");
+        AssertGatewayReads(a);
+        AssertGatewayReads(b);
+        Assert.Equal(["gateway-a", "gateway-b"], new[] { a["SERVER_ID"], b["SERVER_ID"] });
+        foreach (var key in new[] { "Database__Provider", "ConnectionStrings__Gateway", "Mqtt__SharedSubscriptionGroup", "Api__Keys__0__Key", "BROKER" })
+        {
+            Assert.Equal(a[key], b[key]);
+        }
+
+        Assert.Equal("PostgreSQL", a["Database__Provider"]);
+        Assert.StartsWith("Host=postgres;", a["ConnectionStrings__Gateway"], StringComparison.Ordinal);
+    }
+
     // Binds every section the gateway has with unknown keys rejected, exactly as the gateway does at start.
     private static void AssertGatewayReads(IReadOnlyDictionary<string, string> environment)
     {
@@ -76,6 +94,9 @@ public sealed partial class DeploymentFilesTests
             {
                 case MqttOptions.Section:
                     section.Get<MqttOptions>(ConfigurationBinding.RejectUnknownKeys);
+                    break;
+                case global::IotGateway.Data.DatabaseOptions.Section:
+                    section.Get<global::IotGateway.Data.DatabaseOptions>(ConfigurationBinding.RejectUnknownKeys);
                     break;
                 case CommandOptions.Section:
                     section.Get<CommandOptions>(ConfigurationBinding.RejectUnknownKeys);
@@ -98,13 +119,32 @@ public sealed partial class DeploymentFilesTests
         }
     }
 
-    private static Dictionary<string, string> ServiceEnvironment(string service) =>
-        ((YamlMappingNode)Service(service)["environment"]).Children.ToDictionary(kv => kv.Key.ToString(), kv => kv.Value.ToString());
+    // A merge key (<<: *anchor) brings in the anchored mapping; the service's own keys win.
+    private static Dictionary<string, string> ServiceEnvironment(string service, string file = "docker-compose.yml")
+    {
+        var environment = new Dictionary<string, string>();
+        foreach (var (key, value) in ((YamlMappingNode)Service(service, file)["environment"]).Children)
+        {
+            if (key.ToString() == "<<")
+            {
+                foreach (var (k, v) in ((YamlMappingNode)value).Children)
+                {
+                    environment.TryAdd(k.ToString(), v.ToString());
+                }
+            }
+            else
+            {
+                environment[key.ToString()] = value.ToString();
+            }
+        }
 
-    private static YamlMappingNode Service(string name)
+        return environment;
+    }
+
+    private static YamlMappingNode Service(string name, string file = "docker-compose.yml")
     {
         var yaml = new YamlStream();
-        using (var reader = new StreamReader(Path.Combine(Root, "docker-compose.yml")))
+        using (var reader = new StreamReader(Path.Combine(Root, file)))
         {
             yaml.Load(reader);
         }
