@@ -28,6 +28,11 @@ public sealed class TopicLayout(IOptions<MqttOptions> options)
 
     private string Shared(string filter) => _group is null ? filter : $"$share/{_group}/{filter}";
 
+    public bool SharesSubscriptions => _group is not null;
+
+    // What an instance unsubscribes from when it stops cleanly, so the broker gives the others its share meanwhile.
+    public IReadOnlyList<string> SharedFilters => _group is null ? [] : SubscriptionFilters.Take(2).ToList();
+
     public string CommandRequest(string deviceId) => $"{_topics.CommandRequest}/{deviceId}";
 
     // Splits a received topic into its kind and device id; false for anything else (extra levels, foreign topics).

@@ -31,6 +31,14 @@ public sealed partial class IngestWriter(
 
     public IngestState State { get; private set; } = new(true, null);
 
+    // Stops before the MQTT connection (registered after it). In a shared-subscription group the instance first leaves
+    // the group, so that what the broker had sent it before then is all there is to flush.
+    public override async Task StopAsync(CancellationToken cancellationToken)
+    {
+        await connection.LeaveSharedGroupAsync(cancellationToken);
+        await base.StopAsync(cancellationToken);
+    }
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         // Acks leave from their own loop so the next batch is stored while this one's acks are written;

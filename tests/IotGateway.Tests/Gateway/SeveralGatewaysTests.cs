@@ -177,6 +177,38 @@ public sealed class SeveralGatewaysTests
             .ToList();
     }
 
+    // A clean stop leaves the group: while one instance is away (a rolling upgrade), the other receives and stores
+    // every reading, instead of the broker queueing the stopped one's share for it; back, it takes its share again.
+    [SkippableFact]
+    public async Task AnInstanceStoppedCleanlyLeavesItsShareToTheOthersUntilItReturns()
+    {
+        const int Readings = 200;
+        await using var broker = await StartBrokerAsync();
+        var (a, b, countA, countB) = await StartPairAsync(broker);
+        await using var first = a;
+        await using var second = b;
+        await first.StopAsync();
+
+        await using var device = await TestMqttClient.ConnectAsync(broker, "rolling");
+        for (var i = 0; i < Readings; i++)
+        {
+            await device.PublishAsync("iot/data/rolling", $$"""{"temp":{{i}},"messageId":"away-{{i}}"}""", MqttQualityOfServiceLevel.AtLeastOnce);
+        }
+
+        await second.WaitForDeviceAsync("rolling", d => d.TelemetryCount == Readings, "the instance still running stores every reading", Timeout);
+        var firstBefore = countA.Readings;
+
+        await first.RestartAsync();
+        for (var i = 0; i < Readings; i++)
+        {
+            await device.PublishAsync("iot/data/rolling", $$"""{"temp":{{i}},"messageId":"back-{{i}}"}""", MqttQualityOfServiceLevel.AtLeastOnce);
+        }
+
+        await second.WaitForDeviceAsync("rolling", d => d.TelemetryCount == 2 * Readings, "every reading is stored", Timeout);
+        Assert.True(countA.Readings > firstBefore, "the restarted instance takes its share again");
+        Assert.Equal(2 * Readings, countA.Readings + countB.Readings);
+    }
+
     // One of two instances killed mid-burst (SIGKILL) and started again with the same id: the broker kept queueing its
     // share of the readings in its persistent session (Mosquitto keeps a departed member's share), so nothing is
     // lost, and nothing is stored twice.
