@@ -1,9 +1,15 @@
+using System.Text;
 using System.Text.Json;
+using IotGateway.Telemetry;
 
 namespace IotGateway.Api;
 
 public static class Json
 {
+    private static readonly JsonDocumentOptions Options = new() { MaxDepth = JsonText.MaxDepth };
+
+    // Stored JSON as an element the API can always write: what ingest normalised reads back as it is; anything stored
+    // before that (a lone surrogate escape, too deep) is repaired or returned as a string, never a failed response.
     public static JsonElement? Parse(string? text)
     {
         if (text is null)
@@ -11,14 +17,12 @@ public static class Json
             return null;
         }
 
-        try
+        if (JsonText.Repair(Encoding.UTF8.GetBytes(text)) is { } json)
         {
-            using var document = JsonDocument.Parse(text);
+            using var document = JsonDocument.Parse(json, Options);
             return document.RootElement.Clone();
         }
-        catch (JsonException)
-        {
-            return JsonSerializer.SerializeToElement(text);
-        }
+
+        return JsonSerializer.SerializeToElement(text);
     }
 }

@@ -52,7 +52,7 @@ public sealed partial class DatabaseUnavailableExceptionHandler(ILogger<Database
     public async ValueTask<bool> TryHandleAsync(HttpContext httpContext, Exception exception, CancellationToken cancellationToken)
     {
         var reason = Find<SqliteException>(exception) is { } sqlite && Unavailable.Contains(sqlite.SqliteErrorCode) ? sqlite.Message
-            : Find<NpgsqlException>(exception) is { } postgres && IsUnavailable(postgres) ? postgres.Message
+            : Find<NpgsqlException>(exception) is { } postgres && DatabaseErrors.IsTransient(postgres) ? postgres.Message
             : null;
         if (reason is null)
         {
@@ -64,10 +64,6 @@ public sealed partial class DatabaseUnavailableExceptionHandler(ILogger<Database
         return true;
     }
 
-    // PostgreSQL unreachable, restarting, out of connections or space, or a transaction lost to another: not the request's fault.
-    private static bool IsUnavailable(NpgsqlException exception) => exception is PostgresException postgres
-        ? postgres.SqlState[..2] is "08" or "53" or "57" or "58" || DatabaseErrors.IsConflict(postgres)
-        : exception.IsTransient || exception.InnerException is System.Net.Sockets.SocketException or IOException or TimeoutException;
 
     // The one 503 of the API, also while the database is still being opened (UseDatabaseReadiness).
     public static Task WriteAsync(HttpContext context, string detail)

@@ -46,6 +46,15 @@ public sealed class CommandsController(GatewayDbContext db, ICommandStore store,
         if (request.TtlProblem(options.Value) is { } ttlProblem)
         {
             ModelState.AddModelError(nameof(request.TtlSeconds), ttlProblem);
+        }
+
+        if (request.PayloadProblem() is { } payloadProblem)
+        {
+            ModelState.AddModelError(nameof(request.Payload), payloadProblem);
+        }
+
+        if (!ModelState.IsValid)
+        {
             return ValidationProblem(ModelState);
         }
 

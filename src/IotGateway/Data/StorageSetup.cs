@@ -46,6 +46,9 @@ public static class StorageSetup
 
         services.AddSingleton(sp => new SqliteConnectionString(ResolveConnectionString(GatewayConnectionString(sp))));
         services.AddSingleton(sp => new DatabaseWriteGate(sp.GetRequiredService<SqliteConnectionString>().Value));
+        // A SQLite file can be deleted or replaced under the gateway; PostgreSQL has no file of ours to watch.
+        services.AddSingleton(sp => new DatabaseFile(
+            sp.DatabaseProvider() == Data.DatabaseProvider.Sqlite ? sp.GetRequiredService<SqliteConnectionString>().Value : null));
         services.AddSingleton(sp => new PostgresConnectionString(GatewayConnectionString(sp)));
         services.AddSingleton(sp => PostgresDataSource(sp.GetRequiredService<PostgresConnectionString>().Value));
 
@@ -173,6 +176,7 @@ public static class StorageSetup
         }
 
         await scope.ServiceProvider.GetRequiredService<Devices.DeviceRegistry>().LoadAsync(db, cancellationToken);
+        services.GetRequiredService<DatabaseFile>().Watch();
     }
 
     // Per-connection settings. synchronous=NORMAL under WAL is durable against process crashes (what the

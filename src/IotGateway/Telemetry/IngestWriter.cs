@@ -3,8 +3,6 @@ using IotGateway.Commands;
 using IotGateway.Data;
 using IotGateway.Devices;
 using IotGateway.Mqtt;
-using Microsoft.Data.Sqlite;
-using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 
 namespace IotGateway.Telemetry;
@@ -12,14 +10,18 @@ namespace IotGateway.Telemetry;
 public sealed record IngestState(bool Healthy, string? LastError);
 
 // The one writer: drains the ingest queue in batches, stores each batch in one transaction, and only then
-// acknowledges its messages, in arrival order. A failed commit is retried with the messages still unacked,
-// so the broker keeps them whatever happens to this process.
+// acknowledges its messages, in arrival order. A batch that fails for the database's reasons (a lock, a full disk,
+// a file that is gone) is retried with its messages still unacked, so the broker keeps them whatever happens to this
+// process; a batch that fails for any other reason is split until the one message that cannot be stored is found,
+// rejected and acknowledged, so no message can hold up the others.
 public sealed partial class IngestWriter(
     IngestQueue queue,
     MqttConnection connection,
     DeviceRegistry registry,
     CommandCompletion completion,
     IIngestStore store,
+    DatabaseFile databaseFile,
+    IngestProgress progress,
     IOptions<IngestOptions> options,
     GatewayMetrics metrics,
     TimeProvider time,
@@ -58,6 +60,18 @@ public sealed partial class IngestWriter(
 
     private async Task WriteBatchesAsync(ChannelWriter<List<InboundMessage>> committed, CancellationToken stoppingToken)
     {
+        try
+        {
+            await WriteBatchesCoreAsync(committed, stoppingToken);
+        }
+        finally
+        {
+            progress.Stopped();
+        }
+    }
+
+    private async Task WriteBatchesCoreAsync(ChannelWriter<List<InboundMessage>> committed, CancellationToken stoppingToken)
+    {
         // At shutdown, what was queued then is flushed; what arrives later stays unacknowledged for next time,
         // so a steady stream of devices cannot keep the process from exiting.
         int? flushLeft = null;
@@ -79,6 +93,7 @@ public sealed partial class IngestWriter(
                     return;
                 }
 
+                progress.Waiting();
                 try
                 {
                     await queue.Reader.WaitToReadAsync(stoppingToken);
@@ -98,13 +113,13 @@ public sealed partial class IngestWriter(
             }
 
             flushLeft -= batch.Count;
-
-            if (!await StoreWithRetryAsync(batch, stoppingToken))
+            progress.Took(batch.Count);
+            if (!await StoreOrSplitAsync(batch, committed, stoppingToken))
             {
                 return;
             }
 
-            await committed.WriteAsync(batch, CancellationToken.None);
+            progress.Done();
         }
     }
 
@@ -129,25 +144,20 @@ public sealed partial class IngestWriter(
         }
     }
 
-    private async Task<bool> StoreWithRetryAsync(List<InboundMessage> batch, CancellationToken stoppingToken)
+    // Stores the batch and hands it on for acknowledgement; false only when stopping with it still unstored.
+    private async Task<bool> StoreOrSplitAsync(List<InboundMessage> batch, ChannelWriter<List<InboundMessage>> committed, CancellationToken stoppingToken)
     {
         var attempt = 0;
         while (true)
         {
+            BatchOutcome outcome;
             try
             {
-                await StoreAsync(batch);
-                if (!State.Healthy)
-                {
-                    LogStorageRecovered(attempt);
-                    State = new IngestState(true, null);
-                }
-
-                return true;
+                outcome = await StoreAsync(batch);
             }
-            catch (Exception ex) when (DatabaseErrors.IsStorageFailure(ex))
+            catch (Exception ex) when (DatabaseErrors.IsTransient(ex))
             {
-                // Locked or full database: keep the batch unacknowledged and try again; readiness reports it.
+                // Locked or full database, or its file gone: keep the batch unacknowledged and try again; readiness reports it.
                 attempt++;
                 LogStorageFailed(batch.Count, attempt, ex.GetBaseException().Message);
                 State = new IngestState(false, $"cannot store messages: {ex.GetBaseException().Message}");
@@ -165,12 +175,62 @@ public sealed partial class IngestWriter(
                 catch (OperationCanceledException)
                 {
                 }
+
+                continue;
             }
+            catch (Exception ex)
+            {
+                // Not the database's trouble but some message's: the halves are stored on their own, down to that message.
+                return await SplitAsync(batch, ex, committed, stoppingToken);
+            }
+
+            if (!State.Healthy)
+            {
+                LogStorageRecovered(attempt);
+                State = new IngestState(true, null);
+            }
+
+            progress.Stored();
+            try
+            {
+                Publish(outcome, batch);
+            }
+            catch (Exception ex)
+            {
+                // Stored is stored: a failure to tell the registry, metrics or log must not replay the batch.
+                LogPublishFailed(ex);
+            }
+
+            await committed.WriteAsync(batch, CancellationToken.None);
+            return true;
         }
     }
 
-    internal async Task StoreAsync(IReadOnlyList<InboundMessage> batch)
+    private async Task<bool> SplitAsync(List<InboundMessage> batch, Exception error, ChannelWriter<List<InboundMessage>> committed, CancellationToken stoppingToken)
     {
+        var reason = LogText.Printable(error.GetBaseException().Message, 200);
+        if (batch.Count == 1)
+        {
+            var message = batch[0];
+            metrics.MessageRejected("refused-by-database");
+            LogRejected("refused-by-database",
+                $"message on '{LogText.Printable(message.Topic)}' cannot be stored ({error.GetBaseException().GetType().Name}: {reason})");
+            await committed.WriteAsync(batch, CancellationToken.None);
+            progress.Stored();
+            return true;
+        }
+
+        LogSplitting(batch.Count, reason);
+        var half = batch.Count / 2;
+        return await StoreOrSplitAsync(batch[..half], committed, stoppingToken)
+            && await StoreOrSplitAsync(batch[half..], committed, stoppingToken);
+    }
+
+    // One transaction. The file is checked before it (nothing is written into a file that is no longer the
+    // database's) and after the commit (nothing committed into one is acknowledged).
+    private async Task<BatchOutcome> StoreAsync(IReadOnlyList<InboundMessage> batch)
+    {
+        databaseFile.ThrowIfMoved();
         var outcome = new BatchOutcome();
         var writes = new IngestBatch(time.GetUtcNow());
         foreach (var message in batch)
@@ -179,91 +239,57 @@ public sealed partial class IngestWriter(
         }
 
         await store.StoreAsync(writes, CancellationToken.None);
+        databaseFile.ThrowIfMoved();
         outcome.Count(writes);
-        Publish(outcome, batch);
+        return outcome;
     }
 
-    private void Classify(InboundMessage message, IngestBatch writes, BatchOutcome outcome)
+    // What the batch writes (provider-neutral); the store fills in what became of each reading and answer.
+    private static void Classify(InboundMessage message, IngestBatch writes, BatchOutcome outcome)
     {
-        if (message is not { Kind: { } kind, DeviceId: { } deviceId })
+        if (message.Kind is { } kind)
         {
-            outcome.Reject("unknown-topic", $"topic '{LogText.Printable(message.Topic)}' is not {{prefix}}/{{deviceId}} with a valid device id");
+            outcome.Received[(int)kind]++;
+        }
+
+        if (message.Rejection is { } rejection)
+        {
+            outcome.Reject(rejection.Reason, rejection.Detail);
             return;
         }
 
-        outcome.Received[(int)kind]++;
-        if (message.IsOversized)
-        {
-            outcome.Reject("oversized", $"payload of {message.PayloadLength} bytes from '{deviceId}' exceeds Ingest:MaxPayloadBytes ({_options.MaxPayloadBytes})");
-            return;
-        }
-
-        switch (kind)
+        var deviceId = message.DeviceId!;
+        switch (message.Kind)
         {
             case TopicKind.Data:
-                ClassifyReading(message, deviceId, writes, outcome);
+                var payload = message.Reading!.Value;
+                if (payload.Format != PayloadFormat.Json)
+                {
+                    outcome.NonJson.Add((deviceId, payload.Format));
+                }
+
+                writes.Readings.Add(new ReadingWrite(deviceId, message.ReceivedAt, message.Topic, payload, message.MessageKey));
+                writes.Seen(deviceId, message.ReceivedAt);
                 break;
             case TopicKind.Register:
-                ClassifyPresence(message, deviceId, writes, outcome);
+                if (message.SignedIn is not { } signedIn)
+                {
+                    // A cleared retained message, not a presence change.
+                    return;
+                }
+
+                // A retained replay or a Last Will is not the device being seen.
+                var seenAt = signedIn && !message.Retain ? message.ReceivedAt : (DateTimeOffset?)null;
+                writes.Presence.Add(new PresenceWrite(deviceId, signedIn, message.ReceivedAt, seenAt));
+                outcome.Presence[deviceId] = signedIn;
                 break;
             case TopicKind.CommandResponse:
                 writes.Seen(deviceId, message.ReceivedAt);
-                ClassifyAnswer(message, deviceId, writes, outcome);
+                var answer = message.Answer!.Value;
+                writes.Answers.Add(new CommandAnswerWrite(answer.CommandId, deviceId, answer.IsError ? CommandStatus.Failed : CommandStatus.Completed,
+                    answer.Result, answer.Response));
                 break;
         }
-    }
-
-    private void ClassifyReading(InboundMessage message, string deviceId, IngestBatch writes, BatchOutcome outcome)
-    {
-        // Classified on receipt unless empty (an oversized one was refused above).
-        if (message.Reading is not { } payload)
-        {
-            outcome.Reject("empty", $"empty telemetry payload from '{deviceId}'");
-            return;
-        }
-
-        if (payload.Format != PayloadFormat.Json)
-        {
-            LogNonJsonReading(deviceId, payload.Format);
-        }
-
-        var key = message.UserMessageId is { Length: > 0 and <= Payloads.MaxMessageKeyLength } id ? id : payload.MessageKey;
-        writes.Readings.Add(new ReadingWrite(deviceId, message.ReceivedAt, message.Topic, payload, key));
-        writes.Seen(deviceId, message.ReceivedAt);
-    }
-
-    private static void ClassifyPresence(InboundMessage message, string deviceId, IngestBatch writes, BatchOutcome outcome)
-    {
-        var text = message.PayloadAsText();
-        if (text.Length == 0)
-        {
-            // A cleared retained message, not a presence change.
-            return;
-        }
-
-        if (text is not ("SIGN_IN" or "SIGN_OUT"))
-        {
-            outcome.Reject("bad-register-payload", $"register payload from '{deviceId}' is '{LogText.Printable(text)}', not SIGN_IN or SIGN_OUT");
-            return;
-        }
-
-        var signedIn = text == "SIGN_IN";
-        // A retained replay or a Last Will is not the device being seen.
-        var seenAt = signedIn && !message.Retain ? message.ReceivedAt : (DateTimeOffset?)null;
-        writes.Presence.Add(new PresenceWrite(deviceId, signedIn, message.ReceivedAt, seenAt));
-        outcome.Presence[deviceId] = signedIn;
-    }
-
-    private static void ClassifyAnswer(InboundMessage message, string deviceId, IngestBatch writes, BatchOutcome outcome)
-    {
-        if (!CommandAnswer.TryParse(message.Payload!, out var answer, out var problem))
-        {
-            outcome.Reject("bad-command-response", $"command response from '{deviceId}' ignored: {LogText.Printable(problem, 400)}");
-            return;
-        }
-
-        var status = answer.IsError ? CommandStatus.Failed : CommandStatus.Completed;
-        writes.Answers.Add(new CommandAnswerWrite(answer.CommandId, deviceId, status, answer.Result, message.PayloadAsText()));
     }
 
     // After the commit: the in-memory registry, metrics and logs learn what is now durable.
@@ -285,7 +311,7 @@ public sealed partial class IngestWriter(
 
         if (outcome.Answered.Count > 0)
         {
-            completion.Finished(outcome.Answered.Select(a => a.Id).ToList());
+            completion.Finished([.. outcome.Answered.Select(a => a.Id)]);
         }
 
         for (var kind = 0; kind < outcome.Received.Length; kind++)
@@ -308,19 +334,23 @@ public sealed partial class IngestWriter(
             LogIgnoredAnswer(deviceId, commandId, current?.ToString() ?? "unknown to the gateway");
         }
 
-        foreach (var (deviceId, key) in outcome.DuplicateReadings)
+        foreach (var (deviceId, format) in outcome.NonJson)
+        {
+            LogNonJsonReading(deviceId, format);
+        }
+
+        foreach (var (deviceId, key) in outcome.Duplicates)
         {
             LogDuplicateReading(deviceId, LogText.Printable(key, Payloads.MaxMessageKeyLength));
         }
 
         metrics.ReadingsStored(outcome.Stored);
-        metrics.ReadingsDuplicate(outcome.Duplicates);
+        metrics.ReadingsDuplicate(outcome.Duplicates.Count);
         if (batch.Count > 0)
         {
             metrics.IngestLag(committedAt - batch[0].ReceivedAt);
         }
     }
-
 
     private sealed class BatchOutcome
     {
@@ -329,13 +359,12 @@ public sealed partial class IngestWriter(
         public int[] Received { get; } = new int[Enum.GetValues<TopicKind>().Length];
         public List<(string Reason, string Detail)> Rejected { get; } = [];
         public List<(string DeviceId, Guid CommandId, CommandStatus? Current)> IgnoredAnswers { get; } = [];
+        public List<(string DeviceId, PayloadFormat Format)> NonJson { get; } = [];
+        public List<(string DeviceId, string? Key)> Duplicates { get; } = [];
         public int Stored { get; set; }
-        public int Duplicates { get; set; }
 
         // Counted and logged after the commit, once: a failed commit replays the batch.
         public void Reject(string reason, string detail) => Rejected.Add((reason, detail));
-
-        public List<(string DeviceId, string? MessageKey)> DuplicateReadings { get; } = [];
 
         // What the store did with the batch's readings and answers.
         public void Count(IngestBatch writes)
@@ -348,8 +377,7 @@ public sealed partial class IngestWriter(
                 }
                 else
                 {
-                    Duplicates++;
-                    DuplicateReadings.Add((reading.DeviceId, reading.MessageKey));
+                    Duplicates.Add((reading.DeviceId, reading.MessageKey));
                 }
             }
 
@@ -387,6 +415,12 @@ public sealed partial class IngestWriter(
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Cannot store {Count} messages (attempt {Attempt}); they stay unacknowledged and will be retried: {Reason}")]
     private partial void LogStorageFailed(int count, int attempt, string reason);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "A batch of {Count} messages cannot be stored and is split to find the one the database refuses: {Reason}")]
+    private partial void LogSplitting(int count, string reason);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "A stored batch could not be reported to the registry, metrics or log")]
+    private partial void LogPublishFailed(Exception exception);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Storage works again after {Attempts} failed attempts")]
     private partial void LogStorageRecovered(int attempts);
