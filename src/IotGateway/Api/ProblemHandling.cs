@@ -64,7 +64,6 @@ public sealed partial class DatabaseUnavailableExceptionHandler(ILogger<Database
         return true;
     }
 
-
     // The one 503 of the API, also while the database is still being opened (UseDatabaseReadiness).
     public static Task WriteAsync(HttpContext context, string detail)
     {

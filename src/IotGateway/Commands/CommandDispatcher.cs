@@ -52,8 +52,13 @@ public sealed partial class CommandDispatcher(
 
     // Runs the lanes of devices this instance holds (leaseUntil known) or was told it holds (null: checked first).
     // A lane already running reads the database again before it ends.
-    public void Run(IEnumerable<string> deviceIds, DateTimeOffset? leaseUntil)
+    public void Run(IEnumerable<string> deviceIds, DateTimeOffset? leaseUntil) => Run(deviceIds, leaseUntil, [], null);
+
+    // The same for commands this instance just queued and claimed the lanes of: a device with nothing older Pending
+    // (not in `behind`) gets its new commands handed to its lane, which publishes them without reading them back.
+    public void Run(IEnumerable<string> deviceIds, DateTimeOffset? leaseUntil, IReadOnlyList<Command> queued, IReadOnlySet<string>? behind)
     {
+        var handed = queued.Count == 0 ? null : queued.ToLookup(c => c.DeviceId, StringComparer.Ordinal);
         lock (_sync)
         {
             if (_stopping.IsCancellationRequested)
@@ -64,9 +69,18 @@ public sealed partial class CommandDispatcher(
 
             foreach (var deviceId in deviceIds)
             {
+                var hand = handed is not null && behind?.Contains(deviceId) == false;
                 if (_lanes.TryGetValue(deviceId, out var lane))
                 {
-                    lane.Again = true;
+                    if (hand)
+                    {
+                        lane.Handed.AddRange(handed![deviceId]);
+                    }
+                    else
+                    {
+                        lane.Again = true;
+                    }
+
                     if (leaseUntil > lane.LeaseUntil)
                     {
                         lane.LeaseUntil = leaseUntil.Value;
@@ -75,7 +89,12 @@ public sealed partial class CommandDispatcher(
                     continue;
                 }
 
-                lane = new Lane(leaseUntil ?? DateTimeOffset.MinValue);
+                lane = new Lane(leaseUntil ?? DateTimeOffset.MinValue) { Again = !hand };
+                if (hand)
+                {
+                    lane.Handed.AddRange(handed![deviceId]);
+                }
+
                 _lanes[deviceId] = lane;
                 var stopping = _stopping;
                 lane.Running = Task.Run(() => RunLaneAsync(deviceId, lane, stopping));
@@ -198,23 +217,57 @@ public sealed partial class CommandDispatcher(
                 return;
             }
 
+            // Handed commands first (nothing older was Pending when they were queued); the database when told
+            // something may have been queued meanwhile (Again) or at the start of a lane the scan or a signal began.
+            Command? command = null;
             lock (_sync)
             {
-                lane.Again = false;
+                if (lane.Handed.Count > 0 && !lane.Again)
+                {
+                    command = lane.Handed[0];
+                }
+                else if (!lane.Again)
+                {
+                    _lanes.Remove(deviceId);
+                    return;
+                }
+                else
+                {
+                    lane.Again = false;
+                }
             }
 
-            var command = await store.NextPendingAsync(deviceId, now, stopping);
+            var fromHand = command is not null;
             if (command is null)
             {
-                lock (_sync)
+                command = await store.NextPendingAsync(deviceId, now, stopping);
+                if (command is null)
                 {
-                    if (!lane.Again)
+                    lock (_sync)
                     {
-                        _lanes.Remove(deviceId);
-                        return;
+                        // Handed commands the read did not find were cancelled or expired meanwhile.
+                        lane.Handed.Clear();
+                        if (!lane.Again)
+                        {
+                            _lanes.Remove(deviceId);
+                            return;
+                        }
                     }
-                }
 
+                    continue;
+                }
+            }
+
+            lock (_sync)
+            {
+                lane.Handed.RemoveAll(c => c.Id == command.Id);
+                // Read from the database: there may be more behind it, so the lane reads until it finds none.
+                lane.Again |= !fromHand;
+            }
+
+            if (command.ExpiresAt <= now)
+            {
+                // The expiry sweep marks it; sending it now would only make the device act on a stale command.
                 continue;
             }
 
@@ -335,6 +388,9 @@ public sealed partial class CommandDispatcher(
 
         // Set when commands may have been queued since the lane's last read: it reads again before it ends.
         public bool Again { get; set; }
+
+        // Commands queued by this instance with nothing older Pending for the device, in queue order.
+        public List<Command> Handed { get; } = [];
 
         public Task Running { get; set; } = Task.CompletedTask;
     }

@@ -41,7 +41,7 @@ public sealed class CommandQueue(GatewayDbContext db, ICommandStore store, Comma
 
         var lease = dispatcher.NewLease();
         var queued = await store.QueueAsync(commands, lease, cancellationToken);
-        dispatcher.Run(queued.Claimed, lease.Until);
+        dispatcher.Run(queued.Claimed, lease.Until, commands, queued.Behind);
         foreach (var (owner, devices) in queued.HeldElsewhere)
         {
             signals.CommandsQueued(owner, devices);

@@ -39,8 +39,11 @@ public interface ICommandStore
 // Who holds a lane and until when, as of now.
 public readonly record struct LaneLease(string Owner, DateTimeOffset Now, DateTimeOffset Until);
 
+// Claimed: the devices whose lanes the owner now holds. Behind: those of them with older Pending commands than these
+// (their lanes read the database first; the others can publish the new commands as they are).
 // HeldElsewhere: devices whose lane another live instance holds, by that instance; it is told to publish them.
-public sealed record QueuedCommands(IReadOnlyList<Command> Commands, IReadOnlyList<string> Claimed, IReadOnlyDictionary<string, List<string>> HeldElsewhere);
+public sealed record QueuedCommands(IReadOnlyList<Command> Commands, IReadOnlyList<string> Claimed, IReadOnlySet<string> Behind,
+    IReadOnlyDictionary<string, List<string>> HeldElsewhere);
 
 public enum CancelResult
 {

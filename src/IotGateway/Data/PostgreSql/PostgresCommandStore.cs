@@ -46,6 +46,12 @@ public sealed class PostgresCommandStore(NpgsqlDataSource dataSource, IServiceSc
                         TextArray([.. commands.Select(c => c.BatchId?.ToString())])),
                     Statement(ClaimLanesSql, TextArray(devices), Text(lease.Owner), Bigint(lease.Until.UtcTicks), Bigint(lease.Now.UtcTicks)),
                     Statement("""SELECT "DeviceId", "Owner" FROM "CommandLanes" WHERE "DeviceId" = ANY($1)""", TextArray(devices)),
+                    // Devices with older Pending commands than the first of these: their lanes read the database first.
+                    Statement("""
+                        SELECT DISTINCT c."DeviceId" FROM "Commands" AS c
+                        WHERE c."DeviceId" = ANY($1) AND c."Status" = 'Pending' AND c."Sequence" <
+                            (SELECT min(n."Sequence") FROM "Commands" AS n WHERE n."DeviceId" = c."DeviceId" AND n."Id" = ANY($2))
+                        """, TextArray(devices), TextArray([.. commands.Select(c => c.Id.ToString())])),
                 },
             };
             await using var reader = await batch.ExecuteReaderAsync(cancellationToken);
@@ -60,7 +66,10 @@ public sealed class PostgresCommandStore(NpgsqlDataSource dataSource, IServiceSc
             await reader.NextResultAsync(cancellationToken);
             var claimed = new List<string>();
             var elsewhere = new Dictionary<string, List<string>>(StringComparer.Ordinal);
-            foreach (var (deviceId, owner) in await ReadAllAsync(reader, r => (r.GetString(0), r.GetString(1)), cancellationToken))
+            var owners = await ReadAllAsync(reader, r => (r.GetString(0), r.GetString(1)), cancellationToken);
+            await reader.NextResultAsync(cancellationToken);
+            var behind = (await ReadAllAsync(reader, r => r.GetString(0), cancellationToken)).ToHashSet(StringComparer.Ordinal);
+            foreach (var (deviceId, owner) in owners)
             {
                 if (owner == lease.Owner)
                 {
@@ -72,7 +81,7 @@ public sealed class PostgresCommandStore(NpgsqlDataSource dataSource, IServiceSc
                 }
             }
 
-            return new QueuedCommands(commands, claimed, elsewhere);
+            return new QueuedCommands(commands, claimed, behind, elsewhere);
         }, cancellationToken);
 
     public async Task<Command?> NextPendingAsync(string deviceId, DateTimeOffset now, CancellationToken cancellationToken)

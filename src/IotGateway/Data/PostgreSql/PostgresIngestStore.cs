@@ -45,8 +45,8 @@ public sealed class PostgresIngestStore(NpgsqlDataSource dataSource) : IIngestSt
                 TextArray([.. readings.Select(r => r.DeviceId)]),
                 BigintArray([.. readings.Select(r => (long?)r.ReceivedAt.UtcTicks)]),
                 TextArray([.. readings.Select(r => r.Topic)]),
-                TextArray([.. readings.Select(r => r.Payload.Utf8 is { } utf8 ? Encoding.UTF8.GetString(utf8) : r.Payload.Base64)]),
-                TextArray([.. readings.Select(r => FormatNames[(int)r.Payload.Format])]),
+                TextArray([.. readings.Select(r => Stored(r.Payload).Text)]),
+                TextArray([.. readings.Select(r => FormatNames[(int)Stored(r.Payload).Format])]),
                 TextArray([.. readings.Select(r => r.MessageKey)]),
             },
         };
@@ -72,6 +72,14 @@ public sealed class PostgresIngestStore(NpgsqlDataSource dataSource) : IIngestSt
 
         return stored;
     }
+
+    // PostgreSQL's text cannot hold NUL: a text reading with one is kept as the bytes it is (base64), not refused.
+    private static (string Text, PayloadFormat Format) Stored(ClassifiedPayload payload) => payload switch
+    {
+        { Utf8: { } utf8, Format: PayloadFormat.Text } when utf8.AsSpan().Contains((byte)0) => (Convert.ToBase64String(utf8), PayloadFormat.Binary),
+        { Utf8: { } utf8 } => (Encoding.UTF8.GetString(utf8), payload.Format),
+        _ => (payload.Base64!, payload.Format),
+    };
 
     private static async Task SetPresenceAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, List<PresenceWrite> presence,
         CancellationToken cancellationToken)

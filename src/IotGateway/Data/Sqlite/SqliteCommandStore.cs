@@ -35,12 +35,22 @@ public sealed class SqliteCommandStore(DatabaseWriteGate writeGate, IServiceScop
 
         var claim = write.Prepare(ClaimLaneSql, "$device", "$owner", "$until", "$now");
         var owner = write.Prepare("""SELECT "Owner" FROM "CommandLanes" WHERE "DeviceId" = $device""", "$device");
-        foreach (var deviceId in commands.Select(c => c.DeviceId).Distinct(StringComparer.Ordinal))
+        var older = write.Prepare("""
+            SELECT EXISTS (SELECT 1 FROM "Commands" WHERE "DeviceId" = $device AND "Status" = 'Pending' AND "Sequence" < $first)
+            """, "$device", "$first");
+        var behind = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var (deviceId, first) in commands.GroupBy(c => c.DeviceId, StringComparer.Ordinal).Select(g => (g.Key, g.Min(c => c.Sequence))))
         {
             Bind(claim, deviceId, lease.Owner, lease.Until.UtcTicks, lease.Now.UtcTicks);
             if (claim.ExecuteScalar() is not null)
             {
                 claimed.Add(deviceId);
+                Bind(older, deviceId, first);
+                if ((long)older.ExecuteScalar()! != 0)
+                {
+                    behind.Add(deviceId);
+                }
+
                 continue;
             }
 
@@ -50,7 +60,7 @@ public sealed class SqliteCommandStore(DatabaseWriteGate writeGate, IServiceScop
         }
 
         write.Commit();
-        return new QueuedCommands(commands, claimed, elsewhere);
+        return new QueuedCommands(commands, claimed, behind, elsewhere);
     }
 
     public async Task<Command?> NextPendingAsync(string deviceId, DateTimeOffset now, CancellationToken cancellationToken)
