@@ -2,10 +2,17 @@
 # Two images from one build: the gateway (target "gateway", the default last stage) and the device
 # simulator (target "simulator"). Build: docker build -t iot-gateway .
 
-FROM mcr.microsoft.com/dotnet/sdk:10.0 AS build
+# Pinned, so a build today and a build next month use the same toolchain: the SDK of global.json's feature band and
+# the runtime it ships with. To bump: set SDK_VERSION and RUNTIME_VERSION to a released pair (the SDK's release notes
+# name its runtime; `dotnet --list-runtimes` shows it locally) and global.json's "version" to the SDK's feature band
+# (10.0.401 -> 10.0.400), in one commit.
+ARG SDK_VERSION=10.0.401
+ARG RUNTIME_VERSION=10.0.12
+
+FROM mcr.microsoft.com/dotnet/sdk:${SDK_VERSION} AS build
 WORKDIR /src
 # Restore in its own layer: it only reruns when a project file or a package version changes.
-COPY Directory.Build.props Directory.Packages.props ./
+COPY global.json Directory.Build.props Directory.Packages.props ./
 COPY src/IotGateway/IotGateway.csproj src/IotGateway/
 COPY src/DeviceSimulator/DeviceSimulator.csproj src/DeviceSimulator/
 RUN dotnet restore src/IotGateway/IotGateway.csproj \
@@ -15,17 +22,18 @@ COPY src/ src/
 RUN dotnet publish src/IotGateway/IotGateway.csproj -c Release -o /out/gateway --no-restore \
  && dotnet publish src/DeviceSimulator/DeviceSimulator.csproj -c Release -o /out/simulator --no-restore
 
-FROM mcr.microsoft.com/dotnet/runtime:10.0 AS simulator
+FROM mcr.microsoft.com/dotnet/runtime:${RUNTIME_VERSION} AS simulator
 WORKDIR /app
 COPY --from=build /out/simulator .
 USER app
 ENTRYPOINT ["dotnet", "DeviceSimulator.dll"]
 
-FROM mcr.microsoft.com/dotnet/aspnet:10.0 AS gateway
+FROM mcr.microsoft.com/dotnet/aspnet:${RUNTIME_VERSION} AS gateway
 WORKDIR /app
 COPY --from=build /out/gateway .
-# data/ holds the SQLite database and the embedded broker's retained messages; mount a volume here.
-RUN mkdir -p /app/data && chown app:app /app/data
+# data/ holds the SQLite database and the embedded broker's retained messages; mount a volume here. Owner-only (700),
+# like the files the gateway creates in it (600): a new named volume takes this folder's owner and mode.
+RUN install -d -m 700 -o app -g app /app/data
 USER app
 ENV ASPNETCORE_HTTP_PORTS=8080 \
     Logging__Console__FormatterName=json \

@@ -6,7 +6,7 @@ public static class CommandSetup
 {
     public static IServiceCollection AddCommands(this IServiceCollection services)
     {
-        services.AddOptions<CommandOptions>().BindConfiguration(CommandOptions.Section, ConfigurationBinding.RejectUnknownKeys).ValidateOnStart();
+        services.AddOptions<CommandOptions>().BindSettings(CommandOptions.Section).ValidateOnStart();
         services.AddSingleton<IValidateOptions<CommandOptions>, CommandOptionsValidator>();
         services.AddScoped<CommandQueue>();
         services.AddSingleton<CommandCompletion>();

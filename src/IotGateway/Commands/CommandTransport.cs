@@ -101,7 +101,7 @@ public sealed partial class MqttCommandTransport(MqttConnection connection, Topi
         return buffer.ToArray();
     }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Command {CommandId} published to {DeviceId}: {Command}")]
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Command {CommandId} published to {DeviceId}: {Command}")]
     private partial void LogPublished(Guid commandId, string deviceId, string command);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Command {CommandId} published but no session subscribes to {DeviceId}'s command topic; it expires unless the device subscribes")]
@@ -110,6 +110,6 @@ public sealed partial class MqttCommandTransport(MqttConnection connection, Topi
     [LoggerMessage(Level = LogLevel.Warning, Message = "Broker refused command {CommandId} for {DeviceId}: {ReasonCode} {ReasonString}")]
     private partial void LogPublishRefused(Guid commandId, string deviceId, MqttClientPublishReasonCode reasonCode, string? reasonString);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Command {CommandId} for {DeviceId} stays Pending: {Reason}")]
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Command {CommandId} for {DeviceId} stays Pending: {Reason}")]
     private partial void LogPublishFailed(Guid commandId, string deviceId, string reason);
 }

@@ -31,7 +31,7 @@ public static class StorageSetup
 
     public static IServiceCollection AddGatewayStorage(this IServiceCollection services)
     {
-        services.AddOptions<DatabaseOptions>().BindConfiguration(DatabaseOptions.Section, ConfigurationBinding.RejectUnknownKeys).ValidateOnStart();
+        services.AddOptions<DatabaseOptions>().BindSettings(DatabaseOptions.Section).ValidateOnStart();
 
         // Pooled: the options are built once, when first needed (so from the final configuration: tests and hosts may
         // add sources late), and contexts are reused. Building options and a context per request was a tenth of the
@@ -153,7 +153,9 @@ public static class StorageSetup
             builder.DefaultTimeout = 5;
         }
 
-        Directory.CreateDirectory(Path.GetDirectoryName(builder.DataSource)!);
+        // Owner-only, like every file of the gateway; SQLite gives its -wal and -shm files the database file's mode.
+        Security.PrivateFiles.CreateFolder(Path.GetDirectoryName(builder.DataSource)!);
+        Security.PrivateFiles.Ensure(builder.DataSource);
         return builder.ToString();
     }
 

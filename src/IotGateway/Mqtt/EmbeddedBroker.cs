@@ -209,9 +209,9 @@ public sealed partial class EmbeddedBroker(IOptions<MqttOptions> options, ILogge
             var messages = await _server.GetRetainedMessagesAsync();
             var stored = messages.Select(m => new StoredRetainedMessage(m.Topic, System.Buffers.BuffersExtensions.ToArray(m.Payload), m.QualityOfServiceLevel)).ToList();
             var path = RetainedMessagesPath();
-            Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+            Security.PrivateFiles.CreateFolder(Path.GetDirectoryName(path)!);
             var temporary = path + ".tmp";
-            await using (var file = File.Create(temporary))
+            await using (var file = Security.PrivateFiles.Create(temporary))
             {
                 await JsonSerializer.SerializeAsync(file, stored);
             }

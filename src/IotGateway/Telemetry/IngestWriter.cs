@@ -404,10 +404,10 @@ public sealed partial class IngestWriter(
     [LoggerMessage(Level = LogLevel.Debug, Message = "Duplicate reading {MessageKey} from {DeviceId} dropped")]
     private partial void LogDuplicateReading(string deviceId, string? messageKey);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Device {DeviceId} {Presence}")]
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Device {DeviceId} {Presence}")]
     private partial void LogPresence(string deviceId, string presence);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Command {CommandId} {Status}")]
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Command {CommandId} {Status}")]
     private partial void LogCommandAnswered(Guid commandId, CommandStatus status);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Answer from {DeviceId} for command {CommandId} ignored: the command is {Current}")]

@@ -39,6 +39,35 @@ public sealed partial class DeploymentFilesTests
         Assert.Contains("USER app", gatewayStage, StringComparison.Ordinal);
     }
 
+    // The image's data folder is the app user's only (a new named volume copies its owner and mode).
+    [Fact]
+    public void TheImagesDataFolderIsTheAppUsersOnly()
+    {
+        var dockerfile = File.ReadAllText(Path.Combine(Root, "Dockerfile"));
+        Assert.Contains("install -d -m 700 -o app -g app /app/data", dockerfile, StringComparison.Ordinal);
+    }
+
+    // Reproducible builds: global.json pins the SDK's feature band, and the Dockerfile's images are that SDK and its
+    // runtime by exact version, never a floating tag such as sdk:10.0.
+    [Fact]
+    public void TheSdkAndTheImagesArePinnedToOneVersion()
+    {
+        using var global = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(Root, "global.json")));
+        var sdk = global.RootElement.GetProperty("sdk");
+        var band = sdk.GetProperty("version").GetString()!;
+        Assert.Matches(@"^\d+\.\d+\.\d00$", band);
+        Assert.Equal("latestPatch", sdk.GetProperty("rollForward").GetString());
+
+        var dockerfile = File.ReadAllText(Path.Combine(Root, "Dockerfile"));
+        var sdkVersion = DockerArg().Matches(dockerfile).Single(m => m.Groups[1].Value == "SDK_VERSION").Groups[2].Value;
+        var runtimeVersion = DockerArg().Matches(dockerfile).Single(m => m.Groups[1].Value == "RUNTIME_VERSION").Groups[2].Value;
+        Assert.StartsWith(band[..^2], sdkVersion, StringComparison.Ordinal); // 10.0.4xx for 10.0.400
+        Assert.Matches(@"^\d+\.\d+\.\d+$", runtimeVersion);
+        var images = FromLine().Matches(dockerfile).Select(m => m.Groups[1].Value).ToList();
+        Assert.Equal(3, images.Count);
+        Assert.All(images, image => Assert.Matches(@":\$\{(SDK|RUNTIME)_VERSION\}$", image));
+    }
+
     [Fact]
     public void ComposePublishesTheGatewayPortAndMountsItsDataFolder()
     {
@@ -80,7 +109,7 @@ public sealed partial class DeploymentFilesTests
         Assert.StartsWith("Host=postgres;", a["ConnectionStrings__Gateway"], StringComparison.Ordinal);
     }
 
-    // Binds every section the gateway has with unknown keys rejected, exactly as the gateway does at start.
+    // Holds every section against the gateway's options, exactly as the gateway does at start (unknown keys, wrong types).
     private static void AssertGatewayReads(IReadOnlyDictionary<string, string> environment)
     {
         var configuration = new ConfigurationBuilder()
@@ -93,19 +122,19 @@ public sealed partial class DeploymentFilesTests
             switch (section.Key)
             {
                 case MqttOptions.Section:
-                    section.Get<MqttOptions>(ConfigurationBinding.RejectUnknownKeys);
+                    Assert.Empty(SettingsShape.Problems(typeof(MqttOptions), section));
                     break;
                 case global::IotGateway.Data.DatabaseOptions.Section:
-                    section.Get<global::IotGateway.Data.DatabaseOptions>(ConfigurationBinding.RejectUnknownKeys);
+                    Assert.Empty(SettingsShape.Problems(typeof(global::IotGateway.Data.DatabaseOptions), section));
                     break;
                 case CommandOptions.Section:
-                    section.Get<CommandOptions>(ConfigurationBinding.RejectUnknownKeys);
+                    Assert.Empty(SettingsShape.Problems(typeof(CommandOptions), section));
                     break;
                 case IngestOptions.Section:
-                    section.Get<IngestOptions>(ConfigurationBinding.RejectUnknownKeys);
+                    Assert.Empty(SettingsShape.Problems(typeof(IngestOptions), section));
                     break;
                 case global::IotGateway.Security.ApiOptions.Section:
-                    section.Get<global::IotGateway.Security.ApiOptions>(ConfigurationBinding.RejectUnknownKeys);
+                    Assert.Empty(SettingsShape.Problems(typeof(global::IotGateway.Security.ApiOptions), section));
                     break;
                 case "ConnectionStrings":
                     Assert.All(section.GetChildren(), c => Assert.Equal(Data.StorageSetup.ConnectionStringName, c.Key));
@@ -152,6 +181,12 @@ public sealed partial class DeploymentFilesTests
         var services = (YamlMappingNode)((YamlMappingNode)yaml.Documents[0].RootNode)["services"];
         return (YamlMappingNode)services[name];
     }
+
+    [GeneratedRegex(@"^ARG\s+([A-Z_]+)=(\S+)$", RegexOptions.Multiline)]
+    private static partial Regex DockerArg();
+
+    [GeneratedRegex(@"^FROM\s+(\S+)", RegexOptions.Multiline)]
+    private static partial Regex FromLine();
 
     [GeneratedRegex(@"^ENV\s+((?:.*\\\r?\n)*.*)$", RegexOptions.Multiline)]
     private static partial Regex EnvInstruction();

@@ -46,9 +46,9 @@ public sealed class GatewayApp : IAsyncDisposable
     public IServiceProvider Services => _factory!.Services;
 
     // A client with another key, or none.
-    public HttpClient CreateClient(string? apiKey)
+    public HttpClient CreateClient(string? apiKey, bool followRedirects = true)
     {
-        var client = _factory!.CreateClient();
+        var client = _factory!.CreateClient(new WebApplicationFactoryClientOptions { AllowAutoRedirect = followRedirects });
         if (apiKey is not null)
         {
             client.DefaultRequestHeaders.Add("X-API-Key", apiKey);
