@@ -9,7 +9,7 @@ public sealed class DatabaseSettingsTests
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(60);
 
     [Theory]
-    [InlineData("Database__Provider=Mongo", "Failed to convert configuration value 'Mongo' at 'Database:Provider'")]
+    [InlineData("Database__Provider=Mongo", "Database:Provider: 'Mongo' is not one of Sqlite, PostgreSQL")]
     [InlineData("Database__Provider=PostgreSQL", "Database:Provider is PostgreSQL but ConnectionStrings:Gateway is a SQLite connection string")]
     [InlineData("Database__Provider=PostgreSQL|ConnectionStrings__Gateway=Port=5432", "ConnectionStrings:Gateway must be a PostgreSQL connection string naming Host and Database")]
     [InlineData("Database__Provider=postgresql|ConnectionStrings__Gateway=Host=db;Colour=blue", "ConnectionStrings:Gateway is not a PostgreSQL connection string")]
