@@ -194,6 +194,34 @@ public sealed partial class MqttConnection : BackgroundService, IAsyncDisposable
         }
     }
 
+    // A clean stop in a shared-subscription group: unsubscribe from the shared topics first, so the broker hands this
+    // instance's share to the others while it is away (Mosquitto would otherwise queue it in this session until it
+    // returns). Called by the ingest writer before its last flush, so what arrived before the UNSUBACK is stored.
+    public async Task LeaveSharedGroupAsync(CancellationToken cancellationToken)
+    {
+        if (!_topics.SharesSubscriptions || !_client.IsConnected)
+        {
+            return;
+        }
+
+        try
+        {
+            var options = new MqttClientUnsubscribeOptionsBuilder();
+            foreach (var filter in _topics.SharedFilters)
+            {
+                options.WithTopicFilter(filter);
+            }
+
+            await _client.UnsubscribeAsync(options.Build(), cancellationToken);
+            LogLeftGroup(_options.SharedSubscriptionGroup!);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            // Not connected any more: the broker queues this instance's share until it returns, as after a crash.
+            LogLeaveFailed(ex.GetBaseException().Message);
+        }
+    }
+
     public override async Task StopAsync(CancellationToken cancellationToken)
     {
         await base.StopAsync(cancellationToken);
@@ -248,7 +276,8 @@ public sealed partial class MqttConnection : BackgroundService, IAsyncDisposable
             }
 
             LogConnected(BrokerDescription, result.IsSessionPresent);
-            if (!result.IsSessionPresent)
+            // In a group the session may be present without the shared subscriptions: a clean stop left the group.
+            if (!result.IsSessionPresent || _topics.SharesSubscriptions)
             {
                 await SubscribeAsync(stoppingToken);
             }
@@ -440,6 +469,12 @@ public sealed partial class MqttConnection : BackgroundService, IAsyncDisposable
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Mqtt:Tls:DangerousAcceptAnyServerCertificate is on: the broker's certificate is not checked. Development only.")]
     private partial void LogInsecureTls();
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Left the shared subscription group {Group}: the other instances receive its share until this one returns")]
+    private partial void LogLeftGroup(string group);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Could not leave the shared subscription group; the broker keeps this instance's share for it: {Reason}")]
+    private partial void LogLeaveFailed(string reason);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Acknowledgement not sent: {Reason}")]
     private partial void LogAckFailed(string reason);

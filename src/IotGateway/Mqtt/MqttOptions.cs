@@ -16,6 +16,12 @@ public sealed class MqttOptions
     [StringLength(128, MinimumLength = 1)]
     public string ClientId { get; set; } = "iot-gateway";
 
+    // Several gateway instances on one broker: when set, readings and command answers are subscribed as
+    // $share/{group}/…, so the broker splits them between the instances of the group. Each instance keeps its own
+    // ClientId. Empty: plain subscriptions (one instance).
+    [StringLength(64)]
+    public string? SharedSubscriptionGroup { get; set; }
+
     // MQTT 5 session expiry: how long the broker keeps the gateway's session and queues while it is away.
     [Range(1, uint.MaxValue)]
     public long SessionExpirySeconds { get; set; } = 7 * 24 * 3600;
@@ -154,6 +160,19 @@ public sealed class MqttOptionsValidator : IValidateOptions<MqttOptions>
             if (TopicLayout.ValidatePrefix(prefix) is { } error)
             {
                 failures.Add($"{key}: {error}");
+            }
+        }
+
+        if (!string.IsNullOrEmpty(options.SharedSubscriptionGroup))
+        {
+            if (TopicLayout.ValidateGroup(options.SharedSubscriptionGroup) is { } groupError)
+            {
+                failures.Add($"Mqtt:SharedSubscriptionGroup: {groupError}");
+            }
+
+            if (BrokerAddress.TryParse(options.Broker, out var address, out _) && address.IsEmbedded)
+            {
+                failures.Add("Mqtt:SharedSubscriptionGroup: the embedded broker has no shared subscriptions; run several gateways against Mosquitto or a clustered broker.");
             }
         }
 

@@ -7,11 +7,11 @@ using Microsoft.EntityFrameworkCore.Storage.ValueConversion;
 
 #nullable disable
 
-namespace IotGateway.Data.Migrations
+namespace IotGateway.Data.Migrations.Sqlite
 {
-    [DbContext(typeof(GatewayDbContext))]
-    [Migration("20261203111526_EmbeddedBrokerSessions")]
-    partial class EmbeddedBrokerSessions
+    [DbContext(typeof(SqliteGatewayDbContext))]
+    [Migration("20261124180641_CommandCancelledBy")]
+    partial class CommandCancelledBy
     {
         /// <inheritdoc />
         protected override void BuildTargetModel(ModelBuilder modelBuilder)

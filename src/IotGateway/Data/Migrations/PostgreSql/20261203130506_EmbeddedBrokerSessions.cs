@@ -2,7 +2,7 @@
 
 #nullable disable
 
-namespace IotGateway.Data.Migrations
+namespace IotGateway.Data.Migrations.PostgreSql
 {
     /// <inheritdoc />
     public partial class EmbeddedBrokerSessions : Migration
@@ -14,12 +14,12 @@ namespace IotGateway.Data.Migrations
                 name: "BrokerSessions",
                 columns: table => new
                 {
-                    ClientId = table.Column<string>(type: "TEXT", nullable: false),
-                    ExpirySeconds = table.Column<long>(type: "INTEGER", nullable: false),
-                    DisconnectedAt = table.Column<long>(type: "INTEGER", nullable: true),
-                    Username = table.Column<string>(type: "TEXT", nullable: true),
-                    KeepAliveSeconds = table.Column<int>(type: "INTEGER", nullable: false),
-                    Will = table.Column<string>(type: "TEXT", nullable: true)
+                    ClientId = table.Column<string>(type: "text", nullable: false),
+                    ExpirySeconds = table.Column<long>(type: "bigint", nullable: false),
+                    DisconnectedAt = table.Column<long>(type: "bigint", nullable: true),
+                    Username = table.Column<string>(type: "text", nullable: true),
+                    KeepAliveSeconds = table.Column<int>(type: "integer", nullable: false),
+                    Will = table.Column<string>(type: "text", nullable: true)
                 },
                 constraints: table =>
                 {
@@ -30,14 +30,14 @@ namespace IotGateway.Data.Migrations
                 name: "BrokerMessages",
                 columns: table => new
                 {
-                    Id = table.Column<long>(type: "INTEGER", nullable: false),
-                    ClientId = table.Column<string>(type: "TEXT", nullable: false),
-                    Topic = table.Column<string>(type: "TEXT", nullable: false),
-                    Payload = table.Column<byte[]>(type: "BLOB", nullable: false),
-                    Qos = table.Column<int>(type: "INTEGER", nullable: false),
-                    Retain = table.Column<bool>(type: "INTEGER", nullable: false),
-                    ExpiresAt = table.Column<long>(type: "INTEGER", nullable: true),
-                    Properties = table.Column<string>(type: "TEXT", nullable: true)
+                    Id = table.Column<long>(type: "bigint", nullable: false),
+                    ClientId = table.Column<string>(type: "text", nullable: false),
+                    Topic = table.Column<string>(type: "text", nullable: false),
+                    Payload = table.Column<byte[]>(type: "bytea", nullable: false),
+                    Qos = table.Column<int>(type: "integer", nullable: false),
+                    Retain = table.Column<bool>(type: "boolean", nullable: false),
+                    ExpiresAt = table.Column<long>(type: "bigint", nullable: true),
+                    Properties = table.Column<string>(type: "text", nullable: true)
                 },
                 constraints: table =>
                 {
@@ -54,13 +54,13 @@ namespace IotGateway.Data.Migrations
                 name: "BrokerSubscriptions",
                 columns: table => new
                 {
-                    ClientId = table.Column<string>(type: "TEXT", nullable: false),
-                    TopicFilter = table.Column<string>(type: "TEXT", nullable: false),
-                    Qos = table.Column<int>(type: "INTEGER", nullable: false),
-                    NoLocal = table.Column<bool>(type: "INTEGER", nullable: false),
-                    RetainAsPublished = table.Column<bool>(type: "INTEGER", nullable: false),
-                    RetainHandling = table.Column<int>(type: "INTEGER", nullable: false),
-                    Identifier = table.Column<long>(type: "INTEGER", nullable: false)
+                    ClientId = table.Column<string>(type: "text", nullable: false),
+                    TopicFilter = table.Column<string>(type: "text", nullable: false),
+                    Qos = table.Column<int>(type: "integer", nullable: false),
+                    NoLocal = table.Column<bool>(type: "boolean", nullable: false),
+                    RetainAsPublished = table.Column<bool>(type: "boolean", nullable: false),
+                    RetainHandling = table.Column<int>(type: "integer", nullable: false),
+                    Identifier = table.Column<long>(type: "bigint", nullable: false)
                 },
                 constraints: table =>
                 {

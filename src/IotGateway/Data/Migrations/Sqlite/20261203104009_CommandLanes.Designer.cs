@@ -7,11 +7,11 @@ using Microsoft.EntityFrameworkCore.Storage.ValueConversion;
 
 #nullable disable
 
-namespace IotGateway.Data.Migrations
+namespace IotGateway.Data.Migrations.Sqlite
 {
-    [DbContext(typeof(GatewayDbContext))]
-    [Migration("20261124180641_CommandCancelledBy")]
-    partial class CommandCancelledBy
+    [DbContext(typeof(SqliteGatewayDbContext))]
+    [Migration("20261203104009_CommandLanes")]
+    partial class CommandLanes
     {
         /// <inheritdoc />
         protected override void BuildTargetModel(ModelBuilder modelBuilder)
@@ -98,6 +98,25 @@ namespace IotGateway.Data.Migrations
                     b.HasIndex("Status", "Sequence");
 
                     b.ToTable("Commands", (string)null);
+                });
+
+            modelBuilder.Entity("IotGateway.Data.CommandLane", b =>
+                {
+                    b.Property<string>("DeviceId")
+                        .HasMaxLength(128)
+                        .HasColumnType("TEXT");
+
+                    b.Property<long>("LeaseUntil")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("Owner")
+                        .IsRequired()
+                        .HasMaxLength(128)
+                        .HasColumnType("TEXT");
+
+                    b.HasKey("DeviceId");
+
+                    b.ToTable("CommandLanes", (string)null);
                 });
 
             modelBuilder.Entity("IotGateway.Data.Device", b =>

@@ -7,11 +7,11 @@ using Microsoft.EntityFrameworkCore.Storage.ValueConversion;
 
 #nullable disable
 
-namespace IotGateway.Data.Migrations
+namespace IotGateway.Data.Migrations.Sqlite
 {
-    [DbContext(typeof(GatewayDbContext))]
-    [Migration("20261124174433_Initial")]
-    partial class Initial
+    [DbContext(typeof(SqliteGatewayDbContext))]
+    [Migration("20261203130358_EmbeddedBrokerSessions")]
+    partial class EmbeddedBrokerSessions
     {
         /// <inheritdoc />
         protected override void BuildTargetModel(ModelBuilder modelBuilder)
@@ -34,6 +34,9 @@ namespace IotGateway.Data.Migrations
 
                     b.Property<long?>("CancelledAt")
                         .HasColumnType("INTEGER");
+
+                    b.Property<string>("CancelledBy")
+                        .HasColumnType("TEXT");
 
                     b.Property<long>("CreatedAt")
                         .HasColumnType("INTEGER");
@@ -97,6 +100,25 @@ namespace IotGateway.Data.Migrations
                     b.ToTable("Commands", (string)null);
                 });
 
+            modelBuilder.Entity("IotGateway.Data.CommandLane", b =>
+                {
+                    b.Property<string>("DeviceId")
+                        .HasMaxLength(128)
+                        .HasColumnType("TEXT");
+
+                    b.Property<long>("LeaseUntil")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("Owner")
+                        .IsRequired()
+                        .HasMaxLength(128)
+                        .HasColumnType("TEXT");
+
+                    b.HasKey("DeviceId");
+
+                    b.ToTable("CommandLanes", (string)null);
+                });
+
             modelBuilder.Entity("IotGateway.Data.Device", b =>
                 {
                     b.Property<string>("Id")
@@ -135,8 +157,7 @@ namespace IotGateway.Data.Migrations
                 {
                     b.Property<long>("Id")
                         .ValueGeneratedOnAdd()
-                        .HasColumnType("INTEGER")
-                        .HasAnnotation("Sqlite:Autoincrement", false);
+                        .HasColumnType("INTEGER");
 
                     b.Property<string>("DeviceId")
                         .IsRequired()
@@ -171,6 +192,113 @@ namespace IotGateway.Data.Migrations
                         .HasFilter("\"MessageKey\" IS NOT NULL");
 
                     b.ToTable("Telemetry", (string)null);
+                });
+
+            modelBuilder.Entity("IotGateway.Mqtt.Embedded.StoredBrokerMessage", b =>
+                {
+                    b.Property<long>("Id")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("ClientId")
+                        .IsRequired()
+                        .HasColumnType("TEXT");
+
+                    b.Property<long?>("ExpiresAt")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<byte[]>("Payload")
+                        .IsRequired()
+                        .HasColumnType("BLOB");
+
+                    b.Property<string>("Properties")
+                        .HasColumnType("TEXT");
+
+                    b.Property<int>("Qos")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<bool>("Retain")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("Topic")
+                        .IsRequired()
+                        .HasColumnType("TEXT");
+
+                    b.HasKey("Id");
+
+                    b.HasIndex("ClientId", "Id");
+
+                    b.ToTable("BrokerMessages", (string)null);
+                });
+
+            modelBuilder.Entity("IotGateway.Mqtt.Embedded.StoredBrokerSession", b =>
+                {
+                    b.Property<string>("ClientId")
+                        .HasColumnType("TEXT");
+
+                    b.Property<long?>("DisconnectedAt")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<long>("ExpirySeconds")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<int>("KeepAliveSeconds")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("Username")
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("Will")
+                        .HasColumnType("TEXT");
+
+                    b.HasKey("ClientId");
+
+                    b.ToTable("BrokerSessions", (string)null);
+                });
+
+            modelBuilder.Entity("IotGateway.Mqtt.Embedded.StoredBrokerSubscription", b =>
+                {
+                    b.Property<string>("ClientId")
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("TopicFilter")
+                        .HasColumnType("TEXT");
+
+                    b.Property<long>("Identifier")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<bool>("NoLocal")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<int>("Qos")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<bool>("RetainAsPublished")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<int>("RetainHandling")
+                        .HasColumnType("INTEGER");
+
+                    b.HasKey("ClientId", "TopicFilter");
+
+                    b.ToTable("BrokerSubscriptions", (string)null);
+                });
+
+            modelBuilder.Entity("IotGateway.Mqtt.Embedded.StoredBrokerMessage", b =>
+                {
+                    b.HasOne("IotGateway.Mqtt.Embedded.StoredBrokerSession", null)
+                        .WithMany()
+                        .HasForeignKey("ClientId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired();
+                });
+
+            modelBuilder.Entity("IotGateway.Mqtt.Embedded.StoredBrokerSubscription", b =>
+                {
+                    b.HasOne("IotGateway.Mqtt.Embedded.StoredBrokerSession", null)
+                        .WithMany()
+                        .HasForeignKey("ClientId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired();
                 });
 #pragma warning restore 612, 618
         }
