@@ -36,9 +36,14 @@ COPY --from=build /out/gateway .
 # like the files the gateway creates in it (600): a new named volume takes this folder's owner and mode.
 RUN install -d -m 700 -o app -g app /app/data
 USER app
+# The embedded broker binds loopback by default; inside a container that is the container's own loopback, which a
+# published port (docker run -p 1883:1883) never reaches, so the image binds every interface. The gateway logs a
+# warning at start while Mqtt__Embedded__Users__0__Username/__Password are not set: set them, or publish the port
+# on the host's loopback only (-p 127.0.0.1:1883:1883).
 ENV ASPNETCORE_HTTP_PORTS=8080 \
     Logging__Console__FormatterName=json \
     ConnectionStrings__Gateway="Data Source=/app/data/gateway.db" \
+    Mqtt__Embedded__BindAddress=0.0.0.0 \
     Mqtt__Embedded__RetainedMessagesFile=/app/data/retained-messages.json
 # 8080: HTTP API, Swagger UI, /health, /metrics. 1883: the embedded MQTT broker (when BROKER=embedded).
 EXPOSE 8080 1883

@@ -23,7 +23,7 @@ builder.Services.AddSingleton(TimeProvider.System);
 builder.Services.AddGatewayMetrics();
 
 // Storage
-builder.Services.AddGatewayStorage(builder.Configuration);
+builder.Services.AddGatewayStorage();
 
 // MQTT: the embedded broker (when BROKER=embedded), then the gateway's own persistent-session client
 builder.Services.AddGatewayMqtt();

@@ -1,5 +1,4 @@
 using IotGateway.Data;
-using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 
 namespace IotGateway;
@@ -16,8 +15,8 @@ public static class SettingsCheck
         try
         {
             services.GetService<IStartupValidator>()?.Validate();
-            // The connection string is checked when the database options are built (a file, not :memory:).
-            _ = services.GetRequiredService<DbContextOptions<GatewayDbContext>>();
+            // The configured provider's connection string (SQLite: a file, not :memory:; PostgreSQL: Npgsql's form).
+            StorageSetup.CheckConnectionString(services);
             return true;
         }
         catch (Exception e) when (Reasons(e, services.GetServices<SettingsSection>().ToList()) is { Count: > 0 } reasons)

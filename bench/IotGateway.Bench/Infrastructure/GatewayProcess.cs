@@ -37,18 +37,23 @@ public sealed class GatewayProcess : IAsyncDisposable
     /// <summary>Time since the process was started (the stopwatch starts just before the process does).</summary>
     public TimeSpan Uptime => _process.SinceStart.Elapsed;
 
-    /// <summary>Starts the gateway; <paramref name="dataDirectory"/> holds its SQLite file and is its working directory.</summary>
-    public static GatewayProcess Start(RepositoryLayout layout, MosquittoBroker broker, string serverId, string dataDirectory)
+    /// <summary>
+    /// Starts the gateway; <paramref name="dataDirectory"/> is its working directory and holds its SQLite file, unless
+    /// <paramref name="postgres"/> (an Npgsql connection string) puts its data in PostgreSQL. DatabasePath is then that
+    /// connection string (GatewayDatabase reads either).
+    /// </summary>
+    public static GatewayProcess Start(RepositoryLayout layout, MosquittoBroker broker, string serverId, string dataDirectory, string? postgres = null)
     {
         var httpPort = FreePort.OnLoopback();
-        var databasePath = Path.Combine(dataDirectory, "gateway.db");
+        var databasePath = postgres ?? Path.Combine(dataDirectory, "gateway.db");
         var apiKey = Convert.ToHexString(System.Security.Cryptography.RandomNumberGenerator.GetBytes(16));
         var environment = new Dictionary<string, string>
         {
             ["BROKER"] = broker.Url,
             ["SERVER_ID"] = serverId,
             ["ASPNETCORE_URLS"] = $"http://127.0.0.1:{httpPort}",
-            ["ConnectionStrings__Gateway"] = $"Data Source={databasePath}",
+            ["ConnectionStrings__Gateway"] = postgres ?? $"Data Source={databasePath}",
+            ["Database__Provider"] = postgres is null ? "Sqlite" : "PostgreSQL",
             ["Logging__LogLevel__Default"] = "Warning",
             // The REST API needs a key; an operator key may queue commands.
             ["Api__Keys__0__Name"] = "bench",

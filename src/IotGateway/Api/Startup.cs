@@ -101,7 +101,7 @@ public static partial class Startup
                 LogHttp(logger, address, $"{address.TrimEnd('/')}/swagger", $"{address.TrimEnd('/')}/health/ready");
             }
 
-            LogMqtt(logger, broker.Enabled ? $"mqtt://0.0.0.0:{broker.Port} (embedded broker; devices connect here)" : connection.BrokerDescription);
+            LogMqtt(logger, broker.Enabled ? $"{broker.ListenAddress} (embedded broker; devices connect here)" : connection.BrokerDescription);
         });
     }
 

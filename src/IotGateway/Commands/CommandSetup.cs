@@ -10,6 +10,8 @@ public static class CommandSetup
         services.AddSingleton<IValidateOptions<CommandOptions>, CommandOptionsValidator>();
         services.AddScoped<CommandQueue>();
         services.AddSingleton<CommandCompletion>();
+        services.AddSingleton<ICommandTransport, MqttCommandTransport>();
+        services.AddSingleton<PublishedMarks>();
         services.AddSingleton<CommandDispatcher>();
         services.AddHostedService(sp => sp.GetRequiredService<CommandDispatcher>());
         services.AddSingleton<CommandExpiry>();

@@ -19,7 +19,7 @@ public sealed partial class IngestWriter(
     MqttConnection connection,
     DeviceRegistry registry,
     CommandCompletion completion,
-    DatabaseWriteGate writeGate,
+    IIngestStore store,
     DatabaseFile databaseFile,
     IngestProgress progress,
     IOptions<IngestOptions> options,
@@ -32,6 +32,14 @@ public sealed partial class IngestWriter(
     private readonly IngestOptions _options = options.Value;
 
     public IngestState State { get; private set; } = new(true, null);
+
+    // Stops before the MQTT connection (registered after it). In a shared-subscription group the instance first leaves
+    // the group, so that what the broker had sent it before then is all there is to flush.
+    public override async Task StopAsync(CancellationToken cancellationToken)
+    {
+        await connection.LeaveSharedGroupAsync(cancellationToken);
+        await base.StopAsync(cancellationToken);
+    }
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -224,29 +232,20 @@ public sealed partial class IngestWriter(
     {
         databaseFile.ThrowIfMoved();
         var outcome = new BatchOutcome();
-        await using (var write = await WriteTransaction.BeginAsync(writeGate, CancellationToken.None))
+        var writes = new IngestBatch(time.GetUtcNow());
+        foreach (var message in batch)
         {
-            var now = time.GetUtcNow();
-            var sql = new BatchStatements(write);
-            foreach (var message in batch)
-            {
-                Store(message, sql, outcome, now);
-            }
-
-            // Every device with an entry here was seen in this batch.
-            foreach (var (deviceId, activity) in outcome.Devices)
-            {
-                sql.RecordActivity(deviceId, activity.Readings, activity.LastSeen, now);
-            }
-
-            write.Commit();
+            Classify(message, writes, outcome);
         }
 
+        await store.StoreAsync(writes, CancellationToken.None);
         databaseFile.ThrowIfMoved();
+        outcome.Count(writes);
         return outcome;
     }
 
-    private static void Store(InboundMessage message, BatchStatements sql, BatchOutcome outcome, DateTimeOffset now)
+    // What the batch writes (provider-neutral); the store fills in what became of each reading and answer.
+    private static void Classify(InboundMessage message, IngestBatch writes, BatchOutcome outcome)
     {
         if (message.Kind is { } kind)
         {
@@ -263,65 +262,34 @@ public sealed partial class IngestWriter(
         switch (message.Kind)
         {
             case TopicKind.Data:
-                StoreReading(message, message.Reading!.Value, deviceId, sql, outcome);
+                var payload = message.Reading!.Value;
+                if (payload.Format != PayloadFormat.Json)
+                {
+                    outcome.NonJson.Add((deviceId, payload.Format));
+                }
+
+                writes.Readings.Add(new ReadingWrite(deviceId, message.ReceivedAt, message.Topic, payload, message.MessageKey));
+                writes.Seen(deviceId, message.ReceivedAt);
                 break;
             case TopicKind.Register:
-                StorePresence(message, deviceId, sql, outcome);
+                if (message.SignedIn is not { } signedIn)
+                {
+                    // A cleared retained message, not a presence change.
+                    return;
+                }
+
+                // A retained replay or a Last Will is not the device being seen.
+                var seenAt = signedIn && !message.Retain ? message.ReceivedAt : (DateTimeOffset?)null;
+                writes.Presence.Add(new PresenceWrite(deviceId, signedIn, message.ReceivedAt, seenAt));
+                outcome.Presence[deviceId] = signedIn;
                 break;
             case TopicKind.CommandResponse:
-                outcome.Activity(deviceId).Seen(message.ReceivedAt);
-                StoreAnswer(message.Answer!.Value, deviceId, sql, outcome, now);
+                writes.Seen(deviceId, message.ReceivedAt);
+                var answer = message.Answer!.Value;
+                writes.Answers.Add(new CommandAnswerWrite(answer.CommandId, deviceId, answer.IsError ? CommandStatus.Failed : CommandStatus.Completed,
+                    answer.Result, answer.Response));
                 break;
         }
-    }
-
-    private static void StoreReading(InboundMessage message, ClassifiedPayload payload, string deviceId, BatchStatements sql, BatchOutcome outcome)
-    {
-        var activity = outcome.Activity(deviceId);
-        if (payload.Format != PayloadFormat.Json)
-        {
-            outcome.NonJson.Add((deviceId, payload.Format));
-        }
-
-        var key = message.MessageKey;
-        if (sql.InsertReading(deviceId, message.ReceivedAt, message.Topic, payload, key))
-        {
-            activity.Readings++;
-            outcome.Stored++;
-        }
-        else
-        {
-            outcome.Duplicates.Add((deviceId, key));
-        }
-
-        activity.Seen(message.ReceivedAt);
-    }
-
-    private static void StorePresence(InboundMessage message, string deviceId, BatchStatements sql, BatchOutcome outcome)
-    {
-        if (message.SignedIn is not { } signedIn)
-        {
-            // A cleared retained message, not a presence change.
-            return;
-        }
-
-        // A retained replay or a Last Will is not the device being seen.
-        var seenAt = signedIn && !message.Retain ? message.ReceivedAt : (DateTimeOffset?)null;
-        sql.SetPresence(deviceId, signedIn, message.ReceivedAt, seenAt);
-        outcome.Presence[deviceId] = signedIn;
-    }
-
-    private static void StoreAnswer(CommandAnswer answer, string deviceId, BatchStatements sql, BatchOutcome outcome, DateTimeOffset now)
-    {
-        var status = answer.IsError ? CommandStatus.Failed : CommandStatus.Completed;
-        if (sql.AnswerCommand(answer.CommandId, deviceId, status, answer.Result, answer.Response, now) is { } createdAt)
-        {
-            outcome.Answered.Add((answer.CommandId, status, createdAt));
-            return;
-        }
-
-        var current = sql.CommandStatus(answer.CommandId, deviceId);
-        outcome.IgnoredAnswers.Add((deviceId, answer.CommandId, current));
     }
 
     // After the commit: the in-memory registry, metrics and logs learn what is now durable.
@@ -338,8 +306,12 @@ public sealed partial class IngestWriter(
         {
             metrics.CommandTransition(status);
             metrics.CommandRoundTrip(committedAt - createdAt);
-            completion.Finished(id);
             LogCommandAnswered(id, status);
+        }
+
+        if (outcome.Answered.Count > 0)
+        {
+            completion.Finished([.. outcome.Answered.Select(a => a.Id)]);
         }
 
         for (var kind = 0; kind < outcome.Received.Length; kind++)
@@ -382,7 +354,6 @@ public sealed partial class IngestWriter(
 
     private sealed class BatchOutcome
     {
-        public Dictionary<string, DeviceActivity> Devices { get; } = new(StringComparer.Ordinal);
         public Dictionary<string, bool> Presence { get; } = new(StringComparer.Ordinal);
         public List<(Guid Id, CommandStatus Status, DateTimeOffset CreatedAt)> Answered { get; } = [];
         public int[] Received { get; } = new int[Enum.GetValues<TopicKind>().Length];
@@ -395,16 +366,33 @@ public sealed partial class IngestWriter(
         // Counted and logged after the commit, once: a failed commit replays the batch.
         public void Reject(string reason, string detail) => Rejected.Add((reason, detail));
 
-        public DeviceActivity Activity(string deviceId) =>
-            Devices.TryGetValue(deviceId, out var known) ? known : Devices[deviceId] = new DeviceActivity();
-    }
+        // What the store did with the batch's readings and answers.
+        public void Count(IngestBatch writes)
+        {
+            foreach (var reading in writes.Readings)
+            {
+                if (reading.Stored)
+                {
+                    Stored++;
+                }
+                else
+                {
+                    Duplicates.Add((reading.DeviceId, reading.MessageKey));
+                }
+            }
 
-    private sealed class DeviceActivity
-    {
-        public int Readings { get; set; }
-        public DateTimeOffset? LastSeen { get; private set; }
-
-        public void Seen(DateTimeOffset at) => LastSeen = LastSeen is { } last && last > at ? last : at;
+            foreach (var answer in writes.Answers)
+            {
+                if (answer.FinishedCreatedAt is { } createdAt)
+                {
+                    Answered.Add((answer.CommandId, answer.Status, createdAt));
+                }
+                else
+                {
+                    IgnoredAnswers.Add((answer.DeviceId, answer.CommandId, answer.CurrentStatus));
+                }
+            }
+        }
     }
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Message rejected ({Reason}): {Detail}")]

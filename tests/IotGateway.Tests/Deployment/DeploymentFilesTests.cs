@@ -34,6 +34,8 @@ public sealed partial class DeploymentFilesTests
         var settings = EnvPair().Matches(env.Groups[1].Value).ToDictionary(m => m.Groups[1].Value, m => m.Groups[2].Value.Trim('"'));
         AssertGatewayReads(settings.Where(kv => !kv.Key.StartsWith("ASPNETCORE_", StringComparison.Ordinal)).ToDictionary());
         Assert.Equal("8080", settings["ASPNETCORE_HTTP_PORTS"]);
+        // The embedded broker's loopback default would be unreachable through the published port 1883.
+        Assert.Equal("0.0.0.0", settings["Mqtt__Embedded__BindAddress"]);
         Assert.Contains("EXPOSE 8080 1883", gatewayStage, StringComparison.Ordinal);
         Assert.Contains("/health/live", gatewayStage, StringComparison.Ordinal);
         Assert.Contains("USER app", gatewayStage, StringComparison.Ordinal);
@@ -128,6 +130,24 @@ public sealed partial class DeploymentFilesTests
         return found;
     }
 
+    // The scale-out file: two gateways with distinct stable ids, one group, one PostgreSQL database, one shared key.
+    [Fact]
+    public void ScaleComposeRunsTwoGatewaysOnOnePostgresDatabaseWithTheirOwnIds()
+    {
+        var a = ServiceEnvironment("gateway-a", "docker-compose.scale.yml");
+        var b = ServiceEnvironment("gateway-b", "docker-compose.scale.yml");
+        AssertGatewayReads(a);
+        AssertGatewayReads(b);
+        Assert.Equal(["gateway-a", "gateway-b"], new[] { a["SERVER_ID"], b["SERVER_ID"] });
+        foreach (var key in new[] { "Database__Provider", "ConnectionStrings__Gateway", "Mqtt__SharedSubscriptionGroup", "Api__Keys__0__Key", "BROKER" })
+        {
+            Assert.Equal(a[key], b[key]);
+        }
+
+        Assert.Equal("PostgreSQL", a["Database__Provider"]);
+        Assert.StartsWith("Host=postgres;", a["ConnectionStrings__Gateway"], StringComparison.Ordinal);
+    }
+
     // Holds every section against the gateway's options, exactly as the gateway does at start (unknown keys, wrong types).
     private static void AssertGatewayReads(IReadOnlyDictionary<string, string> environment)
     {
@@ -142,6 +162,9 @@ public sealed partial class DeploymentFilesTests
             {
                 case MqttOptions.Section:
                     Assert.Empty(SettingsShape.Problems(typeof(MqttOptions), section));
+                    break;
+                case global::IotGateway.Data.DatabaseOptions.Section:
+                    Assert.Empty(SettingsShape.Problems(typeof(global::IotGateway.Data.DatabaseOptions), section));
                     break;
                 case CommandOptions.Section:
                     Assert.Empty(SettingsShape.Problems(typeof(CommandOptions), section));
@@ -167,13 +190,32 @@ public sealed partial class DeploymentFilesTests
         }
     }
 
-    private static Dictionary<string, string> ServiceEnvironment(string service) =>
-        ((YamlMappingNode)Service(service)["environment"]).Children.ToDictionary(kv => kv.Key.ToString(), kv => kv.Value.ToString());
+    // A merge key (<<: *anchor) brings in the anchored mapping; the service's own keys win.
+    private static Dictionary<string, string> ServiceEnvironment(string service, string file = "docker-compose.yml")
+    {
+        var environment = new Dictionary<string, string>();
+        foreach (var (key, value) in ((YamlMappingNode)Service(service, file)["environment"]).Children)
+        {
+            if (key.ToString() == "<<")
+            {
+                foreach (var (k, v) in ((YamlMappingNode)value).Children)
+                {
+                    environment.TryAdd(k.ToString(), v.ToString());
+                }
+            }
+            else
+            {
+                environment[key.ToString()] = value.ToString();
+            }
+        }
 
-    private static YamlMappingNode Service(string name)
+        return environment;
+    }
+
+    private static YamlMappingNode Service(string name, string file = "docker-compose.yml")
     {
         var yaml = new YamlStream();
-        using (var reader = new StreamReader(Path.Combine(Root, "docker-compose.yml")))
+        using (var reader = new StreamReader(Path.Combine(Root, file)))
         {
             yaml.Load(reader);
         }

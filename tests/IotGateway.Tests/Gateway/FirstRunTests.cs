@@ -29,7 +29,9 @@ public sealed class FirstRunTests
             await gateway.WaitUntilReadyAsync(Timeout);
             Assert.True(File.Exists(Path.Combine(workingDirectory, "data", "gateway.db")), "the database is created under data/");
             Assert.Contains(gateway.Output, l => l.Contains("/swagger", StringComparison.Ordinal));
-            Assert.Contains(gateway.Output, l => l.Contains("mqtt://0.0.0.0:1883", StringComparison.Ordinal));
+            // Loopback until configured otherwise, and the log says so.
+            Assert.Contains(gateway.Output, l => l.Contains("MQTT: mqtt://127.0.0.1:1883", StringComparison.Ordinal));
+            Assert.DoesNotContain(gateway.Output, l => l.Contains("0.0.0.0", StringComparison.Ordinal));
 
             using var http = new HttpClient { BaseAddress = gateway.BaseAddress };
             Assert.Equal(HttpStatusCode.OK, (await http.GetAsync("/swagger/index.html")).StatusCode);

@@ -21,6 +21,8 @@ public sealed class StartupChecksTests
     [InlineData("Mqtt__KeepAliveSeconds", "abc", "setting Mqtt:KeepAliveSeconds: 'abc' is not a whole number")]
     [InlineData("Api__Keys__0__Role", "Admin", "setting Api:Keys:0:Role: 'Admin' is not one of Reader, Operator")]
     [InlineData("Api__Keys__0__Key", "too-short", "Api:Keys:N:Key must be at least 16 characters")]
+    [InlineData("Mqtt__Embedded__BindAddress", "all", "Mqtt:Embedded:BindAddress: 'all' is not an IP address")]
+    [InlineData("Mqtt__Embedded__Bind", "0.0.0.0", "unknown setting Mqtt:Embedded:Bind (did you mean Mqtt:Embedded:BindAddress?)")]
     [InlineData("Ingest__QueueCapacity", "0", "Ingest: DataAnnotation validation failed for 'IngestOptions' members: 'QueueCapacity'")]
     [InlineData("ConnectionStrings__Gateway", "Data Source=:memory:", "ConnectionStrings:Gateway must name a SQLite file")]
     [InlineData("ConnectionStrings__Gateway", "Dta Source=x.db", "ConnectionStrings:Gateway is not a SQLite connection string")]
@@ -49,7 +51,7 @@ public sealed class StartupChecksTests
     // background service tripping over the disposed host: DatabaseStartup did once in a manual run (a race; this
     // assertion catches it only when the timing repeats).
     [Theory]
-    [InlineData("mqtt", "The gateway could not start and stops: The embedded MQTT broker cannot listen on port {0} (Address already in use)")]
+    [InlineData("mqtt", "The gateway could not start and stops: The embedded MQTT broker cannot listen on mqtt://127.0.0.1:{0} (Address already in use)")]
     [InlineData("http", "The gateway could not start and stops: Failed to bind to address http://127.0.0.1:{0}: address already in use")]
     public async Task APortInUseStopsTheGatewayWithOneLine(string which, string expected)
     {
