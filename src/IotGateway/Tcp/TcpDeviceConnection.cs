@@ -2,6 +2,7 @@ using System.Buffers;
 using System.IO.Pipelines;
 using System.Net.Security;
 using System.Net.Sockets;
+using IotGateway.Commands;
 using IotGateway.Devices;
 using IotGateway.Mqtt;
 using IotGateway.Protocol;
@@ -27,6 +28,9 @@ public sealed partial class TcpDeviceConnection : IAsyncDisposable
     private readonly SemaphoreSlim _writeLock = new(1, 1);
     private Stream? _stream;
     private string _closeReason = "the device closed the connection";
+
+    // The last command written, until its answer (or expiry, or cancel) is committed. Only its lane touches it.
+    private CommandCompletion.Registration? _awaitingAnswer;
 
     public TcpDeviceConnection(Socket socket, TcpOptions options, int maxObjectBytes, TcpDevices devices, IngestQueue ingest,
         GatewayMetrics metrics, TimeProvider time, ILogger logger)
@@ -87,6 +91,51 @@ public sealed partial class TcpDeviceConnection : IAsyncDisposable
         finally
         {
             _writeLock.Release();
+        }
+    }
+
+    // Waits until the last command written has its answer (true), or the timeout passes (false). Throws IOException
+    // when the connection ends meanwhile.
+    internal async Task<bool> WaitForAnswerAsync(TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        if (_awaitingAnswer is not { } previous)
+        {
+            return true;
+        }
+
+        try
+        {
+            using var closedOrCancelled = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _closed.Token);
+            await previous.Finished.WaitAsync(timeout, _time, closedOrCancelled.Token);
+            return true;
+        }
+        catch (TimeoutException)
+        {
+            return false;
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw new IOException("the connection closed while its device's answer was awaited");
+        }
+        finally
+        {
+            previous.Dispose();
+            _awaitingAnswer = null;
+        }
+    }
+
+    // One command, in one write; its answer is awaited before the next (see WaitForAnswerAsync).
+    internal async Task WriteCommandAsync(byte[] json, CommandCompletion.Registration answer, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await WriteAsync(json, cancellationToken);
+            _awaitingAnswer = answer;
+        }
+        catch
+        {
+            answer.Dispose();
+            throw;
         }
     }
 
@@ -269,6 +318,7 @@ public sealed partial class TcpDeviceConnection : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        _awaitingAnswer?.Dispose();
         if (_stream is not null)
         {
             await _stream.DisposeAsync();

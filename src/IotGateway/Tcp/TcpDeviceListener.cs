@@ -3,6 +3,8 @@ using System.Net.Security;
 using System.Net.Sockets;
 using System.Security.Cryptography.X509Certificates;
 using IotGateway.Data;
+using IotGateway.Mqtt;
+using Microsoft.EntityFrameworkCore;
 using IotGateway.Telemetry;
 using Microsoft.Extensions.Options;
 
@@ -16,6 +18,8 @@ public sealed partial class TcpDeviceListener(
     TcpDevices devices,
     IngestQueue ingest,
     DatabaseStartup database,
+    IServiceScopeFactory scopes,
+    IOptions<MqttOptions> mqttOptions,
     GatewayMetrics metrics,
     TimeProvider time,
     ILoggerFactory loggers) : BackgroundService
@@ -23,6 +27,7 @@ public sealed partial class TcpDeviceListener(
     private static readonly TimeSpan RefusalLogInterval = TimeSpan.FromSeconds(10);
 
     private readonly TcpOptions _options = options.Value;
+    private readonly string _instance = mqttOptions.Value.ClientId;
     private readonly ILogger _logger = loggers.CreateLogger<TcpDeviceListener>();
     private readonly Lock _sync = new();
     private readonly HashSet<Task> _running = [];
@@ -40,7 +45,8 @@ public sealed partial class TcpDeviceListener(
     {
         if (_options.Port is not { } port)
         {
-            return Task.CompletedTask;
+            // No listener; the devices this instance held before it stopped are still signed out (ExecuteAsync).
+            return base.StartAsync(cancellationToken);
         }
 
         _tls = _options.Tls.Enabled ? new SslServerAuthenticationOptions { ServerCertificate = LoadCertificate(_options.Tls) } : null;
@@ -70,12 +76,17 @@ public sealed partial class TcpDeviceListener(
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        var listener = _listener!;
         try
         {
             await database.Ready.WaitAsync(stoppingToken);
+            await SignOutLeftoversAsync(stoppingToken);
         }
         catch (OperationCanceledException)
+        {
+            return;
+        }
+
+        if (_listener is not { } listener)
         {
             return;
         }
@@ -111,6 +122,29 @@ public sealed partial class TcpDeviceListener(
 
             // Each one signs its device out on the way; the ingest writer stops after this service and stores it.
             await Task.WhenAll(running);
+        }
+    }
+
+    // TCP devices the database has as signed in on this instance, from before it stopped (or crashed): their connections
+    // are gone, so they are signed out, through the same ingest as every presence change.
+    private async Task SignOutLeftoversAsync(CancellationToken cancellationToken)
+    {
+        List<string> leftovers;
+        await using (var scope = scopes.CreateAsyncScope())
+        {
+            leftovers = await scope.ServiceProvider.GetRequiredService<GatewayDbContext>().Devices.AsNoTracking()
+                .Where(d => d.Transport == DeviceTransports.Tcp && d.SignedIn && d.TcpInstance == _instance)
+                .Select(d => d.Id).ToListAsync(cancellationToken);
+        }
+
+        foreach (var deviceId in leftovers)
+        {
+            await ingest.Writer.WriteAsync(InboundMessage.FromTcp(TopicKind.Register, deviceId, "SIGN_OUT"u8.ToArray(), time.GetUtcNow()), cancellationToken);
+        }
+
+        if (leftovers.Count > 0)
+        {
+            LogLeftoversSignedOut(leftovers.Count);
         }
     }
 
@@ -176,6 +210,9 @@ public sealed partial class TcpDeviceListener(
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "TCP connection limit reached (Tcp:MaxConnections = {Limit}): new connections are closed ({Refused} so far)")]
     private partial void LogConnectionLimit(int limit, long refused);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "{Count} TCP devices signed in before this instance stopped are signed out: their connections are gone")]
+    private partial void LogLeftoversSignedOut(int count);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "TCP connection from {Remote} failed: {Reason}")]
     private partial void LogConnectionFailed(string remote, string reason);

@@ -36,6 +36,7 @@ public sealed class InboundMessage
 
     private InboundMessage(int payloadLength, DateTimeOffset receivedAt)
     {
+        IsTcp = true;
         ReceivedAt = receivedAt;
         Topic = TcpTopic;
         PayloadLength = payloadLength;
@@ -44,6 +45,9 @@ public sealed class InboundMessage
 
     // Null for a TCP device's message: there is nothing to acknowledge.
     public MqttApplicationMessageReceivedEventArgs? Source { get; }
+
+    // From a TCP device's connection, not from the broker.
+    public bool IsTcp { get; }
     public long Generation { get; }
     public string Topic { get; }
     public int PayloadLength { get; }

@@ -23,6 +23,7 @@ public sealed partial class IngestWriter(
     DatabaseFile databaseFile,
     IngestProgress progress,
     IOptions<IngestOptions> options,
+    IOptions<MqttOptions> mqttOptions,
     GatewayMetrics metrics,
     TimeProvider time,
     ILogger<IngestWriter> logger) : BackgroundService
@@ -30,6 +31,9 @@ public sealed partial class IngestWriter(
     private const int AcksPerSend = 512;
 
     private readonly IngestOptions _options = options.Value;
+
+    // This gateway instance: it holds the connections of the TCP devices it signs in.
+    private readonly string _instance = mqttOptions.Value.ClientId;
 
     public IngestState State { get; private set; } = new(true, null);
 
@@ -245,7 +249,7 @@ public sealed partial class IngestWriter(
     }
 
     // What the batch writes (provider-neutral); the store fills in what became of each reading and answer.
-    private static void Classify(InboundMessage message, IngestBatch writes, BatchOutcome outcome)
+    private void Classify(InboundMessage message, IngestBatch writes, BatchOutcome outcome)
     {
         if (message.Kind is { } kind)
         {
@@ -280,8 +284,10 @@ public sealed partial class IngestWriter(
 
                 // A retained replay or a Last Will is not the device being seen.
                 var seenAt = signedIn && !message.Retain ? message.ReceivedAt : (DateTimeOffset?)null;
-                writes.Presence.Add(new PresenceWrite(deviceId, signedIn, message.ReceivedAt, seenAt));
-                outcome.Presence[deviceId] = signedIn;
+                writes.Presence.Add(message.IsTcp
+                    ? new PresenceWrite(deviceId, signedIn, message.ReceivedAt, seenAt, DeviceTransports.Tcp, _instance)
+                    : new PresenceWrite(deviceId, signedIn, message.ReceivedAt, seenAt, signedIn ? DeviceTransports.Mqtt : null));
+                outcome.Presence[deviceId] = (signedIn, message.IsTcp ? DeviceTransports.Tcp : signedIn ? DeviceTransports.Mqtt : null);
                 break;
             case TopicKind.CommandResponse:
                 writes.Seen(deviceId, message.ReceivedAt);
@@ -296,9 +302,9 @@ public sealed partial class IngestWriter(
     private void Publish(BatchOutcome outcome, IReadOnlyList<InboundMessage> batch)
     {
         var committedAt = time.GetUtcNow();
-        foreach (var (deviceId, signedIn) in outcome.Presence)
+        foreach (var (deviceId, (signedIn, via)) in outcome.Presence)
         {
-            registry.SetPresence(deviceId, signedIn);
+            registry.SetPresence(deviceId, signedIn, via);
             LogPresence(deviceId, signedIn ? "SIGN_IN" : "SIGN_OUT");
         }
 
@@ -354,7 +360,7 @@ public sealed partial class IngestWriter(
 
     private sealed class BatchOutcome
     {
-        public Dictionary<string, bool> Presence { get; } = new(StringComparer.Ordinal);
+        public Dictionary<string, (bool SignedIn, string? Via)> Presence { get; } = new(StringComparer.Ordinal);
         public List<(Guid Id, CommandStatus Status, DateTimeOffset CreatedAt)> Answered { get; } = [];
         public int[] Received { get; } = new int[Enum.GetValues<TopicKind>().Length];
         public List<(string Reason, string Detail)> Rejected { get; } = [];

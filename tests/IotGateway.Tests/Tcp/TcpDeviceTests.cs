@@ -216,12 +216,48 @@ internal sealed class TcpGateway : IAsyncDisposable
     public ValueTask DisposeAsync() => App.DisposeAsync();
 }
 
-// A device's side of the socket, with nothing of the gateway's code in it.
+// A device's side of the socket, with nothing of the gateway's code in it but the framer (from the shared protocol
+// library) to read what the gateway writes.
 internal sealed class RawTcpDevice(Socket socket) : IDisposable
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(15);
 
+    private readonly IotGateway.Protocol.JsonObjectFramer _framer = new(1024 * 1024);
+    private readonly Queue<(System.Text.Json.JsonElement Json, int ObjectsInItsRead)> _received = new();
+    private byte[] _unread = [];
+
     public Socket Socket => socket;
+
+    // The next JSON object the gateway wrote, with how many objects the read that brought it held (the article's
+    // device parses each read as one command, so that must be 1).
+    public async Task<(System.Text.Json.JsonElement Json, int ObjectsInItsRead)> ReceiveAsync(TimeSpan? timeout = null)
+    {
+        using var deadline = new CancellationTokenSource(timeout ?? Timeout);
+        var buffer = new byte[65536];
+        while (_received.Count == 0)
+        {
+            var read = await socket.ReceiveAsync(buffer, deadline.Token);
+            if (read == 0)
+            {
+                throw new IOException("the gateway closed the connection");
+            }
+
+            var sequence = new System.Buffers.ReadOnlySequence<byte>([.. _unread, .. buffer.AsSpan(0, read)]);
+            var found = new List<System.Text.Json.JsonElement>();
+            while (_framer.TryRead(ref sequence, out var json) == IotGateway.Protocol.FrameStatus.Object)
+            {
+                found.Add(System.Text.Json.JsonDocument.Parse(System.Buffers.BuffersExtensions.ToArray(json)).RootElement.Clone());
+            }
+
+            _unread = System.Buffers.BuffersExtensions.ToArray(sequence);
+            foreach (var json in found)
+            {
+                _received.Enqueue((json, found.Count));
+            }
+        }
+
+        return _received.Dequeue();
+    }
 
     public Task SendAsync(string text) => SendAsync(Encoding.UTF8.GetBytes(text));
 
