@@ -45,6 +45,18 @@ public sealed class GatewayMetrics
     private static readonly Gauge IngestQueueLengthGauge = Metrics.CreateGauge(
         "iot_gateway_ingest_queue_length", "Messages received and waiting for the database writer.");
 
+    private static readonly Gauge EventClientsGauge = Metrics.CreateGauge(
+        "iot_gateway_event_clients", "Clients connected to GET /api/events.");
+
+    private static readonly Counter EventClientsDroppedTotal = Metrics.CreateCounter(
+        "iot_gateway_event_clients_dropped_total", "Event stream clients dropped because they fell Events:ClientBuffer events behind.");
+
+    private static readonly Counter RetentionDeletedTotal = Metrics.CreateCounter(
+        "iot_gateway_retention_deleted_total", "Readings deleted because they were older than Telemetry:RetentionDays.");
+
+    private static readonly Gauge RetentionLastRunGauge = Metrics.CreateGauge(
+        "iot_gateway_retention_last_run_timestamp_seconds", "When the last retention run finished (Unix time); 0 before the first or with retention off.");
+
     // The registry is process-wide, so its callback is registered once and reads the queue of the newest host
     // (there is one in production; test hosts come one after another).
     private static IngestQueue? s_queue;
@@ -62,6 +74,19 @@ public sealed class GatewayMetrics
     public int SignedInDevices
     {
         set => SignedInDevicesGauge.Set(value);
+    }
+
+    public int EventClients
+    {
+        set => EventClientsGauge.Set(value);
+    }
+
+    public void EventClientDropped() => EventClientsDroppedTotal.Inc();
+
+    public void RetentionRun(int deleted, DateTimeOffset finishedAt)
+    {
+        RetentionDeletedTotal.Inc(deleted);
+        RetentionLastRunGauge.Set(finishedAt.ToUnixTimeMilliseconds() / 1000.0);
     }
 
     public void MessagesReceived(string kind, int count) => MessagesReceivedTotal.WithLabels(kind).Inc(count);

@@ -4,6 +4,7 @@ using IotGateway.Api;
 using IotGateway.Commands;
 using IotGateway.Data;
 using IotGateway.Devices;
+using IotGateway.Events;
 using IotGateway.Health;
 using IotGateway.Mqtt;
 using IotGateway.Security;
@@ -30,10 +31,12 @@ builder.Services.AddGatewayStorage(builder.Configuration);
 // MQTT: the embedded broker (when BROKER=embedded), then the gateway's own persistent-session client
 builder.Services.AddGatewayMqtt();
 
-// Devices, telemetry ingest, commands
+// Devices, telemetry ingest and retention, commands, live events
 builder.Services.AddSingleton<DeviceRegistry>();
+builder.Services.AddScoped<DeviceDeletion>();
 builder.Services.AddTelemetryIngest();
 builder.Services.AddCommands();
+builder.Services.AddGatewayEvents();
 
 // HTTP API
 builder.Services.AddControllers()

@@ -1,9 +1,12 @@
+using System.Text;
 using System.Text.Json;
 
 namespace IotGateway.Api;
 
 public static class Json
 {
+    // Stored JSON as an element to serve; text that is not JSON, or JSON that cannot be written back (SafeJson), is
+    // served as a JSON string.
     public static JsonElement? Parse(string? text)
     {
         if (text is null)
@@ -11,14 +14,12 @@ public static class Json
             return null;
         }
 
-        try
+        if (SafeJson.IsWritable(Encoding.UTF8.GetBytes(text)))
         {
-            using var document = JsonDocument.Parse(text);
+            using var document = JsonDocument.Parse(text, new JsonDocumentOptions { MaxDepth = SafeJson.MaxDepth });
             return document.RootElement.Clone();
         }
-        catch (JsonException)
-        {
-            return JsonSerializer.SerializeToElement(text);
-        }
+
+        return JsonSerializer.SerializeToElement(text);
     }
 }

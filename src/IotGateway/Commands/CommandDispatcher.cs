@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Threading.Channels;
 using IotGateway.Data;
+using IotGateway.Events;
 using IotGateway.Mqtt;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
@@ -22,6 +23,7 @@ public sealed partial class CommandDispatcher(
     TopicLayout topics,
     IServiceScopeFactory scopes,
     DatabaseWriteGate writeGate,
+    EventHub events,
     IOptions<CommandOptions> options,
     IOptions<MqttOptions> mqttOptions,
     GatewayMetrics metrics,
@@ -381,29 +383,37 @@ public sealed partial class CommandDispatcher(
     // the command: then only PublishedAt is filled in.
     private async Task MarkPublishedAsync(List<(Guid Id, DateTimeOffset At)> published)
     {
-        var transitions = 0;
+        var transitions = new List<(Guid Id, string DeviceId, DateTimeOffset At)>();
         await using (var write = await WriteTransaction.BeginAsync(writeGate, CancellationToken.None))
         {
             var update = write.Prepare("""
                 UPDATE "Commands" SET "PublishedAt" = $at,
                     "Status" = CASE WHEN "Status" = 'Pending' THEN 'Published' ELSE "Status" END
                 WHERE "Id" = $id AND "PublishedAt" IS NULL
-                RETURNING "Status"
+                RETURNING "Status", "DeviceId"
                 """, "$id", "$at");
             foreach (var command in published)
             {
                 update.Parameters[0].Value = command.Id.ToString();
                 update.Parameters[1].Value = command.At.UtcTicks;
-                if (update.ExecuteScalar() is nameof(CommandStatus.Published))
+                using var reader = update.ExecuteReader();
+                if (reader.Read() && reader.GetString(0) == nameof(CommandStatus.Published))
                 {
-                    transitions++;
+                    transitions.Add((command.Id, reader.GetString(1), command.At));
                 }
             }
 
             write.Commit();
         }
 
-        metrics.CommandTransition(CommandStatus.Published, transitions);
+        metrics.CommandTransition(CommandStatus.Published, transitions.Count);
+        foreach (var (id, deviceId, at) in transitions)
+        {
+            if (events.Wants(deviceId))
+            {
+                events.Publish(ServerEvent.Command(deviceId, id, CommandStatus.Published, at));
+            }
+        }
     }
 
     private async Task<bool> PublishAsync(Command command, DateTimeOffset now, CancellationToken cancellationToken)

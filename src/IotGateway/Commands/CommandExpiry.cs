@@ -1,4 +1,5 @@
 using IotGateway.Data;
+using IotGateway.Events;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 
@@ -10,6 +11,7 @@ public sealed partial class CommandExpiry(
     DatabaseStartup database,
     DatabaseWriteGate writeGate,
     CommandCompletion completion,
+    EventHub events,
     IOptions<CommandOptions> options,
     GatewayMetrics metrics,
     TimeProvider time,
@@ -50,20 +52,20 @@ public sealed partial class CommandExpiry(
             return 0;
         }
 
-        var expired = new List<Guid>();
+        var expired = new List<(Guid Id, string DeviceId)>();
         await using (var write = await WriteTransaction.BeginAsync(writeGate, cancellationToken))
         {
             var update = write.Prepare("""
                 UPDATE "Commands" SET "Status" = 'Expired', "ExpiredAt" = $now
                 WHERE "Status" IN ('Pending', 'Published') AND "ExpiresAt" <= $now
-                RETURNING "Id"
+                RETURNING "Id", "DeviceId"
                 """, "$now");
             update.Parameters[0].Value = now.UtcTicks;
             using (var reader = update.ExecuteReader())
             {
                 while (reader.Read())
                 {
-                    expired.Add(Guid.Parse(reader.GetString(0)));
+                    expired.Add((Guid.Parse(reader.GetString(0)), reader.GetString(1)));
                 }
             }
 
@@ -74,9 +76,13 @@ public sealed partial class CommandExpiry(
         {
             metrics.CommandTransition(CommandStatus.Expired, expired.Count);
             LogExpired(expired.Count);
-            foreach (var id in expired)
+            foreach (var (id, deviceId) in expired)
             {
                 completion.Finished(id);
+                if (events.Wants(deviceId))
+                {
+                    events.Publish(ServerEvent.Command(deviceId, id, CommandStatus.Expired, now));
+                }
             }
         }
 

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using IotGateway.Data;
 using IotGateway.Devices;
+using IotGateway.Events;
 using Microsoft.Extensions.Options;
 
 namespace IotGateway.Commands;
@@ -10,7 +11,7 @@ public sealed record CommandRequestSpec(string Name, JsonElement? Payload, int? 
 // Stores new commands as Pending and hands them to the dispatcher, which publishes them at once.
 // Used by the API, the bulk endpoint and the heartbeat.
 public sealed class CommandQueue(GatewayDbContext db, DatabaseWriteGate writeGate, CommandDispatcher dispatcher, DeviceRegistry registry,
-    IOptions<CommandOptions> options, GatewayMetrics metrics, TimeProvider time)
+    EventHub events, IOptions<CommandOptions> options, GatewayMetrics metrics, TimeProvider time)
 {
     public async Task<Command> QueueAsync(string deviceId, CommandRequestSpec spec, CancellationToken cancellationToken)
     {
@@ -69,6 +70,14 @@ public sealed class CommandQueue(GatewayDbContext db, DatabaseWriteGate writeGat
         }
 
         metrics.CommandTransition(CommandStatus.Pending, commands.Count);
+        foreach (var command in commands)
+        {
+            if (events.Wants(command.DeviceId))
+            {
+                events.Publish(ServerEvent.Command(command.DeviceId, command.Id, CommandStatus.Pending, now));
+            }
+        }
+
         return commands;
     }
 

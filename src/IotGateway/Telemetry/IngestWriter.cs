@@ -2,6 +2,7 @@ using System.Threading.Channels;
 using IotGateway.Commands;
 using IotGateway.Data;
 using IotGateway.Devices;
+using IotGateway.Events;
 using IotGateway.Mqtt;
 using Microsoft.Data.Sqlite;
 using Microsoft.EntityFrameworkCore;
@@ -19,6 +20,7 @@ public sealed partial class IngestWriter(
     MqttConnection connection,
     DeviceRegistry registry,
     CommandCompletion completion,
+    EventHub events,
     DatabaseWriteGate writeGate,
     IOptions<IngestOptions> options,
     GatewayMetrics metrics,
@@ -235,6 +237,10 @@ public sealed partial class IngestWriter(
         {
             activity.Readings++;
             outcome.Stored++;
+            if (events.Wants(deviceId))
+            {
+                outcome.Readings.Add((message, deviceId, payload, key));
+            }
         }
         else
         {
@@ -264,7 +270,7 @@ public sealed partial class IngestWriter(
         // A retained replay or a Last Will is not the device being seen.
         var seenAt = signedIn && !message.Retain ? message.ReceivedAt : (DateTimeOffset?)null;
         sql.SetPresence(deviceId, signedIn, message.ReceivedAt, seenAt);
-        outcome.Presence[deviceId] = signedIn;
+        outcome.Presence[deviceId] = (signedIn, message.ReceivedAt);
     }
 
     private void StoreAnswer(InboundMessage message, string deviceId, BatchStatements sql, BatchOutcome outcome, DateTimeOffset now)
@@ -279,7 +285,7 @@ public sealed partial class IngestWriter(
         var response = message.PayloadAsText();
         if (sql.AnswerCommand(answer.CommandId, deviceId, status, answer.Result, response, now) is { } createdAt)
         {
-            outcome.Answered.Add((answer.CommandId, status, createdAt));
+            outcome.Answered.Add((answer.CommandId, deviceId, status, answer.Result, createdAt));
             return;
         }
 
@@ -291,18 +297,31 @@ public sealed partial class IngestWriter(
     private void Publish(BatchOutcome outcome, IReadOnlyList<InboundMessage> batch)
     {
         var committedAt = time.GetUtcNow();
-        foreach (var (deviceId, signedIn) in outcome.Presence)
+        foreach (var (deviceId, (signedIn, at)) in outcome.Presence)
         {
             registry.SetPresence(deviceId, signedIn);
             LogPresence(deviceId, signedIn ? "SIGN_IN" : "SIGN_OUT");
+            if (events.Wants(deviceId))
+            {
+                events.Publish(ServerEvent.Presence(deviceId, signedIn, at));
+            }
         }
 
-        foreach (var (id, status, createdAt) in outcome.Answered)
+        foreach (var (message, deviceId, payload, key) in outcome.Readings)
+        {
+            events.Publish(ServerEvent.Reading(deviceId, message.ReceivedAt, message.Topic, payload.Format, payload.Utf8, payload.Base64, key));
+        }
+
+        foreach (var (id, deviceId, status, result, createdAt) in outcome.Answered)
         {
             metrics.CommandTransition(status);
             metrics.CommandRoundTrip(committedAt - createdAt);
             completion.Finished(id);
             LogCommandAnswered(id, status);
+            if (events.Wants(deviceId))
+            {
+                events.Publish(ServerEvent.Command(deviceId, id, status, committedAt, result));
+            }
         }
 
         for (var kind = 0; kind < outcome.Received.Length; kind++)
@@ -337,8 +356,11 @@ public sealed partial class IngestWriter(
     private sealed class BatchOutcome
     {
         public Dictionary<string, DeviceActivity> Devices { get; } = new(StringComparer.Ordinal);
-        public Dictionary<string, bool> Presence { get; } = new(StringComparer.Ordinal);
-        public List<(Guid Id, CommandStatus Status, DateTimeOffset CreatedAt)> Answered { get; } = [];
+        public Dictionary<string, (bool SignedIn, DateTimeOffset At)> Presence { get; } = new(StringComparer.Ordinal);
+        public List<(Guid Id, string DeviceId, CommandStatus Status, string Result, DateTimeOffset CreatedAt)> Answered { get; } = [];
+
+        // Stored readings someone watches on GET /api/events (none, and no cost, without a client).
+        public List<(InboundMessage Message, string DeviceId, ClassifiedPayload Payload, string? Key)> Readings { get; } = [];
         public int[] Received { get; } = new int[Enum.GetValues<TopicKind>().Length];
         public List<(string Reason, string Detail)> Rejected { get; } = [];
         public List<(string DeviceId, Guid CommandId, CommandStatus? Current)> IgnoredAnswers { get; } = [];

@@ -5,10 +5,13 @@ public static class TelemetrySetup
     public static IServiceCollection AddTelemetryIngest(this IServiceCollection services)
     {
         services.AddOptions<IngestOptions>().BindConfiguration(IngestOptions.Section, ConfigurationBinding.RejectUnknownKeys).ValidateDataAnnotations().ValidateOnStart();
+        services.AddOptions<TelemetryOptions>().BindConfiguration(TelemetryOptions.Section, ConfigurationBinding.RejectUnknownKeys).ValidateDataAnnotations().ValidateOnStart();
         services.AddSingleton<IngestQueue>();
         // Registered after the MQTT connection, so it stops first and flushes its queue while the connection can still ack.
         services.AddSingleton<IngestWriter>();
         services.AddHostedService(sp => sp.GetRequiredService<IngestWriter>());
+        services.AddSingleton<TelemetryRetention>();
+        services.AddHostedService(sp => sp.GetRequiredService<TelemetryRetention>());
         return services;
     }
 }
