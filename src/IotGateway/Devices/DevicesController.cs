@@ -123,9 +123,12 @@ public sealed class DevicesController(GatewayDbContext db) : ControllerBase
         }
     }
 
-    // Each device with its newest reading, found through the (DeviceId, Id) index: one query for the whole page.
+    // Each device with its newest reading in one query for the whole page: per device, MAX("Id") is one seek in the
+    // (DeviceId, Id) index and the reading one rowid lookup. (FirstOrDefault in the projection is translated to
+    // ROW_NUMBER() over every reading of every device instead.)
     private IQueryable<DeviceRow> WithLatestReading(IQueryable<Device> devices) =>
-        devices.Select(d => new DeviceRow(d, db.Telemetry.Where(r => r.DeviceId == d.Id).OrderByDescending(r => r.Id).FirstOrDefault()));
+        devices.Select(d => new { Device = d, LatestId = db.Telemetry.Where(r => r.DeviceId == d.Id).Max(r => (long?)r.Id) })
+            .LeftJoin(db.Telemetry, x => x.LatestId, r => (long?)r.Id, (x, r) => new DeviceRow(x.Device, r));
 
     private static DeviceView ToView(Device d, TelemetryReading? latest) =>
         new(d.Id, d.SignedIn, d.LastSeen, d.FirstSeen, d.SignedInAt, d.SignedOutAt, d.TelemetryCount, d.PendingCommands, latest?.ToView());
