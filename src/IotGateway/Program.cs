@@ -40,7 +40,12 @@ builder.Services.AddGatewayEvents();
 
 // HTTP API
 builder.Services.AddControllers()
-    .AddJsonOptions(o => o.JsonSerializerOptions.Converters.Add(new JsonStringEnumConverter()));
+    .AddJsonOptions(o =>
+    {
+        o.JsonSerializerOptions.Converters.Add(new JsonStringEnumConverter());
+        // Stored JSON (JsonText.MaxDepth deep) is written inside the API's own objects.
+        o.JsonSerializerOptions.MaxDepth = JsonText.ApiMaxDepth;
+    });
 builder.Services.AddProblemDetails();
 builder.Services.AddGatewaySecurity();
 builder.Services.AddExceptionHandler<BadRequestExceptionHandler>();

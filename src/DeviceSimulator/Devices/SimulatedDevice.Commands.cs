@@ -41,13 +41,20 @@ internal sealed partial class SimulatedDevice
 
         using (request)
         {
-            if (_answered?.Contains(request.Uuid) == true)
+            CommandOutcome outcome;
+            if (_executed?.TryGet(request.Uuid, out var remembered) == true)
             {
-                _log.Step($"IGNORING REDELIVERED COMMAND {request.Uuid}: ALREADY ANSWERED");
-                return;
+                // Delivered again (a lost acknowledgement, a gateway that crashed before recording it): the same answer,
+                // and no second reboot.
+                _log.Step($"COMMAND {request.Uuid} ALREADY EXECUTED: ANSWERING AGAIN WITHOUT RUNNING IT");
+                outcome = remembered with { RebootAfterAnswer = false };
+            }
+            else
+            {
+                outcome = DeviceCommands.Execute(request, this);
+                (_executed ??= new ExecutedCommands()).Add(request.Uuid, outcome);
             }
 
-            var outcome = DeviceCommands.Execute(request, this);
             if (outcome.RebootAfterAnswer)
             {
                 _commands.Close();   // a rebooting device takes no further command; they wait in the session
@@ -115,7 +122,6 @@ internal sealed partial class SimulatedDevice
         }
 
         await _connection.PublishAsync(_topics.CommandResponse, response).ConfigureAwait(false);
-        (_answered ??= new AnsweredCommands()).Add(request.Uuid);
         Interlocked.Increment(ref _commandsAnswered);
     }
 

@@ -32,7 +32,7 @@ internal sealed partial class SimulatedDevice : ICommandTarget, IDisposable
     private readonly Queue<TelemetryMessage> _unsent = new();
 
     // Created with the first command: most devices of a fleet never get one.
-    private AnsweredCommands? _answered;
+    private ExecutedCommands? _executed;
 
     private long _intervalTicks;
     private long _readingsSent;

@@ -11,16 +11,18 @@ public sealed class BodySizeLimitAttribute(long bytes) : Attribute, IAsyncResour
 {
     public long Bytes { get; } = bytes;
 
-    public async Task OnResourceExecutionAsync(ResourceExecutingContext context, ResourceExecutionDelegate next)
+    public Task OnResourceExecutionAsync(ResourceExecutingContext context, ResourceExecutionDelegate next) => LimitAsync(context, next, Bytes);
+
+    public static async Task LimitAsync(ResourceExecutingContext context, ResourceExecutionDelegate next, long bytes)
     {
         var http = context.HttpContext;
-        if (http.Request.ContentLength > Bytes)
+        if (http.Request.ContentLength > bytes)
         {
             context.Result = new ObjectResult(new ProblemDetails
             {
                 Status = StatusCodes.Status413PayloadTooLarge,
                 Title = "Request body too large",
-                Detail = $"The body is {http.Request.ContentLength} bytes; this route accepts at most {Bytes}.",
+                Detail = $"The body is {http.Request.ContentLength} bytes; this route accepts at most {bytes}.",
             })
             {
                 StatusCode = StatusCodes.Status413PayloadTooLarge,
@@ -32,7 +34,7 @@ public sealed class BodySizeLimitAttribute(long bytes) : Attribute, IAsyncResour
         // Chunked bodies are cut off by the server as they are read (BadHttpRequestException -> 413 problem).
         if (http.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } limit)
         {
-            limit.MaxRequestBodySize = Bytes;
+            limit.MaxRequestBodySize = bytes;
         }
 
         await next();

@@ -1,12 +1,15 @@
 using System.Text;
 using System.Text.Json;
+using IotGateway.Telemetry;
 
 namespace IotGateway.Api;
 
 public static class Json
 {
-    // Stored JSON as an element to serve; text that is not JSON, or JSON that cannot be written back (SafeJson), is
-    // served as a JSON string.
+    private static readonly JsonDocumentOptions Options = new() { MaxDepth = JsonText.MaxDepth };
+
+    // Stored JSON as an element the API can always write: what ingest normalised reads back as it is; anything stored
+    // before that (a lone surrogate escape, too deep) is repaired or returned as a string, never a failed response.
     public static JsonElement? Parse(string? text)
     {
         if (text is null)
@@ -14,9 +17,9 @@ public static class Json
             return null;
         }
 
-        if (SafeJson.IsWritable(Encoding.UTF8.GetBytes(text)))
+        if (JsonText.Repair(Encoding.UTF8.GetBytes(text)) is { } json)
         {
-            using var document = JsonDocument.Parse(text, new JsonDocumentOptions { MaxDepth = SafeJson.MaxDepth });
+            using var document = JsonDocument.Parse(json, Options);
             return document.RootElement.Clone();
         }
 

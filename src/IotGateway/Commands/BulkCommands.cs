@@ -6,6 +6,7 @@ using IotGateway.Devices;
 using IotGateway.Security;
 using Microsoft.AspNetCore.Authorization;
 using Microsoft.AspNetCore.Mvc;
+using Microsoft.AspNetCore.Mvc.Filters;
 using Microsoft.AspNetCore.RateLimiting;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
@@ -22,6 +23,15 @@ public sealed record BulkCommandRequest : CommandBody
     /// <summary>true: every device signed in right now (when deviceIds is not given).</summary>
     /// <example>true</example>
     public bool? SignedIn { get; init; }
+}
+
+// The bulk route's body limit follows Commands:MaxBulkDevices (see RequestLimits.MaxBulkBodyBytes).
+[AttributeUsage(AttributeTargets.Method)]
+public sealed class BulkBodySizeLimitAttribute : Attribute, IAsyncResourceFilter
+{
+    public Task OnResourceExecutionAsync(ResourceExecutingContext context, ResourceExecutionDelegate next) =>
+        BodySizeLimitAttribute.LimitAsync(context, next,
+            RequestLimits.MaxBulkBodyBytes(context.HttpContext.RequestServices.GetRequiredService<IOptions<CommandOptions>>().Value.MaxBulkDevices));
 }
 
 /// <summary>The answer to a bulk request.</summary>
@@ -54,7 +64,7 @@ public sealed class BulkCommandsController(GatewayDbContext db, CommandQueue que
     [EnableRateLimiting(SecuritySetup.CommandRateLimit)]
     [HttpPost]
     [Consumes("application/json")]
-    [BodySizeLimit(RequestLimits.MaxBulkBodyBytes)]
+    [BulkBodySizeLimit]
     [ProducesResponseType<BulkCommandAccepted>(StatusCodes.Status202Accepted)]
     [ProducesResponseType<BulkCommandAccepted>(StatusCodes.Status200OK)]
     [ProducesResponseType<ValidationProblemDetails>(StatusCodes.Status400BadRequest)]
@@ -67,6 +77,11 @@ public sealed class BulkCommandsController(GatewayDbContext db, CommandQueue que
         if (request.TtlProblem(limits) is { } ttlProblem)
         {
             ModelState.AddModelError(nameof(request.TtlSeconds), ttlProblem);
+        }
+
+        if (request.PayloadProblem() is { } payloadProblem)
+        {
+            ModelState.AddModelError(nameof(request.Payload), payloadProblem);
         }
 
         if (request.DeviceIds is null && request.SignedIn != true)

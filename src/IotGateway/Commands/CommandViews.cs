@@ -2,6 +2,7 @@ using System.ComponentModel.DataAnnotations;
 using System.Text.Json;
 using IotGateway.Api;
 using IotGateway.Data;
+using IotGateway.Telemetry;
 
 namespace IotGateway.Commands;
 
@@ -26,6 +27,30 @@ public abstract record CommandBody
     // The upper bound is configuration (Commands:MaxTtlSeconds), so attributes cannot express it.
     public string? TtlProblem(CommandOptions options) =>
         TtlSeconds > options.MaxTtlSeconds ? $"ttlSeconds must be at most {options.MaxTtlSeconds} (Commands:MaxTtlSeconds)." : null;
+
+    // The limits of what the gateway returns and stores from devices apply to what operators send: a payload no
+    // longer than RequestLimits.MaxCommandPayloadBytes, nested at most JsonText.MaxDepth, every string valid Unicode
+    // without NUL (what PostgreSQL's jsonb and every JSON reader accept).
+    public string? PayloadProblem()
+    {
+        if (Payload is not { ValueKind: not JsonValueKind.Undefined and not JsonValueKind.Null } payload)
+        {
+            return null;
+        }
+
+        var text = System.Text.Encoding.UTF8.GetBytes(payload.GetRawText());
+        if (text.Length > RequestLimits.MaxCommandPayloadBytes)
+        {
+            return $"payload must be at most {RequestLimits.MaxCommandPayloadBytes} bytes of JSON; it is {text.Length}.";
+        }
+
+        return JsonText.Repair(text) switch
+        {
+            null => $"payload must be nested at most {JsonText.MaxDepth} levels deep.",
+            var repaired when !ReferenceEquals(repaired, text) => "payload must not hold a lone surrogate (\\ud800-\\udfff) or NUL (\\u0000) in a string.",
+            _ => null,
+        };
+    }
 
     public CommandRequestSpec ToSpec(string? requestedBy) => new(Command!, Payload, TtlSeconds, requestedBy);
 }

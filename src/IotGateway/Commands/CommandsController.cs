@@ -48,6 +48,15 @@ public sealed class CommandsController(GatewayDbContext db, DatabaseWriteGate wr
         if (request.TtlProblem(options.Value) is { } ttlProblem)
         {
             ModelState.AddModelError(nameof(request.TtlSeconds), ttlProblem);
+        }
+
+        if (request.PayloadProblem() is { } payloadProblem)
+        {
+            ModelState.AddModelError(nameof(request.Payload), payloadProblem);
+        }
+
+        if (!ModelState.IsValid)
+        {
             return ValidationProblem(ModelState);
         }
 

@@ -30,7 +30,9 @@ public sealed class DatabaseWriteGate(string connectionString) : IDisposable
         if (_connection is null)
         {
             // Not pooled: it lives as long as the gateway, and after a failure it is really closed (see Reset).
-            var connection = new SqliteConnection(new SqliteConnectionStringBuilder(connectionString) { Pooling = false }.ToString());
+            // ReadWrite, not create: a database file deleted under the gateway must not come back empty (see DatabaseFile).
+            var connection = new SqliteConnection(
+                new SqliteConnectionStringBuilder(connectionString) { Pooling = false, Mode = SqliteOpenMode.ReadWrite }.ToString());
             try
             {
                 connection.Open();

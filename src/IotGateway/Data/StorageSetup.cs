@@ -22,6 +22,8 @@ public static class StorageSetup
             .AddInterceptors(new SqlitePragmas()));
         services.AddSingleton(sp => new DatabaseWriteGate(
             RelationalOptionsExtension.Extract(sp.GetRequiredService<DbContextOptions<GatewayDbContext>>()).ConnectionString!));
+        services.AddSingleton(sp => new DatabaseFile(
+            RelationalOptionsExtension.Extract(sp.GetRequiredService<DbContextOptions<GatewayDbContext>>()).ConnectionString!));
 
         // The first hosted service: the others wait for it before they touch the database or the broker.
         services.AddSingleton<DatabaseStartup>();
@@ -69,6 +71,7 @@ public static class StorageSetup
         // WAL is a property of the file: readers never block the writer, and commits cost one fsync of the log.
         await db.Database.ExecuteSqlRawAsync("PRAGMA journal_mode=WAL;", cancellationToken);
         await scope.ServiceProvider.GetRequiredService<Devices.DeviceRegistry>().LoadAsync(db, cancellationToken);
+        services.GetRequiredService<DatabaseFile>().Watch();
     }
 
     // Per-connection settings. synchronous=NORMAL under WAL is durable against process crashes (what the

@@ -1,9 +1,23 @@
+using System.Globalization;
+using System.Text;
+
 namespace IotGateway.Devices;
 
-// A device id becomes one MQTT topic level, so it must not be able to address anything else.
+// The one grammar for a device id, on every side (an MQTT topic level, a TCP device's field, an API route segment):
+// whatever ingest accepts can be named in a URL and reached through the API, and nothing in it can address another
+// topic, end a log line, or reorder what a person reads.
+//
+// 1 to 128 UTF-16 code units of: letters, combining marks and digits of any script (Unicode categories L, M, N),
+// and - _ . : @ ~ ; not "." or ".." (URLs remove those segments). Everything else is refused, including / + #
+// (MQTT), % ? (URL), spaces and other separators, control and format characters (line breaks, bidirectional
+// overrides, zero-width characters), U+FFFD (a topic that was not UTF-8) and lone surrogates. Ids are compared code
+// point by code point: a composed and a decomposed "é" are two devices (the gateway runs without ICU, so it does not
+// normalise), both reachable.
 public static class DeviceIds
 {
     public const int MaxLength = 128;
+
+    public const string Punctuation = "-_.:@~";
 
     public static bool IsValid(string? id) => Validate(id) is null;
 
@@ -20,25 +34,38 @@ public static class DeviceIds
             return $"A device id must be at most {MaxLength} characters.";
         }
 
-        foreach (var c in id)
+        if (id is "." or "..")
         {
-            if (c is '/' or '+' or '#')
-            {
-                return $"A device id must be one MQTT topic level: '{c}' is not allowed.";
-            }
-
-            if (char.IsControl(c))
-            {
-                return "A device id must not contain NUL or other control characters.";
-            }
+            return "A device id must not be '.' or '..' (a URL cannot carry them as a path segment).";
         }
 
-        // Kestrel leaves an encoded slash encoded in route values; it would still name two levels to a person.
-        if (id.Contains("%2F", StringComparison.OrdinalIgnoreCase))
+        var text = id.AsSpan();
+        while (!text.IsEmpty)
         {
-            return "A device id must be one MQTT topic level: an encoded '/' (%2F) is not allowed.";
+            if (Rune.DecodeFromUtf16(text, out var rune, out var used) != System.Buffers.OperationStatus.Done)
+            {
+                return "A device id must be valid Unicode (it has a lone surrogate).";
+            }
+
+            if (!IsAllowed(rune))
+            {
+                return $"A device id may hold letters, digits and {Punctuation}: {Describe(rune)} is not allowed.";
+            }
+
+            text = text[used..];
         }
 
         return null;
     }
+
+    private static bool IsAllowed(Rune rune) =>
+        rune.IsAscii
+            ? char.IsAsciiLetterOrDigit((char)rune.Value) || Punctuation.Contains((char)rune.Value)
+            : Rune.GetUnicodeCategory(rune) is UnicodeCategory.UppercaseLetter or UnicodeCategory.LowercaseLetter or UnicodeCategory.TitlecaseLetter
+                or UnicodeCategory.ModifierLetter or UnicodeCategory.OtherLetter or UnicodeCategory.NonSpacingMark or UnicodeCategory.SpacingCombiningMark
+                or UnicodeCategory.EnclosingMark or UnicodeCategory.DecimalDigitNumber or UnicodeCategory.LetterNumber or UnicodeCategory.OtherNumber;
+
+    // Printable in a problem detail or a log line: the character itself only when it is visible and harmless.
+    private static string Describe(Rune rune) =>
+        rune.Value is > 0x20 and < 0x7F ? $"'{(char)rune.Value}'" : $"U+{rune.Value:X4}";
 }

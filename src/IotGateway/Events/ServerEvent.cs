@@ -1,8 +1,8 @@
 using System.Buffers;
 using System.Text;
 using System.Text.Json;
-using IotGateway.Api;
 using IotGateway.Data;
+using IotGateway.Telemetry;
 
 namespace IotGateway.Events;
 
@@ -21,9 +21,10 @@ public sealed class ServerEvent(string? deviceId, byte[] data)
     });
 
     // A stored reading: its payload as the device sent it (JSON on one line, else text, or base64 for binary).
-    public static ServerEvent Reading(string deviceId, DateTimeOffset receivedAt, string topic, PayloadFormat format, ReadOnlySpan<byte> utf8,
+    public static ServerEvent Reading(string deviceId, DateTimeOffset receivedAt, string topic, PayloadFormat format, byte[]? utf8,
         string? base64, string? messageKey)
     {
+        utf8 ??= [];
         var buffer = new ArrayBufferWriter<byte>(256 + utf8.Length);
         using (var json = new Utf8JsonWriter(buffer))
         {
@@ -36,10 +37,10 @@ public sealed class ServerEvent(string? deviceId, byte[] data)
             {
                 json.WriteStringValue(base64);
             }
-            else if (format == PayloadFormat.Json && SafeJson.IsWritable(utf8))
+            else if (format == PayloadFormat.Json && JsonText.Repair(utf8) is { } valid)
             {
-                var compact = new ArrayBufferWriter<byte>(utf8.Length);
-                SafeJson.WriteCompact(utf8, compact);
+                var compact = new ArrayBufferWriter<byte>(valid.Length);
+                CompactJson.Write(valid, compact);
                 json.WriteRawValue(compact.WrittenSpan, skipInputValidation: true);
             }
             else

@@ -5,6 +5,7 @@ using IotGateway.Telemetry;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Options;
 
 namespace IotGateway.Health;
 
@@ -19,7 +20,8 @@ public sealed class BrokerHealthCheck(MqttConnection connection) : IHealthCheck
     }
 }
 
-public sealed class DatabaseHealthCheck(GatewayDbContext db, DatabaseStartup startup, IngestWriter writer) : IHealthCheck
+public sealed class DatabaseHealthCheck(GatewayDbContext db, DatabaseStartup startup, DatabaseFile file, IngestWriter writer, IngestQueue queue,
+    IngestProgress progress, IOptions<IngestOptions> options) : IHealthCheck
 {
     public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
     {
@@ -28,9 +30,22 @@ public sealed class DatabaseHealthCheck(GatewayDbContext db, DatabaseStartup sta
             return HealthCheckResult.Unhealthy(startup.Problem ?? "opening the database");
         }
 
+        if (file.HasMoved())
+        {
+            return HealthCheckResult.Unhealthy("the database file was deleted or replaced while the gateway had it open; restart the gateway");
+        }
+
         if (writer.State is { Healthy: false } state)
         {
             return HealthCheckResult.Unhealthy(state.LastError);
+        }
+
+        // Blocked without an error to report (a hung disk, a bug): messages wait and nothing is committed.
+        var queued = queue.Count;
+        if (progress.StalledFor(queued, TimeSpan.FromSeconds(options.Value.StallSeconds)) is { } stalled)
+        {
+            return HealthCheckResult.Unhealthy(
+                $"ingest is not making progress: {queued} messages queued and no batch stored for {stalled.TotalSeconds:0} s (Ingest:StallSeconds)");
         }
 
         try

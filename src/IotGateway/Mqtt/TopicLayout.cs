@@ -27,7 +27,11 @@ public sealed class TopicLayout(IOptions<MqttOptions> options)
     public string Register(string deviceId) => $"{_topics.Register}/{deviceId}";
 
     // Splits a received topic into its kind and device id; false for anything else (extra levels, foreign topics).
-    public bool TryParse(string topic, out TopicKind kind, out string deviceId)
+    public bool TryParse(string topic, out TopicKind kind, out string deviceId) =>
+        TryMatch(topic, out kind, out deviceId) && DeviceIds.IsValid(deviceId);
+
+    // The same without judging the device id: ingest tells an unknown topic from an invalid id.
+    public bool TryMatch(string topic, out TopicKind kind, out string deviceId)
     {
         var slash = topic.LastIndexOf('/');
         deviceId = slash < 0 ? "" : topic[(slash + 1)..];
@@ -50,7 +54,7 @@ public sealed class TopicLayout(IOptions<MqttOptions> options)
             return false;
         }
 
-        return DeviceIds.IsValid(deviceId);
+        return true;
     }
 
     public static string? ValidatePrefix(string? prefix)

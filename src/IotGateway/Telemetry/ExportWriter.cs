@@ -3,7 +3,6 @@ using System.Globalization;
 using System.IO.Pipelines;
 using System.Text;
 using System.Text.Json;
-using IotGateway.Api;
 using IotGateway.Data;
 
 namespace IotGateway.Telemetry;
@@ -80,7 +79,6 @@ public sealed class NdjsonExportWriter : ExportWriter
 {
     private readonly Utf8JsonWriter _json;
     private readonly ArrayBufferWriter<byte> _payload = new(1024);
-    private byte[] _utf8 = new byte[1024];
 
     public NdjsonExportWriter(PipeWriter output, string deviceId) : base(output, deviceId) =>
         _json = new Utf8JsonWriter(output);
@@ -118,24 +116,17 @@ public sealed class NdjsonExportWriter : ExportWriter
         Output.Write("\n"u8);
     }
 
-    // The payload on one line; false when it is not JSON that can be written back (SafeJson).
+    // The payload on one line; false when it is not JSON the gateway can serve as JSON (JsonText.Repair: repaired if needed).
     private bool TryCompact(string payload, out ReadOnlySpan<byte> compact)
     {
-        var needed = Encoding.UTF8.GetMaxByteCount(payload.Length);
-        if (needed > _utf8.Length)
-        {
-            _utf8 = new byte[Math.Max(needed, _utf8.Length * 2)];
-        }
-
-        var utf8 = _utf8.AsSpan(0, Encoding.UTF8.GetBytes(payload, _utf8));
         compact = default;
-        if (!SafeJson.IsWritable(utf8))
+        if (JsonText.Repair(Encoding.UTF8.GetBytes(payload)) is not { } json)
         {
             return false;
         }
 
         _payload.ResetWrittenCount();
-        SafeJson.WriteCompact(utf8, _payload);
+        CompactJson.Write(json, _payload);
         compact = _payload.WrittenSpan;
         return true;
     }

@@ -1,85 +1,188 @@
 using System.Buffers;
 using System.Text;
+using System.Text.Unicode;
+using IotGateway.Commands;
+using IotGateway.Devices;
 using IotGateway.Mqtt;
 using MQTTnet;
 using MQTTnet.Protocol;
 
 namespace IotGateway.Telemetry;
 
+// Why a message is not stored: a metric label (iot_gateway_messages_rejected_total{reason}) and a log line.
+public readonly record struct Rejection(string Reason, string Detail);
+
 // One message from the broker on its way to the database. It keeps the MQTTnet event so the writer can
 // acknowledge it after the commit, and the connection generation so a stale ack is never sent. Its topic is parsed
-// and a reading's payload classified here, on MQTTnet's receive side: the one writer thread, which sets the pace of
-// a backlog drain, then only stores.
+// and its payload classified here, on MQTTnet's receive side: the one writer thread, which sets the pace of a
+// backlog drain, then only stores. Classification never throws: what cannot be used is a Rejection, which the
+// writer logs, counts and acknowledges like a stored message.
 public sealed class InboundMessage
 {
-    private InboundMessage(MqttApplicationMessageReceivedEventArgs source, long generation, string topic, byte[]? payload,
-        int payloadLength, bool retain, MqttQualityOfServiceLevel qos, string? userMessageId, DateTimeOffset receivedAt,
-        TopicKind? kind, string? deviceId, ClassifiedPayload? reading)
+    private InboundMessage(MqttApplicationMessageReceivedEventArgs source, long generation, DateTimeOffset receivedAt)
     {
-        Kind = kind;
-        DeviceId = deviceId;
-        Reading = reading;
         Source = source;
         Generation = generation;
-        Topic = topic;
-        Payload = payload;
-        PayloadLength = payloadLength;
-        Retain = retain;
-        Qos = qos;
-        UserMessageId = userMessageId;
         ReceivedAt = receivedAt;
+        var message = source.ApplicationMessage;
+        Topic = message.Topic ?? "";
+        PayloadLength = message.Payload.Length > int.MaxValue ? int.MaxValue : (int)message.Payload.Length;
+        Retain = message.Retain;
+        Qos = message.QualityOfServiceLevel;
     }
 
     public MqttApplicationMessageReceivedEventArgs Source { get; }
     public long Generation { get; }
     public string Topic { get; }
-
-    // Null when the payload was larger than the configured limit (it is never copied).
-    public byte[]? Payload { get; }
     public int PayloadLength { get; }
     public bool Retain { get; }
     public MqttQualityOfServiceLevel Qos { get; }
-    public string? UserMessageId { get; }
     public DateTimeOffset ReceivedAt { get; }
 
-    public bool IsOversized => Payload is null;
+    // Null when the topic is not one of the gateway's prefixes.
+    public TopicKind? Kind { get; private set; }
 
-    // Null when the topic is not one of the gateway's ({prefix}/{deviceId} with a valid device id).
-    public TopicKind? Kind { get; }
-    public string? DeviceId { get; }
+    // Set (a valid device id) whenever Rejection is null.
+    public string? DeviceId { get; private set; }
 
-    // A reading's payload, classified; null for other topics and for empty or oversized payloads.
-    public ClassifiedPayload? Reading { get; }
+    public Rejection? Rejection { get; private set; }
+
+    // Data: the classified reading and its id (from the user property message-id, else from the payload).
+    public ClassifiedPayload? Reading { get; private set; }
+    public string? MessageKey { get; private set; }
+
+    // CommandResponse: the parsed answer.
+    public CommandAnswer? Answer { get; private set; }
+
+    // Register: SIGN_IN (true) or SIGN_OUT (false); null for an empty payload (a cleared retained message).
+    public bool? SignedIn { get; private set; }
 
     public static InboundMessage From(MqttApplicationMessageReceivedEventArgs e, long generation, DateTimeOffset receivedAt, int maxPayloadBytes,
         TopicLayout topics)
     {
-        var message = e.ApplicationMessage;
-        var length = message.Payload.Length > int.MaxValue ? int.MaxValue : (int)message.Payload.Length;
-        var payload = length <= maxPayloadBytes ? message.Payload.ToArray() : null;
-        var known = topics.TryParse(message.Topic, out var kind, out var deviceId);
-        var reading = known && kind == TopicKind.Data && payload is { Length: > 0 } ? Payloads.Classify(payload) : (ClassifiedPayload?)null;
-        return new InboundMessage(e, generation, message.Topic, payload, length, message.Retain,
-            message.QualityOfServiceLevel, FindMessageId(message), receivedAt, known ? kind : null, known ? deviceId : null, reading);
+        var inbound = new InboundMessage(e, generation, receivedAt);
+        try
+        {
+            inbound.Rejection = inbound.Classify(e.ApplicationMessage, maxPayloadBytes, topics);
+        }
+        catch (Exception ex)
+        {
+            // A bug in classification must cost one message, never the handler (an unacknowledged message holds one of
+            // the broker's in-flight slots until the next connection).
+            inbound.Rejection = new Rejection("unreadable", $"message on '{LogText.Printable(inbound.Topic)}' could not be read: {LogText.Printable(ex.Message, 200)}");
+        }
+
+        if (inbound.Rejection is not null)
+        {
+            inbound.Reading = null;
+            inbound.Answer = null;
+            inbound.SignedIn = null;
+        }
+
+        return inbound;
     }
 
-    private static string? FindMessageId(MqttApplicationMessage message)
+    private Rejection? Classify(MqttApplicationMessage message, int maxPayloadBytes, TopicLayout topics)
     {
-        if (message.UserProperties is not { Count: > 0 } properties)
+        if (!topics.TryMatch(Topic, out var kind, out var deviceId))
         {
+            return new Rejection("unknown-topic", $"topic '{LogText.Printable(Topic)}' is not {{prefix}}/{{deviceId}}");
+        }
+
+        Kind = kind;
+        if (DeviceIds.Validate(deviceId) is { } idProblem)
+        {
+            return new Rejection("bad-device-id", $"topic '{LogText.Printable(Topic, 200)}': {idProblem}");
+        }
+
+        DeviceId = deviceId;
+        if (PayloadLength > maxPayloadBytes)
+        {
+            return new Rejection("oversized", $"payload of {PayloadLength} bytes from '{deviceId}' exceeds Ingest:MaxPayloadBytes ({maxPayloadBytes})");
+        }
+
+        var payload = message.Payload.ToArray();
+        return kind switch
+        {
+            TopicKind.Data => ClassifyReading(message, payload, deviceId),
+            TopicKind.CommandResponse => ClassifyAnswer(payload, deviceId),
+            _ => ClassifyPresence(payload, deviceId),
+        };
+    }
+
+    private Rejection? ClassifyReading(MqttApplicationMessage message, byte[] payload, string deviceId)
+    {
+        if (payload.Length == 0)
+        {
+            return new Rejection("empty", $"empty telemetry payload from '{deviceId}'");
+        }
+
+        var reading = Payloads.Classify(payload);
+        Reading = reading;
+        if (FindUserPropertyId(message) is { } property)
+        {
+            if (!Utf8.IsValid(property.Span))
+            {
+                return new Rejection("bad-message-id", $"reading from '{deviceId}': the user property message-id is not UTF-8");
+            }
+
+            var id = Encoding.UTF8.GetString(property.Span);
+            if (Payloads.MessageIdProblem(id) is { } problem)
+            {
+                return new Rejection("bad-message-id", $"reading from '{deviceId}': user property message-id: {problem}");
+            }
+
+            MessageKey = id;
             return null;
         }
 
-        foreach (var property in properties)
+        if (reading.MessageIdProblem is { } payloadProblem)
         {
-            if (property.Name == "message-id")
+            return new Rejection("bad-message-id", $"reading from '{deviceId}': {LogText.Printable(payloadProblem, 200)}");
+        }
+
+        MessageKey = reading.MessageKey;
+        return null;
+    }
+
+    private Rejection? ClassifyAnswer(byte[] payload, string deviceId)
+    {
+        if (!CommandAnswer.TryParse(payload, deviceId, out var answer, out var problem))
+        {
+            return new Rejection("bad-command-response", $"command response from '{deviceId}' ignored: {LogText.Printable(problem, 400)}");
+        }
+
+        Answer = answer;
+        return null;
+    }
+
+    private Rejection? ClassifyPresence(byte[] payload, string deviceId)
+    {
+        if (payload.Length == 0)
+        {
+            return null; // a cleared retained message, not a presence change
+        }
+
+        SignedIn = payload.AsSpan().SequenceEqual("SIGN_IN"u8) ? true : payload.AsSpan().SequenceEqual("SIGN_OUT"u8) ? false : null;
+        return SignedIn is null
+            ? new Rejection("bad-register-payload",
+                $"register payload from '{deviceId}' is '{LogText.Printable(Encoding.UTF8.GetString(payload))}', not SIGN_IN or SIGN_OUT")
+            : null;
+    }
+
+    private static ReadOnlyMemory<byte>? FindUserPropertyId(MqttApplicationMessage message)
+    {
+        if (message.UserProperties is { Count: > 0 } properties)
+        {
+            foreach (var property in properties)
             {
-                return Encoding.UTF8.GetString(property.ValueBuffer.Span);
+                if (property.Name == "message-id")
+                {
+                    return property.ValueBuffer;
+                }
             }
         }
 
         return null;
     }
-
-    public string PayloadAsText() => Payload is null ? "" : Encoding.UTF8.GetString(Payload);
 }

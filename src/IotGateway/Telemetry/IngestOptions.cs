@@ -19,4 +19,9 @@ public sealed class IngestOptions
 
     [Range(0.05, 60)]
     public double RetryMaxDelaySeconds { get; set; } = 5;
+
+    // Readiness fails when messages are queued and the writer has committed nothing for this long. A batch of the
+    // largest size commits in well under a second here; a lock or a full disk is reported at once, by its error.
+    [Range(1, 3600)]
+    public double StallSeconds { get; set; } = 30;
 }

@@ -4,8 +4,6 @@ using IotGateway.Data;
 using IotGateway.Devices;
 using IotGateway.Events;
 using IotGateway.Mqtt;
-using Microsoft.Data.Sqlite;
-using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 
 namespace IotGateway.Telemetry;
@@ -13,8 +11,10 @@ namespace IotGateway.Telemetry;
 public sealed record IngestState(bool Healthy, string? LastError);
 
 // The one writer: drains the ingest queue in batches, stores each batch in one transaction, and only then
-// acknowledges its messages, in arrival order. A failed commit is retried with the messages still unacked,
-// so the broker keeps them whatever happens to this process.
+// acknowledges its messages, in arrival order. A batch that fails for the database's reasons (a lock, a full disk,
+// a file that is gone) is retried with its messages still unacked, so the broker keeps them whatever happens to this
+// process; a batch that fails for any other reason is split until the one message that cannot be stored is found,
+// rejected and acknowledged, so no message can hold up the others.
 public sealed partial class IngestWriter(
     IngestQueue queue,
     MqttConnection connection,
@@ -22,6 +22,8 @@ public sealed partial class IngestWriter(
     CommandCompletion completion,
     EventHub events,
     DatabaseWriteGate writeGate,
+    DatabaseFile databaseFile,
+    IngestProgress progress,
     IOptions<IngestOptions> options,
     GatewayMetrics metrics,
     TimeProvider time,
@@ -52,6 +54,18 @@ public sealed partial class IngestWriter(
 
     private async Task WriteBatchesAsync(ChannelWriter<List<InboundMessage>> committed, CancellationToken stoppingToken)
     {
+        try
+        {
+            await WriteBatchesCoreAsync(committed, stoppingToken);
+        }
+        finally
+        {
+            progress.Stopped();
+        }
+    }
+
+    private async Task WriteBatchesCoreAsync(ChannelWriter<List<InboundMessage>> committed, CancellationToken stoppingToken)
+    {
         // At shutdown, what was queued then is flushed; what arrives later stays unacknowledged for next time,
         // so a steady stream of devices cannot keep the process from exiting.
         int? flushLeft = null;
@@ -73,6 +87,7 @@ public sealed partial class IngestWriter(
                     return;
                 }
 
+                progress.Waiting();
                 try
                 {
                     await queue.Reader.WaitToReadAsync(stoppingToken);
@@ -92,13 +107,13 @@ public sealed partial class IngestWriter(
             }
 
             flushLeft -= batch.Count;
-
-            if (!await StoreWithRetryAsync(batch, stoppingToken))
+            progress.Took(batch.Count);
+            if (!await StoreOrSplitAsync(batch, committed, stoppingToken))
             {
                 return;
             }
 
-            await committed.WriteAsync(batch, CancellationToken.None);
+            progress.Done();
         }
     }
 
@@ -123,25 +138,20 @@ public sealed partial class IngestWriter(
         }
     }
 
-    private async Task<bool> StoreWithRetryAsync(List<InboundMessage> batch, CancellationToken stoppingToken)
+    // Stores the batch and hands it on for acknowledgement; false only when stopping with it still unstored.
+    private async Task<bool> StoreOrSplitAsync(List<InboundMessage> batch, ChannelWriter<List<InboundMessage>> committed, CancellationToken stoppingToken)
     {
         var attempt = 0;
         while (true)
         {
+            BatchOutcome outcome;
             try
             {
-                await StoreAsync(batch);
-                if (!State.Healthy)
-                {
-                    LogStorageRecovered(attempt);
-                    State = new IngestState(true, null);
-                }
-
-                return true;
+                outcome = await StoreAsync(batch);
             }
-            catch (Exception ex) when (ex is SqliteException or DbUpdateException or InvalidOperationException or IOException)
+            catch (Exception ex) when (DatabaseErrors.IsTransient(ex))
             {
-                // Locked or full database: keep the batch unacknowledged and try again; readiness reports it.
+                // Locked or full database, or its file gone: keep the batch unacknowledged and try again; readiness reports it.
                 attempt++;
                 LogStorageFailed(batch.Count, attempt, ex.GetBaseException().Message);
                 State = new IngestState(false, $"cannot store messages: {ex.GetBaseException().Message}");
@@ -159,13 +169,63 @@ public sealed partial class IngestWriter(
                 catch (OperationCanceledException)
                 {
                 }
+
+                continue;
             }
+            catch (Exception ex)
+            {
+                // Not the database's trouble but some message's: the halves are stored on their own, down to that message.
+                return await SplitAsync(batch, ex, committed, stoppingToken);
+            }
+
+            if (!State.Healthy)
+            {
+                LogStorageRecovered(attempt);
+                State = new IngestState(true, null);
+            }
+
+            progress.Stored();
+            try
+            {
+                Publish(outcome, batch);
+            }
+            catch (Exception ex)
+            {
+                // Stored is stored: a failure to tell the registry, metrics or log must not replay the batch.
+                LogPublishFailed(ex);
+            }
+
+            await committed.WriteAsync(batch, CancellationToken.None);
+            return true;
         }
     }
 
-    internal async Task StoreAsync(IReadOnlyList<InboundMessage> batch)
+    private async Task<bool> SplitAsync(List<InboundMessage> batch, Exception error, ChannelWriter<List<InboundMessage>> committed, CancellationToken stoppingToken)
     {
-        var outcome = new BatchOutcome();
+        var reason = LogText.Printable(error.GetBaseException().Message, 200);
+        if (batch.Count == 1)
+        {
+            var message = batch[0];
+            metrics.MessageRejected("refused-by-database");
+            LogRejected("refused-by-database",
+                $"message on '{LogText.Printable(message.Topic)}' cannot be stored ({error.GetBaseException().GetType().Name}: {reason})");
+            await committed.WriteAsync(batch, CancellationToken.None);
+            progress.Stored();
+            return true;
+        }
+
+        LogSplitting(batch.Count, reason);
+        var half = batch.Count / 2;
+        return await StoreOrSplitAsync(batch[..half], committed, stoppingToken)
+            && await StoreOrSplitAsync(batch[half..], committed, stoppingToken);
+    }
+
+    // One transaction. The file is checked before it (nothing is written into a file that is no longer the
+    // database's) and after the commit (nothing committed into one is acknowledged).
+    private async Task<BatchOutcome> StoreAsync(IReadOnlyList<InboundMessage> batch)
+    {
+        databaseFile.ThrowIfMoved();
+        var outcome = new BatchOutcome(events);
         await using (var write = await WriteTransaction.BeginAsync(writeGate, CancellationToken.None))
         {
             var now = time.GetUtcNow();
@@ -184,106 +244,83 @@ public sealed partial class IngestWriter(
             write.Commit();
         }
 
-        Publish(outcome, batch);
+        databaseFile.ThrowIfMoved();
+        return outcome;
     }
 
-    private void Store(InboundMessage message, BatchStatements sql, BatchOutcome outcome, DateTimeOffset now)
+    private static void Store(InboundMessage message, BatchStatements sql, BatchOutcome outcome, DateTimeOffset now)
     {
-        if (message is not { Kind: { } kind, DeviceId: { } deviceId })
+        if (message.Kind is { } kind)
         {
-            outcome.Reject("unknown-topic", $"topic '{LogText.Printable(message.Topic)}' is not {{prefix}}/{{deviceId}} with a valid device id");
+            outcome.Received[(int)kind]++;
+        }
+
+        if (message.Rejection is { } rejection)
+        {
+            outcome.Reject(rejection.Reason, rejection.Detail);
             return;
         }
 
-        outcome.Received[(int)kind]++;
-        if (message.IsOversized)
-        {
-            outcome.Reject("oversized", $"payload of {message.PayloadLength} bytes from '{deviceId}' exceeds Ingest:MaxPayloadBytes ({_options.MaxPayloadBytes})");
-            return;
-        }
-
-        switch (kind)
+        var deviceId = message.DeviceId!;
+        switch (message.Kind)
         {
             case TopicKind.Data:
-                StoreReading(message, deviceId, sql, outcome);
+                StoreReading(message, message.Reading!.Value, deviceId, sql, outcome);
                 break;
             case TopicKind.Register:
                 StorePresence(message, deviceId, sql, outcome);
                 break;
             case TopicKind.CommandResponse:
                 outcome.Activity(deviceId).Seen(message.ReceivedAt);
-                StoreAnswer(message, deviceId, sql, outcome, now);
+                StoreAnswer(message.Answer!.Value, deviceId, sql, outcome, now);
                 break;
         }
     }
 
-    private void StoreReading(InboundMessage message, string deviceId, BatchStatements sql, BatchOutcome outcome)
+    private static void StoreReading(InboundMessage message, ClassifiedPayload payload, string deviceId, BatchStatements sql, BatchOutcome outcome)
     {
-        // Classified on receipt unless empty (an oversized one was refused above).
-        if (message.Reading is not { } payload)
-        {
-            outcome.Reject("empty", $"empty telemetry payload from '{deviceId}'");
-            return;
-        }
-
         var activity = outcome.Activity(deviceId);
         if (payload.Format != PayloadFormat.Json)
         {
-            LogNonJsonReading(deviceId, payload.Format);
+            outcome.NonJson.Add((deviceId, payload.Format));
         }
 
-        var key = message.UserMessageId is { Length: > 0 and <= Payloads.MaxMessageKeyLength } id ? id : payload.MessageKey;
+        var key = message.MessageKey;
         if (sql.InsertReading(deviceId, message.ReceivedAt, message.Topic, payload, key))
         {
             activity.Readings++;
             outcome.Stored++;
-            if (events.Wants(deviceId))
+            if (outcome.Watched(deviceId))
             {
                 outcome.Readings.Add((message, deviceId, payload, key));
             }
         }
         else
         {
-            outcome.Duplicates++;
-            LogDuplicateReading(deviceId, LogText.Printable(key, Payloads.MaxMessageKeyLength));
+            outcome.Duplicates.Add((deviceId, key));
         }
 
         activity.Seen(message.ReceivedAt);
     }
 
-    private void StorePresence(InboundMessage message, string deviceId, BatchStatements sql, BatchOutcome outcome)
+    private static void StorePresence(InboundMessage message, string deviceId, BatchStatements sql, BatchOutcome outcome)
     {
-        var text = message.PayloadAsText();
-        if (text.Length == 0)
+        if (message.SignedIn is not { } signedIn)
         {
             // A cleared retained message, not a presence change.
             return;
         }
 
-        if (text is not ("SIGN_IN" or "SIGN_OUT"))
-        {
-            outcome.Reject("bad-register-payload", $"register payload from '{deviceId}' is '{LogText.Printable(text)}', not SIGN_IN or SIGN_OUT");
-            return;
-        }
-
-        var signedIn = text == "SIGN_IN";
         // A retained replay or a Last Will is not the device being seen.
         var seenAt = signedIn && !message.Retain ? message.ReceivedAt : (DateTimeOffset?)null;
         sql.SetPresence(deviceId, signedIn, message.ReceivedAt, seenAt);
         outcome.Presence[deviceId] = (signedIn, message.ReceivedAt);
     }
 
-    private void StoreAnswer(InboundMessage message, string deviceId, BatchStatements sql, BatchOutcome outcome, DateTimeOffset now)
+    private static void StoreAnswer(CommandAnswer answer, string deviceId, BatchStatements sql, BatchOutcome outcome, DateTimeOffset now)
     {
-        if (!CommandAnswer.TryParse(message.Payload!, out var answer, out var problem))
-        {
-            outcome.Reject("bad-command-response", $"command response from '{deviceId}' ignored: {LogText.Printable(problem, 400)}");
-            return;
-        }
-
         var status = answer.IsError ? CommandStatus.Failed : CommandStatus.Completed;
-        var response = message.PayloadAsText();
-        if (sql.AnswerCommand(answer.CommandId, deviceId, status, answer.Result, response, now) is { } createdAt)
+        if (sql.AnswerCommand(answer.CommandId, deviceId, status, answer.Result, answer.Response, now) is { } createdAt)
         {
             outcome.Answered.Add((answer.CommandId, deviceId, status, answer.Result, createdAt));
             return;
@@ -344,28 +381,40 @@ public sealed partial class IngestWriter(
             LogIgnoredAnswer(deviceId, commandId, current?.ToString() ?? "unknown to the gateway");
         }
 
+        foreach (var (deviceId, format) in outcome.NonJson)
+        {
+            LogNonJsonReading(deviceId, format);
+        }
+
+        foreach (var (deviceId, key) in outcome.Duplicates)
+        {
+            LogDuplicateReading(deviceId, LogText.Printable(key, Payloads.MaxMessageKeyLength));
+        }
+
         metrics.ReadingsStored(outcome.Stored);
-        metrics.ReadingsDuplicate(outcome.Duplicates);
+        metrics.ReadingsDuplicate(outcome.Duplicates.Count);
         if (batch.Count > 0)
         {
             metrics.IngestLag(committedAt - batch[0].ReceivedAt);
         }
     }
 
-
-    private sealed class BatchOutcome
+    private sealed class BatchOutcome(EventHub events)
     {
+        // A reading someone follows on GET /api/events is kept for its event (none, and no cost, without a client).
+        public bool Watched(string deviceId) => events.Wants(deviceId);
+
         public Dictionary<string, DeviceActivity> Devices { get; } = new(StringComparer.Ordinal);
         public Dictionary<string, (bool SignedIn, DateTimeOffset At)> Presence { get; } = new(StringComparer.Ordinal);
         public List<(Guid Id, string DeviceId, CommandStatus Status, string Result, DateTimeOffset CreatedAt)> Answered { get; } = [];
 
-        // Stored readings someone watches on GET /api/events (none, and no cost, without a client).
         public List<(InboundMessage Message, string DeviceId, ClassifiedPayload Payload, string? Key)> Readings { get; } = [];
         public int[] Received { get; } = new int[Enum.GetValues<TopicKind>().Length];
         public List<(string Reason, string Detail)> Rejected { get; } = [];
         public List<(string DeviceId, Guid CommandId, CommandStatus? Current)> IgnoredAnswers { get; } = [];
+        public List<(string DeviceId, PayloadFormat Format)> NonJson { get; } = [];
+        public List<(string DeviceId, string? Key)> Duplicates { get; } = [];
         public int Stored { get; set; }
-        public int Duplicates { get; set; }
 
         // Counted and logged after the commit, once: a failed commit replays the batch.
         public void Reject(string reason, string detail) => Rejected.Add((reason, detail));
@@ -402,6 +451,12 @@ public sealed partial class IngestWriter(
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Cannot store {Count} messages (attempt {Attempt}); they stay unacknowledged and will be retried: {Reason}")]
     private partial void LogStorageFailed(int count, int attempt, string reason);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "A batch of {Count} messages cannot be stored and is split to find the one the database refuses: {Reason}")]
+    private partial void LogSplitting(int count, string reason);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "A stored batch could not be reported to the registry, metrics or log")]
+    private partial void LogPublishFailed(Exception exception);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Storage works again after {Attempts} failed attempts")]
     private partial void LogStorageRecovered(int attempts);

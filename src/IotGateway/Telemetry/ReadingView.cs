@@ -16,7 +16,7 @@ public sealed record ReadingView(long Id, string DeviceId, DateTimeOffset Receiv
 
 public static class ReadingViewMapping
 {
-    // A stored payload that is not writable JSON after all (SafeJson) is served as a string, never a failed response.
+    // Json.Parse serves whatever is stored: JSON stored before ingest repaired it is repaired here, or served as a string.
     public static ReadingView ToView(this TelemetryReading r) => new(r.Id, r.DeviceId, r.ReceivedAt, r.Topic, r.Format,
         r.Format == PayloadFormat.Json ? Json.Parse(r.Payload)!.Value : JsonSerializer.SerializeToElement(r.Payload), r.MessageKey);
 }

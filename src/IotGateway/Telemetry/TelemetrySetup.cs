@@ -7,6 +7,7 @@ public static class TelemetrySetup
         services.AddOptions<IngestOptions>().BindConfiguration(IngestOptions.Section, ConfigurationBinding.RejectUnknownKeys).ValidateDataAnnotations().ValidateOnStart();
         services.AddOptions<TelemetryOptions>().BindConfiguration(TelemetryOptions.Section, ConfigurationBinding.RejectUnknownKeys).ValidateDataAnnotations().ValidateOnStart();
         services.AddSingleton<IngestQueue>();
+        services.AddSingleton<IngestProgress>();
         // Registered after the MQTT connection, so it stops first and flushes its queue while the connection can still ack.
         services.AddSingleton<IngestWriter>();
         services.AddHostedService(sp => sp.GetRequiredService<IngestWriter>());

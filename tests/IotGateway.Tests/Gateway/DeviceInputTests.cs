@@ -100,8 +100,9 @@ public sealed class DeviceInputTests
         Assert.Null(await gateway.GetDeviceAsync("extra"));
         // The subscription matches one level only, so the extra levels never reach the gateway; an id over 128
         // characters does, and is refused.
-        await Eventually.UntilAsync(() => gateway.Logs.Contains("Message rejected (unknown-topic)"), Timeout,
+        await Eventually.UntilAsync(() => gateway.Logs.Contains("Message rejected (bad-device-id)"), Timeout,
             "a reading under an over-long device id is rejected");
+        Assert.True(gateway.Logs.Contains("A device id must be at most 128 characters."));
         Assert.Single((await gateway.Http.GetFromJsonAsync<Page<Devices.DeviceView>>("/api/devices", GatewayApp.Json))!.Items);
     }
 
@@ -118,9 +119,9 @@ public sealed class DeviceInputTests
         await device.PublishAsync("iot/data/forger", """{"temp":2}""");
 
         await gateway.WaitForDeviceAsync("forger", d => d.TelemetryCount == 1, "the reading under the valid id is stored");
-        await Eventually.UntilAsync(() => gateway.Logs.Contains("topic 'iot/register/forger\\u0007' is not"), Timeout,
+        await Eventually.UntilAsync(() => gateway.Logs.Contains("Message rejected (bad-device-id): topic 'iot/register/forger\\u0007': "), Timeout,
             "both refusals are logged");
-        Assert.True(gateway.Logs.Contains("topic 'iot/data/forger\\u000Afail: IotGateway[0] all is well' is not"));
+        Assert.True(gateway.Logs.Contains("Message rejected (bad-device-id): topic 'iot/data/forger\\u000Afail: IotGateway[0] all is well': "));
         Assert.DoesNotContain(gateway.Logs.Lines, line => line.Contains('\n', StringComparison.Ordinal) && line.Contains("all is well", StringComparison.Ordinal));
         Assert.Single((await gateway.Http.GetFromJsonAsync<Page<Devices.DeviceView>>("/api/devices", GatewayApp.Json))!.Items);
     }

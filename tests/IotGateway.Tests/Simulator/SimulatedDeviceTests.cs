@@ -106,10 +106,12 @@ public class SimulatedDeviceTests
         await gateway.WaitForPresenceAsync(id, "SIGN_IN", Deadline, occurrence: 2);
         Assert.Equal("SIGN_IN", await broker.RetainedPayloadAsync($"iot/register/{id}"));
 
-        // The device carries on, and REBOOT was acknowledged before the drop: it does not come back.
+        // The device carries on and does not reboot again. REBOOT is acknowledged before the drop, but under 3.1.1 the
+        // acknowledgement can be lost with the connection: the broker then delivers it again, and the device answers it
+        // again from memory without running it.
         var readings = running.Device.ReadingsSent;
         await Until.TrueAsync(() => running.Device.ReadingsSent >= readings + 2, Deadline, "two more readings after the reboot");
-        Assert.True(1 == gateway.Count(m => m.Payload.Contains("REBOOTING", StringComparison.Ordinal)), running.Log + "\n----\n" + string.Join("\n", gateway.Seen.Select(m => m.Topic + " " + m.Payload)));
+        Assert.InRange(gateway.Count(m => m.Payload.Contains("REBOOTING", StringComparison.Ordinal)), 1, 2);
         Assert.Single(broker.DisconnectsOf(id), how => how == MqttClientDisconnectType.NotClean);
     }
 
@@ -179,6 +181,30 @@ public class SimulatedDeviceTests
         Assert.Equal("PONG", answer.GetProperty("commandResult").GetString());
         Assert.Equal(1, gateway.Count(m => m.Topic == "iot/cmd/resp/sturdy-device"));
         Assert.Equal(3, running.Log.Split('\n').Count(line => line.Contains("IGNORING MALFORMED COMMAND", StringComparison.Ordinal)));
+    }
+
+    // What a gateway killed between publishing a command and recording it does: it publishes the same uuid again. The
+    // device answers again with the result it remembered, without running the command a second time.
+    [Fact]
+    public async Task ACommandDeliveredAgainIsAnsweredAgainWithoutRunningTwice()
+    {
+        await using var broker = await SimulatorBroker.StartAsync();
+        await using var gateway = await GatewayStandIn.ConnectAsync(broker);
+        await using var running = new RunningDevice(broker.DeviceSettings("once-device", intervalSeconds: 5) with { AlwaysOnline = true });
+        await gateway.WaitForPresenceAsync("once-device", "SIGN_IN", Deadline);
+
+        var uuid = Guid.NewGuid().ToString();
+        var request = JsonSerializer.Serialize(new { uuid, command = "SET_INTERVAL", payload = new { seconds = 30 } });
+        await gateway.SendRawAsync("once-device", request);
+        await gateway.WaitForAnswerAsync("once-device", uuid, Deadline);
+        running.Device.ChangeInterval(TimeSpan.FromSeconds(7)); // a change a second run would undo
+
+        await gateway.SendRawAsync("once-device", request);
+        var again = await gateway.WaitForAsync(m => m.Topic == "iot/cmd/resp/once-device" && m.Payload.Contains(uuid, StringComparison.Ordinal),
+            Deadline, "the second answer", occurrence: 2);
+        Assert.Equal("OK", JsonDocument.Parse(again.Payload).RootElement.GetProperty("commandResult").GetString());
+        Assert.Equal(TimeSpan.FromSeconds(7), running.Device.Interval);
+        Assert.Contains("ALREADY EXECUTED: ANSWERING AGAIN WITHOUT RUNNING IT", running.Log, StringComparison.Ordinal);
     }
 
     [Fact]
