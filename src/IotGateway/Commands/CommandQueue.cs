@@ -65,19 +65,20 @@ public sealed class CommandQueue(GatewayDbContext db, DatabaseWriteGate writeGat
 
             write.Commit();
 
+            // Before the hand-over, which may publish and mark a command Published at once: Pending comes first.
+            foreach (var command in commands)
+            {
+                if (events.Wants(command.DeviceId))
+                {
+                    events.Publish(ServerEvent.Command(command.DeviceId, command.Id, CommandStatus.Pending, now));
+                }
+            }
+
             // Still inside the gate: the dispatcher receives commands in the order they were committed.
             dispatcher.HandOver(commands);
         }
 
         metrics.CommandTransition(CommandStatus.Pending, commands.Count);
-        foreach (var command in commands)
-        {
-            if (events.Wants(command.DeviceId))
-            {
-                events.Publish(ServerEvent.Command(command.DeviceId, command.Id, CommandStatus.Pending, now));
-            }
-        }
-
         return commands;
     }
 

@@ -7,8 +7,11 @@ public sealed class EventOptions
     public const string Section = "Events";
 
     // Events a client of GET /api/events may fall behind by; one more and it is dropped, so publishing never waits.
+    // Twice Ingest:MaxBatchSize: a committed batch arrives all at once, and a client that keeps up must not lose it.
+    // The events are shared between clients: a client's buffer costs a reference per event, the events themselves
+    // (about 300 bytes a reading) stay alive while any client still has to send them.
     [Range(16, 1_000_000)]
-    public int ClientBuffer { get; set; } = 1024;
+    public int ClientBuffer { get; set; } = 16384;
 
     // A comment line this often keeps proxies and load balancers from closing a quiet stream.
     [Range(0.05, 3600)]
