@@ -22,6 +22,7 @@ public sealed class RetentionTests
             s["Telemetry:RetentionBatchSize"] = "100";
             s["Telemetry:RetentionIntervalMinutes"] = "10080";
         });
+        await WaitForRunsAsync(gateway, 1); // the run at start, on an empty table
         var now = DateTimeOffset.UtcNow;
         SeededReadings.Insert(gateway.DatabasePath, "gone", Seed(3000, now.AddDays(-40), """{"temp":1}"""));
         SeededReadings.Insert(gateway.DatabasePath, "mixed", Seed(2000, now.AddDays(-35), """{"temp":2}"""));
