@@ -69,12 +69,10 @@ public sealed class SchemaExamples : ISchemaFilter
     }
 }
 
-// Routes whose answer is not JSON: their [TextResponse] bodies with examples for 200, and problem details for errors
-// (which the API explorer would otherwise list under the stream's media type).
+// Routes whose answer is not JSON: their [TextResponse] bodies with examples for 200, and their errors as what they
+// are, problem details (the API explorer lists them under the JSON formatters' media types, or the stream's).
 public sealed class TextResponses : IOperationFilter
 {
-    private static readonly string[] Streamed = ["text/event-stream", "text/csv", "application/x-ndjson"];
-
     public void Apply(OpenApiOperation operation, OperationFilterContext context)
     {
         var bodies = context.MethodInfo.GetCustomAttributes<TextResponseAttribute>().ToList();
@@ -95,7 +93,7 @@ public sealed class TextResponses : IOperationFilter
 
         foreach (var (status, response) in operation.Responses)
         {
-            if (status != "200" && response is OpenApiResponse { Content: { } content } && content.Keys.Any(Streamed.Contains))
+            if (status != "200" && response is OpenApiResponse { Content: { Count: > 0 } content })
             {
                 var schema = content.Values.First().Schema;
                 content.Clear();
