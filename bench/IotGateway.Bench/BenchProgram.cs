@@ -14,8 +14,8 @@ public static class BenchProgram
 
         Usage: dotnet run --project bench/IotGateway.Bench -c Release -- <subcommand> [options] [--configuration Release|Debug]
 
-          ingest    [--readings 100000] [--rounds 3]           drain a QoS 1 backlog: gateway vs mosquitto_sub
-          roundtrip [--devices 100] [--commands 10000] [--callers 8] [--warmup 15000]
+          ingest    [--readings 100000] [--rounds 3]           drain a QoS 1 backlog: gateway (SQLite, PostgreSQL) vs mosquitto_sub
+          roundtrip [--devices 100] [--commands 10000] [--callers 8] [--warmup 15000] [--database sqlite|postgresql]
                                                                command round trip vs bare MQTT request/response
           fleet     [--devices 10000]                          sign-in, memory, CPU and a bulk PING of a large fleet
           startup   [--readings 1000000]                       start → ready, empty and with N stored readings
@@ -101,7 +101,7 @@ public static class BenchProgram
     private static BenchArguments Options(string subcommand, string[] rest) => subcommand switch
     {
         "ingest" => BenchArguments.Parse(rest, ["readings", "rounds", "configuration"]),
-        "roundtrip" => BenchArguments.Parse(rest, ["devices", "commands", "callers", "warmup", "configuration"]),
+        "roundtrip" => BenchArguments.Parse(rest, ["devices", "commands", "callers", "warmup", "database", "configuration"]),
         "fleet" => BenchArguments.Parse(rest, ["devices", "configuration"]),
         "startup" => BenchArguments.Parse(rest, ["readings", "configuration"]),
         "reads" => BenchArguments.Parse(rest, ["readings", "configuration"]),
@@ -119,6 +119,7 @@ public static class BenchProgram
                 options.Int("commands", RoundTripBenchmark.DefaultCommands),
                 options.Int("callers", RoundTripBenchmark.DefaultCallers),
                 options.Int("warmup", RoundTripBenchmark.DefaultWarmUpCommands),
+                options.Text("database", "sqlite"),
                 cancellationToken),
             "fleet" => new FleetBenchmark(layout).RunAsync(options.Int("devices", FleetBenchmark.DefaultDevices), cancellationToken),
             "startup" => new StartupBenchmark(layout).RunAsync(options.Int("readings", StartupBenchmark.DefaultReadings, min: 0), cancellationToken),
@@ -133,15 +134,17 @@ public static class BenchProgram
         var rows = new List<ResultRow>();
         var notes = new List<string>();
         var failed = false;
-        foreach (var subcommand in new[] { "ingest", "roundtrip", "fleet", "startup", "reads" })
+        foreach (var (subcommand, options) in new[] { ("ingest", defaults), ("roundtrip", defaults),
+                     ("roundtrip", BenchArguments.Parse(["--database", "postgresql"], ["database"])), ("fleet", defaults), ("startup", defaults),
+                     ("reads", defaults) })
         {
             Console.Error.WriteLine($"running {subcommand} …");
             try
             {
-                var result = await RunOneAsync(subcommand, layout, defaults, cancellationToken);
+                var result = await RunOneAsync(subcommand, layout, options, cancellationToken);
                 Report.Print(result);
-                rows.AddRange(result.Rows.Select(r => r with { Figure = $"{subcommand}: {r.Figure}" }));
-                notes.AddRange(result.Notes.Select(n => $"{subcommand}: {n}"));
+                rows.AddRange(result.Rows.Select(r => r with { Figure = $"{result.Name}: {r.Figure}" }));
+                notes.AddRange(result.Notes.Select(n => $"{result.Name}: {n}"));
             }
             catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
             {

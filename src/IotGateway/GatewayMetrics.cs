@@ -1,109 +1,165 @@
+using System.Diagnostics.Metrics;
 using IotGateway.Data;
+using IotGateway.Mqtt;
 using IotGateway.Telemetry;
-using Prometheus;
+using Microsoft.Extensions.Diagnostics.Metrics;
+using OpenTelemetry.Metrics;
 
 namespace IotGateway;
 
-// Every instrument the gateway publishes at /metrics (Prometheus text), with the runtime's and ASP.NET Core's.
-public sealed class GatewayMetrics
+// Every instrument the gateway publishes. They come from this host's IMeterFactory, so each host (and each test host
+// in one process) has its own; OpenTelemetry exports them at /metrics as Prometheus text: a dotted name becomes
+// underscores, a counter gains _total, a unit of seconds _seconds (iot_gateway.ingest.lag -> iot_gateway_ingest_lag_seconds).
+public sealed class GatewayMetrics : IHostedService
 {
-    private static readonly Counter MessagesReceivedTotal = Metrics.CreateCounter(
-        "iot_gateway_messages_received_total", "MQTT messages received from devices, by kind (Data, CommandResponse, Register).", "kind");
+    public const string MeterName = "IotGateway";
 
-    private static readonly Counter ReadingsStoredTotal = Metrics.CreateCounter(
-        "iot_gateway_readings_stored_total", "Telemetry readings committed to the database.");
+    // Reasons known in advance, exported at 0 from the start; a new reason still appears at its first use.
+    private static readonly string[] RejectReasons =
+    [
+        "oversized", "empty", "unreadable", "unknown-topic", "bad-device-id", "bad-message-id", "bad-command-response", "bad-register-payload",
+        "unknown-command", "command-already-finished", "refused-by-database",
+    ];
 
-    private static readonly Counter ReadingsDuplicateTotal = Metrics.CreateCounter(
-        "iot_gateway_readings_duplicate_total", "Redelivered readings dropped because their message id was already stored.");
+    private readonly Counter<long> _messagesReceived;
+    private readonly Counter<long> _readingsStored;
+    private readonly Counter<long> _readingsDuplicate;
+    private readonly Counter<long> _messagesRejected;
+    private readonly Histogram<double> _ingestLag;
+    private readonly Counter<long> _commandTransitions;
+    private readonly Histogram<double> _commandRoundTrip;
+    private readonly Counter<long> _brokerConnects;
+    private readonly Counter<long> _brokerDisconnects;
+    private readonly Counter<long> _eventClientsDropped;
+    private readonly Counter<long> _retentionDeleted;
+    private int _brokerConnected;
+    private int _signedInDevices;
+    private int _eventClients;
+    private double _retentionLastRun;
 
-    private static readonly Counter MessagesRejectedTotal = Metrics.CreateCounter(
-        "iot_gateway_messages_rejected_total", "Messages not stored, by reason (oversized, empty, unknown-topic, bad-command-response, ...).", "reason");
-
-    private static readonly Histogram IngestLagSeconds = Metrics.CreateHistogram(
-        "iot_gateway_ingest_lag_seconds", "Time from a batch's first message arriving to its commit.",
-        new HistogramConfiguration { Buckets = Histogram.ExponentialBuckets(0.0005, 2, 16) });
-
-    private static readonly Counter CommandTransitionsTotal = Metrics.CreateCounter(
-        "iot_gateway_command_transitions_total", "Commands entering a status (Pending, Published, Completed, Failed, Expired, Cancelled).", "status");
-
-    private static readonly Histogram CommandRoundTripSeconds = Metrics.CreateHistogram(
-        "iot_gateway_command_round_trip_seconds", "Time from queueing a command to storing the device's answer.",
-        new HistogramConfiguration { Buckets = Histogram.ExponentialBuckets(0.001, 2, 20) });
-
-    private static readonly Counter BrokerConnectsTotal = Metrics.CreateCounter(
-        "iot_gateway_broker_connects_total", "Successful connections to the broker.");
-
-    private static readonly Counter BrokerDisconnectsTotal = Metrics.CreateCounter(
-        "iot_gateway_broker_disconnects_total", "Lost connections to the broker.");
-
-    private static readonly Gauge BrokerConnectedGauge = Metrics.CreateGauge(
-        "iot_gateway_broker_connected", "1 while the gateway is connected to the broker, else 0.");
-
-    private static readonly Gauge SignedInDevicesGauge = Metrics.CreateGauge(
-        "iot_gateway_devices_signed_in", "Devices whose last presence message was SIGN_IN.");
-
-    private static readonly Gauge IngestQueueLengthGauge = Metrics.CreateGauge(
-        "iot_gateway_ingest_queue_length", "Messages received and waiting for the database writer.");
-
-    private static readonly Gauge EventClientsGauge = Metrics.CreateGauge(
-        "iot_gateway_event_clients", "Clients connected to GET /api/events.");
-
-    private static readonly Counter EventClientsDroppedTotal = Metrics.CreateCounter(
-        "iot_gateway_event_clients_dropped_total", "Event stream clients dropped because they fell Events:ClientBuffer events behind.");
-
-    private static readonly Counter RetentionDeletedTotal = Metrics.CreateCounter(
-        "iot_gateway_retention_deleted_total", "Readings deleted because they were older than Telemetry:RetentionDays.");
-
-    private static readonly Gauge RetentionLastRunGauge = Metrics.CreateGauge(
-        "iot_gateway_retention_last_run_timestamp_seconds", "When the last retention run finished (Unix time); 0 before the first or with retention off.");
-
-    // The registry is process-wide, so its callback is registered once and reads the queue of the newest host
-    // (there is one in production; test hosts come one after another).
-    private static IngestQueue? s_queue;
-
-    static GatewayMetrics() =>
-        Metrics.DefaultRegistry.AddBeforeCollectCallback(() => IngestQueueLengthGauge.Set(Volatile.Read(ref s_queue)?.Count ?? 0));
-
-    public GatewayMetrics(IngestQueue queue) => Volatile.Write(ref s_queue, queue);
+    public GatewayMetrics(IMeterFactory meters, IngestQueue queue)
+    {
+        var meter = meters.Create(MeterName);
+        _messagesReceived = meter.CreateCounter<long>("iot_gateway.messages.received", "{message}",
+            "MQTT messages received from devices, by kind (Data, CommandResponse, Register).");
+        _readingsStored = meter.CreateCounter<long>("iot_gateway.readings.stored", "{reading}", "Telemetry readings committed to the database.");
+        _readingsDuplicate = meter.CreateCounter<long>("iot_gateway.readings.duplicate", "{reading}",
+            "Redelivered readings dropped because their message id was already stored.");
+        _messagesRejected = meter.CreateCounter<long>("iot_gateway.messages.rejected", "{message}",
+            "Messages not stored, by reason (oversized, empty, unknown-topic, bad-command-response, ...).");
+        _ingestLag = meter.CreateHistogram("iot_gateway.ingest.lag", "s", "Time from a batch's first message arriving to its commit.",
+            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = Doubling(0.0005, 16) });
+        _commandTransitions = meter.CreateCounter<long>("iot_gateway.command.transitions", "{command}",
+            "Commands entering a status (Pending, Published, Completed, Failed, Expired, Cancelled).");
+        _commandRoundTrip = meter.CreateHistogram("iot_gateway.command.round_trip", "s", "Time from queueing a command to storing the device's answer.",
+            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = Doubling(0.001, 20) });
+        _brokerConnects = meter.CreateCounter<long>("iot_gateway.broker.connects", "{connect}", "Successful connections to the broker.");
+        _brokerDisconnects = meter.CreateCounter<long>("iot_gateway.broker.disconnects", "{disconnect}", "Lost connections to the broker.");
+        meter.CreateObservableGauge("iot_gateway.broker.connected", () => Volatile.Read(ref _brokerConnected), null,
+            "1 while the gateway is connected to the broker, else 0.");
+        meter.CreateObservableGauge("iot_gateway.devices.signed_in", () => Volatile.Read(ref _signedInDevices), "{device}",
+            "Devices whose last presence message was SIGN_IN.");
+        meter.CreateObservableGauge("iot_gateway.ingest.queue_length", () => queue.Count, "{message}",
+            "Messages received and waiting for the database writer.");
+        meter.CreateObservableGauge("iot_gateway.event.clients", () => Volatile.Read(ref _eventClients), "{client}", "Clients connected to GET /api/events.");
+        _eventClientsDropped = meter.CreateCounter<long>("iot_gateway.event.clients_dropped", "{client}",
+            "Event stream clients dropped because they fell Events:ClientBuffer events behind.");
+        _retentionDeleted = meter.CreateCounter<long>("iot_gateway.retention.deleted", "{reading}",
+            "Readings deleted because they were older than Telemetry:RetentionDays.");
+        meter.CreateObservableGauge("iot_gateway.retention.last_run_timestamp", () => Volatile.Read(ref _retentionLastRun), "s",
+            "When the last retention run finished (Unix time); 0 before the first or with retention off.");
+    }
 
     public bool BrokerConnected
     {
-        set => BrokerConnectedGauge.Set(value ? 1 : 0);
+        set => Volatile.Write(ref _brokerConnected, value ? 1 : 0);
     }
 
     public int SignedInDevices
     {
-        set => SignedInDevicesGauge.Set(value);
+        set => Volatile.Write(ref _signedInDevices, value);
     }
 
     public int EventClients
     {
-        set => EventClientsGauge.Set(value);
+        set => Volatile.Write(ref _eventClients, value);
     }
 
-    public void EventClientDropped() => EventClientsDroppedTotal.Inc();
+    public void EventClientDropped() => _eventClientsDropped.Add(1);
 
     public void RetentionRun(int deleted, DateTimeOffset finishedAt)
     {
-        RetentionDeletedTotal.Inc(deleted);
-        RetentionLastRunGauge.Set(finishedAt.ToUnixTimeMilliseconds() / 1000.0);
+        _retentionDeleted.Add(deleted);
+        Volatile.Write(ref _retentionLastRun, finishedAt.ToUnixTimeMilliseconds() / 1000.0);
     }
 
-    public void MessagesReceived(string kind, int count) => MessagesReceivedTotal.WithLabels(kind).Inc(count);
+    public void MessagesReceived(string kind, int count) => _messagesReceived.Add(count, new KeyValuePair<string, object?>("kind", kind));
 
-    public void ReadingsStored(int count) => ReadingsStoredTotal.Inc(count);
+    public void ReadingsStored(int count) => _readingsStored.Add(count);
 
-    public void ReadingsDuplicate(int count) => ReadingsDuplicateTotal.Inc(count);
+    public void ReadingsDuplicate(int count) => _readingsDuplicate.Add(count);
 
-    public void MessageRejected(string reason) => MessagesRejectedTotal.WithLabels(reason).Inc();
+    public void MessageRejected(string reason) => _messagesRejected.Add(1, new KeyValuePair<string, object?>("reason", reason));
 
-    public void IngestLag(TimeSpan lag) => IngestLagSeconds.Observe(lag.TotalSeconds);
+    public void IngestLag(TimeSpan lag) => _ingestLag.Record(lag.TotalSeconds);
 
-    public void CommandTransition(CommandStatus status, int count = 1) => CommandTransitionsTotal.WithLabels(status.ToString()).Inc(count);
+    public void CommandTransition(CommandStatus status, int count = 1) =>
+        _commandTransitions.Add(count, new KeyValuePair<string, object?>("status", status.ToString()));
 
-    public void CommandRoundTrip(TimeSpan elapsed) => CommandRoundTripSeconds.Observe(elapsed.TotalSeconds);
+    public void CommandRoundTrip(TimeSpan elapsed) => _commandRoundTrip.Record(elapsed.TotalSeconds);
 
-    public void BrokerConnect() => BrokerConnectsTotal.Inc();
+    public void BrokerConnect() => _brokerConnects.Add(1);
 
-    public void BrokerDisconnect() => BrokerDisconnectsTotal.Inc();
+    public void BrokerDisconnect() => _brokerDisconnects.Add(1);
+
+    // Every series with a known label set exists from the start, at 0, as Prometheus users expect. Done when the host
+    // starts: the exporter listens from then on, and a measurement taken before would be lost.
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        foreach (var kind in Enum.GetNames<TopicKind>())
+        {
+            MessagesReceived(kind, 0);
+        }
+
+        foreach (var reason in RejectReasons)
+        {
+            _messagesRejected.Add(0, new KeyValuePair<string, object?>("reason", reason));
+        }
+
+        foreach (var status in Enum.GetValues<CommandStatus>())
+        {
+            CommandTransition(status, 0);
+        }
+
+        ReadingsStored(0);
+        ReadingsDuplicate(0);
+        _brokerConnects.Add(0);
+        _brokerDisconnects.Add(0);
+        _eventClientsDropped.Add(0);
+        _retentionDeleted.Add(0);
+        return Task.CompletedTask;
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    private static double[] Doubling(double first, int count) => [.. Enumerable.Range(0, count).Select(i => first * Math.Pow(2, i))];
+}
+
+public static class MetricsSetup
+{
+    public static IServiceCollection AddGatewayMetrics(this IServiceCollection services)
+    {
+        services.AddSingleton<GatewayMetrics>();
+        services.AddHostedService(sp => sp.GetRequiredService<GatewayMetrics>());
+        // Answers are computed per scrape: the exporter's default response cache would show a scrape's numbers twice.
+        services.AddOpenTelemetry().WithMetrics(metrics => metrics.AddPrometheusExporter(o => o.ScrapeResponseCacheDurationMilliseconds = 0));
+        // Which meters are exported. Local: only this host's (its IMeterFactory's), so hosts in one process do not mix;
+        // the runtime's meter is process-wide. Nothing else (MsQuic's, for one, would add some thirty series at 0).
+        services.AddMetrics(metrics => metrics
+            .EnableMetrics(GatewayMetrics.MeterName, scopes: MeterScope.Local)
+            .EnableMetrics("Microsoft.AspNetCore.Hosting", scopes: MeterScope.Local)
+            .EnableMetrics("Microsoft.AspNetCore.Server.Kestrel", scopes: MeterScope.Local)
+            .EnableMetrics("System.Runtime", scopes: MeterScope.Global));
+        return services;
+    }
 }

@@ -1,4 +1,3 @@
-using System.Text.Json.Serialization;
 using IotGateway;
 using IotGateway.Api;
 using IotGateway.Commands;
@@ -9,24 +8,22 @@ using IotGateway.Health;
 using IotGateway.Mqtt;
 using IotGateway.Security;
 using IotGateway.Telemetry;
-using Prometheus;
 
 if (args is ["healthcheck", var probeUrl])
 {
     return await HealthProbe.RunAsync(probeUrl);
 }
 
-// Settings are read once at start (options are not monitored). Watching for appsettings.json changes would watch
-// the content root, which usually holds data/: the watcher thread woke at every database write.
-var builder = WebApplication.CreateBuilder([.. args, "--hostBuilder:reloadConfigOnChange=false"]);
+var builder = WebApplication.CreateBuilder(args).ReadSettingsOnce();
+builder.Logging.SetLogLevelDefaults();
 
 // Configuration: appsettings.json (repository root, copied next to the binary), environment, the article's variables, command line
 builder.Configuration.AddSettingsBesideBinary(builder.Environment.ContentRootPath).AddArticleEnvironmentVariables();
 builder.Services.AddSingleton(TimeProvider.System);
-builder.Services.AddSingleton<GatewayMetrics>();
+builder.Services.AddGatewayMetrics();
 
 // Storage
-builder.Services.AddGatewayStorage(builder.Configuration);
+builder.Services.AddGatewayStorage();
 
 // MQTT: the embedded broker (when BROKER=embedded), then the gateway's own persistent-session client
 builder.Services.AddGatewayMqtt();
@@ -39,13 +36,10 @@ builder.Services.AddCommands();
 builder.Services.AddGatewayEvents();
 
 // HTTP API
-builder.Services.AddControllers()
-    .AddJsonOptions(o =>
-    {
-        o.JsonSerializerOptions.Converters.Add(new JsonStringEnumConverter());
-        // Stored JSON (JsonText.MaxDepth deep) is written inside the API's own objects.
-        o.JsonSerializerOptions.MaxDepth = JsonText.ApiMaxDepth;
-    });
+builder.WebHost.ConfigureKestrel(kestrel => kestrel.UseProblemDetailsForKestrelErrors());
+builder.Services.AddControllers(o => o.ModelBinderProviders.Insert(0, new ApiTimeModelBinderProvider()))
+    .AddJsonOptions(o => Json.Configure(o.JsonSerializerOptions));
+builder.Services.ConfigureHttpJsonOptions(o => Json.Configure(o.SerializerOptions));
 builder.Services.AddProblemDetails();
 builder.Services.AddGatewaySecurity();
 builder.Services.AddExceptionHandler<BadRequestExceptionHandler>();
@@ -67,13 +61,16 @@ app.UseExceptionHandler();
 app.UseStatusCodePages();
 app.UseDatabaseReadiness();
 app.UseGatewaySwagger();
+app.UseNotFoundForUnknownPaths();
 app.UseAuthentication();
 app.UseAuthorization();
 app.UseRateLimiter();
 app.MapControllers();
+// The web console's place; until it exists, the API's description.
+app.MapGet("/", () => Results.Redirect("/swagger")).AllowAnonymous().ExcludeFromDescription();
 // Health and metrics stay open: they reveal no device data, and probes carry no keys.
 app.MapGatewayHealthChecks();
-app.MapMetrics().AllowAnonymous(); // Prometheus text: the gateway's instruments (GatewayMetrics) and the runtime's
+app.MapPrometheusScrapingEndpoint().AllowAnonymous(); // Prometheus text: the gateway's instruments (GatewayMetrics), ASP.NET Core's and the runtime's
 app.LogEndpointsOnStart();
 
 var started = false;
@@ -85,8 +82,9 @@ try
 catch (Exception ex) when (!started)
 {
     // It never started: a port already taken (the embedded broker's or the HTTP one) is the usual reason. One line
-    // that says which and an exit code, not an unhandled-exception abort (the host has logged the details above).
+    // that says which and an exit code, not an unhandled-exception abort; the stack trace only at Debug.
     app.Logger.LogCritical("The gateway could not start and stops: {Reason}", ex.Message);
+    app.Logger.LogDebug(ex, "Start failure");
     return StartFailure.ExitCode;
 }
 

@@ -1,12 +1,11 @@
 using IotGateway.Data;
-using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 
 namespace IotGateway;
 
 // Every bound section is validated before the gateway acts on any of them (the API key store would otherwise
-// create a key file for a gateway that is about to stop). A bad setting ends the process with one line that names
-// the key, and exit code 78 (EX_CONFIG), instead of an unhandled-exception stack trace.
+// create a key file for a gateway that is about to stop). A bad setting ends the process with one line per problem
+// that names the key, and exit code 78 (EX_CONFIG), instead of an unhandled-exception stack trace.
 public static class SettingsCheck
 {
     public const int ExitCode = 78;
@@ -16,46 +15,44 @@ public static class SettingsCheck
         try
         {
             services.GetService<IStartupValidator>()?.Validate();
-            // The connection string is checked when the database options are built (a file, not :memory:).
-            _ = services.GetRequiredService<DbContextOptions<GatewayDbContext>>();
+            // The configured provider's connection string (SQLite: a file, not :memory:; PostgreSQL: Npgsql's form).
+            StorageSetup.CheckConnectionString(services);
             return true;
         }
-        catch (Exception e) when (IsSettingError(e))
+        catch (Exception e) when (Reasons(e, services.GetServices<SettingsSection>().ToList()) is { Count: > 0 } reasons)
         {
-            foreach (var reason in Reasons(e))
+            foreach (var reason in reasons)
             {
                 logger.LogCritical("Invalid setting, the gateway stops: {Reason}", reason);
             }
 
+            logger.LogDebug(e, "The settings check failed");
             return false;
         }
     }
 
-    // Validation failures, the configuration binder's errors (unknown key, a value of the wrong type) and our
-    // connection string check; anything else (a bug) keeps its stack trace.
-    private static bool IsSettingError(Exception e) => e switch
+    // Settings errors are known by their type: options validation (which includes ConfigurationBinding's checks of
+    // keys and values) and our own InvalidSettingException. Anything else (a bug) keeps its stack trace.
+    private static List<string>? Reasons(Exception e, IReadOnlyList<SettingsSection> sections)
     {
-        OptionsValidationException => true,
-        AggregateException all => all.InnerExceptions.All(IsSettingError),
-        InvalidSettingException => true,
-        // The (reflection) configuration binder's own errors.
-        InvalidOperationException => e.TargetSite?.DeclaringType?.Namespace == "Microsoft.Extensions.Configuration",
-        _ => false,
-    };
-
-    private static IEnumerable<string> Reasons(Exception e) => e switch
-    {
-        AggregateException all => all.InnerExceptions.SelectMany(Reasons),
-        OptionsValidationException invalid => invalid.Failures.Select(failure => InSection(invalid.OptionsType, failure)),
-        _ => [e.Message],
-    };
+        switch (e)
+        {
+            case OptionsValidationException invalid:
+                return [.. invalid.Failures.Select(failure => InSection(invalid.OptionsType, failure, sections))];
+            case InvalidSettingException invalid:
+                return [invalid.Message];
+            case AggregateException all:
+                var inner = all.InnerExceptions.Select(x => Reasons(x, sections)).ToList();
+                return inner.All(r => r is not null) ? [.. inner.SelectMany(r => r!)] : null;
+            default:
+                return null;
+        }
+    }
 
     // Data-annotation failures name the class and member ("'QueueCapacity' with the error ..."): say the section too.
-    private static string InSection(Type optionsType, string failure) =>
-        optionsType.GetField("Section")?.GetValue(null) is string section && !failure.Contains(section + ":", StringComparison.Ordinal)
+    private static string InSection(Type optionsType, string failure, IReadOnlyList<SettingsSection> sections) =>
+        sections.FirstOrDefault(s => s.OptionsType == optionsType)?.Name is { } section
+        && !failure.Contains(section + ":", StringComparison.OrdinalIgnoreCase)
             ? $"{section}: {failure}"
             : failure;
 }
-
-// A setting the gateway cannot work with, found outside the options validators (e.g. the connection string).
-public sealed class InvalidSettingException(string message, Exception? inner = null) : InvalidOperationException(message, inner);

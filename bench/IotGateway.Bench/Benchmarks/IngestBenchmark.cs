@@ -17,6 +17,7 @@ public sealed class IngestBenchmark(RepositoryLayout layout)
 {
     public const int DefaultReadings = 100_000;
     private const string GatewayClientId = "bench-gateway";
+    private const string PostgresGatewayClientId = "bench-gateway-pg";
     private const string SubscriberClientId = "bench-sub";
     private const string LibraryClientId = "bench-mqttnet";
     private const string BufferedLibraryClientId = "bench-mqttnet-buffered";
@@ -34,14 +35,16 @@ public sealed class IngestBenchmark(RepositoryLayout layout)
     public async Task<BenchResult> RunAsync(int readings, int rounds, CancellationToken cancellationToken)
     {
         var results = new List<IngestRound>();
+        await using var postgres = await PostgresServer.StartAsync(cancellationToken);
         for (var round = 1; round <= rounds; round++)
         {
             Console.Error.WriteLine($"ingest round {round} of {rounds} …");
-            results.Add(await RunRoundAsync(readings, cancellationToken));
+            results.Add(await RunRoundAsync(readings, await postgres.CreateDatabaseAsync($"ingest_{round}", cancellationToken), cancellationToken));
         }
 
         var middle = results.OrderBy(r => r.Ratio).ElementAt(results.Count / 2);
-        var (publishTime, subscriber, library, bufferedLibrary, gateway) = middle;
+        var (publishTime, subscriber, library, bufferedLibrary, gateway, onPostgres) = middle;
+        var postgresDrainRate = readings / onPostgres.Drain.TotalSeconds;
         var subscriberRate = readings / subscriber.FirstToLast.TotalSeconds;
         var libraryRate = readings / library.FirstToLast.TotalSeconds;
         var bufferedLibraryRate = readings / bufferedLibrary.FirstToLast.TotalSeconds;
@@ -68,28 +71,35 @@ public sealed class IngestBenchmark(RepositoryLayout layout)
             new("gateway drain rate / mosquitto_sub rate, each round (mosquitto_sub's drain time)",
                 string.Join(", ", results.Select(r => $"{r.Ratio:0.00} ({Report.Seconds(r.Subscriber.Total)})"))),
             new("gateway drain rate / MQTTnet-alone rate", $"{gatewayDrainRate / libraryRate:0.00}"),
+            new("gateway on PostgreSQL: process start → /health/ready", Report.Seconds(onPostgres.Ready)),
+            new("gateway on PostgreSQL drain: first reading received → all stored",
+                $"{Report.Seconds(onPostgres.Drain)} ({Report.Rate(postgresDrainRate, "readings")}, {postgresDrainRate / subscriberRate:0.00} of mosquitto_sub, {postgresDrainRate / gatewayDrainRate:0.00} of SQLite)"),
+            new("gateway on PostgreSQL drain rate / mosquitto_sub rate, each round",
+                string.Join(", ", results.Select(r => $"{r.Subscriber.FirstToLast / r.OnPostgres.Drain:0.00}"))),
             new("gateway total rate / mosquitto_sub rate (start-up included)", $"{gatewayTotalRate / subscriberRate:0.00}"),
         };
         var notes = new List<string>
         {
             $"{Report.Count(readings)} readings of ~110 bytes JSON on iot/data/dev-0..dev-{DeviceCount - 1}, each with a messageId; the gateway starts on an empty database.",
-            "Stored readings are read from the gateway's SQLite file (sum of Devices.TelemetryCount) every 20 ms; the gateway's drain runs from the earliest ReceivedAt it stored to the poll that saw the last reading (so up to 20 ms too long). The MQTTnet client times its own first and last message; mosquitto_sub is timed from process start to exit.",
+            "The gateway drains the same backlog twice, from two sessions: on SQLite (a file in a temp folder), then on PostgreSQL (Debian's package, a cluster of the bench's own on loopback, fsync and synchronous_commit on, a new database each round).",
+            "Stored readings are read from the gateway's SQLite file (or PostgreSQL database) (sum of Devices.TelemetryCount) every 20 ms; the gateway's drain runs from the earliest ReceivedAt it stored to the poll that saw the last reading (so up to 20 ms too long). The MQTTnet client times its own first and last message; mosquitto_sub is timed from process start to exit.",
             $"Figures above the per-round row are those of one round{which}; every round starts its own Mosquitto, backlog and gateway.",
         };
         notes.AddRange(results.SelectMany(r => r.Gateway.Notes).Distinct());
         return new BenchResult("ingest", $"ingest: drain a backlog of {Report.Count(readings)} QoS 1 readings", rows, notes);
     }
 
-    private sealed record IngestRound(TimeSpan PublishTime, Drain Subscriber, Drain Library, Drain BufferedLibrary, GatewayDrain Gateway)
+    private sealed record IngestRound(TimeSpan PublishTime, Drain Subscriber, Drain Library, Drain BufferedLibrary, GatewayDrain Gateway, GatewayDrain OnPostgres)
     {
         public double Ratio => Subscriber.FirstToLast / Gateway.Drain;
     }
 
-    private async Task<IngestRound> RunRoundAsync(int readings, CancellationToken cancellationToken)
+    private async Task<IngestRound> RunRoundAsync(int readings, string postgres, CancellationToken cancellationToken)
     {
         await using var broker = await MosquittoBroker.StartAsync(cancellationToken);
 
         await MqttnetDrain.CreateSessionAsync(broker, GatewayClientId, DataTopicFilter, cancellationToken);
+        await MqttnetDrain.CreateSessionAsync(broker, PostgresGatewayClientId, DataTopicFilter, cancellationToken);
         await CreateSubscriberSessionAsync(broker, cancellationToken);
         await MqttnetDrain.CreateSessionAsync(broker, LibraryClientId, DataTopicFilter, cancellationToken);
         await MqttnetDrain.CreateSessionAsync(broker, BufferedLibraryClientId, DataTopicFilter, cancellationToken);
@@ -100,8 +110,9 @@ public sealed class IngestBenchmark(RepositoryLayout layout)
         var subscriber = await DrainWithMosquittoSubAsync(broker, readings, cancellationToken);
         var library = await DrainWithMqttnetAloneAsync(broker, LibraryClientId, readings, buffered: false, cancellationToken);
         var bufferedLibrary = await DrainWithMqttnetAloneAsync(broker, BufferedLibraryClientId, readings, buffered: true, cancellationToken);
-        var gateway = await DrainWithGatewayAsync(broker, readings, cancellationToken);
-        return new IngestRound(publishTime, subscriber, library, bufferedLibrary, gateway);
+        var gateway = await DrainWithGatewayAsync(broker, GatewayClientId, readings, null, cancellationToken);
+        var onPostgres = await DrainWithGatewayAsync(broker, PostgresGatewayClientId, readings, postgres, cancellationToken);
+        return new IngestRound(publishTime, subscriber, library, bufferedLibrary, gateway, onPostgres);
     }
 
     /// <summary>mosquitto_sub's persistent session (-c): subscribe, exit once the broker acknowledged it (-E).</summary>
@@ -212,10 +223,11 @@ public sealed class IngestBenchmark(RepositoryLayout layout)
     private sealed record GatewayDrain(TimeSpan Ready, TimeSpan FirstStored, long FirstStoredCount, TimeSpan Total, TimeSpan Drain, IReadOnlyList<string> Notes);
 
     /// <summary>Starts the gateway on an empty database and times it until every reading is stored.</summary>
-    private async Task<GatewayDrain> DrainWithGatewayAsync(MosquittoBroker broker, int readings, CancellationToken cancellationToken)
+    private async Task<GatewayDrain> DrainWithGatewayAsync(MosquittoBroker broker, string clientId, int readings, string? postgres,
+        CancellationToken cancellationToken)
     {
         using var data = TempDirectory.Create("iotgw-bench-ingest-");
-        await using var gateway = GatewayProcess.Start(layout, broker, GatewayClientId, data.Path);
+        await using var gateway = GatewayProcess.Start(layout, broker, clientId, data.Path, postgres);
         var readyTask = gateway.WaitUntilReadyAsync(TimeSpan.FromSeconds(60), cancellationToken);
 
         var timeout = TimeSpan.FromSeconds(60 + readings / 1000);

@@ -66,7 +66,7 @@ public sealed partial class ReadsBenchmark(RepositoryLayout layout)
             ["Telemetry__RetentionDays"] = "1",
             ["Logging__LogLevel__IotGateway.Telemetry.TelemetryRetention"] = "Information",
         };
-        await using (var gateway = GatewayProcess.Start(layout, broker, "bench-reads", data.Path, retentionSettings))
+        await using (var gateway = GatewayProcess.Start(layout, broker, "bench-reads", data.Path, settings: retentionSettings))
         {
             await gateway.WaitUntilReadyAsync(ReadyTimeout, cancellationToken);
             using var http = Client(gateway);

@@ -23,15 +23,24 @@ public sealed class RoundTripBenchmark(RepositoryLayout layout)
     // quiet); 15,000 commands take 10–12 s here. A gateway in service is long past that.
     public const int DefaultWarmUpCommands = 15_000;
 
-    public async Task<BenchResult> RunAsync(int devices, int commands, int callers, int warmUpCommands, CancellationToken cancellationToken)
+    // "sqlite" (the default) or "postgresql": the gateway's database (PostgreSQL: a durable cluster of the bench's own).
+    public async Task<BenchResult> RunAsync(int devices, int commands, int callers, int warmUpCommands, string database, CancellationToken cancellationToken)
     {
+        var postgres = database.Equals("postgresql", StringComparison.OrdinalIgnoreCase);
+        if (!postgres && !database.Equals("sqlite", StringComparison.OrdinalIgnoreCase))
+        {
+            throw new UsageException($"--database is sqlite or postgresql, not '{database}'.");
+        }
+
+        await using var postgresServer = postgres ? await PostgresServer.StartAsync(cancellationToken) : null;
+        var connectionString = postgresServer is null ? null : await postgresServer.CreateDatabaseAsync("roundtrip", cancellationToken);
         await using var broker = await MosquittoBroker.StartAsync(cancellationToken);
 
         // The bare limit first, while nothing else uses the broker or the CPU.
         var bare = await MeasureBareMqttAsync(broker, commands, callers, warmUpCommands, cancellationToken);
 
         using var data = TempDirectory.Create("iotgw-bench-roundtrip-");
-        await using var gateway = GatewayProcess.Start(layout, broker, "bench-roundtrip", data.Path);
+        await using var gateway = GatewayProcess.Start(layout, broker, "bench-roundtrip", data.Path, connectionString);
         await gateway.WaitUntilReadyAsync(TimeSpan.FromSeconds(60), cancellationToken);
         using var api = gateway.Api();
 
@@ -72,7 +81,11 @@ public sealed class RoundTripBenchmark(RepositoryLayout layout)
             notes.Add($"DEVICES RECEIVED {fleet.CommandsReceived} COMMANDS for {expectedCommands} queued (duplicates or losses).");
         }
 
-        return new BenchResult("roundtrip", $"roundtrip: {Report.Count(commands)} commands to {devices} online devices, {callers} callers", rows, notes);
+        notes.Add(postgres
+            ? "The gateway's database: PostgreSQL (Debian's package, a cluster of the bench's own on loopback, fsync and synchronous_commit on)."
+            : "The gateway's database: SQLite (a file in a temp folder).");
+        return new BenchResult(postgres ? "roundtrip-postgresql" : "roundtrip",
+            $"roundtrip ({(postgres ? "PostgreSQL" : "SQLite")}): {Report.Count(commands)} commands to {devices} online devices, {callers} callers", rows, notes);
     }
 
     private sealed record Measurement(LatencySummary Latency, double Rate, string? Stages = null);

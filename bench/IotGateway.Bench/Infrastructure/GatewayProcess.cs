@@ -38,21 +38,24 @@ public sealed class GatewayProcess : IAsyncDisposable
     public TimeSpan Uptime => _process.SinceStart.Elapsed;
 
     /// <summary>
-    /// Starts the gateway; <paramref name="dataDirectory"/> holds its SQLite file and is its working directory;
-    /// <paramref name="settings"/> are more environment variables (Telemetry__RetentionDays=…).
+    /// Starts the gateway; <paramref name="dataDirectory"/> is its working directory and holds its SQLite file, unless
+    /// <paramref name="postgres"/> (an Npgsql connection string) puts its data in PostgreSQL. DatabasePath is then that
+    /// connection string (GatewayDatabase reads either). <paramref name="settings"/> are more environment variables
+    /// (Telemetry__RetentionDays=…).
     /// </summary>
-    public static GatewayProcess Start(RepositoryLayout layout, MosquittoBroker broker, string serverId, string dataDirectory,
+    public static GatewayProcess Start(RepositoryLayout layout, MosquittoBroker broker, string serverId, string dataDirectory, string? postgres = null,
         IReadOnlyDictionary<string, string>? settings = null)
     {
         var httpPort = FreePort.OnLoopback();
-        var databasePath = Path.Combine(dataDirectory, "gateway.db");
+        var databasePath = postgres ?? Path.Combine(dataDirectory, "gateway.db");
         var apiKey = Convert.ToHexString(System.Security.Cryptography.RandomNumberGenerator.GetBytes(16));
         var environment = new Dictionary<string, string>
         {
             ["BROKER"] = broker.Url,
             ["SERVER_ID"] = serverId,
             ["ASPNETCORE_URLS"] = $"http://127.0.0.1:{httpPort}",
-            ["ConnectionStrings__Gateway"] = $"Data Source={databasePath}",
+            ["ConnectionStrings__Gateway"] = postgres ?? $"Data Source={databasePath}",
+            ["Database__Provider"] = postgres is null ? "Sqlite" : "PostgreSQL",
             ["Logging__LogLevel__Default"] = "Warning",
             // The REST API needs a key; an operator key may queue commands.
             ["Api__Keys__0__Name"] = "bench",

@@ -1,6 +1,8 @@
 using Microsoft.AspNetCore.Diagnostics;
 using Microsoft.AspNetCore.Mvc;
+using IotGateway.Data;
 using Microsoft.Data.Sqlite;
+using Npgsql;
 using SQLitePCL;
 
 namespace IotGateway.Api;
@@ -32,8 +34,9 @@ public sealed class BadRequestExceptionHandler(IProblemDetailsService problems) 
 }
 
 // The database failing under a request (another process holding the write lock past the busy timeout, a full disk,
-// an I/O error) is the service being unavailable, not a bug: 503 with Retry-After and SQLite's reason. The
-// request's transaction was rolled back, so nothing of it was stored. Logged once per request, as a warning.
+// an I/O error; PostgreSQL unreachable or restarting) is the service being unavailable, not a bug: 503 with
+// Retry-After and the database's reason. The request's transaction was rolled back, so nothing of it was stored.
+// Logged once per request, as a warning.
 public sealed partial class DatabaseUnavailableExceptionHandler(ILogger<DatabaseUnavailableExceptionHandler> logger)
     : IExceptionHandler
 {
@@ -48,14 +51,16 @@ public sealed partial class DatabaseUnavailableExceptionHandler(ILogger<Database
 
     public async ValueTask<bool> TryHandleAsync(HttpContext httpContext, Exception exception, CancellationToken cancellationToken)
     {
-        var sqlite = Find(exception);
-        if (sqlite is null || !Unavailable.Contains(sqlite.SqliteErrorCode))
+        var reason = Find<SqliteException>(exception) is { } sqlite && Unavailable.Contains(sqlite.SqliteErrorCode) ? sqlite.Message
+            : Find<NpgsqlException>(exception) is { } postgres && DatabaseErrors.IsTransient(postgres) ? postgres.Message
+            : null;
+        if (reason is null)
         {
             return false;
         }
 
-        LogUnavailable(httpContext.Request.Method, httpContext.Request.Path, sqlite.Message);
-        await WriteAsync(httpContext, $"The database cannot be used now ({sqlite.Message}); nothing of this request was stored. Retry later.");
+        LogUnavailable(httpContext.Request.Method, httpContext.Request.Path, reason);
+        await WriteAsync(httpContext, $"The database cannot be used now ({reason}); nothing of this request was stored. Retry later.");
         return true;
     }
 
@@ -67,13 +72,13 @@ public sealed partial class DatabaseUnavailableExceptionHandler(ILogger<Database
             .ExecuteAsync(context);
     }
 
-    private static SqliteException? Find(Exception? exception)
+    private static T? Find<T>(Exception? exception) where T : Exception
     {
         for (; exception is not null; exception = exception.InnerException)
         {
-            if (exception is SqliteException sqlite)
+            if (exception is T found)
             {
-                return sqlite;
+                return found;
             }
         }
 

@@ -3,11 +3,60 @@ using IotGateway.Mqtt;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.Extensions.Configuration.Json;
+using Microsoft.Extensions.FileProviders;
 
 namespace IotGateway.Api;
 
 public static partial class Startup
 {
+    // Settings are read once at start (options are not monitored). The default appsettings.json sources watch for
+    // changes through the content root's file provider, which watches the whole content root, usually holding data/:
+    // its thread woke at every database write. The sources are re-added without reload, and that provider replaced.
+    public static WebApplicationBuilder ReadSettingsOnce(this WebApplicationBuilder builder)
+    {
+        var watching = builder.Environment.ContentRootFileProvider;
+        var quiet = new PhysicalFileProvider(builder.Environment.ContentRootPath);
+        var sources = builder.Configuration.Sources;
+        for (var i = 0; i < sources.Count; i++)
+        {
+            if (sources[i] is FileConfigurationSource { ReloadOnChange: true } file)
+            {
+                file.ReloadOnChange = false;
+                if (ReferenceEquals(file.FileProvider, watching))
+                {
+                    file.FileProvider = quiet;
+                }
+
+                sources[i] = file; // replacing a source rebuilds its provider
+            }
+        }
+
+        builder.Environment.ContentRootFileProvider = quiet;
+        (watching as IDisposable)?.Dispose();
+        return builder;
+    }
+
+    // Log levels the gateway starts with; appsettings.json or the environment (Logging__LogLevel__<category>) override
+    // them, since these rules come before the configuration's. The health-check service logs an error at every poll
+    // while not ready (ReadinessLog says it once); the host logs a start failure with its stack trace (Program says it
+    // in one line). A background service's crash is Critical, and still logged.
+    public static ILoggingBuilder SetLogLevelDefaults(this ILoggingBuilder logging)
+    {
+        logging.Services.Configure<LoggerFilterOptions>(options =>
+        {
+            options.Rules.Insert(0, new LoggerFilterRule(null, "Microsoft.Extensions.Diagnostics.HealthChecks", LogLevel.Critical, null));
+            options.Rules.Insert(0, new LoggerFilterRule(null, "Microsoft.Extensions.Hosting.Internal.Host", LogLevel.Critical, null));
+        });
+        return logging;
+    }
+
+    // A path no route knows is a 404 whatever the key: without this the authorization fallback answers 401 first.
+    // After Swagger UI (which is middleware), before authentication.
+    public static void UseNotFoundForUnknownPaths(this WebApplication app) =>
+        app.Use((context, next) => context.GetEndpoint() is not null ? next(context)
+            : Results.Problem(statusCode: StatusCodes.Status404NotFound, title: "Not found",
+                detail: $"No route answers {context.Request.Method} {context.Request.Path}. The API is described at /swagger.").ExecuteAsync(context));
+
     // appsettings.json lives at the repository root and is copied next to the binary. The host already reads the
     // one in its content root (the working directory, e.g. the repository root under `dotnet run`); only when
     // there is none there (the binary started from elsewhere) is the copy beside the binary added.
@@ -52,7 +101,7 @@ public static partial class Startup
                 LogHttp(logger, address, $"{address.TrimEnd('/')}/swagger", $"{address.TrimEnd('/')}/health/ready");
             }
 
-            LogMqtt(logger, broker.Enabled ? $"mqtt://0.0.0.0:{broker.Port} (embedded broker; devices connect here)" : connection.BrokerDescription);
+            LogMqtt(logger, broker.Enabled ? $"{broker.ListenAddress} (embedded broker; devices connect here)" : connection.BrokerDescription);
         });
     }
 

@@ -1,104 +1,168 @@
-using System.Reflection;
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using System.Text.Json.Serialization;
 using IotGateway.Commands;
 using IotGateway.Data;
 using IotGateway.Devices;
 using IotGateway.Events;
 using IotGateway.Telemetry;
-using Microsoft.OpenApi;
-using Swashbuckle.AspNetCore.SwaggerGen;
+using Microsoft.AspNetCore.Mvc;
 
 namespace IotGateway.Api;
 
-// A body that is not JSON (a stream, a file), with an example, for Swagger: the API explorer only describes JSON.
-[AttributeUsage(AttributeTargets.Method, AllowMultiple = true)]
-public sealed class TextResponseAttribute(string mediaType, string example) : Attribute
+// The values Swagger shows, built as the API builds its answers. The commands are those the device simulator
+// (src/DeviceSimulator) understands, with the answers it gives.
+internal static class Examples
 {
-    public string MediaType { get; } = mediaType;
-    public string Example { get; } = example;
-}
+    public sealed record DeviceCommand(string Name, string Summary, JsonNode? Payload, JsonNode Result);
 
-// Whole examples of the API's answers, as the gateway writes them, so Swagger UI shows real ones.
-public sealed class SchemaExamples : ISchemaFilter
-{
-    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { Converters = { new JsonStringEnumConverter() } };
+    public static readonly IReadOnlyList<DeviceCommand> Commands =
+    [
+        new("PING", "Is the device there? It answers PONG.", null, "PONG"),
+        new("SET_INTERVAL", "Send telemetry every 30 s from now on; it answers OK.", new JsonObject { ["seconds"] = 30 }, "OK"),
+        new("GET_CONFIG", "Its settings; the answer is a JSON object.", null, new JsonObject
+        {
+            ["deviceId"] = DeviceId, ["broker"] = "mqtt://localhost:1883", ["protocol"] = "5", ["intervalSeconds"] = 15,
+            ["onlineSeconds"] = 5, ["alwaysOnline"] = false, ["qos"] = 2,
+            ["topics"] = new JsonObject
+            {
+                ["data"] = "iot/data", ["commandRequest"] = "iot/cmd/req", ["commandResponse"] = "iot/cmd/resp", ["register"] = "iot/register",
+            },
+        }),
+        new("REBOOT", "Restart; it answers REBOOTING, then reconnects.", null, "REBOOTING"),
+    ];
 
-    private static readonly DateTimeOffset At = new(2026, 11, 25, 10, 15, 3, 501, TimeSpan.Zero);
-    private static readonly Guid CommandId = Guid.Parse("01937a4e-5f7c-7d21-9c55-0a4b3c2d1e0f");
-    private static readonly Guid BatchId = Guid.Parse("01937a4f-0a11-7b42-8e3d-6c5b4a392817");
+    private const string DeviceId = "sim-device-0001";
 
-    private static readonly ReadingView Reading = new(1041, "sensor-1", At, "iot/data/sensor-1", PayloadFormat.Json,
-        JsonSerializer.SerializeToElement(new { deviceId = "sensor-1", messageType = "DATA", temp = 21.5, sensors = new { humidity = 40 }, messageId = "r-17" }),
-        "r-17");
+    private static readonly JsonSerializerOptions Options = Json.Configure(new JsonSerializerOptions(JsonSerializerDefaults.Web));
+    private static readonly DateTimeOffset At = new(2026, 11, 24, 8, 53, 0, 123, TimeSpan.Zero);
+    private static readonly Guid CommandId = Guid.Parse("0193a5c2-7d4e-7b1a-9c3f-5e2d8a6b4c10");
+    private static readonly Guid BatchId = Guid.Parse("0193a5c2-9e01-7f2b-8d4c-1a2b3c4d5e6f");
 
-    private static readonly Dictionary<Type, object> Examples = new()
+    public static JsonNode Request(DeviceCommand command)
     {
-        [typeof(ReadingView)] = Reading,
-        [typeof(DeviceView)] = new DeviceView("sensor-1", true, At, At.AddDays(-12), At.AddHours(-3), At.AddHours(-3).AddMinutes(-5), 1041, 0, Reading),
-        [typeof(CommandView)] = new CommandView(CommandId, "sensor-1", "PING", null, CommandStatus.Completed, "PONG",
-            JsonSerializer.SerializeToElement(new { deviceId = "sensor-1", messageType = "commandResp", commandResult = "PONG", uuid = CommandId, command = "PING" }),
-            300, At, At.AddSeconds(300), At.AddMilliseconds(2), At.AddMilliseconds(9), null, null, "ops-console", null, null),
-        [typeof(QueuedCommand)] = new QueuedCommand(CommandId, "sensor-1", CommandStatus.Pending),
-        [typeof(AggregateItem)] = new AggregateItem(new DateTimeOffset(2026, 11, 25, 10, 0, 0, TimeSpan.Zero), 6, 20.5, 21.9, 21.2, 0),
-        [typeof(AggregateAnswer)] = new AggregateAnswer(
-            [
-                new AggregateItem(new DateTimeOffset(2026, 11, 25, 10, 0, 0, TimeSpan.Zero), 6, 20.5, 21.9, 21.2, 0),
-                new AggregateItem(new DateTimeOffset(2026, 11, 25, 10, 1, 0, TimeSpan.Zero), 5, 21.0, 23.1, 22.02, 1),
-                new AggregateItem(new DateTimeOffset(2026, 11, 25, 10, 3, 0, TimeSpan.Zero), 6, 22.4, 22.9, 22.65, 0),
-            ],
-            "sensor-1", "temp", 60, new DateTimeOffset(2026, 11, 25, 10, 0, 0, TimeSpan.Zero), new DateTimeOffset(2026, 11, 25, 11, 0, 0, TimeSpan.Zero),
-            AggregateRequest.MaxIntervals, 1),
-        [typeof(ForgottenDevice)] = new ForgottenDevice("sensor-1", 1041, 12),
-        [typeof(BulkCommandAccepted)] = new BulkCommandAccepted(BatchId, 250),
-        [typeof(BulkCommandSummary)] = new BulkCommandSummary(BatchId, 250,
-            new Dictionary<CommandStatus, int> { [CommandStatus.Completed] = 236, [CommandStatus.Published] = 11, [CommandStatus.Failed] = 3 }),
-        [typeof(BulkCancelled)] = new BulkCancelled(BatchId, 11, 250,
-            new Dictionary<CommandStatus, int> { [CommandStatus.Completed] = 236, [CommandStatus.Cancelled] = 11, [CommandStatus.Failed] = 3 }),
-        [typeof(EventStreamToken)] = new EventStreamToken("Xo3o1kHcV1o0mX6r5T0rj3p6pQ9bA7yqT1lE2b9cW4s", At.AddSeconds(60),
-            "/api/events?access_token=Xo3o1kHcV1o0mX6r5T0rj3p6pQ9bA7yqT1lE2b9cW4s"),
+        var body = new JsonObject { ["command"] = command.Name };
+        if (command.Payload is not null)
+        {
+            body["payload"] = command.Payload.DeepClone();
+        }
+
+        body["ttlSeconds"] = 300;
+        return body;
+    }
+
+    public static JsonNode Answered(DeviceCommand command) => Of(View(command));
+
+    public static JsonNode? ForType(Type type) => type switch
+    {
+        _ when type == typeof(CommandView) => Of(View(Commands[2])),
+        _ when type == typeof(Page<CommandView>) => Of(new Page<CommandView>([View(Commands[2])], Cursor.Encode(41))),
+        _ when type == typeof(QueuedCommand) => Of(new QueuedCommand(CommandId, DeviceId, CommandStatus.Pending)),
+        _ when type == typeof(QueueCommandRequest) => Request(Commands[0]),
+        _ when type == typeof(BulkCommandRequest) => new JsonObject { ["command"] = "PING", ["signedIn"] = true },
+        _ when type == typeof(BulkCommandAccepted) => Of(new BulkCommandAccepted(BatchId, 2)),
+        _ when type == typeof(BulkCommandSummary) => Of(new BulkCommandSummary(BatchId, 2,
+            new Dictionary<CommandStatus, int> { [CommandStatus.Completed] = 1, [CommandStatus.Published] = 1 })),
+        _ when type == typeof(DeviceView) => Of(Device),
+        _ when type == typeof(Page<DeviceView>) => Of(new Page<DeviceView>([Device], null)),
+        _ when type == typeof(ReadingView) => Of(Reading),
+        _ when type == typeof(Page<ReadingView>) => Of(new Page<ReadingView>([Reading], Cursor.Encode(1041))),
+        _ when type == typeof(AggregateAnswer) => Of(Aggregate),
+        _ when type == typeof(AggregateItem) => Of(Aggregate.Items[0]),
+        _ when type == typeof(ForgottenDevice) => Of(new ForgottenDevice(DeviceId, 5120, 12)),
+        _ when type == typeof(BulkCancelled) => Of(new BulkCancelled(BatchId, 1, 2,
+            new Dictionary<CommandStatus, int> { [CommandStatus.Completed] = 1, [CommandStatus.Cancelled] = 1 })),
+        _ when type == typeof(EventStreamToken) => Of(new EventStreamToken(Token, At.AddSeconds(60), $"/api/events?access_token={Token}")),
+        _ when type == typeof(ValidationProblemDetails) => Problem("400", "api/devices/{deviceId}/commands"),
+        _ when type == typeof(ProblemDetails) => Problem("404", "api/devices/{deviceId}"),
+        _ => null,
     };
 
-    public void Apply(IOpenApiSchema schema, SchemaFilterContext context)
+    // An error answer as the gateway writes it for that status on that route.
+    public static JsonNode Problem(string status, string path)
     {
-        if (schema is OpenApiSchema concrete && Examples.TryGetValue(context.Type, out var example))
+        var (title, detail) = status switch
         {
-            concrete.Examples = [JsonSerializer.SerializeToNode(example, example.GetType(), Json)!];
-        }
-    }
-}
-
-// Routes whose answer is not JSON: their [TextResponse] bodies with examples for 200, and their errors as what they
-// are, problem details (the API explorer lists them under the JSON formatters' media types, or the stream's).
-public sealed class TextResponses : IOperationFilter
-{
-    public void Apply(OpenApiOperation operation, OperationFilterContext context)
-    {
-        var bodies = context.MethodInfo.GetCustomAttributes<TextResponseAttribute>().ToList();
-        if (bodies.Count == 0 || operation.Responses is null)
-        {
-            return;
-        }
-
-        operation.Responses["200"] = new OpenApiResponse
-        {
-            Description = operation.Responses.TryGetValue("200", out var ok) ? ok.Description : "OK",
-            Content = bodies.ToDictionary(b => b.MediaType, b => (IOpenApiMediaType)new OpenApiMediaType
-            {
-                Schema = new OpenApiSchema { Type = JsonSchemaType.String },
-                Example = JsonValue.Create(b.Example),
-            }),
+            "401" => ("API key required", "Send an API key in the X-API-Key header."),
+            "403" => ("Operator key required", "This key's role is Reader: it may read, but queueing and cancelling commands needs an Operator key."),
+            "404" when path.Contains("bulk", StringComparison.Ordinal) => ("Unknown batch", $"There is no bulk request {BatchId}."),
+            "404" when path.StartsWith("api/commands", StringComparison.Ordinal) => ("Unknown command", $"There is no command {CommandId}."),
+            "404" => ("Unknown device", $"The gateway has never seen device '{DeviceId}'."),
+            "409" => ("Command already finished", $"Command {CommandId} is Completed and can no longer be cancelled."),
+            "413" => ("Request body too large", "The body is 70000 bytes; this route accepts at most 65536."),
+            "429" => ("Too many command requests",
+                "This key may queue or cancel at most 200 commands per second (Api:RateLimit). Retry after 1 s."),
+            "503" => ("Database not available",
+                "The database cannot be used now (SQLite Error 5: 'database is locked'.); nothing of this request was stored. Retry later."),
+            _ => ("One or more validation errors occurred.", null),
         };
-
-        foreach (var (status, response) in operation.Responses)
+        var problem = new JsonObject
         {
-            if (status != "200" && response is OpenApiResponse { Content: { Count: > 0 } content })
-            {
-                var schema = content.Values.First().Schema;
-                content.Clear();
-                content["application/problem+json"] = new OpenApiMediaType { Schema = schema };
-            }
+            ["type"] = TypeFor(status),
+            ["title"] = title,
+            ["status"] = int.Parse(status, System.Globalization.CultureInfo.InvariantCulture),
+        };
+        if (detail is not null)
+        {
+            problem["detail"] = detail;
+        }
+        else
+        {
+            var (field, error) = path.Contains("telemetry", StringComparison.Ordinal)
+                ? ("from", $"from is not a time: 'yesterday'. Use {ApiTime.Accepted}.")
+                : ("ttlSeconds", "ttlSeconds must be at most 604800 (Commands:MaxTtlSeconds).");
+            problem["errors"] = new JsonObject { [field] = new JsonArray(error) };
+        }
+
+        problem["traceId"] = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+        return problem;
+    }
+
+    private static string TypeFor(string status) => status switch
+    {
+        "400" => "https://tools.ietf.org/html/rfc9110#section-15.5.1",
+        "401" => "https://tools.ietf.org/html/rfc9110#section-15.5.2",
+        "403" => "https://tools.ietf.org/html/rfc9110#section-15.5.4",
+        "404" => "https://tools.ietf.org/html/rfc9110#section-15.5.5",
+        "409" => "https://tools.ietf.org/html/rfc9110#section-15.5.10",
+        "413" => "https://tools.ietf.org/html/rfc9110#section-15.5.14",
+        "429" => "https://tools.ietf.org/html/rfc6585#section-4",
+        _ => "https://tools.ietf.org/html/rfc9110#section-15.6.4",
+    };
+
+    private static DeviceView Device => new(DeviceId, true, At.AddSeconds(12), At.AddDays(-3), At, At.AddHours(-1), 5120, 1, Reading);
+
+    private const string Token = "Xo3o1kHcV1o0mX6r5T0rj3p6pQ9bA7yqT1lE2b9cW4s";
+
+    private static AggregateAnswer Aggregate
+    {
+        get
+        {
+            var hour = new DateTimeOffset(At.Year, At.Month, At.Day, At.Hour, 0, 0, TimeSpan.Zero);
+            return new AggregateAnswer(
+                [
+                    new AggregateItem(hour.AddMinutes(50), 6, 22.9, 23.4, 23.15, 0),
+                    new AggregateItem(hour.AddMinutes(51), 5, 23.1, 23.9, 23.42, 1),
+                    new AggregateItem(hour.AddMinutes(53), 6, 23.3, 23.6, 23.48, 0),
+                ],
+                DeviceId, "temp", 60, hour, hour.AddHours(1), AggregateRequest.MaxIntervals, 1);
         }
     }
+
+    private static ReadingView Reading => new(1042, DeviceId, At, $"iot/data/{DeviceId}", PayloadFormat.Json,
+        JsonSerializer.SerializeToElement(new { deviceId = DeviceId, messageType = "DATA", temp = 23.6, lat = 48.015722, lng = -88.625528 }), null);
+
+    private static CommandView View(DeviceCommand command)
+    {
+        var result = JsonSerializer.SerializeToElement(command.Result);
+        var response = JsonSerializer.SerializeToElement(new JsonObject
+        {
+            ["deviceId"] = DeviceId, ["messageType"] = "commandResp", ["commandResult"] = command.Result.DeepClone(),
+            ["uuid"] = CommandId.ToString(), ["command"] = command.Name,
+        });
+        JsonElement? payload = command.Payload is null ? null : JsonSerializer.SerializeToElement(command.Payload);
+        return new CommandView(CommandId, DeviceId, command.Name, payload, CommandStatus.Completed, result, response, 300,
+            At, At.AddSeconds(300), At.AddMilliseconds(4), At.AddMilliseconds(9), null, null, "ops-console", null, null);
+    }
+
+    private static JsonNode Of<T>(T value) => JsonSerializer.SerializeToNode(value, Options)!;
 }

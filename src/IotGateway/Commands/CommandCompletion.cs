@@ -1,12 +1,42 @@
+using IotGateway.Data;
+
 namespace IotGateway.Commands;
 
 // Lets a caller wait for a command to finish (GET /api/commands/{id}?waitSeconds=…) instead of polling.
-// Whatever finishes a command (an answer, the expiry sweep, a cancel) calls Finished after its commit;
-// waiters then read the command again. Only signals live here: the database stays the truth.
+// Whatever finishes a command (an answer, the expiry sweep, a cancel) calls Finished after its commit, on whichever
+// instance it happens: the other instances hear of it through the cluster signals. Waiters then read the command
+// again. Only signals live here: the database stays the truth.
 public sealed class CommandCompletion
 {
     private readonly Lock _sync = new();
     private readonly Dictionary<Guid, Waiter> _waiting = [];
+    private readonly IClusterSignals _signals;
+
+    public CommandCompletion(IClusterSignals signals)
+    {
+        _signals = signals;
+        signals.FinishedElsewhere += ids =>
+        {
+            foreach (var id in ids)
+            {
+                FinishedHere(id);
+            }
+        };
+        // Signals may have been lost: every waiter reads its command again (and waits on if it is still open).
+        signals.Resynchronise += () =>
+        {
+            List<Guid> all;
+            lock (_sync)
+            {
+                all = [.. _waiting.Keys];
+            }
+
+            foreach (var id in all)
+            {
+                FinishedHere(id);
+            }
+        };
+    }
 
     // Register before reading the command, so a commit between the read and the wait is not missed.
     public Registration Register(Guid id)
@@ -32,7 +62,19 @@ public sealed class CommandCompletion
         }
     }
 
-    public void Finished(Guid id)
+    public void Finished(Guid id) => Finished([id]);
+
+    public void Finished(IReadOnlyCollection<Guid> ids)
+    {
+        foreach (var id in ids)
+        {
+            FinishedHere(id);
+        }
+
+        _signals.CommandsFinished(ids);
+    }
+
+    private void FinishedHere(Guid id)
     {
         Waiter? waiter;
         lock (_sync)

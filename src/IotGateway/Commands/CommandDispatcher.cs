@@ -1,147 +1,142 @@
-using System.Text.Json;
-using System.Threading.Channels;
 using IotGateway.Data;
-using IotGateway.Events;
 using IotGateway.Mqtt;
-using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
-using MQTTnet;
-using MQTTnet.Protocol;
 
 namespace IotGateway.Commands;
 
-// The outbox. A command is stored Pending before anything is sent; it is published at QoS 2 and marked Published
-// once the broker has completed the flow. Commands reach it two ways:
-// - handed over by CommandQueue the moment they are committed (the fast path: no database read, no polling);
-// - read back from the database by a scan: at start, after a reconnect or a failed publish, and every PollInterval
-//   (commands written by another process, or handed over while a scan was catching up).
-// Each device has one lane that publishes its commands one after another in the order they were queued; lanes of
-// different devices run concurrently, up to the connection's in-flight cap. A command is "in hand" from the moment
-// a lane holds it until Published is committed, and a scan never picks up a command in hand, so none goes out twice.
+// Publishes Pending commands. Each device has one lane, in one instance at a time (the instance that holds the
+// device's lease in CommandLanes): the lane takes the device's oldest Pending command from the database, sends it,
+// waits until it is marked Published, and takes the next; when there is none it ends. So a device's commands go out
+// in queue order, and each once: the next read cannot see a command that went out, and a lease keeps every other
+// instance off the device. (An instance that stalls past its lease may have a command sent a second time by the
+// instance that takes over: devices ignore a uuid they have executed.)
+//
+// Lanes start three ways: the request that queued commands claims their lanes and starts them at once; an instance
+// that queued commands for devices another instance holds tells that one (cluster signals); and a scan, at start,
+// after a reconnect or a failure, and every few seconds, claims the lanes of devices with Pending commands that
+// nobody holds (catch-up after an outage, takeover after an instance died).
 public sealed partial class CommandDispatcher(
+    ICommandStore store,
+    ICommandTransport transport,
+    PublishedMarks marks,
     MqttConnection connection,
-    TopicLayout topics,
-    IServiceScopeFactory scopes,
-    DatabaseWriteGate writeGate,
-    EventHub events,
+    DatabaseStartup database,
+    IClusterSignals signals,
     IOptions<CommandOptions> options,
     IOptions<MqttOptions> mqttOptions,
-    GatewayMetrics metrics,
     TimeProvider time,
     ILogger<CommandDispatcher> logger) : BackgroundService
 {
-    private static readonly TimeSpan PollInterval = TimeSpan.FromSeconds(5);
-    private const int MaxMarksPerTransaction = 4096;
+    private static readonly TimeSpan ScanInterval = TimeSpan.FromSeconds(5);
 
-    private readonly Channel<bool> _wake = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
-    private readonly Channel<(Guid Id, DateTimeOffset At)> _published = Channel.CreateUnbounded<(Guid, DateTimeOffset)>(new UnboundedChannelOptions { SingleReader = true });
-    private readonly bool _mqtt5 = mqttOptions.Value.UsesMqtt5;
-    private readonly int _scanSize = options.Value.DispatchBatchSize;
+    private readonly TimeSpan _leaseDuration = TimeSpan.FromSeconds(options.Value.LeaseSeconds);
+    private readonly SemaphoreSlim _publishing = new(options.Value.MaxConcurrentLanes);
+    private readonly SemaphoreSlim _wake = new(0, 1);
 
-    // Guards everything below it. Held only for in-memory work, never across an await.
+    // Guards the lanes and _stopping; held only for in-memory work, never across an await.
     private readonly Lock _sync = new();
-    private readonly HashSet<Guid> _inHand = [];
     private readonly Dictionary<string, Lane> _lanes = new(StringComparer.Ordinal);
-
-    // Commands handed over while not caught up wait here for the running scan, which merges them in queue order.
-    private readonly List<Command> _handedOver = [];
-    private bool _handedOverOverflowed;
-
-    // Commands cancelled while a scan is running: it may have read them as Pending just before the cancel.
-    private readonly HashSet<Guid> _withdrawn = [];
-
-    // True when every Pending command is in hand: the fast path may then start lanes directly, as nothing older
-    // for the same device can still be waiting in the database.
-    private bool _caughtUp;
-    private int _consecutiveFailures;
-
-    // Bumped (under _sync) by every failed publish: a scan that saw one happen while it ran is not caught up.
-    private long _failures;
-    private DateTimeOffset _retryAfter;
-
-    // Taken by a scan from before its query until its results are in hand, and by the marker before it lets go
-    // of commands it has marked: a scan therefore never reads a command as Pending that is no longer in hand.
-    private readonly SemaphoreSlim _scanGate = new(1, 1);
-
-    // Where the next page of a scan starts (0: from the beginning). A full page is often all in hand still (its
-    // lanes are publishing, its Published marks not yet committed): reading past it, instead of the same page
-    // again at once, keeps a large backlog from spinning the scan until the marks catch up.
-    private long _scanAfter;
-    private long _failuresAtPassStart; // _failures when the first page of the current pass was read
     private CancellationToken _stopping = new(canceled: true);
 
-    private void Wake() => _wake.Writer.TryWrite(true);
+    private int _failures;
+    private DateTimeOffset _retryAfter;
 
-    // Called by CommandQueue inside the write gate, right after the commit, so hand-overs arrive in queue order.
-    public void HandOver(IReadOnlyList<Command> committed)
+    // This instance, as lane owner: its stable MQTT client id.
+    public string Owner { get; } = mqttOptions.Value.ClientId;
+
+    public LaneLease NewLease()
     {
+        var now = time.GetUtcNow();
+        return new LaneLease(Owner, now, now + _leaseDuration);
+    }
+
+    // Runs the lanes of devices this instance holds (leaseUntil known) or was told it holds (null: checked first).
+    // A lane already running reads the database again before it ends.
+    public void Run(IEnumerable<string> deviceIds, DateTimeOffset? leaseUntil) => Run(deviceIds, leaseUntil, [], null);
+
+    // The same for commands this instance just queued and claimed the lanes of: a device with nothing older Pending
+    // (not in `behind`) gets its new commands handed to its lane, which publishes them without reading them back.
+    public void Run(IEnumerable<string> deviceIds, DateTimeOffset? leaseUntil, IReadOnlyList<Command> queued, IReadOnlySet<string>? behind)
+    {
+        var handed = queued.Count == 0 ? null : queued.ToLookup(c => c.DeviceId, StringComparer.Ordinal);
         lock (_sync)
         {
-            if (_caughtUp)
+            if (_stopping.IsCancellationRequested)
             {
-                foreach (var command in committed)
-                {
-                    TakeInHand(command);
-                }
-
+                // Not started yet, or stopping: the first scan (or the next start's) finds them.
                 return;
             }
 
-            if (_handedOver.Count + committed.Count <= _scanSize)
+            foreach (var deviceId in deviceIds)
             {
-                _handedOver.AddRange(committed);
-            }
-            else
-            {
-                // Too many to hold: the scans read them from the database instead.
-                _handedOver.Clear();
-                _handedOverOverflowed = true;
-            }
-        }
+                var hand = handed is not null && behind?.Contains(deviceId) == false;
+                if (_lanes.TryGetValue(deviceId, out var lane))
+                {
+                    if (hand)
+                    {
+                        lane.Handed.AddRange(handed![deviceId]);
+                    }
+                    else
+                    {
+                        lane.Again = true;
+                    }
 
-        Wake();
-    }
+                    if (leaseUntil > lane.LeaseUntil)
+                    {
+                        lane.LeaseUntil = leaseUntil.Value;
+                    }
 
-    // Called inside the write gate right after a cancel commits: a cancelled command that no lane has started is
-    // not sent, even if a scan read it as Pending just before. (One already being published goes out; its answer
-    // is then ignored.)
-    public void Withdraw(Guid id)
-    {
-        lock (_sync)
-        {
-            _handedOver.RemoveAll(c => c.Id == id);
-            if (_lanes.Values.Any(lane => lane.Remove(id)))
-            {
-                _inHand.Remove(id);
-            }
-            else if (!_inHand.Contains(id))
-            {
-                _withdrawn.Add(id);
+                    continue;
+                }
+
+                lane = new Lane(leaseUntil ?? DateTimeOffset.MinValue) { Again = !hand };
+                if (hand)
+                {
+                    lane.Handed.AddRange(handed![deviceId]);
+                }
+
+                _lanes[deviceId] = lane;
+                var stopping = _stopping;
+                lane.Running = Task.Run(() => RunLaneAsync(deviceId, lane, stopping));
             }
         }
     }
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        _stopping = stoppingToken;
-        var marking = MarkPublishedLoopAsync();
+        await database.Ready.WaitAsync(stoppingToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        if (stoppingToken.IsCancellationRequested)
+        {
+            return;
+        }
+
+        lock (_sync)
+        {
+            _stopping = stoppingToken;
+        }
+
+        signals.QueuedForOwner += OnQueued;
+        signals.Resynchronise += Wake;
+        var marking = marks.RunAsync(stoppingToken);
         try
         {
             await ScanLoopAsync(stoppingToken);
         }
         finally
         {
-            // Lanes see the cancellation at once; what they published is still marked before we return.
+            signals.QueuedForOwner -= OnQueued;
+            signals.Resynchronise -= Wake;
+            // Lanes see the cancellation at once; what they published is still marked before we let go of them.
             Task[] lanes;
             lock (_sync)
             {
-                _caughtUp = false;
-                lanes = _lanes.Values.Select(l => l.Running).ToArray();
+                lanes = [.. _lanes.Values.Select(l => l.Running)];
             }
 
-            await Task.WhenAll(lanes);
-            _published.Writer.TryComplete();
+            await Task.WhenAll(lanes).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            marks.Complete();
             await marking;
+            await ReleaseLanesAsync();
         }
     }
 
@@ -152,34 +147,22 @@ public sealed partial class CommandDispatcher(
             try
             {
                 await connection.WaitUntilConnectedAsync(stoppingToken);
-                DateTimeOffset retryAfter;
-                lock (_sync)
-                {
-                    retryAfter = _retryAfter; // 16 bytes, written by lanes: never read torn
-                }
-
-                var pause = retryAfter - time.GetUtcNow();
+                var pause = Volatile.Read(ref _failures) == 0 ? TimeSpan.Zero : ReadRetryAfter() - time.GetUtcNow();
                 if (pause > TimeSpan.Zero)
                 {
                     // A broker that keeps refusing publishes (an ACL, a quota) is not hammered.
                     await Task.Delay(pause, time, stoppingToken);
-                    continue;
                 }
 
-                if (await ScanAsync(stoppingToken))
-                {
-                    continue;
-                }
-
-                using var poll = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
-                poll.CancelAfter(PollInterval);
-                await _wake.Reader.ReadAsync(poll.Token);
+                var lease = NewLease();
+                Run(await store.ClaimPendingLanesAsync(lease, stoppingToken), lease.Until);
+                await _wake.WaitAsync(ScanInterval, stoppingToken);
             }
-            catch (OperationCanceledException)
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
             {
-                // Poll interval elapsed, or stopping.
+                return;
             }
-            catch (Exception ex) when (ex is not OperationCanceledException)
+            catch (Exception ex)
             {
                 LogScanFailed(ex.GetBaseException().Message);
                 await Task.Delay(TimeSpan.FromSeconds(1), time, stoppingToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
@@ -187,345 +170,240 @@ public sealed partial class CommandDispatcher(
         }
     }
 
-    // Reads Pending commands that are not in hand, in queue order, and gives them to their lanes. Returns true
-    // when there may be more to read at once.
-    private async Task<bool> ScanAsync(CancellationToken cancellationToken)
+    private async Task RunLaneAsync(string deviceId, Lane lane, CancellationToken stopping)
     {
-        await _scanGate.WaitAsync(cancellationToken);
         try
         {
-            long failuresBefore;
-            lock (_sync)
+            await _publishing.WaitAsync(stopping);
+            try
             {
-                // Whatever was handed over or cancelled before this point is committed, so the query below sees it.
-                // A publish that fails during any page of a pass drops a command the pass may have read already.
-                if (_scanAfter == 0)
-                {
-                    _failuresAtPassStart = _failures;
-                }
-
-                failuresBefore = _failuresAtPassStart;
-                _handedOver.Clear();
-                _handedOverOverflowed = false;
-                _withdrawn.Clear();
+                await PublishInOrderAsync(deviceId, lane, stopping);
             }
-
-            await using var scope = scopes.CreateAsyncScope();
-            var db = scope.ServiceProvider.GetRequiredService<GatewayDbContext>();
-            var now = time.GetUtcNow();
-            var after = _scanAfter;
-            var pending = await db.Commands.AsNoTracking()
-                .Where(c => c.Status == CommandStatus.Pending && c.ExpiresAt > now && c.Sequence > after)
-                .OrderBy(c => c.Sequence)
-                .Take(_scanSize)
-                .ToListAsync(cancellationToken);
-
-            lock (_sync)
+            finally
             {
-                var more = pending.Count == _scanSize || _handedOverOverflowed;
-                // Commands committed after this read have larger sequences, so paging on misses none of them.
-                _scanAfter = more && pending.Count > 0 ? pending[^1].Sequence : 0;
-                var found = more
-                    ? pending
-                    : pending.Concat(_handedOver).DistinctBy(c => c.Id).OrderBy(c => c.Sequence).ToList();
-                foreach (var command in found)
-                {
-                    TakeInHand(command);
-                }
-
-                _handedOver.Clear();
-                // A publish that failed meanwhile dropped commands the query may not have seen: not caught up.
-                _caughtUp = !more && connection.IsConnected && _failures == failuresBefore;
-                return more;
+                _publishing.Release();
             }
+        }
+        catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+        {
+        }
+        catch (Exception ex)
+        {
+            // The database failed under the lane: its commands stay Pending for the next scan.
+            LogLaneFailed(deviceId, ex.GetBaseException().Message);
+            Failed();
         }
         finally
         {
-            _scanGate.Release();
-        }
-    }
-
-    private void TakeInHand(Command command)
-    {
-        if (_withdrawn.Contains(command.Id) || !_inHand.Add(command.Id))
-        {
-            return;
-        }
-
-        if (!_lanes.TryGetValue(command.DeviceId, out var lane))
-        {
-            lane = new Lane();
-            _lanes[command.DeviceId] = lane;
-            lane.Commands.Enqueue(command);
-            lane.Running = Task.Run(() => RunLaneAsync(command.DeviceId, lane));
-            return;
-        }
-
-        lane.Commands.Enqueue(command);
-    }
-
-    private async Task RunLaneAsync(string deviceId, Lane lane)
-    {
-        while (true)
-        {
-            Command command;
             lock (_sync)
             {
-                if (!lane.Commands.TryDequeue(out command!))
+                if (_lanes.GetValueOrDefault(deviceId) == lane)
+                {
+                    _lanes.Remove(deviceId);
+                }
+            }
+        }
+    }
+
+    // The lane's loop: one command at a time, oldest first, each marked Published before the next is read.
+    private async Task PublishInOrderAsync(string deviceId, Lane lane, CancellationToken stopping)
+    {
+        while (!stopping.IsCancellationRequested)
+        {
+            var now = time.GetUtcNow();
+            if (!await HoldsLeaseAsync(deviceId, lane, now, stopping))
+            {
+                LogLeaseElsewhere(deviceId);
+                return;
+            }
+
+            // Handed commands first (nothing older was Pending when they were queued); the database when told
+            // something may have been queued meanwhile (Again) or at the start of a lane the scan or a signal began.
+            Command? command = null;
+            lock (_sync)
+            {
+                if (lane.Handed.Count > 0 && !lane.Again)
+                {
+                    command = lane.Handed[0];
+                }
+                else if (!lane.Again)
                 {
                     _lanes.Remove(deviceId);
                     return;
                 }
+                else
+                {
+                    lane.Again = false;
+                }
             }
 
-            var now = time.GetUtcNow();
+            var fromHand = command is not null;
+            if (command is null)
+            {
+                command = await store.NextPendingAsync(deviceId, now, stopping);
+                if (command is null)
+                {
+                    lock (_sync)
+                    {
+                        // Handed commands the read did not find were cancelled or expired meanwhile.
+                        lane.Handed.Clear();
+                        if (!lane.Again)
+                        {
+                            _lanes.Remove(deviceId);
+                            return;
+                        }
+                    }
+
+                    continue;
+                }
+            }
+
+            lock (_sync)
+            {
+                lane.Handed.RemoveAll(c => c.Id == command.Id);
+                // Read from the database: there may be more behind it, so the lane reads until it finds none.
+                lane.Again |= !fromHand;
+            }
+
             if (command.ExpiresAt <= now)
             {
                 // The expiry sweep marks it; sending it now would only make the device act on a stale command.
-                Release(command.Id);
                 continue;
             }
 
-            if (await PublishAsync(command, now, _stopping))
+            switch (await transport.SendAsync(command, now, stopping))
             {
-                Volatile.Write(ref _consecutiveFailures, 0);
-                _published.Writer.TryWrite((command.Id, time.GetUtcNow()));
-                continue;
+                case SendResult.Sent:
+                    Volatile.Write(ref _failures, 0);
+                    await marks.MarkAsync(command.Id, time.GetUtcNow());
+                    break;
+                case SendResult.Unavailable:
+                    // Not connected: the scan after the reconnect takes the device up again.
+                    Wake();
+                    return;
+                default:
+                    Failed();
+                    return;
             }
-
-            // This command and the rest of the lane stay Pending and go out after the next scan, still in order.
-            lock (_sync)
-            {
-                _caughtUp = false;
-                _failures++;
-                _inHand.Remove(command.Id);
-                while (lane.Commands.TryDequeue(out var rest))
-                {
-                    _inHand.Remove(rest.Id);
-                }
-
-                _lanes.Remove(deviceId);
-                var failures = ++_consecutiveFailures;
-                _retryAfter = time.GetUtcNow() + Backoff.Delay(TimeSpan.FromMilliseconds(250), PollInterval, failures - 1);
-            }
-
-            Wake();
-            return;
         }
     }
 
-    private void Release(Guid id)
+    // The lease is renewed when half of it is gone; a lane whose device another instance took over stops.
+    private async Task<bool> HoldsLeaseAsync(string deviceId, Lane lane, DateTimeOffset now, CancellationToken stopping)
+    {
+        DateTimeOffset until;
+        lock (_sync)
+        {
+            until = lane.LeaseUntil;
+        }
+
+        if (until - now > _leaseDuration / 2)
+        {
+            return true;
+        }
+
+        var lease = new LaneLease(Owner, now, now + _leaseDuration);
+        if ((await store.ClaimLanesAsync([deviceId], lease, stopping)).Count == 0)
+        {
+            return false;
+        }
+
+        lock (_sync)
+        {
+            if (lease.Until > lane.LeaseUntil)
+            {
+                lane.LeaseUntil = lease.Until;
+            }
+        }
+
+        return true;
+    }
+
+    private void OnQueued(string owner, IReadOnlyList<string> deviceIds)
+    {
+        if (owner == Owner)
+        {
+            Run(deviceIds, leaseUntil: null);
+        }
+    }
+
+    private void Failed()
+    {
+        var failures = Interlocked.Increment(ref _failures);
+        lock (_sync)
+        {
+            _retryAfter = time.GetUtcNow() + Backoff.Delay(TimeSpan.FromMilliseconds(250), ScanInterval, failures - 1);
+        }
+
+        Wake();
+    }
+
+    private DateTimeOffset ReadRetryAfter()
     {
         lock (_sync)
         {
-            _inHand.Remove(id);
+            return _retryAfter;
         }
     }
 
-    // Marks published commands in batches, each command with the time its own QoS 2 flow completed, off the
-    // publishing path. Only then are they let go, so a scan cannot read them as Pending and send them again.
-    private async Task MarkPublishedLoopAsync()
+    private void Wake()
     {
-        var batch = new List<(Guid Id, DateTimeOffset At)>();
-        while (await _published.Reader.WaitToReadAsync())
-        {
-            while (batch.Count < MaxMarksPerTransaction && _published.Reader.TryRead(out var item))
-            {
-                batch.Add(item);
-            }
-
-            await MarkWithRetryAsync(batch);
-            await _scanGate.WaitAsync();
-            try
-            {
-                lock (_sync)
-                {
-                    foreach (var (id, _) in batch)
-                    {
-                        _inHand.Remove(id);
-                    }
-                }
-            }
-            finally
-            {
-                _scanGate.Release();
-            }
-
-            batch.Clear();
-        }
-    }
-
-    private async Task MarkWithRetryAsync(List<(Guid Id, DateTimeOffset At)> batch)
-    {
-        for (var attempt = 1; ; attempt++)
-        {
-            try
-            {
-                await MarkPublishedAsync(batch);
-                return;
-            }
-            catch (Exception ex) when (ex is not OperationCanceledException)
-            {
-                // Whatever it is, keep trying: these commands stay in hand (not sent again) until they are marked.
-                LogMarkFailed(batch.Count, attempt, ex.GetBaseException().Message);
-                if (_stopping.IsCancellationRequested && attempt >= 3)
-                {
-                    // They stay Pending and are sent once more after the restart; devices see the same uuid twice.
-                    return;
-                }
-
-                await Task.Delay(Backoff.Delay(TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(5), attempt), time);
-            }
-        }
-    }
-
-    // A device may already have answered (fast devices answer before this update runs) or an operator cancelled
-    // the command: then only PublishedAt is filled in.
-    private async Task MarkPublishedAsync(List<(Guid Id, DateTimeOffset At)> published)
-    {
-        var transitions = new List<(Guid Id, string DeviceId, DateTimeOffset At)>();
-        await using (var write = await WriteTransaction.BeginAsync(writeGate, CancellationToken.None))
-        {
-            var update = write.Prepare("""
-                UPDATE "Commands" SET "PublishedAt" = $at,
-                    "Status" = CASE WHEN "Status" = 'Pending' THEN 'Published' ELSE "Status" END
-                WHERE "Id" = $id AND "PublishedAt" IS NULL
-                RETURNING "Status", "DeviceId"
-                """, "$id", "$at");
-            foreach (var command in published)
-            {
-                update.Parameters[0].Value = command.Id.ToString();
-                update.Parameters[1].Value = command.At.UtcTicks;
-                using var reader = update.ExecuteReader();
-                if (reader.Read() && reader.GetString(0) == nameof(CommandStatus.Published))
-                {
-                    transitions.Add((command.Id, reader.GetString(1), command.At));
-                }
-            }
-
-            write.Commit();
-        }
-
-        metrics.CommandTransition(CommandStatus.Published, transitions.Count);
-        foreach (var (id, deviceId, at) in transitions)
-        {
-            if (events.Wants(deviceId))
-            {
-                events.Publish(ServerEvent.Command(deviceId, id, CommandStatus.Published, at));
-            }
-        }
-    }
-
-    private async Task<bool> PublishAsync(Command command, DateTimeOffset now, CancellationToken cancellationToken)
-    {
-        var builder = new MqttApplicationMessageBuilder()
-            .WithTopic(topics.CommandRequest(command.DeviceId))
-            .WithPayload(RequestPayload(command))
-            .WithQualityOfServiceLevel(MqttQualityOfServiceLevel.ExactlyOnce);
-        if (_mqtt5)
-        {
-            // The broker drops it when the TTL runs out, so a device that returns late does not act on it.
-            // Rounded down: the broker never keeps it longer than the gateway waits for it (1 s at the least).
-            var remaining = (uint)Math.Max(1, Math.Floor((command.ExpiresAt - now).TotalSeconds));
-            builder.WithMessageExpiryInterval(remaining).WithContentType("application/json");
-        }
-
         try
         {
-            var result = await connection.PublishAsync(builder.Build(), cancellationToken);
-            if (result.ReasonCode == MqttClientPublishReasonCode.NoMatchingSubscribers)
-            {
-                LogNoSubscriber(command.Id, command.DeviceId);
-                return true;
-            }
+            _wake.Release();
+        }
+        catch (SemaphoreFullException)
+        {
+            // Already woken.
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+    }
 
-            if (!result.IsSuccess)
-            {
-                LogPublishRefused(command.Id, command.DeviceId, result.ReasonCode, result.ReasonString);
-                return false;
-            }
-
-            LogPublished(command.Id, command.DeviceId, command.Name);
-            return true;
+    // A clean stop hands this instance's devices to the others at once, instead of after the lease runs out.
+    private async Task ReleaseLanesAsync()
+    {
+        try
+        {
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+            await store.ReleaseLanesAsync(Owner, timeout.Token);
         }
         catch (Exception ex)
         {
-            // Not connected, the connection dropped mid-flow, or stopping: it stays Pending and goes out later.
-            if (!cancellationToken.IsCancellationRequested)
-            {
-                LogPublishFailed(command.Id, command.DeviceId, ex.GetBaseException().Message);
-            }
-
-            return false;
+            LogReleaseFailed(ex.GetBaseException().Message);
         }
-    }
-
-    internal static byte[] RequestPayload(Command command)
-    {
-        using var buffer = new MemoryStream();
-        using (var json = new Utf8JsonWriter(buffer))
-        {
-            json.WriteStartObject();
-            json.WriteString("uuid", command.Id.ToString());
-            json.WriteString("command", command.Name);
-            if (command.Payload is not null)
-            {
-                json.WritePropertyName("payload");
-                json.WriteRawValue(command.Payload, skipInputValidation: true);
-            }
-
-            json.WriteEndObject();
-        }
-
-        return buffer.ToArray();
     }
 
     public override void Dispose()
     {
-        _scanGate.Dispose();
+        _publishing.Dispose();
+        _wake.Dispose();
         base.Dispose();
     }
 
-    // One device's commands in queue order; Running is the task publishing them.
-    private sealed class Lane
+    private sealed class Lane(DateTimeOffset leaseUntil)
     {
-        public Queue<Command> Commands { get; } = new();
+        public DateTimeOffset LeaseUntil { get; set; } = leaseUntil;
+
+        // Set when commands may have been queued since the lane's last read: it reads again before it ends.
+        public bool Again { get; set; }
+
+        // Commands queued by this instance with nothing older Pending for the device, in queue order.
+        public List<Command> Handed { get; } = [];
+
         public Task Running { get; set; } = Task.CompletedTask;
-
-        public bool Remove(Guid id)
-        {
-            var before = Commands.Count;
-            var kept = Commands.Where(c => c.Id != id).ToList();
-            if (kept.Count == before)
-            {
-                return false;
-            }
-
-            Commands.Clear();
-            foreach (var command in kept)
-            {
-                Commands.Enqueue(command);
-            }
-
-            return true;
-        }
     }
-
-    [LoggerMessage(Level = LogLevel.Information, Message = "Command {CommandId} published to {DeviceId}: {Command}")]
-    private partial void LogPublished(Guid commandId, string deviceId, string command);
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Command {CommandId} published but no session subscribes to {DeviceId}'s command topic; it expires unless the device subscribes")]
-    private partial void LogNoSubscriber(Guid commandId, string deviceId);
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Broker refused command {CommandId} for {DeviceId}: {ReasonCode} {ReasonString}")]
-    private partial void LogPublishRefused(Guid commandId, string deviceId, MqttClientPublishReasonCode reasonCode, string? reasonString);
-
-    [LoggerMessage(Level = LogLevel.Information, Message = "Command {CommandId} for {DeviceId} stays Pending: {Reason}")]
-    private partial void LogPublishFailed(Guid commandId, string deviceId, string reason);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Reading the outbox failed; retrying: {Reason}")]
     private partial void LogScanFailed(string reason);
 
-    [LoggerMessage(Level = LogLevel.Error, Message = "Cannot mark {Count} commands Published (attempt {Attempt}); they are not sent again meanwhile: {Reason}")]
-    private partial void LogMarkFailed(int count, int attempt, string reason);
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Publishing {DeviceId}'s commands stopped; they stay Pending for the next scan: {Reason}")]
+    private partial void LogLaneFailed(string deviceId, string reason);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Device {DeviceId}'s commands are published by another instance now")]
+    private partial void LogLeaseElsewhere(string deviceId);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Could not hand this instance's command lanes over at shutdown; other instances take them when the leases run out: {Reason}")]
+    private partial void LogReleaseFailed(string reason);
 }

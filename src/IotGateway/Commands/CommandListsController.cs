@@ -21,8 +21,8 @@ public sealed record BulkCancelled(Guid BatchId, int Cancelled, int Total, IRead
 // The command routes across devices: the whole list with filters, a batch's commands, cancelling a batch.
 [ApiController]
 [Tags("Commands")]
-public sealed class CommandListsController(GatewayDbContext db, DatabaseWriteGate writeGate, CommandDispatcher dispatcher,
-    CommandCompletion completion, EventHub events, GatewayMetrics metrics, TimeProvider time) : ControllerBase
+public sealed class CommandListsController(GatewayDbContext db, ICommandStore store, CommandCompletion completion, EventHub events,
+    GatewayMetrics metrics, TimeProvider time) : ControllerBase
 {
     /// <summary>List commands across devices, newest first, with filters.</summary>
     /// <remarks>GET /api/commands?status=Pending&amp;deviceId=sensor-1&amp;from=2026-11-25T00:00:00Z&amp;limit=50. Filters combine (and).</remarks>
@@ -166,34 +166,14 @@ public sealed class CommandListsController(GatewayDbContext db, DatabaseWriteGat
     public async Task<IActionResult> CancelBatch(Guid batchId, CancellationToken cancellationToken)
     {
         var now = time.GetUtcNow();
-        var by = HttpContext.User.Identity?.Name;
-        List<(Guid Id, string DeviceId)> cancelled;
-        using (await writeGate.EnterAsync(cancellationToken))
-        {
-            // Nothing else writes while the gate is held, so the update changes exactly the commands read here.
-            cancelled = (await db.Commands.AsNoTracking()
-                .Where(c => c.BatchId == batchId && (c.Status == CommandStatus.Pending || c.Status == CommandStatus.Published))
-                .Select(c => new { c.Id, c.DeviceId }).ToListAsync(cancellationToken))
-                .Select(c => (c.Id, c.DeviceId)).ToList();
-            if (cancelled.Count > 0)
-            {
-                await db.Commands
-                    .Where(c => c.BatchId == batchId && (c.Status == CommandStatus.Pending || c.Status == CommandStatus.Published))
-                    .ExecuteUpdateAsync(s => s.SetProperty(c => c.Status, CommandStatus.Cancelled).SetProperty(c => c.CancelledAt, now)
-                        .SetProperty(c => c.CancelledBy, by), CancellationToken.None);
-                foreach (var (id, _) in cancelled)
-                {
-                    dispatcher.Withdraw(id);
-                }
-            }
-        }
-
+        var cancelled = await store.CancelBatchAsync(batchId, HttpContext.User.Identity?.Name, now, cancellationToken);
         if (cancelled.Count > 0)
         {
+            // Committed: waiters (on every instance), the metric and live clients learn of it even if this request is aborted.
+            completion.Finished([.. cancelled.Select(c => c.Id)]);
             metrics.CommandTransition(CommandStatus.Cancelled, cancelled.Count);
             foreach (var (id, deviceId) in cancelled)
             {
-                completion.Finished(id);
                 if (events.Wants(deviceId))
                 {
                     events.Publish(ServerEvent.Command(deviceId, id, CommandStatus.Cancelled, now));

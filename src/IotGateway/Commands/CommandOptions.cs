@@ -18,9 +18,14 @@ public sealed class CommandOptions
     [Range(0.05, 3600)]
     public double ExpirySweepSeconds { get; set; } = 1;
 
-    // Pending commands one outbox scan reads; also how many commands handed over during a scan are held for it.
+    // Devices whose commands are published at the same time (each device's one after another, in queue order).
     [Range(1, 100_000)]
-    public int DispatchBatchSize { get; set; } = 512;
+    public int MaxConcurrentLanes { get; set; } = 256;
+
+    // How long an instance's claim on a device's lane lasts unless renewed: an instance that dies mid-publish has its
+    // devices taken over by another instance after at most this long (see "Running several gateways").
+    [Range(2, 3600)]
+    public int LeaseSeconds { get; set; } = 30;
 
     [Range(1, 1_000_000)]
     public int MaxBulkDevices { get; set; } = 100_000;

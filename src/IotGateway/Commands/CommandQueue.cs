@@ -8,10 +8,11 @@ namespace IotGateway.Commands;
 
 public sealed record CommandRequestSpec(string Name, JsonElement? Payload, int? TtlSeconds, string? RequestedBy);
 
-// Stores new commands as Pending and hands them to the dispatcher, which publishes them at once.
-// Used by the API, the bulk endpoint and the heartbeat.
-public sealed class CommandQueue(GatewayDbContext db, DatabaseWriteGate writeGate, CommandDispatcher dispatcher, DeviceRegistry registry,
-    EventHub events, IOptions<CommandOptions> options, GatewayMetrics metrics, TimeProvider time)
+// Stores new commands as Pending and starts publishing them at once: the store claims their devices' lanes in the
+// same transaction, this instance's lanes start, and the instances holding the others are told. Used by the API,
+// the bulk endpoint and the heartbeat.
+public sealed class CommandQueue(GatewayDbContext db, ICommandStore store, CommandDispatcher dispatcher, IClusterSignals signals,
+    DeviceRegistry registry, EventHub events, IOptions<CommandOptions> options, GatewayMetrics metrics, TimeProvider time)
 {
     public async Task<Command> QueueAsync(string deviceId, CommandRequestSpec spec, CancellationToken cancellationToken)
     {
@@ -39,43 +40,22 @@ public sealed class CommandQueue(GatewayDbContext db, DatabaseWriteGate writeGat
             BatchId = batchId,
         }).ToList();
 
-        // One prepared INSERT per command in one transaction: a bulk request for 10,000 devices commits in
-        // milliseconds, where change tracking took seconds.
-        await using (var write = await WriteTransaction.BeginAsync(writeGate, cancellationToken))
+        var lease = dispatcher.NewLease();
+        var queued = await store.QueueAsync(commands, lease, cancellationToken);
+
+        // Before the lanes start, which may publish and mark a command Published at once: Pending comes first.
+        foreach (var command in commands)
         {
-            var insert = write.Prepare("""
-                INSERT INTO "Commands" ("Id", "DeviceId", "Name", "Payload", "Status", "TtlSeconds", "CreatedAt", "ExpiresAt", "RequestedBy", "BatchId")
-                VALUES ($id, $device, $name, $payload, 'Pending', $ttl, $created, $expires, $by, $batch)
-                RETURNING "Sequence"
-                """, "$id", "$device", "$name", "$payload", "$ttl", "$created", "$expires", "$by", "$batch");
-            var (id, device) = (insert.Parameters["$id"], insert.Parameters["$device"]);
-            insert.Parameters["$name"].Value = spec.Name;
-            insert.Parameters["$payload"].Value = (object?)payload ?? DBNull.Value;
-            insert.Parameters["$ttl"].Value = ttl;
-            insert.Parameters["$created"].Value = now.UtcTicks;
-            insert.Parameters["$expires"].Value = now.AddSeconds(ttl).UtcTicks;
-            insert.Parameters["$by"].Value = (object?)spec.RequestedBy ?? DBNull.Value;
-            insert.Parameters["$batch"].Value = (object?)batchId?.ToString() ?? DBNull.Value;
-            foreach (var command in commands)
+            if (events.Wants(command.DeviceId))
             {
-                id.Value = command.Id.ToString();
-                device.Value = command.DeviceId;
-                command.Sequence = (long)insert.ExecuteScalar()!;
+                events.Publish(ServerEvent.Command(command.DeviceId, command.Id, CommandStatus.Pending, now));
             }
+        }
 
-            write.Commit();
-
-            // Before the hand-over, which may publish and mark a command Published at once: Pending comes first.
-            foreach (var command in commands)
-            {
-                if (events.Wants(command.DeviceId))
-                {
-                    events.Publish(ServerEvent.Command(command.DeviceId, command.Id, CommandStatus.Pending, now));
-                }
-            }
-
-            // Still inside the gate: the dispatcher receives commands in the order they were committed.
-            dispatcher.HandOver(commands);
+        dispatcher.Run(queued.Claimed, lease.Until, commands, queued.Behind);
+        foreach (var (owner, devices) in queued.HeldElsewhere)
+        {
+            signals.CommandsQueued(owner, devices);
         }
 
         metrics.CommandTransition(CommandStatus.Pending, commands.Count);

@@ -6,10 +6,12 @@ public static class CommandSetup
 {
     public static IServiceCollection AddCommands(this IServiceCollection services)
     {
-        services.AddOptions<CommandOptions>().BindConfiguration(CommandOptions.Section, ConfigurationBinding.RejectUnknownKeys).ValidateOnStart();
+        services.AddOptions<CommandOptions>().BindSettings(CommandOptions.Section).ValidateOnStart();
         services.AddSingleton<IValidateOptions<CommandOptions>, CommandOptionsValidator>();
         services.AddScoped<CommandQueue>();
         services.AddSingleton<CommandCompletion>();
+        services.AddSingleton<ICommandTransport, MqttCommandTransport>();
+        services.AddSingleton<PublishedMarks>();
         services.AddSingleton<CommandDispatcher>();
         services.AddHostedService(sp => sp.GetRequiredService<CommandDispatcher>());
         services.AddSingleton<CommandExpiry>();

@@ -9,14 +9,12 @@ namespace IotGateway.Commands;
 /// <summary>A command: its name, arguments and TTL (shared by the single and the bulk request).</summary>
 public abstract record CommandBody
 {
-    /// <summary>The command name the device understands.</summary>
-    /// <example>PING</example>
+    /// <summary>The command name the device understands (the simulator: PING, SET_INTERVAL, GET_CONFIG, REBOOT).</summary>
     [Required(AllowEmptyStrings = false)]
     [StringLength(CommandLimits.MaxNameLength, MinimumLength = 1)]
     public string? Command { get; init; }
 
-    /// <summary>Optional arguments, sent to the device as "payload".</summary>
-    /// <example>{"seconds": 30}</example>
+    /// <summary>Optional arguments, any JSON value, sent to the device as "payload" (SET_INTERVAL takes {"seconds": 30}).</summary>
     public JsonElement? Payload { get; init; }
 
     /// <summary>Seconds the command may wait for its device before it expires; the configured default when omitted.</summary>
@@ -70,7 +68,7 @@ public sealed record QueuedCommand(Guid Id, string DeviceId, CommandStatus Statu
 /// <param name="Command">The command name.</param>
 /// <param name="Payload">The arguments sent with it.</param>
 /// <param name="Status">Pending, Published, Completed, Failed, Expired or Cancelled.</param>
-/// <param name="Result">The device's commandResult (JSON text when it was not a string).</param>
+/// <param name="Result">The device's commandResult as it sent it: "PONG" stays a string, an object stays an object.</param>
 /// <param name="Response">The device's whole answer.</param>
 /// <param name="TtlSeconds">How long it may wait for the device.</param>
 /// <param name="CreatedAt">When it was queued.</param>
@@ -88,7 +86,7 @@ public sealed record CommandView(
     string Command,
     JsonElement? Payload,
     CommandStatus Status,
-    string? Result,
+    JsonElement? Result,
     JsonElement? Response,
     int TtlSeconds,
     DateTimeOffset CreatedAt,
@@ -103,7 +101,17 @@ public sealed record CommandView(
 
 public static class CommandViewMapping
 {
-    public static CommandView ToView(this Command c) => new(
-        c.Id, c.DeviceId, c.Name, Json.Parse(c.Payload), c.Status, c.Result, Json.Parse(c.Response), c.TtlSeconds,
-        c.CreatedAt, c.ExpiresAt, c.PublishedAt, c.AnsweredAt, c.ExpiredAt, c.CancelledAt, c.RequestedBy, c.CancelledBy, c.BatchId);
+    public static CommandView ToView(this Command c)
+    {
+        var response = Json.Parse(c.Response);
+        return new(c.Id, c.DeviceId, c.Name, Json.Parse(c.Payload), c.Status, ResultOf(c.Result, response), response, c.TtlSeconds,
+            c.CreatedAt, c.ExpiresAt, c.PublishedAt, c.AnsweredAt, c.ExpiredAt, c.CancelledAt, c.RequestedBy, c.CancelledBy, c.BatchId);
+    }
+
+    // The stored result is text (an object's JSON text, or a string's value), which cannot tell "{}" the object from
+    // "{}" the string; the device's answer, stored whole, can: its commandResult is the value as sent.
+    private static JsonElement? ResultOf(string? stored, JsonElement? response) =>
+        response is { ValueKind: JsonValueKind.Object } answer && answer.TryGetProperty("commandResult", out var result) ? result
+        : stored is null ? null
+        : JsonSerializer.SerializeToElement(stored);
 }

@@ -14,8 +14,8 @@ namespace IotGateway.Commands;
 
 [ApiController]
 [Tags("Commands")]
-public sealed class CommandsController(GatewayDbContext db, DatabaseWriteGate writeGate, CommandQueue queue, CommandDispatcher dispatcher,
-    CommandCompletion completion, EventHub events, IOptions<CommandOptions> options, GatewayMetrics metrics, TimeProvider time) : ControllerBase
+public sealed class CommandsController(GatewayDbContext db, ICommandStore store, CommandQueue queue, CommandCompletion completion,
+    EventHub events, IOptions<CommandOptions> options, GatewayMetrics metrics, TimeProvider time) : ControllerBase
 {
     public const double MaxWaitSeconds = 60;
 
@@ -88,27 +88,33 @@ public sealed class CommandsController(GatewayDbContext db, DatabaseWriteGate wr
     [ProducesResponseType<ProblemDetails>(StatusCodes.Status404NotFound)]
     public async Task<IActionResult> Get(Guid id, [FromQuery, Range(0.0, MaxWaitSeconds)] double waitSeconds = 0, CancellationToken cancellationToken = default)
     {
-        using var waiting = waitSeconds > 0 ? completion.Register(id) : null;
-        var command = await db.FindCommandAsync(id, cancellationToken);
-        if (command is null)
+        var deadline = time.GetUtcNow() + TimeSpan.FromSeconds(waitSeconds);
+        while (true)
         {
-            return CommandNotFound(id);
-        }
+            using var waiting = waitSeconds > 0 ? completion.Register(id) : null;
+            var command = await db.FindCommandAsync(id, cancellationToken);
+            if (command is null)
+            {
+                return CommandNotFound(id);
+            }
 
-        if (waiting is not null && Command.IsOpen(command.Status))
-        {
+            var left = deadline - time.GetUtcNow();
+            if (waiting is null || !Command.IsOpen(command.Status) || left <= TimeSpan.Zero)
+            {
+                return Ok(command.ToView());
+            }
+
             try
             {
-                await waiting.Finished.WaitAsync(TimeSpan.FromSeconds(waitSeconds), time, cancellationToken);
-                command = await db.FindCommandAsync(id, cancellationToken) ?? command;
+                // Woken when it finishes here or on another instance, or when signals may have been missed: read again.
+                await waiting.Finished.WaitAsync(left, time, cancellationToken);
             }
             catch (TimeoutException)
             {
                 // Still open: answer with the command as it is.
+                return Ok((await db.FindCommandAsync(id, cancellationToken) ?? command).ToView());
             }
         }
-
-        return Ok(command.ToView());
     }
 
     /// <summary>Cancel a command that has not been answered.</summary>
@@ -131,42 +137,28 @@ public sealed class CommandsController(GatewayDbContext db, DatabaseWriteGate wr
     [ProducesResponseType<ProblemDetails>(StatusCodes.Status429TooManyRequests)]
     public async Task<IActionResult> Cancel(Guid id, CancellationToken cancellationToken)
     {
-        var now = time.GetUtcNow();
-        int cancelled;
-        using (await writeGate.EnterAsync(cancellationToken))
+        var outcome = await store.CancelAsync(id, RequestedBy(), time.GetUtcNow(), cancellationToken);
+        if (outcome.Result == CancelResult.NotFound)
         {
-            cancelled = await db.Commands
-                .Where(c => c.Id == id && (c.Status == CommandStatus.Pending || c.Status == CommandStatus.Published))
-                .ExecuteUpdateAsync(s => s.SetProperty(c => c.Status, CommandStatus.Cancelled).SetProperty(c => c.CancelledAt, now)
-                    .SetProperty(c => c.CancelledBy, RequestedBy()), cancellationToken);
-            if (cancelled > 0)
-            {
-                // Still inside the gate, before any lane can pick it up from a hand-over or a scan.
-                dispatcher.Withdraw(id);
-            }
+            return CommandNotFound(id);
         }
 
-        if (cancelled > 0)
+        if (outcome.Result == CancelResult.AlreadyFinished)
         {
-            // Committed: waiters and the metric learn of it even if this request is aborted below.
-            completion.Finished(id);
-            metrics.CommandTransition(CommandStatus.Cancelled);
+            return Problem(statusCode: StatusCodes.Status409Conflict, title: "Command already finished",
+                detail: $"Command {id} is {outcome.Status} and can no longer be cancelled.");
         }
 
-        var command = await db.FindCommandAsync(id, cancellationToken);
+        // Committed: waiters (on every instance) and the metric learn of it even if this request is aborted below.
+        completion.Finished(id);
+        metrics.CommandTransition(CommandStatus.Cancelled);
+        var command = await db.FindCommandAsync(id, CancellationToken.None);
         if (command is null)
         {
             return CommandNotFound(id);
         }
 
-        if (cancelled == 0)
-        {
-            return Problem(statusCode: StatusCodes.Status409Conflict, title: "Command already finished",
-                detail: $"Command {id} is {command.Status} and can no longer be cancelled.");
-        }
-
-        events.Publish(ServerEvent.Command(command.DeviceId, id, CommandStatus.Cancelled, now));
-
+        events.Publish(ServerEvent.Command(command.DeviceId, id, CommandStatus.Cancelled, command.CancelledAt ?? time.GetUtcNow()));
         return Ok(command.ToView());
     }
 

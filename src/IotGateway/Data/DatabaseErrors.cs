@@ -1,12 +1,14 @@
 using Microsoft.Data.Sqlite;
+using Npgsql;
 using SQLitePCL;
 
 namespace IotGateway.Data;
 
 // Whether a failed write is the database's trouble (it passes: a lock, a full disk, an I/O error, a file that
-// is gone) or the data's (this message can never be stored: a constraint, a value out of range). Ingest retries
-// the first with everything unacknowledged, and splits a batch over the second to find the one message to reject.
-// Decided by result code, never by message text; another provider adds its codes here.
+// is gone, a PostgreSQL server that is unreachable or restarting) or the data's (this message can never be stored: a
+// constraint, a value out of range, text PostgreSQL refuses). Ingest retries the first with everything
+// unacknowledged, and splits a batch over the second to find the one message to reject. Decided by result code or
+// SQLSTATE, never by message text.
 public static class DatabaseErrors
 {
     private static readonly HashSet<int> Transient =
@@ -25,6 +27,11 @@ public static class DatabaseErrors
                 case SqliteException sqlite:
                     // The primary code is the low byte of the extended one (SQLITE_IOERR_WRITE is SQLITE_IOERR | 3<<8).
                     return Transient.Contains(sqlite.SqliteErrorCode & 0xFF) || Transient.Contains(sqlite.SqliteExtendedErrorCode & 0xFF);
+                case PostgresException postgres:
+                    return IsPostgresTransient(postgres);
+                case NpgsqlException:
+                    // No answer from the server at all (refused, reset, timed out, the pool exhausted).
+                    return true;
                 case IOException or TimeoutException or DatabaseFileMovedException:
                     return true;
             }
@@ -32,6 +39,14 @@ public static class DatabaseErrors
 
         return false;
     }
+
+    // PostgreSQL refused the transaction because of another one (deadlock, serialization failure): run it again at once.
+    public static bool IsConflict(Exception ex) => ex is PostgresException { SqlState: PostgresErrorCodes.DeadlockDetected or PostgresErrorCodes.SerializationFailure };
+
+    // Classes 08 (connection), 53 (insufficient resources: disk full, out of connections), 57 (operator intervention:
+    // shutting down, cancelled), 58 (system error), and conflicts with other transactions.
+    private static bool IsPostgresTransient(PostgresException postgres) =>
+        postgres.SqlState[..2] is "08" or "53" or "57" or "58" || IsConflict(postgres);
 }
 
 // The database file was deleted or replaced under the running gateway (see DatabaseFile).

@@ -8,7 +8,8 @@ namespace IotGateway.Data;
 // nobody will ever read. A connection opened at start keeps the original file open; SQLite's own check
 // (SQLITE_FCNTL_HAS_MOVED: is the file at this path still the one this connection has open, by inode) answers.
 // Once moved, always moved: readiness fails and ingest acknowledges nothing until the gateway is restarted.
-public sealed class DatabaseFile(string connectionString) : IDisposable
+// Null connection string: no file to watch (PostgreSQL), never moved.
+public sealed class DatabaseFile(string? connectionString) : IDisposable
 {
     private const int SqliteFcntlHasMoved = 20;
 
@@ -21,7 +22,7 @@ public sealed class DatabaseFile(string connectionString) : IDisposable
     {
         lock (_lock)
         {
-            if (_connection is not null)
+            if (_connection is not null || connectionString is null)
             {
                 return;
             }

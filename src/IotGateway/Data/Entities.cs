@@ -78,3 +78,14 @@ public sealed class Command
 
     public static bool IsOpen(CommandStatus status) => status is CommandStatus.Pending or CommandStatus.Published;
 }
+
+// Which gateway instance publishes a device's commands, until when: a lease, so that several instances on one
+// database publish each device's commands from one place, in order, and a dead instance's devices are taken over.
+public sealed class CommandLane
+{
+    public required string DeviceId { get; set; }
+
+    // The owning instance's Mqtt:ClientId.
+    public required string Owner { get; set; }
+    public required DateTimeOffset LeaseUntil { get; set; }
+}

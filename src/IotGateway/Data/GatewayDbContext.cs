@@ -1,27 +1,35 @@
 using IotGateway.Commands;
 using IotGateway.Devices;
+using IotGateway.Mqtt.Embedded;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Storage.ValueConversion;
 
 namespace IotGateway.Data;
 
-public sealed class GatewayDbContext(DbContextOptions<GatewayDbContext> options) : DbContext(options)
+// One model for both providers, with the same value conversions (times as UTC ticks, ids and enums as text), so raw
+// SQL and aggregates do the same arithmetic on both. Each provider derives its own context (below) because EF Core
+// keeps migrations per context type: Migrations/Sqlite and Migrations/PostgreSql.
+public abstract class GatewayDbContext(DbContextOptions options) : DbContext(options)
 {
     public DbSet<Device> Devices => Set<Device>();
     public DbSet<TelemetryReading> Telemetry => Set<TelemetryReading>();
     public DbSet<Command> Commands => Set<Command>();
+    public DbSet<CommandLane> CommandLanes => Set<CommandLane>();
 
-    // The hottest reads, compiled once: EF Core's per-call query preparation (parameter extraction, cache lookup)
-    // cost more than the SQLite work for these single-row lookups under the round-trip benchmark.
-    private static readonly Func<GatewayDbContext, Guid, CancellationToken, Task<Command?>> CommandById =
-        EF.CompileAsyncQuery((GatewayDbContext db, Guid id, CancellationToken _) => db.Commands.AsNoTracking().FirstOrDefault(c => c.Id == id));
+    // The embedded broker's sessions (Mqtt/Embedded).
+    public DbSet<StoredBrokerSession> BrokerSessions => Set<StoredBrokerSession>();
+    public DbSet<StoredBrokerSubscription> BrokerSubscriptions => Set<StoredBrokerSubscription>();
+    public DbSet<StoredBrokerMessage> BrokerMessages => Set<StoredBrokerMessage>();
 
-    private static readonly Func<GatewayDbContext, string, CancellationToken, Task<bool>> DeviceExists =
-        EF.CompileAsyncQuery((GatewayDbContext db, string deviceId, CancellationToken _) => db.Devices.Any(d => d.Id == deviceId));
+    // The hottest reads, compiled once per provider (ProviderDbContext below).
+    public abstract Task<Command?> FindCommandAsync(Guid id, CancellationToken cancellationToken);
 
-    public Task<Command?> FindCommandAsync(Guid id, CancellationToken cancellationToken) => CommandById(this, id, cancellationToken);
+    public abstract Task<bool> DeviceExistsAsync(string deviceId, CancellationToken cancellationToken);
 
-    public Task<bool> DeviceExistsAsync(string deviceId, CancellationToken cancellationToken) => DeviceExists(this, deviceId, cancellationToken);
+    // The device's oldest Pending command that has not expired: what its lane publishes next.
+    public abstract Task<Command?> NextPendingCommandAsync(string deviceId, DateTimeOffset now, CancellationToken cancellationToken);
+
+    public abstract Task<bool> AnyCommandDueAsync(DateTimeOffset now, CancellationToken cancellationToken);
 
     protected override void ConfigureConventions(ModelConfigurationBuilder configurationBuilder)
     {
@@ -63,9 +71,69 @@ public sealed class GatewayDbContext(DbContextOptions<GatewayDbContext> options)
             command.Property(c => c.DeviceId).HasMaxLength(DeviceIds.MaxLength);
             command.Property(c => c.Name).HasMaxLength(CommandLimits.MaxNameLength);
         });
+
+        modelBuilder.Entity<CommandLane>(lane =>
+        {
+            lane.ToTable("CommandLanes");
+            lane.HasKey(l => l.DeviceId);
+            lane.Property(l => l.DeviceId).HasMaxLength(DeviceIds.MaxLength);
+            lane.Property(l => l.Owner).HasMaxLength(128);
+        });
+
+        modelBuilder.ApplyConfiguration(new StoredBrokerSessionMapping());
+        modelBuilder.ApplyConfiguration(new StoredBrokerSubscriptionMapping());
+        modelBuilder.ApplyConfiguration(new StoredBrokerMessageMapping());
     }
 
     private sealed class UtcTicksConverter() : ValueConverter<DateTimeOffset, long>(
         value => value.UtcTicks,
         ticks => new DateTimeOffset(ticks, TimeSpan.Zero));
+}
+
+// EF Core's per-call query preparation (parameter extraction, cache lookup) cost more than the SQLite work for these
+// single-row lookups under the round-trip benchmark, so they are compiled once. A compiled query serves one model:
+// one set per provider (static fields of a generic class are per closed type), since tests run both in one process.
+public abstract class ProviderDbContext<TSelf>(DbContextOptions options) : GatewayDbContext(options)
+    where TSelf : ProviderDbContext<TSelf>
+{
+    private static readonly Func<TSelf, Guid, CancellationToken, Task<Command?>> CommandById =
+        EF.CompileAsyncQuery((TSelf db, Guid id, CancellationToken _) => db.Commands.AsNoTracking().FirstOrDefault(c => c.Id == id));
+
+    private static readonly Func<TSelf, string, CancellationToken, Task<bool>> DeviceExists =
+        EF.CompileAsyncQuery((TSelf db, string deviceId, CancellationToken _) => db.Devices.Any(d => d.Id == deviceId));
+
+    private static readonly Func<TSelf, string, DateTimeOffset, CancellationToken, Task<Command?>> NextPending =
+        EF.CompileAsyncQuery((TSelf db, string deviceId, DateTimeOffset now, CancellationToken _) => db.Commands.AsNoTracking()
+            .Where(c => c.DeviceId == deviceId && c.Status == CommandStatus.Pending && c.ExpiresAt > now)
+            .OrderBy(c => c.Sequence)
+            .FirstOrDefault());
+
+    private static readonly Func<TSelf, DateTimeOffset, CancellationToken, Task<bool>> AnyDue =
+        EF.CompileAsyncQuery((TSelf db, DateTimeOffset now, CancellationToken _) =>
+            db.Commands.Any(c => (c.Status == CommandStatus.Pending || c.Status == CommandStatus.Published) && c.ExpiresAt <= now));
+
+    public override Task<Command?> FindCommandAsync(Guid id, CancellationToken cancellationToken) => CommandById((TSelf)this, id, cancellationToken);
+
+    public override Task<bool> DeviceExistsAsync(string deviceId, CancellationToken cancellationToken) =>
+        DeviceExists((TSelf)this, deviceId, cancellationToken);
+
+    public override Task<Command?> NextPendingCommandAsync(string deviceId, DateTimeOffset now, CancellationToken cancellationToken) =>
+        NextPending((TSelf)this, deviceId, now, cancellationToken);
+
+    public override Task<bool> AnyCommandDueAsync(DateTimeOffset now, CancellationToken cancellationToken) => AnyDue((TSelf)this, now, cancellationToken);
+}
+
+public sealed class SqliteGatewayDbContext(DbContextOptions<SqliteGatewayDbContext> options) : ProviderDbContext<SqliteGatewayDbContext>(options);
+
+public sealed class PostgresGatewayDbContext(DbContextOptions<PostgresGatewayDbContext> options) : ProviderDbContext<PostgresGatewayDbContext>(options)
+{
+    protected override void OnModelCreating(ModelBuilder modelBuilder)
+    {
+        base.OnModelCreating(modelBuilder);
+        // Binary order, as SQLite compares text: device lists page the same way on both, whatever the database's locale.
+        modelBuilder.Entity<Device>().Property(d => d.Id).UseCollation("C");
+        modelBuilder.Entity<TelemetryReading>().Property(r => r.DeviceId).UseCollation("C");
+        modelBuilder.Entity<Command>().Property(c => c.DeviceId).UseCollation("C");
+        modelBuilder.Entity<CommandLane>().Property(l => l.DeviceId).UseCollation("C");
+    }
 }

@@ -3,32 +3,126 @@ using System.Runtime.CompilerServices;
 using Microsoft.Data.Sqlite;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Diagnostics;
-using Microsoft.EntityFrameworkCore.Infrastructure;
+using IotGateway.Commands;
+using IotGateway.Data.PostgreSql;
+using IotGateway.Data.Sqlite;
+using IotGateway.Telemetry;
+using Microsoft.Extensions.Options;
+using Npgsql;
 
 namespace IotGateway.Data;
+
+// The configured provider's connection string for SQLite, checked and made absolute.
+public sealed record SqliteConnectionString(string Value);
+
+public sealed record PostgresConnectionString(string Value);
+
+internal sealed class NothingToRun : IHostedService
+{
+    public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+}
 
 public static class StorageSetup
 {
     public const string ConnectionStringName = "Gateway";
     public const string DefaultConnectionString = "Data Source=data/gateway.db";
 
-    public static IServiceCollection AddGatewayStorage(this IServiceCollection services, IConfiguration configuration)
+    public static IServiceCollection AddGatewayStorage(this IServiceCollection services)
     {
+        services.AddOptions<DatabaseOptions>().BindSettings(DatabaseOptions.Section).ValidateOnStart();
+
         // Pooled: the options are built once, when first needed (so from the final configuration: tests and hosts may
         // add sources late), and contexts are reused. Building options and a context per request was a tenth of the
-        // gateway's CPU under the round-trip benchmark.
-        services.AddDbContextPool<GatewayDbContext>(options => options
-            .UseSqlite(ResolveConnectionString(configuration.GetConnectionString(ConnectionStringName) ?? DefaultConnectionString))
+        // gateway's CPU under the round-trip benchmark. Both pools are registered; only the configured one is used.
+        services.AddDbContextPool<SqliteGatewayDbContext>((sp, options) => options
+            .UseSqlite(sp.GetRequiredService<SqliteConnectionString>().Value)
             .AddInterceptors(new SqlitePragmas()));
-        services.AddSingleton(sp => new DatabaseWriteGate(
-            RelationalOptionsExtension.Extract(sp.GetRequiredService<DbContextOptions<GatewayDbContext>>()).ConnectionString!));
+        services.AddDbContextPool<PostgresGatewayDbContext>((sp, options) => options.UseNpgsql(sp.GetRequiredService<NpgsqlDataSource>()));
+        services.AddScoped<GatewayDbContext>(sp => sp.DatabaseProvider() == Data.DatabaseProvider.Sqlite
+            ? sp.GetRequiredService<SqliteGatewayDbContext>()
+            : sp.GetRequiredService<PostgresGatewayDbContext>());
+
+        services.AddSingleton(sp => new SqliteConnectionString(ResolveConnectionString(GatewayConnectionString(sp))));
+        services.AddSingleton(sp => new DatabaseWriteGate(sp.GetRequiredService<SqliteConnectionString>().Value));
+        // A SQLite file can be deleted or replaced under the gateway; PostgreSQL has no file of ours to watch.
         services.AddSingleton(sp => new DatabaseFile(
-            RelationalOptionsExtension.Extract(sp.GetRequiredService<DbContextOptions<GatewayDbContext>>()).ConnectionString!));
+            sp.DatabaseProvider() == Data.DatabaseProvider.Sqlite ? sp.GetRequiredService<SqliteConnectionString>().Value : null));
+        services.AddSingleton(sp => new PostgresConnectionString(GatewayConnectionString(sp)));
+        services.AddSingleton(sp => PostgresDataSource(sp.GetRequiredService<PostgresConnectionString>().Value));
+
+        // What each provider does its own way: the command and ingest stores, the signals between instances.
+        services.AddSingleton<ICommandStore>(sp => sp.DatabaseProvider() == Data.DatabaseProvider.Sqlite
+            ? ActivatorUtilities.CreateInstance<SqliteCommandStore>(sp)
+            : ActivatorUtilities.CreateInstance<PostgresCommandStore>(sp));
+        services.AddSingleton<IIngestStore>(sp => sp.DatabaseProvider() == Data.DatabaseProvider.Sqlite
+            ? ActivatorUtilities.CreateInstance<SqliteIngestStore>(sp)
+            : ActivatorUtilities.CreateInstance<PostgresIngestStore>(sp));
+        services.AddSingleton<IClusterSignals>(sp => sp.DatabaseProvider() == Data.DatabaseProvider.Sqlite
+            ? new InProcessSignals()
+            : ActivatorUtilities.CreateInstance<PostgresSignals>(sp));
+        // PostgreSQL's listener runs as a hosted service; in-process signals need nothing running.
+        services.AddSingleton<IHostedService>(sp => sp.GetRequiredService<IClusterSignals>() as IHostedService ?? new NothingToRun());
 
         // The first hosted service: the others wait for it before they touch the database or the broker.
         services.AddSingleton<DatabaseStartup>();
         services.AddHostedService(sp => sp.GetRequiredService<DatabaseStartup>());
         return services;
+    }
+
+    public static DatabaseProvider DatabaseProvider(this IServiceProvider services) =>
+        services.GetRequiredService<IOptions<DatabaseOptions>>().Value.Provider;
+
+    // Validates the configured provider's connection string (InvalidSettingException when it is unusable).
+    public static void CheckConnectionString(IServiceProvider services)
+    {
+        if (services.DatabaseProvider() == Data.DatabaseProvider.Sqlite)
+        {
+            _ = services.GetRequiredService<SqliteConnectionString>();
+        }
+        else
+        {
+            _ = services.GetRequiredService<NpgsqlDataSource>();
+        }
+    }
+
+    private static string GatewayConnectionString(IServiceProvider services) =>
+        services.GetRequiredService<IConfiguration>().GetConnectionString(ConnectionStringName) ?? DefaultConnectionString;
+
+    // Pooled connections whose statements Npgsql prepares once they repeat (the writers' few statements run thousands
+    // of times), unless the connection string says otherwise.
+    public static NpgsqlDataSource PostgresDataSource(string connectionString)
+    {
+        NpgsqlDataSourceBuilder builder;
+        try
+        {
+            builder = new NpgsqlDataSourceBuilder(connectionString);
+        }
+        catch (ArgumentException e) when (connectionString.Contains("Data Source", StringComparison.OrdinalIgnoreCase))
+        {
+            throw new InvalidSettingException(
+                "Database:Provider is PostgreSQL but ConnectionStrings:Gateway is a SQLite connection string: give Npgsql's form (Host=…;Port=…;Database=…;Username=…;Password=…).", e);
+        }
+        catch (ArgumentException e)
+        {
+            throw new InvalidSettingException($"ConnectionStrings:Gateway is not a PostgreSQL connection string (Host=…;Port=…;Database=…;Username=…;Password=…): {e.Message}", e);
+        }
+
+        var settings = builder.ConnectionStringBuilder;
+        if (string.IsNullOrEmpty(settings.Host) || string.IsNullOrEmpty(settings.Database) || settings.Host.Contains(".db", StringComparison.OrdinalIgnoreCase))
+        {
+            throw new InvalidSettingException(
+                "ConnectionStrings:Gateway must be a PostgreSQL connection string naming Host and Database (Host=…;Port=…;Database=…;Username=…;Password=…) when Database:Provider is PostgreSQL.");
+        }
+
+        var given = new DbConnectionStringBuilder { ConnectionString = connectionString };
+        if (!given.ContainsKey("Max Auto Prepare") && !given.ContainsKey("MaxAutoPrepare"))
+        {
+            settings.MaxAutoPrepare = 64;
+        }
+
+        return builder.Build();
     }
 
     // A relative file is relative to the working directory; its folder is created so a fresh clone just runs.
@@ -59,7 +153,9 @@ public static class StorageSetup
             builder.DefaultTimeout = 5;
         }
 
-        Directory.CreateDirectory(Path.GetDirectoryName(builder.DataSource)!);
+        // Owner-only, like every file of the gateway; SQLite gives its -wal and -shm files the database file's mode.
+        Security.PrivateFiles.CreateFolder(Path.GetDirectoryName(builder.DataSource)!);
+        Security.PrivateFiles.Ensure(builder.DataSource);
         return builder.ToString();
     }
 
@@ -67,9 +163,20 @@ public static class StorageSetup
     {
         await using var scope = services.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<GatewayDbContext>();
-        await db.Database.MigrateAsync(cancellationToken);
-        // WAL is a property of the file: readers never block the writer, and commits cost one fsync of the log.
-        await db.Database.ExecuteSqlRawAsync("PRAGMA journal_mode=WAL;", cancellationToken);
+        if (services.DatabaseProvider() == Data.DatabaseProvider.Sqlite)
+        {
+            await db.Database.MigrateAsync(cancellationToken);
+            // WAL is a property of the file: readers never block the writer, and commits cost one fsync of the log.
+            await db.Database.ExecuteSqlRawAsync("PRAGMA journal_mode=WAL;", cancellationToken);
+        }
+        else
+        {
+            // Several instances starting at once: EF Core's migration lock (Npgsql takes a table lock around the
+            // whole migration, history table included) lets the first migrate while the others wait and then find
+            // nothing to do (SeveralGatewaysTests starts three at once on an empty database).
+            await db.Database.MigrateAsync(cancellationToken);
+        }
+
         await scope.ServiceProvider.GetRequiredService<Devices.DeviceRegistry>().LoadAsync(db, cancellationToken);
         services.GetRequiredService<DatabaseFile>().Watch();
     }

@@ -20,7 +20,6 @@ public sealed record ForgottenDevice(string DeviceId, long ReadingsDeleted, int 
 public sealed partial class DeviceDeletion(
     GatewayDbContext db,
     DatabaseWriteGate writeGate,
-    CommandDispatcher dispatcher,
     CommandCompletion completion,
     DeviceRegistry registry,
     MqttConnection connection,
@@ -52,19 +51,10 @@ public sealed partial class DeviceDeletion(
             await db.Devices.Where(d => d.Id == deviceId).ExecuteDeleteAsync(CancellationToken.None);
             lastReading = await db.Telemetry.Where(r => r.DeviceId == deviceId).MaxAsync(r => (long?)r.Id, CancellationToken.None);
             await transaction.CommitAsync(CancellationToken.None);
-
-            // Still inside the gate, as a cancel does: a lane that has not started one of them will not send it.
-            foreach (var id in open)
-            {
-                dispatcher.Withdraw(id);
-            }
         }
 
         registry.SetPresence(deviceId, signedIn: false);
-        foreach (var id in open)
-        {
-            completion.Finished(id);
-        }
+        completion.Finished(open);
 
         var readings = lastReading is { } last ? await DeleteReadingsAsync(deviceId, last) : 0;
         LogForgotten(deviceId, readings, commands);

@@ -6,7 +6,7 @@ public static class EventSetup
 {
     public static IServiceCollection AddGatewayEvents(this IServiceCollection services)
     {
-        services.AddOptions<EventOptions>().BindConfiguration(EventOptions.Section, ConfigurationBinding.RejectUnknownKeys).ValidateDataAnnotations().ValidateOnStart();
+        services.AddOptions<EventOptions>().BindSettings(EventOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         services.AddSingleton<EventHub>();
         services.AddSingleton<EventTokens>();
         services.AddAuthentication()

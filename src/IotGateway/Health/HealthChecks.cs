@@ -1,4 +1,5 @@
 using System.Text.Json;
+using IotGateway.Api;
 using IotGateway.Data;
 using IotGateway.Mqtt;
 using IotGateway.Telemetry;
@@ -15,7 +16,7 @@ public sealed class BrokerHealthCheck(MqttConnection connection) : IHealthCheck
     {
         var state = connection.State;
         return Task.FromResult(state.Connected
-            ? HealthCheckResult.Healthy($"connected to {connection.BrokerDescription} since {state.Since:O}")
+            ? HealthCheckResult.Healthy($"connected to {connection.BrokerDescription} since {ApiTime.ToText(state.Since)}")
             : HealthCheckResult.Unhealthy(state.LastError ?? $"not connected to {connection.BrokerDescription}"));
     }
 }
@@ -60,15 +61,18 @@ public sealed class DatabaseHealthCheck(GatewayDbContext db, DatabaseStartup sta
     }
 }
 
-public static class HealthEndpoints
+public static partial class HealthEndpoints
 {
     public const string ReadyTag = "ready";
+
+    private static readonly JsonSerializerOptions BodyJson = Json.Configure(new JsonSerializerOptions());
 
     public static IServiceCollection AddGatewayHealthChecks(this IServiceCollection services)
     {
         services.AddHealthChecks()
             .AddCheck<BrokerHealthCheck>("broker", tags: [ReadyTag])
             .AddCheck<DatabaseHealthCheck>("database", tags: [ReadyTag]);
+        services.AddSingleton<ReadinessLog>();
         return services;
     }
 
@@ -76,8 +80,14 @@ public static class HealthEndpoints
     {
         // Live: the process answers. Ready: it can do its job (broker connected, database writable).
         endpoints.MapHealthChecks("/health/live", new HealthCheckOptions { Predicate = _ => false, ResponseWriter = WriteAsync }).AllowAnonymous();
-        endpoints.MapHealthChecks("/health/ready", new HealthCheckOptions { Predicate = c => c.Tags.Contains(ReadyTag), ResponseWriter = WriteAsync })
+        endpoints.MapHealthChecks("/health/ready", new HealthCheckOptions { Predicate = c => c.Tags.Contains(ReadyTag), ResponseWriter = WriteReadyAsync })
             .AllowAnonymous();
+    }
+
+    private static Task WriteReadyAsync(HttpContext context, HealthReport report)
+    {
+        context.RequestServices.GetRequiredService<ReadinessLog>().Observe(report);
+        return WriteAsync(context, report);
     }
 
     private static Task WriteAsync(HttpContext context, HealthReport report)
@@ -87,6 +97,54 @@ public static class HealthEndpoints
         {
             status = report.Status.ToString(),
             checks = report.Entries.ToDictionary(e => e.Key, e => new { status = e.Value.Status.ToString(), description = e.Value.Description }),
-        });
+        }, BodyJson);
     }
+}
+
+// One line when readiness changes, as a probe sees it, instead of the health-check service's error line at every poll
+// while the gateway is not ready (Startup.SetLogLevelDefaults):
+// the reasons themselves (broker, database) are logged where they happen. Not ready before the first ready is the
+// expected start-up wait (Information); losing readiness later is a Warning.
+public sealed partial class ReadinessLog(ILogger<ReadinessLog> logger)
+{
+    private readonly Lock _lock = new();
+    private HealthStatus? _last;
+    private bool _wasReady;
+
+    public void Observe(HealthReport report)
+    {
+        lock (_lock)
+        {
+            if (_last == report.Status)
+            {
+                return;
+            }
+
+            _last = report.Status;
+            var reasons = string.Join("; ", report.Entries.Where(e => e.Value.Status != HealthStatus.Healthy)
+                .Select(e => $"{e.Key}: {e.Value.Description}"));
+            if (report.Status == HealthStatus.Healthy)
+            {
+                _wasReady = true;
+                LogReady();
+            }
+            else if (_wasReady)
+            {
+                LogNoLongerReady(reasons);
+            }
+            else
+            {
+                LogNotReadyYet(reasons);
+            }
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Ready")]
+    private partial void LogReady();
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Not ready yet: {Reasons}")]
+    private partial void LogNotReadyYet(string reasons);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "No longer ready: {Reasons}")]
+    private partial void LogNoLongerReady(string reasons);
 }

@@ -1,28 +1,58 @@
-using System.Reflection;
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Text;
-using System.Text.Json;
+using IotGateway.Data;
+using IotGateway.Mqtt.Embedded;
 using Microsoft.Extensions.Options;
-using MQTTnet;
+using MQTTnet.Formatter;
 using MQTTnet.Packets;
 using MQTTnet.Protocol;
 using MQTTnet.Server;
 
 namespace IotGateway.Mqtt;
 
-// MQTTnet's in-process broker, run when Mqtt:Broker is "embedded" so a fresh clone works with nothing
-// installed. It keeps sessions in memory only; retained messages (the devices' presence) are saved to a
-// file so they survive a restart.
-public sealed partial class EmbeddedBroker(IOptions<MqttOptions> options, ILogger<EmbeddedBroker> logger) : IHostedService, IAsyncDisposable
+// MQTTnet's in-process broker, run when Mqtt:Broker is "embedded" so a fresh clone works with nothing installed.
+// MQTTnet handles the connections and the protocol's packet flows; the classes in Mqtt/Embedded keep the sessions
+// (in the gateway's database, so they survive a restart), route and queue the messages (honouring message expiry
+// and each client's Receive Maximum and Maximum Packet Size), publish the Last Wills (Will Delay, takeover) and keep
+// the retained messages (in a file). They plug into MQTTnet through its events and its transport interface only.
+public sealed partial class EmbeddedBroker : BackgroundService, IAsyncDisposable
 {
-    private static readonly TimeSpan SaveDelay = TimeSpan.FromSeconds(1);
+    private static readonly TimeSpan Tick = TimeSpan.FromMilliseconds(100);
+    private static readonly TimeSpan RetainedSweep = TimeSpan.FromSeconds(1);
+    private static readonly TimeSpan RestoreRetry = TimeSpan.FromSeconds(2);
 
-    private readonly MqttOptions _options = options.Value;
-    private readonly SemaphoreSlim _saveLock = new(1, 1);
-    private MqttServer? _server;
-    private int _saveScheduled;
+    private readonly MqttOptions _options;
+    private readonly DatabaseStartup _database;
+    private readonly TimeProvider _time;
+    private readonly ILogger<EmbeddedBroker> _logger;
+    private readonly SessionJournal _journal = new();
+    private readonly SessionStore _store;
+    private readonly RetainedMessages _retained;
+    private readonly SessionRestore _restore = new();
+    private readonly MessageRouter _router;
+    private readonly SessionRegistry _sessions;
+    private readonly TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly Lock _stopSync = new();
+    private MqttServer? _server;
     private Task? _stopped;
+
+    public EmbeddedBroker(IOptions<MqttOptions> options, DatabaseStartup database, IServiceScopeFactory scopes, DatabaseWriteGate writeGate,
+        TimeProvider time, ILogger<EmbeddedBroker> logger)
+    {
+        _options = options.Value;
+        _database = database;
+        _time = time;
+        _logger = logger;
+        _store = new SessionStore(scopes, writeGate);
+        _retained = new RetainedMessages(_options.Embedded.RetainedMessagesFile, logger);
+        var index = new SubscriptionIndex();
+        _router = new MessageRouter(index, _retained, _journal, time);
+        _sessions = new SessionRegistry(index, _journal, _router, _restore, _options.Embedded.MaxPendingMessagesPerClient, time, logger);
+        BindAddress = IPAddress.TryParse(_options.Embedded.BindAddress, out var address) ? address : IPAddress.Loopback;
+    }
 
     // The gateway's own client logs in with these when device credentials are required.
     public (string Username, string Password) InternalCredentials { get; } =
@@ -32,72 +62,122 @@ public sealed partial class EmbeddedBroker(IOptions<MqttOptions> options, ILogge
 
     public int Port => _options.Embedded.Port;
 
-    public async Task StartAsync(CancellationToken cancellationToken)
+    public IPAddress BindAddress { get; }
+
+    // Where the gateway's own client reaches it: the bound address, or loopback when bound to every interface.
+    public string ClientHost => BindAddress.Equals(IPAddress.Any) ? "127.0.0.1" : BindAddress.Equals(IPAddress.IPv6Any) ? "::1" : BindAddress.ToString();
+
+    // The address devices connect to, as it is bound.
+    public string ListenAddress => string.Create(CultureInfo.InvariantCulture,
+        $"mqtt://{(BindAddress.AddressFamily == AddressFamily.InterNetworkV6 ? $"[{BindAddress}]" : BindAddress.ToString())}:{Port}");
+
+    // Completes once the stored sessions are restored and clients are accepted (at once when the broker is external).
+    public Task Ready => Enabled ? _ready.Task : Task.CompletedTask;
+
+    public override async Task StartAsync(CancellationToken cancellationToken)
     {
         if (!Enabled)
         {
             return;
         }
 
-        var serverOptions = new MqttServerOptionsBuilder()
+        var builder = new MqttServerOptionsBuilder()
             .WithDefaultEndpoint()
-            .WithDefaultEndpointPort(_options.Embedded.Port)
+            .WithDefaultEndpointPort(Port)
             .WithPersistentSessions()
-            .WithMaxPendingMessagesPerClient(_options.Embedded.MaxPendingMessagesPerClient)
-            .Build();
-        _server = new MqttServerFactory().CreateMqttServer(serverOptions);
-        _server.ValidatingConnectionAsync += ValidateConnectionAsync;
-        _server.LoadingRetainedMessageAsync += LoadRetainedMessagesAsync;
-        _server.RetainedMessageChangedAsync += _ => ScheduleSave();
-        _server.RetainedMessagesClearedAsync += _ => ScheduleSave();
+            // The sessions bound their queues themselves (MaxPendingMessagesPerClient); MQTTnet only ever holds a
+            // client's in-flight window.
+            .WithMaxPendingMessagesPerClient(int.MaxValue);
+        builder = BindAddress.AddressFamily == AddressFamily.InterNetworkV6
+            ? builder.WithDefaultEndpointBoundIPAddress(IPAddress.None).WithDefaultEndpointBoundIPV6Address(BindAddress)
+            : builder.WithDefaultEndpointBoundIPAddress(BindAddress).WithDefaultEndpointBoundIPV6Address(IPAddress.None);
+
+        var factory = new MqttServerFactory();
+        var transports = factory.DefaultServerAdapters.Select(create => (IMqttServerAdapter)new ClientListener(create(factory), _options.ClientId))
+            .Append(_restore).ToList();
+        var server = factory.CreateMqttServer(builder.Build(), transports);
+        Attach(server);
         try
         {
-            await _server.StartAsync();
+            await server.StartAsync();
         }
         catch (Exception ex)
         {
-            _server.Dispose();
-            _server = null;
+            server.Dispose();
             throw new InvalidOperationException(
-                $"The embedded MQTT broker cannot listen on port {_options.Embedded.Port} ({ex.GetBaseException().Message}). " +
-                "Set Mqtt:Embedded:Port to a free port, or BROKER to an external broker such as mqtt://localhost:1883.", ex);
+                $"The embedded MQTT broker cannot listen on {ListenAddress} ({ex.GetBaseException().Message}). " +
+                "Set Mqtt:Embedded:Port to a free port (Mqtt:Embedded:BindAddress to an address of this machine), or BROKER to an external broker such as mqtt://localhost:1883.", ex);
         }
 
-        LogStarted(_options.Embedded.Port);
+        _server = server;
+        _sessions.Server = server;
+        _retained.Server = server;
+        LogStarted(ListenAddress);
+        if (!IPAddress.IsLoopback(BindAddress) && _options.Embedded.Users.Count == 0)
+        {
+            LogOpenToNetwork(ListenAddress);
+        }
+
+        await base.StartAsync(cancellationToken);
+    }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        try
+        {
+            await _database.Ready.WaitAsync(stoppingToken);
+            await RestoreAsync(stoppingToken);
+        }
+        catch (OperationCanceledException)
+        {
+            return;
+        }
+
+        _ready.TrySetResult();
+        using var timer = new PeriodicTimer(Tick, _time);
+        var lastSweep = _time.GetUtcNow();
+        var lastWrite = lastSweep;
+        try
+        {
+            while (await timer.WaitForNextTickAsync(stoppingToken))
+            {
+                var now = _time.GetUtcNow();
+                await Guarded(_sessions.RunDueAsync);
+                if (now - lastSweep >= RetainedSweep)
+                {
+                    lastSweep = now;
+                    await Guarded(() => _retained.RemoveExpiredAsync(now));
+                }
+
+                if (now - lastWrite >= TimeSpan.FromMilliseconds(_options.Embedded.PersistIntervalMilliseconds))
+                {
+                    lastWrite = now;
+                    await WriteAsync(stoppingToken);
+                    await _retained.SaveIfChangedAsync();
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
     }
 
     // A host can stop it twice (WebApplication.RunAsync and a test host both do): the second call, and disposal,
     // wait for the first stop to end. Disposing the server while it still closes its listeners corrupted
     // MQTTnet's listener list (InvalidOperationException: Collection was modified).
-    public Task StopAsync(CancellationToken cancellationToken)
+    public override Task StopAsync(CancellationToken cancellationToken)
     {
-        if (_server is not { IsStarted: true } server)
+        if (_server is null)
         {
             return Task.CompletedTask;
         }
 
         lock (_stopSync)
         {
-            return _stopped ??= StopServerAsync(server);
+            return _stopped ??= StopServerAsync(_server, cancellationToken);
         }
     }
 
-    private async Task StopServerAsync(MqttServer server)
-    {
-        await SaveRetainedMessagesAsync();
-        try
-        {
-            await server.StopAsync(new MqttServerStopOptions());
-        }
-        catch (Exception ex) when (ex is InvalidOperationException or ObjectDisposedException)
-        {
-            // MQTTnet 5.2 can trip over its own client list while closing connections; the process is stopping anyway.
-            LogStopFailed(ex.Message);
-        }
-    }
-
-    // The save lock is deliberately not disposed: a host can dispose services while a second StopAsync
-    // (WebApplication.RunAsync and a test host both stop it) is still saving.
     public async ValueTask DisposeAsync()
     {
         Task? stopped;
@@ -119,29 +199,213 @@ public sealed partial class EmbeddedBroker(IOptions<MqttOptions> options, ILogge
         {
             LogStopFailed(ex.Message);
         }
+
+        Dispose();
     }
 
-    // MQTT 3.1.1 lets a clean-session client send an empty id (mosquitto_pub does) and the broker must assign
-    // one [MQTT-3.1.3-6]; MQTTnet 5.2 assigns ids only under MQTT 5 and refuses the rest. The CONNECT packet is
-    // not public on the event, so we set its id through the (pinned) field; a test guards this.
-    private static readonly FieldInfo? ConnectPacketField =
-        typeof(ValidatingConnectionEventArgs).GetField("_connectPacket", BindingFlags.NonPublic | BindingFlags.Instance);
-
-    private Task ValidateConnectionAsync(ValidatingConnectionEventArgs e)
+    private async Task StopServerAsync(MqttServer server, CancellationToken cancellationToken)
     {
+        await base.StopAsync(cancellationToken);
+        _sessions.Stopping = true;
+        try
+        {
+            await server.StopAsync(new MqttServerStopOptions());
+        }
+        catch (Exception ex) when (ex is InvalidOperationException or ObjectDisposedException)
+        {
+            // MQTTnet 5.2 can trip over its own client list while closing connections; the process is stopping anyway.
+            LogStopFailed(ex.Message);
+        }
+
+        // Everything the last connections changed, before the process ends.
+        if (_ready.Task.IsCompleted)
+        {
+            await _sessions.WaitForDisconnectsAsync(TimeSpan.FromSeconds(2));
+            await WriteAsync(CancellationToken.None);
+        }
+
+        await _retained.SaveIfChangedAsync();
+    }
+
+    private async Task RestoreAsync(CancellationToken cancellationToken)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                var stored = await _store.LoadAsync(cancellationToken);
+                var (sessions, messages) = await _sessions.RestoreAsync(stored, cancellationToken);
+                LogRestored(sessions, messages);
+                return;
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                LogRestoreFailed(attempt, ex.GetBaseException().Message);
+                await Task.Delay(RestoreRetry, _time, cancellationToken);
+            }
+        }
+    }
+
+    private async Task WriteAsync(CancellationToken cancellationToken)
+    {
+        if (_journal.IsEmpty)
+        {
+            return;
+        }
+
+        var changes = _journal.Take();
+        try
+        {
+            await _store.WriteAsync(changes, _sessions.Snapshot, cancellationToken);
+        }
+        catch (Exception ex)
+        {
+            // Kept for the next attempt; a crash meanwhile loses them (README: what a crash can lose).
+            _journal.PutBack(changes);
+            if (ex is not OperationCanceledException)
+            {
+                LogWriteFailed(ex.GetBaseException().Message);
+            }
+        }
+    }
+
+    private async Task Guarded(Func<Task> work)
+    {
+        try
+        {
+            await work();
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            LogMaintenanceFailed(ex.GetBaseException().Message);
+        }
+    }
+
+    private void Attach(MqttServer server)
+    {
+        server.ValidatingConnectionAsync += ValidateConnectionAsync;
+        server.LoadingRetainedMessageAsync += e =>
+        {
+            e.LoadedRetainedMessages = _retained.Load(_time.GetUtcNow());
+            return Task.CompletedTask;
+        };
+        server.ClientConnectedAsync += e => _sessions.OnConnectedAsync(e.RemoteEndPoint);
+        server.ClientDisconnectedAsync += e => _sessions.OnDisconnectedAsync(e.RemoteEndPoint, e.DisconnectType, e.ReasonCode);
+        server.ClientSubscribedTopicAsync += e =>
+        {
+            _sessions.OnSubscribed(e.ClientId, e.TopicFilter);
+            return Task.CompletedTask;
+        };
+        server.ClientUnsubscribedTopicAsync += e =>
+        {
+            _sessions.OnUnsubscribed(e.ClientId, e.TopicFilter);
+            return Task.CompletedTask;
+        };
+        server.InterceptingPublishAsync += RouteAsync;
+        // MQTTnet's own routing is off, so what reaches this is a retained message for a new subscription.
+        server.InterceptingClientEnqueueAsync += e =>
+        {
+            e.AcceptEnqueue = false;
+            if (_sessions.Find(e.ReceiverClientId) is { } session)
+            {
+                _router.SendRetained(session, e.ApplicationMessage.Topic);
+            }
+
+            return Task.CompletedTask;
+        };
+        // The inbound interceptor runs on the client's receive loop just before MQTTnet handles the same packet.
+        server.InterceptingInboundPacketAsync += e =>
+        {
+            switch (e.Packet)
+            {
+                case MqttSubscribePacket subscribe:
+                    _sessions.OnSubscribePacket(e.ClientId, subscribe.SubscriptionIdentifier);
+                    break;
+                case MqttPublishPacket { QualityOfServiceLevel: MqttQualityOfServiceLevel.ExactlyOnce } publish
+                    when _sessions.Find(e.ClientId) is { Connection: { } connection } session:
+                    connection.RoutingResentQos2 = session.IsResentQos2(publish);
+                    break;
+                case MqttPubRelPacket release:
+                    _sessions.Find(e.ClientId)?.Released(release.PacketIdentifier);
+                    break;
+            }
+
+            return Task.CompletedTask;
+        };
+        server.InterceptingOutboundPacketAsync += e =>
+        {
+            if (e.Packet is MqttPublishPacket publish && _sessions.Find(e.ClientId) is { } session
+                && !session.OnSending(publish, _time.GetUtcNow()))
+            {
+                e.ProcessPacket = false;
+                session.Connection?.Channel.Acknowledge(publish);
+            }
+            else if (e.Packet is MqttConnAckPacket { IsSessionPresent: false, ReasonCode: MqttConnectReasonCode.Success } && _sessions.Accepting)
+            {
+                _sessions.Find(e.ClientId)?.TakeBackHandedOver();
+            }
+
+            return Task.CompletedTask;
+        };
+        server.ClientAcknowledgedPublishPacketAsync += e =>
+        {
+            _sessions.Find(e.ClientId)?.Acknowledge(e.PublishPacket, _time.GetUtcNow());
+            return Task.CompletedTask;
+        };
+    }
+
+    private async Task RouteAsync(InterceptingPublishEventArgs e)
+    {
+        e.ProcessPublish = false;
+        if (_sessions.Find(e.ClientId)?.Connection is { RoutingResentQos2: true } sender)
+        {
+            sender.RoutingResentQos2 = false;
+            e.Response.ReasonCode = MqttPubAckReasonCode.Success; // routed the first time
+            return;
+        }
+
+        try
+        {
+            var reached = await _router.PublishAsync(e.ApplicationMessage, e.ClientId);
+            e.Response.ReasonCode = reached > 0 ? MqttPubAckReasonCode.Success : MqttPubAckReasonCode.NoMatchingSubscribers;
+        }
+        catch (Exception ex)
+        {
+            LogRouteFailed(LogText.Printable(e.ClientId, 128), ex.GetBaseException().Message);
+            e.Response.ReasonCode = MqttPubAckReasonCode.UnspecifiedError;
+        }
+    }
+
+    private async Task ValidateConnectionAsync(ValidatingConnectionEventArgs e)
+    {
+        if (e.ChannelAdapter is not ClientChannel { Connection: { } connection })
+        {
+            // The broker's own connections that open stored sessions again (SessionRestore).
+            return;
+        }
+
+        if (!_sessions.Accepting)
+        {
+            e.ReasonCode = MqttConnectReasonCode.ServerUnavailable;
+            e.ReasonString = "restoring sessions";
+            return;
+        }
+
         if (_options.Embedded.Users.Count > 0 && !IsKnownUser(e.UserName, e.Password))
         {
             e.ReasonCode = MqttConnectReasonCode.BadUserNameOrPassword;
             LogRefused(LogText.Printable(e.ClientId, 128), e.UserName is null ? "(none)" : LogText.Printable(e.UserName, 128));
-            return Task.CompletedTask;
+            return;
         }
 
-        if (string.IsNullOrEmpty(e.ClientId) && e.CleanSession == true && ConnectPacketField?.GetValue(e) is MqttConnectPacket packet)
+        // MQTT 5: a client without an id gets one, named in the CONNACK [MQTT-3.2.2-16].
+        if (string.IsNullOrEmpty(connection.ClientId) && e.ProtocolVersion == MqttProtocolVersion.V500)
         {
-            packet.ClientId = $"auto-{Guid.NewGuid():N}";
+            connection.ClientId = SessionRegistry.NewClientId();
+            e.AssignedClientIdentifier = connection.ClientId;
         }
 
-        return Task.CompletedTask;
+        await _sessions.AcceptAsync(connection);
     }
 
     private bool IsKnownUser(string? username, string? password)
@@ -158,96 +422,31 @@ public sealed partial class EmbeddedBroker(IOptions<MqttOptions> options, ILogge
         return match;
     }
 
-    private async Task LoadRetainedMessagesAsync(LoadingRetainedMessagesEventArgs e)
-    {
-        var path = RetainedMessagesPath();
-        if (!File.Exists(path))
-        {
-            return;
-        }
+    [LoggerMessage(Level = LogLevel.Information, Message = "Embedded MQTT broker listening on {Address} (sessions kept in the database; retained messages saved to disk)")]
+    private partial void LogStarted(string address);
 
-        try
-        {
-            await using var file = File.OpenRead(path);
-            var stored = await JsonSerializer.DeserializeAsync<List<StoredRetainedMessage>>(file) ?? [];
-            e.LoadedRetainedMessages = stored.Select(m => new MqttApplicationMessageBuilder()
-                .WithTopic(m.Topic)
-                .WithPayload(m.Payload)
-                .WithRetainFlag()
-                .WithQualityOfServiceLevel(m.Qos)
-                .Build()).ToList();
-            LogRetainedLoaded(e.LoadedRetainedMessages.Count, path);
-        }
-        catch (Exception ex) when (ex is JsonException or IOException)
-        {
-            LogRetainedLoadFailed(path, ex.Message);
-        }
-    }
+    [LoggerMessage(Level = LogLevel.Warning, Message = "The embedded MQTT broker listens on {Address}, beyond this machine, and accepts any device without credentials: " +
+        "whoever reaches the address can read and send every message. Set Mqtt:Embedded:Users, or Mqtt:Embedded:BindAddress to 127.0.0.1.")]
+    private partial void LogOpenToNetwork(string address);
 
-    // Coalesces a burst of sign-ins into one write.
-    private Task ScheduleSave()
-    {
-        if (Interlocked.Exchange(ref _saveScheduled, 1) == 0)
-        {
-            _ = Task.Delay(SaveDelay).ContinueWith(_ => SaveRetainedMessagesAsync(), TaskScheduler.Default);
-        }
+    [LoggerMessage(Level = LogLevel.Information, Message = "Embedded broker restored {Sessions} sessions with {Messages} queued messages from the database")]
+    private partial void LogRestored(int sessions, int messages);
 
-        return Task.CompletedTask;
-    }
+    [LoggerMessage(Level = LogLevel.Error, Message = "Embedded broker cannot restore its sessions (attempt {Attempt}); devices are refused until it can: {Reason}")]
+    private partial void LogRestoreFailed(int attempt, string reason);
 
-    private async Task SaveRetainedMessagesAsync()
-    {
-        if (_server is not { IsStarted: true })
-        {
-            return;
-        }
+    [LoggerMessage(Level = LogLevel.Error, Message = "Embedded broker cannot save its sessions; it keeps them and tries again: {Reason}")]
+    private partial void LogWriteFailed(string reason);
 
-        await _saveLock.WaitAsync();
-        try
-        {
-            Interlocked.Exchange(ref _saveScheduled, 0);
-            var messages = await _server.GetRetainedMessagesAsync();
-            var stored = messages.Select(m => new StoredRetainedMessage(m.Topic, System.Buffers.BuffersExtensions.ToArray(m.Payload), m.QualityOfServiceLevel)).ToList();
-            var path = RetainedMessagesPath();
-            Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-            var temporary = path + ".tmp";
-            await using (var file = File.Create(temporary))
-            {
-                await JsonSerializer.SerializeAsync(file, stored);
-            }
+    [LoggerMessage(Level = LogLevel.Error, Message = "Embedded broker maintenance failed: {Reason}")]
+    private partial void LogMaintenanceFailed(string reason);
 
-            File.Move(temporary, path, overwrite: true);
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or InvalidOperationException or ObjectDisposedException)
-        {
-            // InvalidOperationException: the broker stopped between the check above and the read (seen in tests).
-            LogRetainedSaveFailed(ex.Message);
-        }
-        finally
-        {
-            _saveLock.Release();
-        }
-    }
-
-    private string RetainedMessagesPath() => Path.GetFullPath(_options.Embedded.RetainedMessagesFile);
-
-    private sealed record StoredRetainedMessage(string Topic, byte[] Payload, MqttQualityOfServiceLevel Qos);
-
-    [LoggerMessage(Level = LogLevel.Information, Message = "Embedded MQTT broker listening on port {Port} (sessions in memory; retained messages saved to disk)")]
-    private partial void LogStarted(int port);
+    [LoggerMessage(Level = LogLevel.Error, Message = "Embedded broker could not route a message from {ClientId}: {Reason}")]
+    private partial void LogRouteFailed(string clientId, string reason);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Embedded broker refused client {ClientId}: bad username or password for user {Username}")]
     private partial void LogRefused(string clientId, string username);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Embedded broker did not stop cleanly: {Reason}")]
     private partial void LogStopFailed(string reason);
-
-    [LoggerMessage(Level = LogLevel.Information, Message = "Loaded {Count} retained messages from {Path}")]
-    private partial void LogRetainedLoaded(int count, string path);
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Cannot read retained messages from {Path}: {Reason}")]
-    private partial void LogRetainedLoadFailed(string path, string reason);
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Cannot save retained messages: {Reason}")]
-    private partial void LogRetainedSaveFailed(string reason);
 }

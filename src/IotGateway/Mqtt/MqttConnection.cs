@@ -75,7 +75,7 @@ public sealed partial class MqttConnection : BackgroundService, IAsyncDisposable
 
     public BrokerConnectionState State => _state;
 
-    public string BrokerDescription => _broker.IsEmbedded ? $"embedded (127.0.0.1:{_options.Embedded.Port})" : _broker.ToString();
+    public string BrokerDescription => _broker.IsEmbedded ? $"embedded ({_embedded.ListenAddress})" : _broker.ToString();
 
     public Task WaitUntilConnectedAsync(CancellationToken cancellationToken) =>
         Volatile.Read(ref _connected).Task.WaitAsync(cancellationToken);
@@ -156,6 +156,20 @@ public sealed partial class MqttConnection : BackgroundService, IAsyncDisposable
             }
         }
 
+        // The embedded broker accepts clients once it has restored the sessions it kept.
+        if (!_embedded.Ready.IsCompleted)
+        {
+            SetState(false, "waiting for the embedded broker");
+            try
+            {
+                await _embedded.Ready.WaitAsync(stoppingToken);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+        }
+
         LogStarting(BrokerDescription, _options.ClientId, _options.ProtocolVersion);
 
         while (!stoppingToken.IsCancellationRequested)
@@ -177,6 +191,34 @@ public sealed partial class MqttConnection : BackgroundService, IAsyncDisposable
 
             // Woken early by a disconnect; MQTTnet's keep-alive finds half-open connections.
             await ((Task)_wake.WaitAsync(HealthCheckInterval, stoppingToken)).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        }
+    }
+
+    // A clean stop in a shared-subscription group: unsubscribe from the shared topics first, so the broker hands this
+    // instance's share to the others while it is away (Mosquitto would otherwise queue it in this session until it
+    // returns). Called by the ingest writer before its last flush, so what arrived before the UNSUBACK is stored.
+    public async Task LeaveSharedGroupAsync(CancellationToken cancellationToken)
+    {
+        if (!_topics.SharesSubscriptions || !_client.IsConnected)
+        {
+            return;
+        }
+
+        try
+        {
+            var options = new MqttClientUnsubscribeOptionsBuilder();
+            foreach (var filter in _topics.SharedFilters)
+            {
+                options.WithTopicFilter(filter);
+            }
+
+            await _client.UnsubscribeAsync(options.Build(), cancellationToken);
+            LogLeftGroup(_options.SharedSubscriptionGroup!);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            // Not connected any more: the broker queues this instance's share until it returns, as after a crash.
+            LogLeaveFailed(ex.GetBaseException().Message);
         }
     }
 
@@ -234,7 +276,8 @@ public sealed partial class MqttConnection : BackgroundService, IAsyncDisposable
             }
 
             LogConnected(BrokerDescription, result.IsSessionPresent);
-            if (!result.IsSessionPresent)
+            // In a group the session may be present without the shared subscriptions: a clean stop left the group.
+            if (!result.IsSessionPresent || _topics.SharesSubscriptions)
             {
                 await SubscribeAsync(stoppingToken);
             }
@@ -327,7 +370,7 @@ public sealed partial class MqttConnection : BackgroundService, IAsyncDisposable
 
         builder = _broker.Transport switch
         {
-            BrokerTransport.Embedded => builder.WithTcpServer("127.0.0.1", _options.Embedded.Port),
+            BrokerTransport.Embedded => builder.WithTcpServer(_embedded.ClientHost, _options.Embedded.Port),
             BrokerTransport.WebSocket => builder.WithWebSocketServer(ws =>
                 ws.WithUri($"{(_broker.UseTls ? "wss" : "ws")}://{_broker.Host}:{_broker.Port}{_broker.Path}")),
             _ => builder.WithTcpServer(_broker.Host, _broker.Port),
@@ -426,6 +469,12 @@ public sealed partial class MqttConnection : BackgroundService, IAsyncDisposable
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Mqtt:Tls:DangerousAcceptAnyServerCertificate is on: the broker's certificate is not checked. Development only.")]
     private partial void LogInsecureTls();
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Left the shared subscription group {Group}: the other instances receive its share until this one returns")]
+    private partial void LogLeftGroup(string group);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Could not leave the shared subscription group; the broker keeps this instance's share for it: {Reason}")]
+    private partial void LogLeaveFailed(string reason);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Acknowledgement not sent: {Reason}")]
     private partial void LogAckFailed(string reason);

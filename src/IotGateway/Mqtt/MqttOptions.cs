@@ -16,6 +16,12 @@ public sealed class MqttOptions
     [StringLength(128, MinimumLength = 1)]
     public string ClientId { get; set; } = "iot-gateway";
 
+    // Several gateway instances on one broker: when set, readings and command answers are subscribed as
+    // $share/{group}/…, so the broker splits them between the instances of the group. Each instance keeps its own
+    // ClientId. Empty: plain subscriptions (one instance).
+    [StringLength(64)]
+    public string? SharedSubscriptionGroup { get; set; }
+
     // MQTT 5 session expiry: how long the broker keeps the gateway's session and queues while it is away.
     [Range(1, uint.MaxValue)]
     public long SessionExpirySeconds { get; set; } = 7 * 24 * 3600;
@@ -103,12 +109,24 @@ public sealed class TopicOptions
 
 public sealed class EmbeddedBrokerOptions
 {
+    public const string Loopback = "127.0.0.1";
+
     [Range(1, 65535)]
     public int Port { get; set; } = 1883;
 
-    // Messages the in-process broker queues per offline client before it drops the oldest.
+    // The address devices reach it on. Loopback by default, as Mosquitto 2 does: reaching it from another machine
+    // (or through a container's published port) is a decision, made by setting 0.0.0.0 or one interface's address.
+    [Required]
+    public string BindAddress { get; set; } = Loopback;
+
+    // Messages the in-process broker queues per client (online or offline) before it drops the oldest.
     [Range(1, 10_000_000)]
     public int MaxPendingMessagesPerClient { get; set; } = 100_000;
+
+    // How often changes to the sessions (subscriptions, queued messages) are written to the database. A crash loses
+    // at most the changes of the last interval; a clean stop writes everything.
+    [Range(10, 60_000)]
+    public int PersistIntervalMilliseconds { get; set; } = 1000;
 
     // Where retained messages (the devices' SIGN_IN/SIGN_OUT) are kept across restarts; relative to the working directory.
     [Required]
@@ -145,6 +163,19 @@ public sealed class MqttOptionsValidator : IValidateOptions<MqttOptions>
             }
         }
 
+        if (!string.IsNullOrEmpty(options.SharedSubscriptionGroup))
+        {
+            if (TopicLayout.ValidateGroup(options.SharedSubscriptionGroup) is { } groupError)
+            {
+                failures.Add($"Mqtt:SharedSubscriptionGroup: {groupError}");
+            }
+
+            if (BrokerAddress.TryParse(options.Broker, out var address, out _) && address.IsEmbedded)
+            {
+                failures.Add("Mqtt:SharedSubscriptionGroup: the embedded broker has no shared subscriptions; run several gateways against Mosquitto or a clustered broker.");
+            }
+        }
+
         if (prefixes.Values.Distinct(StringComparer.Ordinal).Count() != prefixes.Count)
         {
             failures.Add("Mqtt:Topics: the four topic prefixes must be different from each other.");
@@ -162,6 +193,11 @@ public sealed class MqttOptionsValidator : IValidateOptions<MqttOptions>
         if (string.IsNullOrEmpty(options.Tls.ClientCertificate) != string.IsNullOrEmpty(options.Tls.ClientKey))
         {
             failures.Add("Mqtt:Tls:ClientCertificate and Mqtt:Tls:ClientKey go together: give both or neither.");
+        }
+
+        if (!System.Net.IPAddress.TryParse(options.Embedded.BindAddress, out _))
+        {
+            failures.Add($"Mqtt:Embedded:BindAddress: '{options.Embedded.BindAddress}' is not an IP address (127.0.0.1 for this machine only, 0.0.0.0 for every IPv4 interface).");
         }
 
         if (options.ReconnectMaxDelaySeconds < options.ReconnectMinDelaySeconds)

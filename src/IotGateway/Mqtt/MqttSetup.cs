@@ -6,7 +6,7 @@ public static class MqttSetup
 {
     public static IServiceCollection AddGatewayMqtt(this IServiceCollection services)
     {
-        services.AddOptions<MqttOptions>().BindConfiguration(MqttOptions.Section, ConfigurationBinding.RejectUnknownKeys).ValidateOnStart();
+        services.AddOptions<MqttOptions>().BindSettings(MqttOptions.Section).ValidateOnStart();
         services.AddSingleton<IValidateOptions<MqttOptions>, MqttOptionsAttributeValidator>();
         services.AddSingleton<IValidateOptions<MqttOptions>, MqttOptionsValidator>();
         services.AddSingleton<TopicLayout>();

@@ -14,13 +14,24 @@ public enum TopicKind
 public sealed class TopicLayout(IOptions<MqttOptions> options)
 {
     private readonly TopicOptions _topics = options.Value.Topics;
+    private readonly string? _group = string.IsNullOrEmpty(options.Value.SharedSubscriptionGroup) ? null : options.Value.SharedSubscriptionGroup;
 
+    // With a shared subscription group, the broker splits readings and answers between the instances of the group;
+    // presence stays a plain subscription on every instance (brokers send no retained messages to shared
+    // subscriptions, and every instance wants presence).
     public IReadOnlyList<string> SubscriptionFilters =>
     [
-        $"{_topics.Data}/+",
-        $"{_topics.CommandResponse}/+",
+        Shared($"{_topics.Data}/+"),
+        Shared($"{_topics.CommandResponse}/+"),
         $"{_topics.Register}/+",
     ];
+
+    private string Shared(string filter) => _group is null ? filter : $"$share/{_group}/{filter}";
+
+    public bool SharesSubscriptions => _group is not null;
+
+    // What an instance unsubscribes from when it stops cleanly, so the broker gives the others its share meanwhile.
+    public IReadOnlyList<string> SharedFilters => _group is null ? [] : SubscriptionFilters.Take(2).ToList();
 
     public string CommandRequest(string deviceId) => $"{_topics.CommandRequest}/{deviceId}";
 
@@ -56,6 +67,12 @@ public sealed class TopicLayout(IOptions<MqttOptions> options)
 
         return true;
     }
+
+    // One topic level without wildcards: it becomes $share/{group}/….
+    public static string? ValidateGroup(string group) =>
+        group.IndexOfAny(['/', '+', '#', '\0']) >= 0 || group.Any(char.IsControl)
+            ? $"'{group}' must be one topic level: no '/', '+', '#' or control characters."
+            : null;
 
     public static string? ValidatePrefix(string? prefix)
     {

@@ -36,14 +36,8 @@ public sealed partial class ApiKeyStore(IOptions<ApiOptions> options, ILogger<Ap
         else
         {
             key = Base64Url.EncodeToString(RandomNumberGenerator.GetBytes(32));
-            Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-            var owner = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
-            if (!OperatingSystem.IsWindows())
-            {
-                owner.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
-            }
-
-            using (var file = new StreamWriter(path, new UTF8Encoding(encoderShouldEmitUTF8Identifier: false), owner))
+            PrivateFiles.CreateFolder(Path.GetDirectoryName(path)!);
+            using (var file = new StreamWriter(PrivateFiles.Create(path, FileMode.CreateNew), new UTF8Encoding(encoderShouldEmitUTF8Identifier: false)))
             {
                 file.Write(key);
             }

@@ -14,7 +14,7 @@ public static class SecuritySetup
 
     public static IServiceCollection AddGatewaySecurity(this IServiceCollection services)
     {
-        services.AddOptions<ApiOptions>().BindConfiguration(ApiOptions.Section, ConfigurationBinding.RejectUnknownKeys).ValidateOnStart();
+        services.AddOptions<ApiOptions>().BindSettings(ApiOptions.Section).ValidateOnStart();
         services.AddSingleton<IValidateOptions<ApiOptions>, ApiOptionsValidator>();
         services.AddSingleton<IValidateOptions<ApiOptions>, ApiKeysUniqueValidator>();
         services.AddSingleton<ApiKeyStore>();

@@ -5,16 +5,14 @@ using SQLitePCL;
 
 namespace IotGateway.Telemetry;
 
-// The ingest writer's statements for one batch. The write gate prepares each once for the life of its connection;
+// The SQLite ingest store's statements for one batch (a device's answers go through SqliteCommandStore). The write gate prepares each once for the life of its connection;
 // the fields only spare the per-message lookup.
 internal sealed class BatchStatements(WriteTransaction write)
 {
     private static readonly string[] FormatNames = Enum.GetNames<PayloadFormat>();
 
     private SqliteCommand? _setPresence;
-    private SqliteCommand? _answerCommand;
     private SqliteCommand? _recordActivity;
-    private SqliteCommand? _commandStatus;
 
     // The one statement run per reading goes through SQLite's own API: bound by index from a reused UTF-8 buffer, it
     // allocates nothing, where the SqliteCommand path allocated ~760 bytes (parameter binders, UTF-8 copies, a data
@@ -93,26 +91,6 @@ internal sealed class BatchStatements(WriteTransaction write)
             """, "$device", "$signedIn", "$at", "$seen");
         Bind(command, deviceId, signedIn, at.UtcTicks, seenAt?.UtcTicks);
         command.ExecuteNonQuery();
-    }
-
-    // Returns the command's creation time when this answer finished it; null when it was unknown or already finished.
-    public DateTimeOffset? AnswerCommand(Guid id, string deviceId, CommandStatus status, string result, string response, DateTimeOffset at)
-    {
-        var command = _answerCommand ??= Prepare(
-            """
-            UPDATE "Commands" SET "Status" = $status, "Result" = $result, "Response" = $response, "AnsweredAt" = $at
-            WHERE "Id" = $id AND "DeviceId" = $device AND "Status" IN ('Pending', 'Published')
-            RETURNING "CreatedAt"
-            """, "$status", "$result", "$response", "$at", "$id", "$device");
-        Bind(command, status.ToString(), result, response, at.UtcTicks, id.ToString(), deviceId);
-        return command.ExecuteScalar() is long ticks ? new DateTimeOffset(ticks, TimeSpan.Zero) : null;
-    }
-
-    public CommandStatus? CommandStatus(Guid id, string deviceId)
-    {
-        var command = _commandStatus ??= Prepare("""SELECT "Status" FROM "Commands" WHERE "Id" = $id AND "DeviceId" = $device""", "$id", "$device");
-        Bind(command, id.ToString(), deviceId);
-        return command.ExecuteScalar() is string status && Enum.TryParse<Data.CommandStatus>(status, out var parsed) ? parsed : null;
     }
 
     public void RecordActivity(string deviceId, int readings, DateTimeOffset? lastSeen, DateTimeOffset now)

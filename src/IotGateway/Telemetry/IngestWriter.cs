@@ -21,7 +21,7 @@ public sealed partial class IngestWriter(
     DeviceRegistry registry,
     CommandCompletion completion,
     EventHub events,
-    DatabaseWriteGate writeGate,
+    IIngestStore store,
     DatabaseFile databaseFile,
     IngestProgress progress,
     IOptions<IngestOptions> options,
@@ -34,6 +34,14 @@ public sealed partial class IngestWriter(
     private readonly IngestOptions _options = options.Value;
 
     public IngestState State { get; private set; } = new(true, null);
+
+    // Stops before the MQTT connection (registered after it). In a shared-subscription group the instance first leaves
+    // the group, so that what the broker had sent it before then is all there is to flush.
+    public override async Task StopAsync(CancellationToken cancellationToken)
+    {
+        await connection.LeaveSharedGroupAsync(cancellationToken);
+        await base.StopAsync(cancellationToken);
+    }
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -226,29 +234,20 @@ public sealed partial class IngestWriter(
     {
         databaseFile.ThrowIfMoved();
         var outcome = new BatchOutcome(events);
-        await using (var write = await WriteTransaction.BeginAsync(writeGate, CancellationToken.None))
+        var writes = new IngestBatch(time.GetUtcNow());
+        foreach (var message in batch)
         {
-            var now = time.GetUtcNow();
-            var sql = new BatchStatements(write);
-            foreach (var message in batch)
-            {
-                Store(message, sql, outcome, now);
-            }
-
-            // Every device with an entry here was seen in this batch.
-            foreach (var (deviceId, activity) in outcome.Devices)
-            {
-                sql.RecordActivity(deviceId, activity.Readings, activity.LastSeen, now);
-            }
-
-            write.Commit();
+            Classify(message, writes, outcome);
         }
 
+        await store.StoreAsync(writes, CancellationToken.None);
         databaseFile.ThrowIfMoved();
+        outcome.Count(writes);
         return outcome;
     }
 
-    private static void Store(InboundMessage message, BatchStatements sql, BatchOutcome outcome, DateTimeOffset now)
+    // What the batch writes (provider-neutral); the store fills in what became of each reading and answer.
+    private static void Classify(InboundMessage message, IngestBatch writes, BatchOutcome outcome)
     {
         if (message.Kind is { } kind)
         {
@@ -265,69 +264,34 @@ public sealed partial class IngestWriter(
         switch (message.Kind)
         {
             case TopicKind.Data:
-                StoreReading(message, message.Reading!.Value, deviceId, sql, outcome);
+                var payload = message.Reading!.Value;
+                if (payload.Format != PayloadFormat.Json)
+                {
+                    outcome.NonJson.Add((deviceId, payload.Format));
+                }
+
+                writes.Readings.Add(new ReadingWrite(deviceId, message.ReceivedAt, message.Topic, payload, message.MessageKey));
+                writes.Seen(deviceId, message.ReceivedAt);
                 break;
             case TopicKind.Register:
-                StorePresence(message, deviceId, sql, outcome);
+                if (message.SignedIn is not { } signedIn)
+                {
+                    // A cleared retained message, not a presence change.
+                    return;
+                }
+
+                // A retained replay or a Last Will is not the device being seen.
+                var seenAt = signedIn && !message.Retain ? message.ReceivedAt : (DateTimeOffset?)null;
+                writes.Presence.Add(new PresenceWrite(deviceId, signedIn, message.ReceivedAt, seenAt));
+                outcome.Presence[deviceId] = (signedIn, message.ReceivedAt);
                 break;
             case TopicKind.CommandResponse:
-                outcome.Activity(deviceId).Seen(message.ReceivedAt);
-                StoreAnswer(message.Answer!.Value, deviceId, sql, outcome, now);
+                writes.Seen(deviceId, message.ReceivedAt);
+                var answer = message.Answer!.Value;
+                writes.Answers.Add(new CommandAnswerWrite(answer.CommandId, deviceId, answer.IsError ? CommandStatus.Failed : CommandStatus.Completed,
+                    answer.Result, answer.Response));
                 break;
         }
-    }
-
-    private static void StoreReading(InboundMessage message, ClassifiedPayload payload, string deviceId, BatchStatements sql, BatchOutcome outcome)
-    {
-        var activity = outcome.Activity(deviceId);
-        if (payload.Format != PayloadFormat.Json)
-        {
-            outcome.NonJson.Add((deviceId, payload.Format));
-        }
-
-        var key = message.MessageKey;
-        if (sql.InsertReading(deviceId, message.ReceivedAt, message.Topic, payload, key))
-        {
-            activity.Readings++;
-            outcome.Stored++;
-            if (outcome.Watched(deviceId))
-            {
-                outcome.Readings.Add((message, deviceId, payload, key));
-            }
-        }
-        else
-        {
-            outcome.Duplicates.Add((deviceId, key));
-        }
-
-        activity.Seen(message.ReceivedAt);
-    }
-
-    private static void StorePresence(InboundMessage message, string deviceId, BatchStatements sql, BatchOutcome outcome)
-    {
-        if (message.SignedIn is not { } signedIn)
-        {
-            // A cleared retained message, not a presence change.
-            return;
-        }
-
-        // A retained replay or a Last Will is not the device being seen.
-        var seenAt = signedIn && !message.Retain ? message.ReceivedAt : (DateTimeOffset?)null;
-        sql.SetPresence(deviceId, signedIn, message.ReceivedAt, seenAt);
-        outcome.Presence[deviceId] = (signedIn, message.ReceivedAt);
-    }
-
-    private static void StoreAnswer(CommandAnswer answer, string deviceId, BatchStatements sql, BatchOutcome outcome, DateTimeOffset now)
-    {
-        var status = answer.IsError ? CommandStatus.Failed : CommandStatus.Completed;
-        if (sql.AnswerCommand(answer.CommandId, deviceId, status, answer.Result, answer.Response, now) is { } createdAt)
-        {
-            outcome.Answered.Add((answer.CommandId, deviceId, status, answer.Result, createdAt));
-            return;
-        }
-
-        var current = sql.CommandStatus(answer.CommandId, deviceId);
-        outcome.IgnoredAnswers.Add((deviceId, answer.CommandId, current));
     }
 
     // After the commit: the in-memory registry, metrics and logs learn what is now durable.
@@ -344,21 +308,26 @@ public sealed partial class IngestWriter(
             }
         }
 
-        foreach (var (message, deviceId, payload, key) in outcome.Readings)
+        foreach (var reading in outcome.WatchedReadings)
         {
-            events.Publish(ServerEvent.Reading(deviceId, message.ReceivedAt, message.Topic, payload.Format, payload.Utf8, payload.Base64, key));
+            events.Publish(ServerEvent.Reading(reading.DeviceId, reading.ReceivedAt, reading.Topic, reading.Payload.Format, reading.Payload.Utf8,
+                reading.Payload.Base64, reading.MessageKey));
         }
 
         foreach (var (id, deviceId, status, result, createdAt) in outcome.Answered)
         {
             metrics.CommandTransition(status);
             metrics.CommandRoundTrip(committedAt - createdAt);
-            completion.Finished(id);
             LogCommandAnswered(id, status);
             if (events.Wants(deviceId))
             {
                 events.Publish(ServerEvent.Command(deviceId, id, status, committedAt, result));
             }
+        }
+
+        if (outcome.Answered.Count > 0)
+        {
+            completion.Finished([.. outcome.Answered.Select(a => a.Id)]);
         }
 
         for (var kind = 0; kind < outcome.Received.Length; kind++)
@@ -401,14 +370,11 @@ public sealed partial class IngestWriter(
 
     private sealed class BatchOutcome(EventHub events)
     {
-        // A reading someone follows on GET /api/events is kept for its event (none, and no cost, without a client).
-        public bool Watched(string deviceId) => events.Wants(deviceId);
-
-        public Dictionary<string, DeviceActivity> Devices { get; } = new(StringComparer.Ordinal);
         public Dictionary<string, (bool SignedIn, DateTimeOffset At)> Presence { get; } = new(StringComparer.Ordinal);
         public List<(Guid Id, string DeviceId, CommandStatus Status, string Result, DateTimeOffset CreatedAt)> Answered { get; } = [];
 
-        public List<(InboundMessage Message, string DeviceId, ClassifiedPayload Payload, string? Key)> Readings { get; } = [];
+        // Stored readings someone follows on GET /api/events (none, and no cost, without a client).
+        public List<ReadingWrite> WatchedReadings { get; } = [];
         public int[] Received { get; } = new int[Enum.GetValues<TopicKind>().Length];
         public List<(string Reason, string Detail)> Rejected { get; } = [];
         public List<(string DeviceId, Guid CommandId, CommandStatus? Current)> IgnoredAnswers { get; } = [];
@@ -419,16 +385,37 @@ public sealed partial class IngestWriter(
         // Counted and logged after the commit, once: a failed commit replays the batch.
         public void Reject(string reason, string detail) => Rejected.Add((reason, detail));
 
-        public DeviceActivity Activity(string deviceId) =>
-            Devices.TryGetValue(deviceId, out var known) ? known : Devices[deviceId] = new DeviceActivity();
-    }
+        // What the store did with the batch's readings and answers.
+        public void Count(IngestBatch writes)
+        {
+            foreach (var reading in writes.Readings)
+            {
+                if (reading.Stored)
+                {
+                    Stored++;
+                    if (events.Wants(reading.DeviceId))
+                    {
+                        WatchedReadings.Add(reading);
+                    }
+                }
+                else
+                {
+                    Duplicates.Add((reading.DeviceId, reading.MessageKey));
+                }
+            }
 
-    private sealed class DeviceActivity
-    {
-        public int Readings { get; set; }
-        public DateTimeOffset? LastSeen { get; private set; }
-
-        public void Seen(DateTimeOffset at) => LastSeen = LastSeen is { } last && last > at ? last : at;
+            foreach (var answer in writes.Answers)
+            {
+                if (answer.FinishedCreatedAt is { } createdAt)
+                {
+                    Answered.Add((answer.CommandId, answer.DeviceId, answer.Status, answer.Result, createdAt));
+                }
+                else
+                {
+                    IgnoredAnswers.Add((answer.DeviceId, answer.CommandId, answer.CurrentStatus));
+                }
+            }
+        }
     }
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Message rejected ({Reason}): {Detail}")]
@@ -440,10 +427,10 @@ public sealed partial class IngestWriter(
     [LoggerMessage(Level = LogLevel.Debug, Message = "Duplicate reading {MessageKey} from {DeviceId} dropped")]
     private partial void LogDuplicateReading(string deviceId, string? messageKey);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Device {DeviceId} {Presence}")]
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Device {DeviceId} {Presence}")]
     private partial void LogPresence(string deviceId, string presence);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Command {CommandId} {Status}")]
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Command {CommandId} {Status}")]
     private partial void LogCommandAnswered(Guid commandId, CommandStatus status);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Answer from {DeviceId} for command {CommandId} ignored: the command is {Current}")]

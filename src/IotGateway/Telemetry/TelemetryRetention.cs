@@ -12,6 +12,7 @@ public sealed record RetentionRun(int Deleted, int Transactions, TimeSpan Elapse
 // gate, so ingest (which shares the one writer) waits at most one small delete at a time. Readings go in arrival
 // order: a run stops at the first reading that is not old yet. The newest reading of all is kept, so reading ids
 // keep growing (SQLite would otherwise hand out the ids of deleted ones again). Device counters move with the rows.
+// With several gateways on one PostgreSQL each runs it; a batch that finds its rows deleted by another rolls back.
 public sealed partial class TelemetryRetention(
     IServiceScopeFactory scopes,
     DatabaseStartup database,
@@ -102,7 +103,12 @@ public sealed partial class TelemetryRetention(
             }
 
             var last = old[^1].Id;
-            await db.Telemetry.Where(r => r.Id <= last).ExecuteDeleteAsync(cancellationToken);
+            if (await db.Telemetry.Where(r => r.Id <= last).ExecuteDeleteAsync(cancellationToken) != old.Count)
+            {
+                // Another gateway on the same PostgreSQL deleted some of them first: its counters are the true ones.
+                await transaction.RollbackAsync(cancellationToken);
+                return (0, false);
+            }
 
             // One statement per distinct number of deleted readings, not per device: a batch usually holds few.
             foreach (var group in old.GroupBy(r => r.DeviceId).GroupBy(readings => readings.Count(), readings => readings.Key))

@@ -4,8 +4,8 @@ public static class TelemetrySetup
 {
     public static IServiceCollection AddTelemetryIngest(this IServiceCollection services)
     {
-        services.AddOptions<IngestOptions>().BindConfiguration(IngestOptions.Section, ConfigurationBinding.RejectUnknownKeys).ValidateDataAnnotations().ValidateOnStart();
-        services.AddOptions<TelemetryOptions>().BindConfiguration(TelemetryOptions.Section, ConfigurationBinding.RejectUnknownKeys).ValidateDataAnnotations().ValidateOnStart();
+        services.AddOptions<IngestOptions>().BindSettings(IngestOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        services.AddOptions<TelemetryOptions>().BindSettings(TelemetryOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         services.AddSingleton<IngestQueue>();
         services.AddSingleton<IngestProgress>();
         // Registered after the MQTT connection, so it stops first and flushes its queue while the connection can still ack.

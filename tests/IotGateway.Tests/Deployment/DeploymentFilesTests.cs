@@ -34,9 +34,40 @@ public sealed partial class DeploymentFilesTests
         var settings = EnvPair().Matches(env.Groups[1].Value).ToDictionary(m => m.Groups[1].Value, m => m.Groups[2].Value.Trim('"'));
         AssertGatewayReads(settings.Where(kv => !kv.Key.StartsWith("ASPNETCORE_", StringComparison.Ordinal)).ToDictionary());
         Assert.Equal("8080", settings["ASPNETCORE_HTTP_PORTS"]);
+        // The embedded broker's loopback default would be unreachable through the published port 1883.
+        Assert.Equal("0.0.0.0", settings["Mqtt__Embedded__BindAddress"]);
         Assert.Contains("EXPOSE 8080 1883", gatewayStage, StringComparison.Ordinal);
         Assert.Contains("/health/live", gatewayStage, StringComparison.Ordinal);
         Assert.Contains("USER app", gatewayStage, StringComparison.Ordinal);
+    }
+
+    // The image's data folder is the app user's only (a new named volume copies its owner and mode).
+    [Fact]
+    public void TheImagesDataFolderIsTheAppUsersOnly()
+    {
+        var dockerfile = File.ReadAllText(Path.Combine(Root, "Dockerfile"));
+        Assert.Contains("install -d -m 700 -o app -g app /app/data", dockerfile, StringComparison.Ordinal);
+    }
+
+    // Reproducible builds: global.json pins the SDK's feature band, and the Dockerfile's images are that SDK and its
+    // runtime by exact version, never a floating tag such as sdk:10.0.
+    [Fact]
+    public void TheSdkAndTheImagesArePinnedToOneVersion()
+    {
+        using var global = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(Root, "global.json")));
+        var sdk = global.RootElement.GetProperty("sdk");
+        var band = sdk.GetProperty("version").GetString()!;
+        Assert.Matches(@"^\d+\.\d+\.\d00$", band);
+        Assert.Equal("latestPatch", sdk.GetProperty("rollForward").GetString());
+
+        var dockerfile = File.ReadAllText(Path.Combine(Root, "Dockerfile"));
+        var sdkVersion = DockerArg().Matches(dockerfile).Single(m => m.Groups[1].Value == "SDK_VERSION").Groups[2].Value;
+        var runtimeVersion = DockerArg().Matches(dockerfile).Single(m => m.Groups[1].Value == "RUNTIME_VERSION").Groups[2].Value;
+        Assert.StartsWith(band[..^2], sdkVersion, StringComparison.Ordinal); // 10.0.4xx for 10.0.400
+        Assert.Matches(@"^\d+\.\d+\.\d+$", runtimeVersion);
+        var images = FromLine().Matches(dockerfile).Select(m => m.Groups[1].Value).ToList();
+        Assert.Equal(3, images.Count);
+        Assert.All(images, image => Assert.Matches(@":\$\{(SDK|RUNTIME)_VERSION\}$", image));
     }
 
     [Fact]
@@ -62,7 +93,25 @@ public sealed partial class DeploymentFilesTests
         }
     }
 
-    // Binds every section the gateway has with unknown keys rejected, exactly as the gateway does at start.
+    // The scale-out file: two gateways with distinct stable ids, one group, one PostgreSQL database, one shared key.
+    [Fact]
+    public void ScaleComposeRunsTwoGatewaysOnOnePostgresDatabaseWithTheirOwnIds()
+    {
+        var a = ServiceEnvironment("gateway-a", "docker-compose.scale.yml");
+        var b = ServiceEnvironment("gateway-b", "docker-compose.scale.yml");
+        AssertGatewayReads(a);
+        AssertGatewayReads(b);
+        Assert.Equal(["gateway-a", "gateway-b"], new[] { a["SERVER_ID"], b["SERVER_ID"] });
+        foreach (var key in new[] { "Database__Provider", "ConnectionStrings__Gateway", "Mqtt__SharedSubscriptionGroup", "Api__Keys__0__Key", "BROKER" })
+        {
+            Assert.Equal(a[key], b[key]);
+        }
+
+        Assert.Equal("PostgreSQL", a["Database__Provider"]);
+        Assert.StartsWith("Host=postgres;", a["ConnectionStrings__Gateway"], StringComparison.Ordinal);
+    }
+
+    // Holds every section against the gateway's options, exactly as the gateway does at start (unknown keys, wrong types).
     private static void AssertGatewayReads(IReadOnlyDictionary<string, string> environment)
     {
         var configuration = new ConfigurationBuilder()
@@ -75,16 +124,19 @@ public sealed partial class DeploymentFilesTests
             switch (section.Key)
             {
                 case MqttOptions.Section:
-                    section.Get<MqttOptions>(ConfigurationBinding.RejectUnknownKeys);
+                    Assert.Empty(SettingsShape.Problems(typeof(MqttOptions), section));
+                    break;
+                case global::IotGateway.Data.DatabaseOptions.Section:
+                    Assert.Empty(SettingsShape.Problems(typeof(global::IotGateway.Data.DatabaseOptions), section));
                     break;
                 case CommandOptions.Section:
-                    section.Get<CommandOptions>(ConfigurationBinding.RejectUnknownKeys);
+                    Assert.Empty(SettingsShape.Problems(typeof(CommandOptions), section));
                     break;
                 case IngestOptions.Section:
-                    section.Get<IngestOptions>(ConfigurationBinding.RejectUnknownKeys);
+                    Assert.Empty(SettingsShape.Problems(typeof(IngestOptions), section));
                     break;
                 case global::IotGateway.Security.ApiOptions.Section:
-                    section.Get<global::IotGateway.Security.ApiOptions>(ConfigurationBinding.RejectUnknownKeys);
+                    Assert.Empty(SettingsShape.Problems(typeof(global::IotGateway.Security.ApiOptions), section));
                     break;
                 case "ConnectionStrings":
                     Assert.All(section.GetChildren(), c => Assert.Equal(Data.StorageSetup.ConnectionStringName, c.Key));
@@ -98,13 +150,32 @@ public sealed partial class DeploymentFilesTests
         }
     }
 
-    private static Dictionary<string, string> ServiceEnvironment(string service) =>
-        ((YamlMappingNode)Service(service)["environment"]).Children.ToDictionary(kv => kv.Key.ToString(), kv => kv.Value.ToString());
+    // A merge key (<<: *anchor) brings in the anchored mapping; the service's own keys win.
+    private static Dictionary<string, string> ServiceEnvironment(string service, string file = "docker-compose.yml")
+    {
+        var environment = new Dictionary<string, string>();
+        foreach (var (key, value) in ((YamlMappingNode)Service(service, file)["environment"]).Children)
+        {
+            if (key.ToString() == "<<")
+            {
+                foreach (var (k, v) in ((YamlMappingNode)value).Children)
+                {
+                    environment.TryAdd(k.ToString(), v.ToString());
+                }
+            }
+            else
+            {
+                environment[key.ToString()] = value.ToString();
+            }
+        }
 
-    private static YamlMappingNode Service(string name)
+        return environment;
+    }
+
+    private static YamlMappingNode Service(string name, string file = "docker-compose.yml")
     {
         var yaml = new YamlStream();
-        using (var reader = new StreamReader(Path.Combine(Root, "docker-compose.yml")))
+        using (var reader = new StreamReader(Path.Combine(Root, file)))
         {
             yaml.Load(reader);
         }
@@ -112,6 +183,12 @@ public sealed partial class DeploymentFilesTests
         var services = (YamlMappingNode)((YamlMappingNode)yaml.Documents[0].RootNode)["services"];
         return (YamlMappingNode)services[name];
     }
+
+    [GeneratedRegex(@"^ARG\s+([A-Z_]+)=(\S+)$", RegexOptions.Multiline)]
+    private static partial Regex DockerArg();
+
+    [GeneratedRegex(@"^FROM\s+(\S+)", RegexOptions.Multiline)]
+    private static partial Regex FromLine();
 
     [GeneratedRegex(@"^ENV\s+((?:.*\\\r?\n)*.*)$", RegexOptions.Multiline)]
     private static partial Regex EnvInstruction();

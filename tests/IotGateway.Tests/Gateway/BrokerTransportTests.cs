@@ -87,6 +87,6 @@ public sealed class BrokerTransportTests
         var queued = await gateway.QueueCommandAsync(deviceId, new { command = "PING" });
         await device.WaitForMessageAsync(m => m.Payload.Contains(queued.Id.ToString(), StringComparison.Ordinal), Timeout);
         await device.PublishAsync($"iot/cmd/resp/{deviceId}", GatewayEndToEndTests.ArticleAnswer(deviceId, queued.Id, "PING", "PONG"));
-        Assert.Equal("PONG", (await gateway.WaitForCommandAsync(queued.Id, CommandStatus.Completed, Timeout)).Result);
+        Assert.Equal("PONG", (await gateway.WaitForCommandAsync(queued.Id, CommandStatus.Completed, Timeout)).Result?.GetString());
     }
 }

@@ -1,4 +1,5 @@
 using System.Net.Http.Json;
+using IotGateway.Data;
 using IotGateway.Devices;
 using IotGateway.Tests.Infrastructure;
 using Microsoft.Data.Sqlite;
@@ -9,9 +10,21 @@ namespace IotGateway.Tests.Gateway;
 
 // The gateway as a separate process, killed or stopped in the middle of a burst of QoS 1 readings. The
 // broker keeps whatever was not acknowledged, so after a restart every reading is stored, and the ones
-// with ids exactly once.
-public sealed class CrashSafetyTests
+// with ids exactly once. On both providers.
+public sealed class SqliteCrashSafetyTests : CrashSafetyTests
 {
+    protected override DatabaseProvider Provider => DatabaseProvider.Sqlite;
+}
+
+public sealed class PostgresCrashSafetyTests : CrashSafetyTests
+{
+    protected override DatabaseProvider Provider => DatabaseProvider.PostgreSQL;
+}
+
+public abstract class CrashSafetyTests
+{
+    protected abstract DatabaseProvider Provider { get; }
+
     private const int Burst = 20_000;
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(90);
 
@@ -20,17 +33,17 @@ public sealed class CrashSafetyTests
     {
         await using var broker = await StartBrokerAsync();
         using var data = new TempDirectory("iotgw-crash-");
-        var settings = GatewaySettings(broker, data.Path);
+        var (settings, storage) = await GatewaySettingsAsync(broker, data.Path);
 
         var gateway = GatewayProcess.Start(data.Path, settings);
         try
         {
             await gateway.WaitUntilReadyAsync(Timeout);
             var publishing = PublishBurstAsync(broker, "burst-kill");
-            await Eventually.UntilAsync(() => StoredReadings(data.Path, "burst-kill") > 1000, Timeout, "the gateway is storing the burst");
+            await Eventually.UntilAsync(() => StoredReadings(storage, "burst-kill") > 1000, Timeout, "the gateway is storing the burst");
             gateway.Kill();
             await gateway.WaitForExitAsync(Timeout);
-            var storedAtKill = StoredReadings(data.Path, "burst-kill");
+            var storedAtKill = StoredReadings(storage, "burst-kill");
             Assert.True(storedAtKill < Burst, $"the kill came mid-burst ({storedAtKill} of {Burst} stored)");
             await publishing;
         }
@@ -41,8 +54,8 @@ public sealed class CrashSafetyTests
 
         await using var restarted = GatewayProcess.Start(data.Path, settings);
         await restarted.WaitUntilReadyAsync(Timeout);
-        await Eventually.UntilAsync(() => StoredReadings(data.Path, "burst-kill") >= Burst, Timeout, "the broker redelivers the rest after the restart");
-        await AssertStoredExactlyOnceAsync(restarted, data.Path, "burst-kill");
+        await Eventually.UntilAsync(() => StoredReadings(storage, "burst-kill") >= Burst, Timeout, "the broker redelivers the rest after the restart");
+        await AssertStoredExactlyOnceAsync(restarted, storage, "burst-kill");
     }
 
     [SkippableFact]
@@ -50,13 +63,13 @@ public sealed class CrashSafetyTests
     {
         await using var broker = await StartBrokerAsync();
         using var data = new TempDirectory("iotgw-crash-");
-        var settings = GatewaySettings(broker, data.Path);
+        var (settings, storage) = await GatewaySettingsAsync(broker, data.Path);
 
         await using (var gateway = GatewayProcess.Start(data.Path, settings))
         {
             await gateway.WaitUntilReadyAsync(Timeout);
             var publishing = PublishBurstAsync(broker, "burst-term");
-            await Eventually.UntilAsync(() => StoredReadings(data.Path, "burst-term") > 1000, Timeout, "the gateway is storing the burst");
+            await Eventually.UntilAsync(() => StoredReadings(storage, "burst-term") > 1000, Timeout, "the gateway is storing the burst");
             gateway.Terminate();
             await gateway.WaitForExitAsync(Timeout);
             Assert.Equal(0, gateway.ExitCode);
@@ -66,32 +79,44 @@ public sealed class CrashSafetyTests
 
         await using var restarted = GatewayProcess.Start(data.Path, settings);
         await restarted.WaitUntilReadyAsync(Timeout);
-        await Eventually.UntilAsync(() => StoredReadings(data.Path, "burst-term") >= Burst, Timeout, "the rest arrives after the restart");
-        await AssertStoredExactlyOnceAsync(restarted, data.Path, "burst-term");
+        await Eventually.UntilAsync(() => StoredReadings(storage, "burst-term") >= Burst, Timeout, "the rest arrives after the restart");
+        await AssertStoredExactlyOnceAsync(restarted, storage, "burst-term");
     }
 
-    private static async Task AssertStoredExactlyOnceAsync(GatewayProcess gateway, string dataDirectory, string deviceId)
+    private static async Task AssertStoredExactlyOnceAsync(GatewayProcess gateway, GatewayStorage storage, string deviceId)
     {
         using var http = new HttpClient { BaseAddress = gateway.BaseAddress };
         http.DefaultRequestHeaders.Add("X-API-Key", GatewayApp.ReaderKey);
         var device = await http.GetFromJsonAsync<DeviceView>($"/api/devices/{deviceId}", GatewayApp.Json);
         Assert.Equal(Burst, device!.TelemetryCount);
-        var (rows, distinct) = Infrastructure.StoredReadings.Count(Path.Combine(dataDirectory, "gateway.db"), deviceId);
+        var (rows, distinct) = Infrastructure.StoredReadings.Count(storage, deviceId);
         Assert.Equal(Burst, rows);
         Assert.Equal(Burst, distinct);
     }
 
-    private static Dictionary<string, string> GatewaySettings(MosquittoBroker broker, string dataDirectory) => new()
+    private async Task<(Dictionary<string, string> Settings, GatewayStorage Storage)> GatewaySettingsAsync(MosquittoBroker broker, string dataDirectory)
     {
-        ["BROKER"] = broker.Url,
-        ["SERVER_ID"] = $"gw-crash-{Guid.NewGuid():N}",
-        ["ASPNETCORE_URLS"] = "http://127.0.0.1:0",
-        ["ConnectionStrings__Gateway"] = $"Data Source={Path.Combine(dataDirectory, "gateway.db")}",
-        ["Mqtt__ReconnectMinDelaySeconds"] = "0.1",
-        ["Api__Keys__0__Key"] = GatewayApp.ReaderKey,
-    };
+        var settings = new Dictionary<string, string>
+        {
+            ["BROKER"] = broker.Url,
+            ["SERVER_ID"] = $"gw-crash-{Guid.NewGuid():N}",
+            ["ASPNETCORE_URLS"] = "http://127.0.0.1:0",
+            ["ConnectionStrings__Gateway"] = $"Data Source={Path.Combine(dataDirectory, "gateway.db")}",
+            ["Mqtt__ReconnectMinDelaySeconds"] = "0.1",
+            ["Api__Keys__0__Key"] = GatewayApp.ReaderKey,
+        };
+        if (Provider == DatabaseProvider.Sqlite)
+        {
+            return (settings, GatewayStorage.Sqlite(Path.Combine(dataDirectory, "gateway.db")));
+        }
 
-    private static async Task PublishBurstAsync(MosquittoBroker broker, string deviceId)
+        var database = await PostgresCluster.CreateDatabaseAsync();
+        settings["Database__Provider"] = nameof(DatabaseProvider.PostgreSQL);
+        settings["ConnectionStrings__Gateway"] = database;
+        return (settings, GatewayStorage.Postgres(database));
+    }
+
+    internal static async Task PublishBurstAsync(MosquittoBroker broker, string deviceId)
     {
         await using var device = await TestMqttClient.ConnectAsync(broker, $"{deviceId}-publisher");
         using var inflight = new SemaphoreSlim(64);
@@ -114,27 +139,27 @@ public sealed class CrashSafetyTests
         await Task.WhenAll(publishes);
     }
 
-    // Read straight from the file, as a second process would: no API, no gateway needed.
-    private static long StoredReadings(string dataDirectory, string deviceId)
+    // Read straight from the database, as a second process would: no API, no gateway needed.
+    private static long StoredReadings(GatewayStorage storage, string deviceId)
     {
-        if (!File.Exists(Path.Combine(dataDirectory, "gateway.db")))
-        {
-            return 0;
-        }
-
         try
         {
-            return Infrastructure.StoredReadings.Count(Path.Combine(dataDirectory, "gateway.db"), deviceId).Rows;
+            return Infrastructure.StoredReadings.Count(storage, deviceId).Rows;
         }
-        catch (SqliteException)
+        catch (Exception ex) when (ex is SqliteException or Npgsql.PostgresException)
         {
             return 0; // not migrated yet
         }
     }
 
-    private static async Task<MosquittoBroker> StartBrokerAsync()
+    private async Task<MosquittoBroker> StartBrokerAsync()
     {
         MosquittoBroker.SkipIfUnavailable();
+        if (Provider == DatabaseProvider.PostgreSQL)
+        {
+            PostgresCluster.SkipIfUnavailable();
+        }
+
         return await MosquittoBroker.StartAsync();
     }
 }

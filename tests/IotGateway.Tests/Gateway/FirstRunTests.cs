@@ -29,7 +29,9 @@ public sealed class FirstRunTests
             await gateway.WaitUntilReadyAsync(Timeout);
             Assert.True(File.Exists(Path.Combine(workingDirectory, "data", "gateway.db")), "the database is created under data/");
             Assert.Contains(gateway.Output, l => l.Contains("/swagger", StringComparison.Ordinal));
-            Assert.Contains(gateway.Output, l => l.Contains("mqtt://0.0.0.0:1883", StringComparison.Ordinal));
+            // Loopback until configured otherwise, and the log says so.
+            Assert.Contains(gateway.Output, l => l.Contains("MQTT: mqtt://127.0.0.1:1883", StringComparison.Ordinal));
+            Assert.DoesNotContain(gateway.Output, l => l.Contains("0.0.0.0", StringComparison.Ordinal));
 
             using var http = new HttpClient { BaseAddress = gateway.BaseAddress };
             Assert.Equal(HttpStatusCode.OK, (await http.GetAsync("/swagger/index.html")).StatusCode);
@@ -69,7 +71,7 @@ public sealed class FirstRunTests
             var done = await Eventually.UntilAsync(async () =>
                 await http.GetFromJsonAsync<Commands.CommandView>($"/api/commands/{queued.Id}", GatewayApp.Json) is { Status: CommandStatus.Completed } c ? c : null,
                 Timeout, "the answer is stored");
-            Assert.Equal("PONG", done.Result);
+            Assert.Equal("PONG", done.Result?.GetString());
 
             // Kestrel itself enforces the body limit on a chunked upload (no Content-Length to check up front).
             using var chunked = new HttpRequestMessage(HttpMethod.Post, "/api/devices/first-device/commands")
@@ -92,13 +94,13 @@ public sealed class FirstRunTests
 
             // The counters an operator watches have moved.
             var metrics = await http.GetStringAsync("/metrics");
-            Assert.Contains("iot_gateway_readings_stored_total 2", metrics, StringComparison.Ordinal);
-            Assert.Contains("iot_gateway_broker_connected 1", metrics, StringComparison.Ordinal);
-            Assert.Contains("iot_gateway_devices_signed_in 1", metrics, StringComparison.Ordinal);
-            Assert.Contains("iot_gateway_command_transitions_total{status=\"Completed\"} 1", metrics, StringComparison.Ordinal);
-            Assert.Contains("iot_gateway_command_round_trip_seconds_count 1", metrics, StringComparison.Ordinal);
-            Assert.Contains("iot_gateway_ingest_queue_length 0", metrics, StringComparison.Ordinal);
-            Assert.Contains("iot_gateway_messages_received_total{kind=\"Data\"} 2", metrics, StringComparison.Ordinal);
+            Assert.Equal(2, MetricsDocumentedTests.Value(metrics, "iot_gateway_readings_stored_total"));
+            Assert.Equal(1, MetricsDocumentedTests.Value(metrics, "iot_gateway_broker_connected"));
+            Assert.Equal(1, MetricsDocumentedTests.Value(metrics, "iot_gateway_devices_signed_in"));
+            Assert.Equal(1, MetricsDocumentedTests.Value(metrics, "iot_gateway_command_transitions_total{status=\"Completed\"}"));
+            Assert.Equal(1, MetricsDocumentedTests.Value(metrics, "iot_gateway_command_round_trip_seconds_count"));
+            Assert.Equal(0, MetricsDocumentedTests.Value(metrics, "iot_gateway_ingest_queue_length"));
+            Assert.Equal(2, MetricsDocumentedTests.Value(metrics, "iot_gateway_messages_received_total{kind=\"Data\"}"));
 
             // A graceful stop (SIGTERM) exits cleanly and keeps the retained presence for the next start.
             gateway.Terminate();

@@ -46,9 +46,9 @@ public sealed class GatewayApp : IAsyncDisposable
     public IServiceProvider Services => _factory!.Services;
 
     // A client with another key, or none.
-    public HttpClient CreateClient(string? apiKey)
+    public HttpClient CreateClient(string? apiKey, bool followRedirects = true)
     {
-        var client = _factory!.CreateClient();
+        var client = _factory!.CreateClient(new WebApplicationFactoryClientOptions { AllowAutoRedirect = followRedirects });
         if (apiKey is not null)
         {
             client.DefaultRequestHeaders.Add("X-API-Key", apiKey);
@@ -59,8 +59,17 @@ public sealed class GatewayApp : IAsyncDisposable
 
     public string DatabasePath => Path.Combine(DataDirectory, "gateway.db");
 
+    // PostgreSQL: a database of its own on the test run's cluster (null on SQLite).
+    public string? PostgresConnectionString => _settings.GetValueOrDefault("Database:Provider") == nameof(DatabaseProvider.PostgreSQL)
+        ? _settings["ConnectionStrings:Gateway"]
+        : null;
+
+    // Where this gateway's readings can be counted from outside, on either provider.
+    public GatewayStorage Storage => PostgresConnectionString is { } pg ? GatewayStorage.Postgres(pg) : GatewayStorage.Sqlite(DatabasePath);
+
     public static async Task<GatewayApp> StartAsync(string broker, Action<Dictionary<string, string?>>? configure = null,
-        Action<IServiceCollection>? services = null, bool waitUntilReady = true, bool waitForDatabase = true)
+        Action<IServiceCollection>? services = null, bool waitUntilReady = true, bool waitForDatabase = true,
+        DatabaseProvider provider = DatabaseProvider.Sqlite)
     {
         var dataDirectory = Directory.CreateTempSubdirectory("iotgw-test-").FullName;
         var settings = new Dictionary<string, string?>
@@ -80,6 +89,12 @@ public sealed class GatewayApp : IAsyncDisposable
             ["Api:Keys:1:Key"] = ReaderKey,
             ["Api:Keys:1:Role"] = "Reader",
         };
+        if (provider == DatabaseProvider.PostgreSQL)
+        {
+            settings["Database:Provider"] = nameof(DatabaseProvider.PostgreSQL);
+            settings["ConnectionStrings:Gateway"] = await PostgresCluster.CreateDatabaseAsync();
+        }
+
         configure?.Invoke(settings);
         var app = new GatewayApp(settings, services, dataDirectory);
         await app.StartHostAsync(waitUntilReady, waitForDatabase);
@@ -88,7 +103,8 @@ public sealed class GatewayApp : IAsyncDisposable
 
     // The embedded broker on a free port. A free port can be taken by a parallel test between finding and binding
     // it, so a refused bind tries another. Returns the gateway and the port devices connect to.
-    public static async Task<(GatewayApp Gateway, int Port)> StartEmbeddedAsync(Action<Dictionary<string, string?>>? configure = null)
+    public static async Task<(GatewayApp Gateway, int Port)> StartEmbeddedAsync(Action<Dictionary<string, string?>>? configure = null,
+        DatabaseProvider provider = DatabaseProvider.Sqlite)
     {
         for (var attempt = 0; ; attempt++)
         {
@@ -99,7 +115,7 @@ public sealed class GatewayApp : IAsyncDisposable
                 {
                     s["Mqtt:Embedded:Port"] = port.ToString(System.Globalization.CultureInfo.InvariantCulture);
                     configure?.Invoke(s);
-                });
+                }, provider: provider);
                 return (gateway, port);
             }
             catch (Exception ex) when (attempt < 3 && ex.ToString().Contains("cannot listen", StringComparison.Ordinal))

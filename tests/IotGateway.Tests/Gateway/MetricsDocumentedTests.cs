@@ -11,10 +11,9 @@ using MQTTnet.Protocol;
 
 namespace IotGateway.Tests.Gateway;
 
-// The README's metrics table, held against the real output after real traffic: every metric it
-// documents must be exposed (and have moved where the traffic should have moved it), and every iot_gateway_ metric
-// exposed must be documented. The gateway runs as its own process: the Prometheus registry is process-wide, so in
-// the test host parallel tests would share (and move) the same counters and gauges.
+// The README's metrics table, held against the real /metrics text after real traffic: every metric it documents must
+// be exposed (and have moved where the traffic should have moved it), and every iot_gateway_ metric exposed must be
+// documented. In-process: each host's instruments are its own (IMeterFactory), so parallel tests do not move them.
 public sealed partial class MetricsDocumentedTests
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
@@ -26,33 +25,25 @@ public sealed partial class MetricsDocumentedTests
 
         MosquittoBroker.SkipIfUnavailable();
         await using var broker = await MosquittoBroker.StartAsync();
-        using var data = new TempDirectory("iotgw-metrics-");
-        await using var gateway = GatewayProcess.Start(data.Path, new Dictionary<string, string>
-        {
-            ["BROKER"] = broker.Url,
-            ["ASPNETCORE_URLS"] = "http://127.0.0.1:0",
-            ["Api__Keys__0__Key"] = GatewayApp.OperatorKey,
-            ["Api__Keys__0__Role"] = "Operator",
-            // Small enough that a test payload is rejected as oversized.
-            ["Ingest__MaxPayloadBytes"] = "1024",
-            // Back at once after the outage below: the default backoff grows to 30 s, past this test's deadlines
-            // when a loaded machine stretches the outage.
-            ["Mqtt__ReconnectMinDelaySeconds"] = "0.1",
-            ["Mqtt__ReconnectMaxDelaySeconds"] = "0.5",
-        });
-        await gateway.WaitUntilReadyAsync(Timeout);
-        using var http = new HttpClient { BaseAddress = gateway.BaseAddress };
-        http.DefaultRequestHeaders.Add("X-API-Key", GatewayApp.OperatorKey);
+        await using var gateway = await GatewayApp.StartAsync(broker.Url, s => s["Ingest:MaxPayloadBytes"] = "1024"); // a test payload can be oversized
+        var http = gateway.Http;
 
-        // Documented <-> exposed, from the start (before any traffic, as Prometheus expects): the README's table and
-        // the gateway's own families are the same set.
-        var families = ExposedFamilies(await ScrapeAsync(http));
+        // Documented <-> exposed, from the start (before any traffic, as Prometheus expects): the README's counters and
+        // gauges and the gateway's own families are the same set, and every series with a known label is there at 0.
+        // A histogram appears with its first observation (OpenTelemetry exports no empty histogram).
+        var first = await ScrapeAsync(http);
+        var families = ExposedFamilies(first);
         var exposed = families.Where(f => f.StartsWith(Prefix, StringComparison.Ordinal)).Order(StringComparer.Ordinal).ToList();
-        Assert.Equal(documented.Keys.Order(StringComparer.Ordinal), exposed);
+        Assert.Equal(documented.Where(d => !d.Value.Histogram).Select(d => d.Key).Order(StringComparer.Ordinal), exposed);
+        foreach (var series in ZeroFromTheStart)
+        {
+            Assert.True(Value(first, series) == 0, $"{series} is {Value(first, series)?.ToString(CultureInfo.InvariantCulture) ?? "absent"} before any traffic, expected 0");
+        }
 
-        // "plus the .NET runtime's".
+        // "plus the .NET runtime's", and nothing nobody asked for (MsQuic's thirty series at 0).
         Assert.True(families.Any(f => f.StartsWith("dotnet_", StringComparison.Ordinal)),
             $"The README promises .NET runtime metrics; /metrics exposes none (dotnet_*). Families: {string.Join(", ", families.Order(StringComparer.Ordinal))}");
+        Assert.DoesNotContain(families, f => f.Contains("quic", StringComparison.OrdinalIgnoreCase));
 
         // A broker outage moves the disconnect counter and the connected gauge, and the reconnect the connect counter.
         await broker.StopAsync();
@@ -112,7 +103,9 @@ public sealed partial class MetricsDocumentedTests
             "the counters the traffic should have moved did")).Text;
 
         // The labels the table names are on the series.
-        foreach (var (name, labels) in documented)
+        Assert.Equal(documented.Keys.Order(StringComparer.Ordinal),
+            ExposedFamilies(scrape).Where(f => f.StartsWith(Prefix, StringComparison.Ordinal)).Order(StringComparer.Ordinal));
+        foreach (var (name, (labels, _)) in documented)
         {
             foreach (var label in labels)
             {
@@ -135,14 +128,14 @@ public sealed partial class MetricsDocumentedTests
 
     private const string Prefix = "iot_gateway_";
 
-    // The README's metrics table: "| `iot_gateway_name` | type | `label` | what |", name -> labels.
-    private static Dictionary<string, string[]> ReadDocumentedMetrics()
+    // The README's metrics table: "| `iot_gateway_name` | type | `label` | what |", name -> labels, and whether it is a histogram.
+    private static Dictionary<string, (string[] Labels, bool Histogram)> ReadDocumentedMetrics()
     {
         var rows = MetricsTableRow().Matches(File.ReadAllText(Path.Combine(Repository.Root, "README.md")));
         Assert.True(rows.Count > 0, "README.md no longer has the metrics table (| `iot_gateway_…` | type | labels | what |).");
         return rows.ToDictionary(
             row => row.Groups["name"].Value,
-            row => Regex.Matches(row.Groups["labels"].Value, "`([a-z_]+)`").Select(m => m.Groups[1].Value).ToArray(),
+            row => (Regex.Matches(row.Groups["labels"].Value, "`([a-z_]+)`").Select(m => m.Groups[1].Value).ToArray(), row.Groups["type"].Value == "histogram"),
             StringComparer.Ordinal);
     }
 
@@ -163,14 +156,20 @@ public sealed partial class MetricsDocumentedTests
     private static IEnumerable<string> SeriesOf(string scrape, string family) =>
         scrape.Split('\n').Where(l => l.StartsWith(family, StringComparison.Ordinal) && l.Length > family.Length && l[family.Length] is ' ' or '{');
 
-    // The value of one series, written exactly as exposed (name, or name{label="value"}); null when absent.
-    private static double? Value(string scrape, string series)
+    // The value of one series, name{label="value",…} with the labels it must carry (others, such as otel_scope_name,
+    // may be there too); null when absent.
+    internal static double? Value(string scrape, string series)
     {
+        var wanted = SeriesName().Match(series);
+        var name = wanted.Groups["name"].Value;
+        var labels = LabelPair().Matches(wanted.Groups["labels"].Value).Select(m => m.Value).ToList();
         foreach (var line in scrape.Split('\n'))
         {
-            if (line.StartsWith(series + " ", StringComparison.Ordinal))
+            var sample = SeriesName().Match(line);
+            if (sample.Success && sample.Groups["name"].Value == name
+                && labels.All(l => LabelPair().Matches(sample.Groups["labels"].Value).Any(m => m.Value == l)))
             {
-                return double.Parse(line.AsSpan(series.Length + 1).Trim(), NumberStyles.Float, CultureInfo.InvariantCulture);
+                return double.Parse(line.AsSpan(sample.Length).Trim(), NumberStyles.Float, CultureInfo.InvariantCulture);
             }
         }
 
@@ -193,6 +192,22 @@ public sealed partial class MetricsDocumentedTests
         return string.Join("; ", unmet);
     }
 
-    [GeneratedRegex(@"^\| `(?<name>iot_gateway_[a-z0-9_]+)` \| (?:counter|gauge|histogram) \|(?<labels>[^|]*)\|", RegexOptions.Multiline)]
+    private static readonly string[] ZeroFromTheStart =
+    [
+        "iot_gateway_messages_received_total{kind=\"Data\"}", "iot_gateway_messages_received_total{kind=\"CommandResponse\"}",
+        "iot_gateway_messages_received_total{kind=\"Register\"}", "iot_gateway_messages_rejected_total{reason=\"oversized\"}",
+        "iot_gateway_messages_rejected_total{reason=\"unknown-topic\"}", "iot_gateway_command_transitions_total{status=\"Failed\"}",
+        "iot_gateway_command_transitions_total{status=\"Expired\"}", "iot_gateway_command_transitions_total{status=\"Cancelled\"}",
+        "iot_gateway_readings_stored_total", "iot_gateway_readings_duplicate_total", "iot_gateway_broker_disconnects_total",
+        "iot_gateway_devices_signed_in", "iot_gateway_ingest_queue_length",
+    ];
+
+    [GeneratedRegex(@"^(?<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?<labels>[^}]*)\})?")]
+    private static partial Regex SeriesName();
+
+    [GeneratedRegex("[a-zA-Z_][a-zA-Z0-9_]*=\"(?:[^\"\\\\]|\\\\.)*\"")]
+    private static partial Regex LabelPair();
+
+    [GeneratedRegex(@"^\| `(?<name>iot_gateway_[a-z0-9_]+)` \| (?<type>counter|gauge|histogram) \|(?<labels>[^|]*)\|", RegexOptions.Multiline)]
     private static partial Regex MetricsTableRow();
 }

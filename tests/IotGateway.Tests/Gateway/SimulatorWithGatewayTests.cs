@@ -34,8 +34,8 @@ public sealed class SimulatorWithGatewayTests
         await Eventually.UntilAsync(() => !device.Device.IsConnected, Timeout, "the device is between windows");
         var ping = await gateway.QueueCommandAsync("windowed-1", new { command = "PING" });
         var unknown = await gateway.QueueCommandAsync("windowed-1", new { command = "SELF_DESTRUCT" });
-        Assert.Equal("PONG", (await gateway.WaitForCommandAsync(ping.Id, CommandStatus.Completed, Timeout)).Result);
-        Assert.Equal("ERROR_UNKNOWN_COMMAND", (await gateway.WaitForCommandAsync(unknown.Id, CommandStatus.Failed, Timeout)).Result);
+        Assert.Equal("PONG", (await gateway.WaitForCommandAsync(ping.Id, CommandStatus.Completed, Timeout)).Result?.GetString());
+        Assert.Equal("ERROR_UNKNOWN_COMMAND", (await gateway.WaitForCommandAsync(unknown.Id, CommandStatus.Failed, Timeout)).Result?.GetString());
 
         // REBOOT drops the connection without DISCONNECT: the broker's Last Will signs it out, the next window back in.
         var reboot = await gateway.QueueCommandAsync("windowed-1", new { command = "REBOOT" });

@@ -21,6 +21,15 @@ public sealed record ReceivedMessage(
     IReadOnlyList<KeyValuePair<string, string>> UserProperties,
     DateTimeOffset ReceivedAt)
 {
+    /// <summary>MQTT 5 Subscription Identifiers of the subscriptions it matched (empty when none).</summary>
+    public IReadOnlyList<uint> SubscriptionIdentifiers { get; init; } = [];
+
+    /// <summary>MQTT 5 Payload Format Indicator.</summary>
+    public MqttPayloadFormatIndicator PayloadFormat { get; init; }
+
+    /// <summary>The DUP flag: the broker sent it before.</summary>
+    public bool Dup { get; init; }
+
     public override string ToString() =>
         string.Create(CultureInfo.InvariantCulture, $"{Topic} [{QualityOfService}{(Retain ? ", retained" : "")}] {Payload}");
 }
@@ -404,7 +413,12 @@ public sealed class TestMqttClient : IAsyncDisposable
             m.CorrelationData?.ToArray(),
             m.UserProperties?.Select(p => new KeyValuePair<string, string>(p.Name, Encoding.UTF8.GetString(p.ValueBuffer.Span))).ToList()
                 ?? [],
-            DateTimeOffset.UtcNow);
+            DateTimeOffset.UtcNow)
+        {
+            SubscriptionIdentifiers = m.SubscriptionIdentifiers?.ToList() ?? [],
+            PayloadFormat = m.PayloadFormatIndicator,
+            Dup = m.Dup,
+        };
 
         List<TaskCompletionSource<ReceivedMessage>>? matched = null;
         lock (_gate)

@@ -7,9 +7,9 @@ using Microsoft.EntityFrameworkCore.Storage.ValueConversion;
 
 #nullable disable
 
-namespace IotGateway.Data.Migrations
+namespace IotGateway.Data.Migrations.Sqlite
 {
-    [DbContext(typeof(GatewayDbContext))]
+    [DbContext(typeof(SqliteGatewayDbContext))]
     [Migration("20261124180641_CommandCancelledBy")]
     partial class CommandCancelledBy
     {
@@ -173,6 +173,113 @@ namespace IotGateway.Data.Migrations
                         .HasFilter("\"MessageKey\" IS NOT NULL");
 
                     b.ToTable("Telemetry", (string)null);
+                });
+
+            modelBuilder.Entity("IotGateway.Mqtt.Embedded.StoredBrokerMessage", b =>
+                {
+                    b.Property<long>("Id")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("ClientId")
+                        .IsRequired()
+                        .HasColumnType("TEXT");
+
+                    b.Property<long?>("ExpiresAt")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<byte[]>("Payload")
+                        .IsRequired()
+                        .HasColumnType("BLOB");
+
+                    b.Property<string>("Properties")
+                        .HasColumnType("TEXT");
+
+                    b.Property<int>("Qos")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<bool>("Retain")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("Topic")
+                        .IsRequired()
+                        .HasColumnType("TEXT");
+
+                    b.HasKey("Id");
+
+                    b.HasIndex("ClientId", "Id");
+
+                    b.ToTable("BrokerMessages", (string)null);
+                });
+
+            modelBuilder.Entity("IotGateway.Mqtt.Embedded.StoredBrokerSession", b =>
+                {
+                    b.Property<string>("ClientId")
+                        .HasColumnType("TEXT");
+
+                    b.Property<long?>("DisconnectedAt")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<long>("ExpirySeconds")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<int>("KeepAliveSeconds")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("Username")
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("Will")
+                        .HasColumnType("TEXT");
+
+                    b.HasKey("ClientId");
+
+                    b.ToTable("BrokerSessions", (string)null);
+                });
+
+            modelBuilder.Entity("IotGateway.Mqtt.Embedded.StoredBrokerSubscription", b =>
+                {
+                    b.Property<string>("ClientId")
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("TopicFilter")
+                        .HasColumnType("TEXT");
+
+                    b.Property<long>("Identifier")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<bool>("NoLocal")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<int>("Qos")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<bool>("RetainAsPublished")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<int>("RetainHandling")
+                        .HasColumnType("INTEGER");
+
+                    b.HasKey("ClientId", "TopicFilter");
+
+                    b.ToTable("BrokerSubscriptions", (string)null);
+                });
+
+            modelBuilder.Entity("IotGateway.Mqtt.Embedded.StoredBrokerMessage", b =>
+                {
+                    b.HasOne("IotGateway.Mqtt.Embedded.StoredBrokerSession", null)
+                        .WithMany()
+                        .HasForeignKey("ClientId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired();
+                });
+
+            modelBuilder.Entity("IotGateway.Mqtt.Embedded.StoredBrokerSubscription", b =>
+                {
+                    b.HasOne("IotGateway.Mqtt.Embedded.StoredBrokerSession", null)
+                        .WithMany()
+                        .HasForeignKey("ClientId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired();
                 });
 #pragma warning restore 612, 618
         }

@@ -7,11 +7,11 @@ using Microsoft.EntityFrameworkCore.Storage.ValueConversion;
 
 #nullable disable
 
-namespace IotGateway.Data.Migrations
+namespace IotGateway.Data.Migrations.Sqlite
 {
-    [DbContext(typeof(GatewayDbContext))]
-    [Migration("20261124174433_Initial")]
-    partial class Initial
+    [DbContext(typeof(SqliteGatewayDbContext))]
+    [Migration("20261124174442_PendingCommandTriggers")]
+    partial class PendingCommandTriggers
     {
         /// <inheritdoc />
         protected override void BuildTargetModel(ModelBuilder modelBuilder)

@@ -2,7 +2,7 @@
 
 #nullable disable
 
-namespace IotGateway.Data.Migrations
+namespace IotGateway.Data.Migrations.Sqlite
 {
     /// <inheritdoc />
     public partial class Initial : Migration

@@ -7,11 +7,11 @@ using Microsoft.EntityFrameworkCore.Storage.ValueConversion;
 
 #nullable disable
 
-namespace IotGateway.Data.Migrations
+namespace IotGateway.Data.Migrations.Sqlite
 {
-    [DbContext(typeof(GatewayDbContext))]
-    [Migration("20261124174442_PendingCommandTriggers")]
-    partial class PendingCommandTriggers
+    [DbContext(typeof(SqliteGatewayDbContext))]
+    [Migration("20261203104009_CommandLanes")]
+    partial class CommandLanes
     {
         /// <inheritdoc />
         protected override void BuildTargetModel(ModelBuilder modelBuilder)
@@ -34,6 +34,9 @@ namespace IotGateway.Data.Migrations
 
                     b.Property<long?>("CancelledAt")
                         .HasColumnType("INTEGER");
+
+                    b.Property<string>("CancelledBy")
+                        .HasColumnType("TEXT");
 
                     b.Property<long>("CreatedAt")
                         .HasColumnType("INTEGER");
@@ -97,6 +100,25 @@ namespace IotGateway.Data.Migrations
                     b.ToTable("Commands", (string)null);
                 });
 
+            modelBuilder.Entity("IotGateway.Data.CommandLane", b =>
+                {
+                    b.Property<string>("DeviceId")
+                        .HasMaxLength(128)
+                        .HasColumnType("TEXT");
+
+                    b.Property<long>("LeaseUntil")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("Owner")
+                        .IsRequired()
+                        .HasMaxLength(128)
+                        .HasColumnType("TEXT");
+
+                    b.HasKey("DeviceId");
+
+                    b.ToTable("CommandLanes", (string)null);
+                });
+
             modelBuilder.Entity("IotGateway.Data.Device", b =>
                 {
                     b.Property<string>("Id")
@@ -135,8 +157,7 @@ namespace IotGateway.Data.Migrations
                 {
                     b.Property<long>("Id")
                         .ValueGeneratedOnAdd()
-                        .HasColumnType("INTEGER")
-                        .HasAnnotation("Sqlite:Autoincrement", false);
+                        .HasColumnType("INTEGER");
 
                     b.Property<string>("DeviceId")
                         .IsRequired()

@@ -1,0 +1,115 @@
+using System.Text.Json;
+using IotGateway.Data;
+using IotGateway.Mqtt;
+using Microsoft.Extensions.Options;
+using MQTTnet;
+using MQTTnet.Protocol;
+
+namespace IotGateway.Commands;
+
+public enum SendResult
+{
+    // Handed to the device's transport (for MQTT: the broker completed the QoS 2 flow).
+    Sent,
+
+    // The transport cannot take it now (not connected): it stays Pending and goes out after the next scan.
+    Unavailable,
+
+    // Refused or failed: it stays Pending, and the dispatcher backs off before it tries again.
+    Failed,
+}
+
+// How a lane hands a command to its device. MQTT is the only transport today; devices on other transports (TCP,
+// issue 15) plug in here, chosen per device.
+public interface ICommandTransport
+{
+    Task<SendResult> SendAsync(Command command, DateTimeOffset now, CancellationToken cancellationToken);
+}
+
+// Publishes a command at QoS 2 on {CommandRequest}/{deviceId}, with the MQTT 5 message expiry set to what is left of its TTL.
+public sealed partial class MqttCommandTransport(MqttConnection connection, TopicLayout topics, IOptions<MqttOptions> options,
+    ILogger<MqttCommandTransport> logger) : ICommandTransport
+{
+    private readonly bool _mqtt5 = options.Value.UsesMqtt5;
+
+    public async Task<SendResult> SendAsync(Command command, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        if (!connection.IsConnected)
+        {
+            return SendResult.Unavailable;
+        }
+
+        var builder = new MqttApplicationMessageBuilder()
+            .WithTopic(topics.CommandRequest(command.DeviceId))
+            .WithPayload(RequestPayload(command))
+            .WithQualityOfServiceLevel(MqttQualityOfServiceLevel.ExactlyOnce);
+        if (_mqtt5)
+        {
+            // The broker drops it when the TTL runs out, so a device that returns late does not act on it.
+            // Rounded down: the broker never keeps it longer than the gateway waits for it (1 s at the least).
+            var remaining = (uint)Math.Max(1, Math.Floor((command.ExpiresAt - now).TotalSeconds));
+            builder.WithMessageExpiryInterval(remaining).WithContentType("application/json");
+        }
+
+        try
+        {
+            var result = await connection.PublishAsync(builder.Build(), cancellationToken);
+            if (result.ReasonCode == MqttClientPublishReasonCode.NoMatchingSubscribers)
+            {
+                LogNoSubscriber(command.Id, command.DeviceId);
+                return SendResult.Sent;
+            }
+
+            if (!result.IsSuccess)
+            {
+                LogPublishRefused(command.Id, command.DeviceId, result.ReasonCode, result.ReasonString);
+                return SendResult.Failed;
+            }
+
+            LogPublished(command.Id, command.DeviceId, command.Name);
+            return SendResult.Sent;
+        }
+        catch (Exception ex)
+        {
+            // Not connected, the connection dropped mid-flow, or stopping: it stays Pending and goes out later.
+            if (!cancellationToken.IsCancellationRequested)
+            {
+                LogPublishFailed(command.Id, command.DeviceId, ex.GetBaseException().Message);
+            }
+
+            return connection.IsConnected ? SendResult.Failed : SendResult.Unavailable;
+        }
+    }
+
+    internal static byte[] RequestPayload(Command command)
+    {
+        using var buffer = new MemoryStream();
+        using (var json = new Utf8JsonWriter(buffer))
+        {
+            json.WriteStartObject();
+            json.WriteString("uuid", command.Id.ToString());
+            json.WriteString("command", command.Name);
+            if (command.Payload is not null)
+            {
+                json.WritePropertyName("payload");
+                json.WriteRawValue(command.Payload, skipInputValidation: true);
+            }
+
+            json.WriteEndObject();
+        }
+
+        return buffer.ToArray();
+    }
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Command {CommandId} published to {DeviceId}: {Command}")]
+    private partial void LogPublished(Guid commandId, string deviceId, string command);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Command {CommandId} published but no session subscribes to {DeviceId}'s command topic; it expires unless the device subscribes")]
+    private partial void LogNoSubscriber(Guid commandId, string deviceId);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Broker refused command {CommandId} for {DeviceId}: {ReasonCode} {ReasonString}")]
+    private partial void LogPublishRefused(Guid commandId, string deviceId, MqttClientPublishReasonCode reasonCode, string? reasonString);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Command {CommandId} for {DeviceId} stays Pending: {Reason}")]
+    private partial void LogPublishFailed(Guid commandId, string deviceId, string reason);
+}

@@ -1,0 +1,368 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using IotGateway.Commands;
+using IotGateway.Data;
+using IotGateway.Data.PostgreSql;
+using IotGateway.Telemetry;
+using IotGateway.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
+using MQTTnet;
+using MQTTnet.Protocol;
+
+namespace IotGateway.Tests.Gateway;
+
+// Two gateways, one Mosquitto, one PostgreSQL database, as "Running several gateways" in the README deploys them:
+// each instance its own client id and persistent session, readings and answers split through a shared subscription,
+// presence on both, commands published once by whichever instance holds the device's lane.
+public sealed class SeveralGatewaysTests
+{
+    private const string Group = "gateways";
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
+    private static readonly TimeSpan SignalTimeout = TimeSpan.FromSeconds(20);
+
+    [SkippableFact]
+    public async Task ReadingsFromManyDevicesAreSplitBetweenTheInstancesAndEachStoredOnce()
+    {
+        const int Devices = 20, PerDevice = 50;
+        await using var broker = await StartBrokerAsync();
+        var (a, b, countA, countB) = await StartPairAsync(broker);
+        await using var first = a;
+        await using var second = b;
+
+        for (var d = 0; d < Devices; d++)
+        {
+            await using var device = await TestMqttClient.ConnectAsync(broker, $"split-{d}");
+            for (var i = 0; i < PerDevice; i++)
+            {
+                await device.PublishAsync($"iot/data/split-{d}", $$"""{"temp":{{i}},"messageId":"split-{{d}}-{{i}}"}""", MqttQualityOfServiceLevel.AtLeastOnce);
+            }
+        }
+
+        await Eventually.UntilAsync(() => Task.FromResult(first.Storage.Scalar("""SELECT COUNT(*) FROM "Telemetry" """)), rows => rows >= Devices * PerDevice, Timeout,
+            "every reading is stored");
+        for (var d = 0; d < Devices; d++)
+        {
+            var (rows, distinct) = StoredReadings.Count(first.Storage, $"split-{d}");
+            Assert.Equal(PerDevice, rows);
+            Assert.Equal(PerDevice, distinct);
+            Assert.Equal(PerDevice, (await second.GetDeviceAsync($"split-{d}"))!.TelemetryCount);
+        }
+
+        // The broker gave each instance a share, and the shares add up to all of it: no reading went to both.
+        Assert.True(countA.Readings > 0 && countB.Readings > 0, $"both instances received readings ({countA.Readings} and {countB.Readings})");
+        Assert.Equal(Devices * PerDevice, countA.Readings + countB.Readings);
+    }
+
+    [SkippableFact]
+    public async Task ACommandQueuedOnOneInstanceIsWaitedForAndCancelledOnTheOther()
+    {
+        await using var broker = await StartBrokerAsync();
+        var (a, b, _, _) = await StartPairAsync(broker);
+        await using var first = a;
+        await using var second = b;
+        await using var device = await SignInAsync(broker, first, second, "shared-pump");
+
+        // Queued on the first, waited for on the second: it returns when the answer is stored, by either instance.
+        var queued = await first.QueueCommandAsync("shared-pump", new { command = "PING" });
+        // Waits longer than the test does: only the signal from the other instance can end it in time.
+        var waiting = second.Http.GetFromJsonAsync<CommandView>($"/api/commands/{queued.Id}?waitSeconds=60", GatewayApp.Json);
+        await device.WaitForMessageAsync(m => m.Payload.Contains(queued.Id.ToString()), Timeout);
+        await Eventually.UntilAsync(() => second.Services.GetRequiredService<CommandCompletion>().IsAwaited(queued.Id), Timeout, "the GET waits");
+        await device.PublishAsync("iot/cmd/resp/shared-pump", GatewayEndToEndTests.ArticleAnswer("shared-pump", queued.Id, "PING", "PONG"));
+        var done = await waiting.WaitAsync(SignalTimeout);
+        Assert.Equal(CommandStatus.Completed, done!.Status);
+
+        // Queued on the first while the device is away, cancelled on the second: the first's waiter hears of it.
+        await device.DisconnectAsync();
+        var doomed = await first.QueueCommandAsync("shared-pump", new { command = "REBOOT" });
+        await first.WaitForCommandAsync(doomed.Id, CommandStatus.Published);
+        var waitOnFirst = first.Http.GetFromJsonAsync<CommandView>($"/api/commands/{doomed.Id}?waitSeconds=60", GatewayApp.Json);
+        await Eventually.UntilAsync(() => first.Services.GetRequiredService<CommandCompletion>().IsAwaited(doomed.Id), Timeout, "the GET waits");
+        Assert.Equal(HttpStatusCode.OK, (await second.Http.DeleteAsync($"/api/commands/{doomed.Id}")).StatusCode);
+        Assert.Equal(CommandStatus.Cancelled, (await waitOnFirst.WaitAsync(SignalTimeout))!.Status);
+        Assert.Equal(HttpStatusCode.Conflict, (await first.Http.DeleteAsync($"/api/commands/{doomed.Id}")).StatusCode);
+    }
+
+    [SkippableFact]
+    public async Task ABulkCommandThroughOneInstanceReachesEveryDeviceOnceWhileTheOtherRuns()
+    {
+        const int Devices = 12;
+        await using var broker = await StartBrokerAsync();
+        var (a, b, _, _) = await StartPairAsync(broker);
+        await using var first = a;
+        await using var second = b;
+        var devices = new List<TestMqttClient>();
+        try
+        {
+            for (var d = 0; d < Devices; d++)
+            {
+                devices.Add(await SignInAsync(broker, first, second, $"bulk-{d}"));
+            }
+
+            var post = await first.Http.PostAsJsonAsync("/api/commands/bulk", new { command = "PING", signedIn = true });
+            Assert.Equal(HttpStatusCode.Accepted, post.StatusCode);
+            var accepted = (await post.Content.ReadFromJsonAsync<BulkCommandAccepted>(GatewayApp.Json))!;
+            Assert.Equal(Devices, accepted.Count);
+            foreach (var device in devices)
+            {
+                var request = await device.WaitForMessageAsync(m => m.Topic == $"iot/cmd/req/{device.ClientId}", Timeout);
+                var id = Guid.Parse(JsonDocument.Parse(request.Payload).RootElement.GetProperty("uuid").GetString()!);
+                await device.PublishAsync($"iot/cmd/resp/{device.ClientId}", GatewayEndToEndTests.ArticleAnswer(device.ClientId, id, "PING", "PONG"));
+            }
+
+            await Eventually.UntilAsync(async () =>
+                await second.Http.GetFromJsonAsync<BulkCommandSummary>($"/api/commands/bulk/{accepted.BatchId}", GatewayApp.Json) is { } s
+                && s.ByStatus.GetValueOrDefault(CommandStatus.Completed) == Devices ? s : null, Timeout, "every answer is counted");
+            // A second copy would have been published before its Published mark, long before every answer was stored.
+            Assert.All(devices, device => Assert.Single(device.ReceivedMessages, m => m.Topic == $"iot/cmd/req/{device.ClientId}"));
+        }
+        finally
+        {
+            foreach (var device in devices)
+            {
+                await device.DisposeAsync();
+            }
+        }
+    }
+
+    // Callers on both instances queueing at once: each device receives every command once, in the order the gateway
+    // stored them, whichever instance queued them and whichever holds the device's lane.
+    [SkippableFact]
+    public async Task EachDeviceReceivesItsCommandsOnceInQueueOrderWhicheverInstanceQueuedThem()
+    {
+        string[] ids = ["order-x", "order-y", "order-z"];
+        await using var broker = await StartBrokerAsync();
+        var (a, b, _, _) = await StartPairAsync(broker);
+        await using var first = a;
+        await using var second = b;
+        var devices = new List<TestMqttClient>();
+        try
+        {
+            foreach (var id in ids)
+            {
+                devices.Add(await SignInAsync(broker, first, second, id));
+            }
+
+            await Task.WhenAll(Enumerable.Range(0, 4).Select(caller => Task.Run(async () =>
+            {
+                var through = caller % 2 == 0 ? first : second;
+                for (var i = 0; i < 12; i++)
+                {
+                    await through.QueueCommandAsync(ids[(caller + i) % ids.Length], new { command = "STEP", payload = new { step = $"c{caller}-{i}" } });
+                }
+            })));
+
+            foreach (var device in devices)
+            {
+                var stored = await first.Http.GetFromJsonAsync<Api.Page<CommandView>>($"/api/devices/{device.ClientId}/commands?limit=1000", GatewayApp.Json);
+                var want = stored!.Items.Select(c => c.Id.ToString()).Reverse().ToList();
+                Assert.Equal(16, want.Count);
+                await Eventually.UntilAsync(() => Task.FromResult(CommandIds(device).Count), n => n >= want.Count, Timeout,
+                    $"{device.ClientId} receives its {want.Count} commands");
+                Assert.Equal(want, CommandIds(device));
+            }
+        }
+        finally
+        {
+            foreach (var device in devices)
+            {
+                await device.DisposeAsync();
+            }
+        }
+
+        static List<string> CommandIds(TestMqttClient device) => device.ReceivedMessages
+            .Where(m => m.Topic == $"iot/cmd/req/{device.ClientId}")
+            .Select(m => JsonDocument.Parse(m.Payload).RootElement.GetProperty("uuid").GetString()!)
+            .ToList();
+    }
+
+    // A clean stop leaves the group: while one instance is away (a rolling upgrade), the other receives and stores
+    // every reading, instead of the broker queueing the stopped one's share for it; back, it takes its share again.
+    [SkippableFact]
+    public async Task AnInstanceStoppedCleanlyLeavesItsShareToTheOthersUntilItReturns()
+    {
+        const int Readings = 200;
+        await using var broker = await StartBrokerAsync();
+        var (a, b, countA, countB) = await StartPairAsync(broker);
+        await using var first = a;
+        await using var second = b;
+        await first.StopAsync();
+
+        await using var device = await TestMqttClient.ConnectAsync(broker, "rolling");
+        for (var i = 0; i < Readings; i++)
+        {
+            await device.PublishAsync("iot/data/rolling", $$"""{"temp":{{i}},"messageId":"away-{{i}}"}""", MqttQualityOfServiceLevel.AtLeastOnce);
+        }
+
+        await second.WaitForDeviceAsync("rolling", d => d.TelemetryCount == Readings, "the instance still running stores every reading", Timeout);
+        var firstBefore = countA.Readings;
+
+        await first.RestartAsync();
+        for (var i = 0; i < Readings; i++)
+        {
+            await device.PublishAsync("iot/data/rolling", $$"""{"temp":{{i}},"messageId":"back-{{i}}"}""", MqttQualityOfServiceLevel.AtLeastOnce);
+        }
+
+        await second.WaitForDeviceAsync("rolling", d => d.TelemetryCount == 2 * Readings, "every reading is stored", Timeout);
+        Assert.True(countA.Readings > firstBefore, "the restarted instance takes its share again");
+        Assert.Equal(2 * Readings, countA.Readings + countB.Readings);
+    }
+
+    // One of two instances killed mid-burst (SIGKILL) and started again with the same id: the broker kept queueing its
+    // share of the readings in its persistent session (Mosquitto keeps a departed member's share), so nothing is
+    // lost, and nothing is stored twice.
+    [SkippableFact]
+    public async Task AnInstanceKilledMidBurstAndRestartedWithItsIdLosesNothingAndStoresNothingTwice()
+    {
+        const int Devices = 4, PerDevice = 4000;
+        await using var broker = await StartBrokerAsync();
+        var database = await PostgresCluster.CreateDatabaseAsync();
+        var storage = GatewayStorage.Postgres(database);
+        using var dataA = new TempDirectory("iotgw-pair-");
+        using var dataB = new TempDirectory("iotgw-pair-");
+        Dictionary<string, string> Settings(string id) => new()
+        {
+            ["BROKER"] = broker.Url,
+            ["SERVER_ID"] = id,
+            ["ASPNETCORE_URLS"] = "http://127.0.0.1:0",
+            ["Database__Provider"] = "PostgreSQL",
+            ["ConnectionStrings__Gateway"] = database,
+            ["Mqtt__SharedSubscriptionGroup"] = Group,
+            ["Mqtt__ReconnectMinDelaySeconds"] = "0.1",
+            ["Api__Keys__0__Key"] = GatewayApp.ReaderKey,
+        };
+        var idA = $"gw-a-{Guid.NewGuid():N}";
+        await using var b = GatewayProcess.Start(dataB.Path, Settings($"gw-b-{Guid.NewGuid():N}"));
+        var a = GatewayProcess.Start(dataA.Path, Settings(idA));
+        try
+        {
+            await Task.WhenAll(a.WaitUntilReadyAsync(Timeout), b.WaitUntilReadyAsync(Timeout));
+            var publishing = PublishAsync(broker, Devices, PerDevice);
+            await Eventually.UntilAsync(() => Task.FromResult(Rows(storage)), rows => rows > 2000, Timeout, "the instances are storing the burst");
+            a.Kill();
+            await a.WaitForExitAsync(Timeout);
+            Assert.True(Rows(storage) < Devices * PerDevice, "the kill came mid-burst");
+            await publishing;
+        }
+        finally
+        {
+            await a.DisposeAsync();
+        }
+
+        await using var restarted = GatewayProcess.Start(dataA.Path, Settings(idA));
+        await restarted.WaitUntilReadyAsync(Timeout);
+        await Eventually.UntilAsync(() => Task.FromResult(Rows(storage)), rows => rows >= Devices * PerDevice, TimeSpan.FromSeconds(90),
+            "the share the broker kept for the killed instance arrives after its restart");
+        for (var d = 0; d < Devices; d++)
+        {
+            Assert.Equal((PerDevice, PerDevice), StoredReadings.Count(storage, $"burst-{d}"));
+        }
+
+        static long Rows(GatewayStorage storage) => storage.Scalar("""SELECT COUNT(*) FROM "Telemetry" """);
+
+        static async Task PublishAsync(MosquittoBroker broker, int devices, int perDevice)
+        {
+            await using var publisher = await TestMqttClient.ConnectAsync(broker, $"burst-publisher-{Guid.NewGuid():N}");
+            using var inflight = new SemaphoreSlim(64);
+            await Task.WhenAll(Enumerable.Range(0, devices * perDevice).Select(async n =>
+            {
+                await inflight.WaitAsync();
+                try
+                {
+                    var (d, i) = (n % devices, n / devices);
+                    await publisher.PublishAsync(new MqttApplicationMessageBuilder().WithTopic($"iot/data/burst-{d}")
+                        .WithPayload($$"""{"temp":21.5,"messageId":"burst-{{d}}-{{i}}"}""")
+                        .WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build());
+                }
+                finally
+                {
+                    inflight.Release();
+                }
+            }));
+        }
+    }
+
+    // Three instances started at the same moment on an empty database: one migrates, the others wait for it, and
+    // all of them come up.
+    [SkippableFact]
+    public async Task InstancesStartingAtOnceOnAnEmptyDatabaseMigrateItOnce()
+    {
+        await using var broker = await StartBrokerAsync();
+        var database = await PostgresCluster.CreateDatabaseAsync();
+        var starting = Enumerable.Range(0, 3).Select(i => GatewayApp.StartAsync(broker.Url, s =>
+        {
+            s["Mqtt:SharedSubscriptionGroup"] = Group;
+            s["ConnectionStrings:Gateway"] = database;
+        }, provider: DatabaseProvider.PostgreSQL)).ToList();
+        var gateways = await Task.WhenAll(starting);
+        try
+        {
+            Assert.All(gateways, g => Assert.False(g.Logs.Contains("Cannot open the database"), string.Join('\n', g.Logs.Lines.Where(l => l.Contains("Cannot open", StringComparison.Ordinal)))));
+            var storage = GatewayStorage.Postgres(database);
+            Assert.Equal(1, storage.Scalar("""SELECT COUNT(*) FROM "__EFMigrationsHistory" """));
+        }
+        finally
+        {
+            foreach (var gateway in gateways)
+            {
+                await gateway.DisposeAsync();
+            }
+        }
+    }
+
+    internal static async Task<MosquittoBroker> StartBrokerAsync()
+    {
+        MosquittoBroker.SkipIfUnavailable();
+        PostgresCluster.SkipIfUnavailable();
+        return await MosquittoBroker.StartAsync();
+    }
+
+    // Two in-process gateways on one new database, in one shared-subscription group; each counts the readings it stores.
+    private static async Task<(GatewayApp First, GatewayApp Second, CountingIngestStore CountFirst, CountingIngestStore CountSecond)> StartPairAsync(
+        MosquittoBroker broker)
+    {
+        var countFirst = new CountingIngestStore();
+        var first = await GatewayApp.StartAsync(broker.Url, s => s["Mqtt:SharedSubscriptionGroup"] = Group, countFirst.Register,
+            provider: DatabaseProvider.PostgreSQL);
+        var countSecond = new CountingIngestStore();
+        var second = await GatewayApp.StartAsync(broker.Url, s =>
+        {
+            s["Mqtt:SharedSubscriptionGroup"] = Group;
+            s["ConnectionStrings:Gateway"] = first.PostgresConnectionString;
+        }, countSecond.Register, provider: DatabaseProvider.PostgreSQL);
+        return (first, second, countFirst, countSecond);
+    }
+
+    private static async Task<TestMqttClient> SignInAsync(MosquittoBroker broker, GatewayApp first, GatewayApp second, string deviceId)
+    {
+        var device = await TestMqttClient.ConnectArticleDeviceAsync(broker.Host, broker.Port, deviceId);
+        await device.SubscribeAsync($"iot/cmd/req/{deviceId}");
+        await device.PublishAsync($"iot/register/{deviceId}", "SIGN_IN", retain: true);
+        await first.WaitForDeviceAsync(deviceId, d => d.SignedIn, $"{deviceId} signs in");
+        await second.WaitForDeviceAsync(deviceId, d => d.SignedIn, $"{deviceId} is signed in for the other instance too");
+        return device;
+    }
+
+    // The real PostgreSQL ingest store, counting the readings this instance received and stored (or found stored).
+    private sealed class CountingIngestStore : IIngestStore
+    {
+        private IIngestStore? _inner;
+        private long _readings;
+
+        public long Readings => Interlocked.Read(ref _readings);
+
+        public void Register(IServiceCollection services) =>
+            services.AddSingleton<IIngestStore>(sp =>
+            {
+                _inner = ActivatorUtilities.CreateInstance<PostgresIngestStore>(sp);
+                return this;
+            });
+
+        public async Task StoreAsync(IngestBatch batch, CancellationToken cancellationToken)
+        {
+            await _inner!.StoreAsync(batch, cancellationToken);
+            Interlocked.Add(ref _readings, batch.Readings.Count);
+        }
+    }
+}
