@@ -15,8 +15,7 @@ public sealed class AggregateRow
 }
 
 // The reads whose SQL differs between database providers, in this one class; every other read is EF LINQ. Each
-// method has a SQLite branch; a PostgreSQL provider adds its own beside it (the aggregate: "Payload"::jsonb #> path,
-// jsonb_typeof(…) = 'number', cast to double precision, with text that is not JSON skipped rather than cast).
+// method has a branch per provider: SQLite's JSON functions, PostgreSQL's jsonb operators.
 public static class TelemetrySql
 {
     // Count, min, max and average of a numeric field per interval of UTC ticks (ReceivedAt / interval * interval), for
@@ -52,6 +51,31 @@ public static class TelemetrySql
                 """).ToListAsync(cancellationToken);
         }
 
-        throw new NotSupportedException($"Aggregates have no SQL for the database provider {db.Database.ProviderName} yet (Telemetry/TelemetrySql).");
+        if (db.Database.IsNpgsql())
+        {
+            // The payload is text; ingest stores as Json only what System.Text.Json read and repaired, which jsonb takes.
+            // CASE, not AND: PostgreSQL may evaluate AND's sides in any order, and a string cast to numeric is an error.
+            // A number beyond double's range (1e400) is valid jsonb but no double: skipped like a string.
+            var path = field.ToArray();
+            return db.Database.SqlQuery<AggregateRow>($$"""
+                SELECT "Bucket", COUNT("Value") AS "Count", MIN("Value") AS "Min", MAX("Value") AS "Max", AVG("Value") AS "Avg",
+                    COUNT(*) - COUNT("Value") AS "Skipped"
+                FROM (
+                    SELECT "ReceivedAt" / {{intervalTicks}} * {{intervalTicks}} AS "Bucket",
+                        CASE WHEN jsonb_typeof(j) = 'number' THEN
+                            CASE WHEN abs((j #>> '{}')::numeric) <= 1.7976931348623157e308 THEN (j #>> '{}')::double precision END
+                        END AS "Value"
+                    FROM (
+                        SELECT "ReceivedAt", CASE WHEN "Format" = 'Json' THEN "Payload"::jsonb #> {{path}} END AS j
+                        FROM "Telemetry"
+                        WHERE "DeviceId" = {{deviceId}} AND "ReceivedAt" >= {{fromTicks}} AND "ReceivedAt" < {{toTicks}}
+                    ) AS readings
+                ) AS numbers
+                GROUP BY "Bucket"
+                ORDER BY "Bucket"
+                """).ToListAsync(cancellationToken);
+        }
+
+        throw new NotSupportedException($"Aggregates have no SQL for the database provider {db.Database.ProviderName} (Telemetry/TelemetrySql).");
     }
 }

@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
 using IotGateway.Commands;
+using IotGateway.Data;
 using IotGateway.Events;
 using IotGateway.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;
@@ -12,79 +13,9 @@ using MQTTnet.Protocol;
 namespace IotGateway.Tests.Gateway;
 
 // GET /api/events end to end: devices publish through Mosquitto, the gateway stores, and the stream carries it.
-public sealed class EventStreamTests
+public sealed class SqliteEventStreamTests : EventStreamTests
 {
-    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(15);
-
-    [SkippableFact]
-    public async Task ReadingArrivesOnTheStreamWithinASecondAndTheDeviceFilterHolds()
-    {
-        await using var broker = await StartBrokerAsync();
-        await using var gateway = await GatewayApp.StartAsync(broker.Url);
-        await using var all = await EventStreamClient.OpenAsync(gateway.Http, "/api/events");
-        await using var onlyFan = await EventStreamClient.OpenAsync(gateway.Http, "/api/events?deviceId=fan");
-        await using var fan = await TestMqttClient.ConnectArticleDeviceAsync(broker.Host, broker.Port, "fan");
-        await using var pump = await TestMqttClient.ConnectArticleDeviceAsync(broker.Host, broker.Port, "pump");
-
-        await fan.PublishAsync("iot/register/fan", "SIGN_IN", retain: true);
-        var presence = (await onlyFan.WaitForAsync(e => Type(e) == "presence", Timeout, "the sign-in is streamed")).Data;
-        Assert.Equal("fan", presence.GetProperty("deviceId").GetString());
-        Assert.True(presence.GetProperty("signedIn").GetBoolean());
-
-        // The first reading warms up the path; the second is timed from the publish to its event.
-        await fan.PublishAsync("iot/data/fan", """{"rpm":1000,"messageId":"warm-up"}""", MqttQualityOfServiceLevel.AtLeastOnce);
-        await all.WaitForAsync(e => Key(e) == "warm-up", Timeout, "the warm-up reading is streamed");
-        var published = Stopwatch.GetTimestamp();
-        await fan.PublishAsync("iot/data/fan", """{"rpm":1200,"sensors":{"temp":41.5},"messageId":"timed"}""", MqttQualityOfServiceLevel.AtLeastOnce);
-        var (reading, arrived) = await all.WaitForAsync(e => Key(e) == "timed", Timeout, "the timed reading is streamed");
-        var latency = Stopwatch.GetElapsedTime(published, arrived);
-        Assert.True(latency < TimeSpan.FromSeconds(1), $"the reading took {latency.TotalMilliseconds:0} ms from publish to the event stream");
-        Assert.Equal("reading", Type(reading));
-        Assert.Equal("fan", reading.GetProperty("deviceId").GetString());
-        Assert.Equal("iot/data/fan", reading.GetProperty("topic").GetString());
-        Assert.Equal("Json", reading.GetProperty("format").GetString());
-        Assert.Equal(41.5, reading.GetProperty("payload").GetProperty("sensors").GetProperty("temp").GetDouble());
-
-        // Events reach each client in commit order: once the filtered stream has fan's next reading, pump's earlier one
-        // would have come before it.
-        await pump.PublishAsync("iot/data/pump", """{"bar":2.5,"messageId":"pump-1"}""", MqttQualityOfServiceLevel.AtLeastOnce);
-        await all.WaitForAsync(e => Key(e) == "pump-1", Timeout, "the pump's reading is streamed to the unfiltered client");
-        await fan.PublishAsync("iot/data/fan", """{"rpm":900,"messageId":"after-pump"}""", MqttQualityOfServiceLevel.AtLeastOnce);
-        await onlyFan.WaitForAsync(e => Key(e) == "after-pump", Timeout, "fan's next reading reaches the filtered client");
-        Assert.All(onlyFan.Events, e => Assert.Equal("fan", e.GetProperty("deviceId").GetString()));
-    }
-
-    [SkippableFact]
-    public async Task CommandTransitionsAreStreamed()
-    {
-        await using var broker = await StartBrokerAsync();
-        await using var gateway = await GatewayApp.StartAsync(broker.Url);
-        await using var device = await TestMqttClient.ConnectArticleDeviceAsync(broker.Host, broker.Port, "relay");
-        await device.SubscribeAsync("iot/cmd/req/relay");
-        await device.PublishAsync("iot/register/relay", "SIGN_IN", retain: true);
-        await gateway.WaitForDeviceAsync("relay", d => d.SignedIn, "the relay signs in");
-        await using var events = await EventStreamClient.OpenAsync(gateway.Http, "/api/events?deviceId=relay");
-
-        var answered = await gateway.QueueCommandAsync("relay", new { command = "PING" });
-        await device.WaitForMessageAsync(m => m.Payload.Contains(answered.Id.ToString(), StringComparison.Ordinal), Timeout);
-        await WaitForStatusAsync(events, answered.Id, "Published");
-        await device.PublishAsync("iot/cmd/resp/relay", GatewayEndToEndTests.ArticleAnswer("relay", answered.Id, "PING", "PONG"));
-        var completed = await WaitForStatusAsync(events, answered.Id, "Completed");
-        Assert.Equal("PONG", completed.GetProperty("result").GetString());
-
-        var cancelled = await gateway.QueueCommandAsync("relay", new { command = "REBOOT" });
-        Assert.Equal(HttpStatusCode.OK, (await gateway.Http.DeleteAsync($"/api/commands/{cancelled.Id}")).StatusCode);
-        await WaitForStatusAsync(events, cancelled.Id, "Cancelled");
-
-        var expiring = await gateway.QueueCommandAsync("relay", new { command = "SLOW", ttlSeconds = 1 });
-        await WaitForStatusAsync(events, expiring.Id, "Expired");
-
-        // Pending first, for each: the order a client sees is the order of the commits.
-        foreach (var id in new[] { answered.Id, cancelled.Id, expiring.Id })
-        {
-            Assert.Equal("Pending", events.Events.First(e => Type(e) == "command" && e.GetProperty("commandId").GetGuid() == id).GetProperty("status").GetString());
-        }
-    }
+    protected override DatabaseProvider Provider => DatabaseProvider.Sqlite;
 
     [SkippableFact]
     public async Task ClientThatDoesNotReadIsDroppedAndIngestDoesNotWaitForIt()
@@ -181,18 +112,105 @@ public sealed class EventStreamTests
 
         Assert.Equal(HttpStatusCode.BadRequest, (await reader.GetAsync("/api/events?deviceId=a%2Bb", HttpCompletionOption.ResponseHeadersRead)).StatusCode);
     }
+}
+
+public sealed class PostgresEventStreamTests : EventStreamTests
+{
+    protected override DatabaseProvider Provider => DatabaseProvider.PostgreSQL;
+}
+
+public abstract class EventStreamTests
+{
+    protected abstract DatabaseProvider Provider { get; }
+
+    protected static readonly TimeSpan Timeout = TimeSpan.FromSeconds(15);
+
+    [SkippableFact]
+    public async Task ReadingArrivesOnTheStreamWithinASecondAndTheDeviceFilterHolds()
+    {
+        await using var broker = await StartBrokerAsync();
+        await using var gateway = await GatewayApp.StartAsync(broker.Url, provider: Provider);
+        await using var all = await EventStreamClient.OpenAsync(gateway.Http, "/api/events");
+        await using var onlyFan = await EventStreamClient.OpenAsync(gateway.Http, "/api/events?deviceId=fan");
+        await using var fan = await TestMqttClient.ConnectArticleDeviceAsync(broker.Host, broker.Port, "fan");
+        await using var pump = await TestMqttClient.ConnectArticleDeviceAsync(broker.Host, broker.Port, "pump");
+
+        await fan.PublishAsync("iot/register/fan", "SIGN_IN", retain: true);
+        var presence = (await onlyFan.WaitForAsync(e => Type(e) == "presence", Timeout, "the sign-in is streamed")).Data;
+        Assert.Equal("fan", presence.GetProperty("deviceId").GetString());
+        Assert.True(presence.GetProperty("signedIn").GetBoolean());
+
+        // The first reading warms up the path; the second is timed from the publish to its event.
+        await fan.PublishAsync("iot/data/fan", """{"rpm":1000,"messageId":"warm-up"}""", MqttQualityOfServiceLevel.AtLeastOnce);
+        await all.WaitForAsync(e => Key(e) == "warm-up", Timeout, "the warm-up reading is streamed");
+        var published = Stopwatch.GetTimestamp();
+        await fan.PublishAsync("iot/data/fan", """{"rpm":1200,"sensors":{"temp":41.5},"messageId":"timed"}""", MqttQualityOfServiceLevel.AtLeastOnce);
+        var (reading, arrived) = await all.WaitForAsync(e => Key(e) == "timed", Timeout, "the timed reading is streamed");
+        var latency = Stopwatch.GetElapsedTime(published, arrived);
+        Assert.True(latency < TimeSpan.FromSeconds(1), $"the reading took {latency.TotalMilliseconds:0} ms from publish to the event stream");
+        Assert.Equal("reading", Type(reading));
+        Assert.Equal("fan", reading.GetProperty("deviceId").GetString());
+        Assert.Equal("iot/data/fan", reading.GetProperty("topic").GetString());
+        Assert.Equal("Json", reading.GetProperty("format").GetString());
+        Assert.Equal(41.5, reading.GetProperty("payload").GetProperty("sensors").GetProperty("temp").GetDouble());
+
+        // Events reach each client in commit order: once the filtered stream has fan's next reading, pump's earlier one
+        // would have come before it.
+        await pump.PublishAsync("iot/data/pump", """{"bar":2.5,"messageId":"pump-1"}""", MqttQualityOfServiceLevel.AtLeastOnce);
+        await all.WaitForAsync(e => Key(e) == "pump-1", Timeout, "the pump's reading is streamed to the unfiltered client");
+        await fan.PublishAsync("iot/data/fan", """{"rpm":900,"messageId":"after-pump"}""", MqttQualityOfServiceLevel.AtLeastOnce);
+        await onlyFan.WaitForAsync(e => Key(e) == "after-pump", Timeout, "fan's next reading reaches the filtered client");
+        Assert.All(onlyFan.Events, e => Assert.Equal("fan", e.GetProperty("deviceId").GetString()));
+    }
+
+    [SkippableFact]
+    public async Task CommandTransitionsAreStreamed()
+    {
+        await using var broker = await StartBrokerAsync();
+        await using var gateway = await GatewayApp.StartAsync(broker.Url, provider: Provider);
+        await using var device = await TestMqttClient.ConnectArticleDeviceAsync(broker.Host, broker.Port, "relay");
+        await device.SubscribeAsync("iot/cmd/req/relay");
+        await device.PublishAsync("iot/register/relay", "SIGN_IN", retain: true);
+        await gateway.WaitForDeviceAsync("relay", d => d.SignedIn, "the relay signs in");
+        await using var events = await EventStreamClient.OpenAsync(gateway.Http, "/api/events?deviceId=relay");
+
+        var answered = await gateway.QueueCommandAsync("relay", new { command = "PING" });
+        await device.WaitForMessageAsync(m => m.Payload.Contains(answered.Id.ToString(), StringComparison.Ordinal), Timeout);
+        await WaitForStatusAsync(events, answered.Id, "Published");
+        await device.PublishAsync("iot/cmd/resp/relay", GatewayEndToEndTests.ArticleAnswer("relay", answered.Id, "PING", "PONG"));
+        var completed = await WaitForStatusAsync(events, answered.Id, "Completed");
+        Assert.Equal("PONG", completed.GetProperty("result").GetString());
+
+        var cancelled = await gateway.QueueCommandAsync("relay", new { command = "REBOOT" });
+        Assert.Equal(HttpStatusCode.OK, (await gateway.Http.DeleteAsync($"/api/commands/{cancelled.Id}")).StatusCode);
+        await WaitForStatusAsync(events, cancelled.Id, "Cancelled");
+
+        var expiring = await gateway.QueueCommandAsync("relay", new { command = "SLOW", ttlSeconds = 1 });
+        await WaitForStatusAsync(events, expiring.Id, "Expired");
+
+        // Pending first, for each: the order a client sees is the order of the commits.
+        foreach (var id in new[] { answered.Id, cancelled.Id, expiring.Id })
+        {
+            Assert.Equal("Pending", events.Events.First(e => Type(e) == "command" && e.GetProperty("commandId").GetGuid() == id).GetProperty("status").GetString());
+        }
+    }
 
     private static async Task<JsonElement> WaitForStatusAsync(EventStreamClient events, Guid id, string status) =>
         (await events.WaitForAsync(e => Type(e) == "command" && e.GetProperty("commandId").GetGuid() == id && e.GetProperty("status").GetString() == status,
             Timeout, $"command {id} is streamed as {status}")).Data;
 
-    private static string? Type(JsonElement e) => e.GetProperty("type").GetString();
+    protected static string? Type(JsonElement e) => e.GetProperty("type").GetString();
 
-    private static string? Key(JsonElement e) => e.TryGetProperty("messageKey", out var key) ? key.GetString() : null;
+    protected static string? Key(JsonElement e) => e.TryGetProperty("messageKey", out var key) ? key.GetString() : null;
 
-    private static async Task<MosquittoBroker> StartBrokerAsync()
+    protected async Task<MosquittoBroker> StartBrokerAsync()
     {
         MosquittoBroker.SkipIfUnavailable();
+        if (Provider == DatabaseProvider.PostgreSQL)
+        {
+            PostgresCluster.SkipIfUnavailable();
+        }
+
         return await MosquittoBroker.StartAsync();
     }
 }

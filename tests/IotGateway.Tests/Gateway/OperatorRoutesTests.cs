@@ -12,15 +12,77 @@ namespace IotGateway.Tests.Gateway;
 
 // The everyday routes across devices: the command list, a batch's commands, cancelling a batch, forgetting a device;
 // with Mosquitto, SQLite and the Reader/Operator split.
-public sealed class OperatorRoutesTests
+public sealed class SqliteOperatorRoutesTests : OperatorRoutesTests
 {
-    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(15);
+    protected override DatabaseProvider Provider => DatabaseProvider.Sqlite;
+
+    [Fact]
+    public async Task ForgettingADeviceNeedsTheBrokerToClearItsSignIn()
+    {
+        await using var gateway = await GatewayApp.StartAsync("mqtt://127.0.0.1:1", waitUntilReady: false);
+        SeededReadings.Insert(gateway.DatabasePath, "stranded", [new(DateTimeOffset.UtcNow.AddMinutes(-1), """{"temp":1}""")]);
+        var response = await gateway.Http.DeleteAsync("/api/devices/stranded");
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
+        Assert.Contains("Nothing was deleted", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        Assert.Equal((1, 1), SeededReadings.Count(gateway.DatabasePath, "stranded"));
+    }
+
+    [Fact]
+    public async Task SwaggerDocumentsTheOperatorRoutesWithExamples()
+    {
+        await using var gateway = await GatewayApp.StartAsync("mqtt://127.0.0.1:1", waitUntilReady: false);
+        var document = await gateway.Http.GetFromJsonAsync<JsonElement>("/swagger/v1/swagger.json");
+        var paths = document.GetProperty("paths");
+        foreach (var (route, method) in new[]
+        {
+            ("/api/devices/{deviceId}/telemetry/latest", "get"), ("/api/devices/{deviceId}/telemetry/aggregate", "get"),
+            ("/api/devices/{deviceId}/telemetry/export", "get"), ("/api/events", "get"), ("/api/events/tokens", "post"),
+            ("/api/commands", "get"), ("/api/commands/bulk/{batchId}/commands", "get"), ("/api/commands/bulk/{batchId}", "delete"),
+            ("/api/devices/{deviceId}", "delete"),
+        })
+        {
+            Assert.True(paths.TryGetProperty(route, out var path) && path.TryGetProperty(method, out _), $"swagger documents {method} {route}");
+            Assert.False(string.IsNullOrEmpty(path.GetProperty(method).GetProperty("summary").GetString()), $"{method} {route} has a summary");
+        }
+
+        // Whole examples of the answers, as the gateway writes them.
+        var schemas = document.GetProperty("components").GetProperty("schemas");
+        foreach (var schema in new[] { "DeviceView", "ReadingView", "AggregateAnswer", "CommandView", "ForgottenDevice", "BulkCancelled", "EventStreamToken" })
+        {
+            Assert.True(schemas.GetProperty(schema).TryGetProperty("example", out _), $"{schema} has an example");
+        }
+
+        Assert.Equal("sensor-1", schemas.GetProperty("DeviceView").GetProperty("example").GetProperty("latestReading").GetProperty("deviceId").GetString());
+
+        // The stream and the downloads: their media types with examples; their errors as problem details.
+        var events = paths.GetProperty("/api/events").GetProperty("get").GetProperty("responses");
+        Assert.Contains("data: {\"type\":\"reading\"", events.GetProperty("200").GetProperty("content").GetProperty("text/event-stream").GetProperty("example").GetString(),
+            StringComparison.Ordinal);
+        Assert.True(events.GetProperty("400").GetProperty("content").TryGetProperty("application/problem+json", out _));
+        var export = paths.GetProperty("/api/devices/{deviceId}/telemetry/export").GetProperty("get").GetProperty("responses");
+        var content = export.GetProperty("200").GetProperty("content");
+        Assert.StartsWith(IotGateway.Telemetry.CsvExportWriter.Header, content.GetProperty("text/csv").GetProperty("example").GetString(), StringComparison.Ordinal);
+        Assert.True(content.TryGetProperty("application/x-ndjson", out _));
+        Assert.Equal(["application/problem+json"], export.GetProperty("404").GetProperty("content").EnumerateObject().Select(p => p.Name));
+    }
+}
+
+public sealed class PostgresOperatorRoutesTests : OperatorRoutesTests
+{
+    protected override DatabaseProvider Provider => DatabaseProvider.PostgreSQL;
+}
+
+public abstract class OperatorRoutesTests
+{
+    protected abstract DatabaseProvider Provider { get; }
+
+    protected static readonly TimeSpan Timeout = TimeSpan.FromSeconds(15);
 
     [SkippableFact]
     public async Task CommandsAreListedAcrossDevicesWithFiltersAndPages()
     {
         await using var broker = await StartBrokerAsync();
-        await using var gateway = await GatewayApp.StartAsync(broker.Url);
+        await using var gateway = await GatewayApp.StartAsync(broker.Url, provider: Provider);
         await using var alpha = await SignInAsync(broker, gateway, "alpha");
         await using var beta = await SignInAsync(broker, gateway, "beta");
 
@@ -72,7 +134,7 @@ public sealed class OperatorRoutesTests
     public async Task BatchCommandsAreListedPerDeviceAndCancelledTogether()
     {
         await using var broker = await StartBrokerAsync();
-        await using var gateway = await GatewayApp.StartAsync(broker.Url);
+        await using var gateway = await GatewayApp.StartAsync(broker.Url, provider: Provider);
         await using var d1 = await SignInAsync(broker, gateway, "unit-1");
         await using var d2 = await SignInAsync(broker, gateway, "unit-2");
         await using var d3 = await SignInAsync(broker, gateway, "unit-3");
@@ -125,7 +187,7 @@ public sealed class OperatorRoutesTests
     public async Task ForgettingADeviceDeletesItsDataAndClearsItsRetainedSignIn()
     {
         await using var broker = await StartBrokerAsync();
-        await using var gateway = await GatewayApp.StartAsync(broker.Url);
+        await using var gateway = await GatewayApp.StartAsync(broker.Url, provider: Provider);
         await using var old = await SignInAsync(broker, gateway, "old-sensor");
         await using var keeper = await SignInAsync(broker, gateway, "keeper");
         for (var i = 0; i < 3; i++)
@@ -149,9 +211,9 @@ public sealed class OperatorRoutesTests
         Assert.Null(await gateway.GetDeviceAsync("old-sensor"));
         Assert.Equal(HttpStatusCode.NotFound, (await gateway.Http.GetAsync("/api/devices/old-sensor/telemetry")).StatusCode);
         Assert.Equal(HttpStatusCode.NotFound, (await gateway.Http.GetAsync($"/api/commands/{open.Id}")).StatusCode);
-        Assert.Equal((0, -1), SeededReadings.Count(gateway.DatabasePath, "old-sensor"));
-        Assert.Equal(0, SeededReadings.Scalar(gateway.DatabasePath, """SELECT COUNT(*) FROM "Commands" WHERE "DeviceId" = 'old-sensor'"""));
-        Assert.Equal((1, 1), SeededReadings.Count(gateway.DatabasePath, "keeper"));
+        Assert.Equal((0, -1), RowsAndCounter(gateway, "old-sensor"));
+        Assert.Equal(0, gateway.Storage.Scalar("""SELECT COUNT(*) FROM "Commands" WHERE "DeviceId" = $d""", "old-sensor"));
+        Assert.Equal((1, 1), RowsAndCounter(gateway, "keeper"));
         Assert.DoesNotContain("old-sensor", (await gateway.Http.GetFromJsonAsync<Page<DeviceView>>("/api/devices", GatewayApp.Json))!.Items.Select(d => d.Id));
 
         // On the broker: a new subscriber gets keeper's retained SIGN_IN and nothing for old-sensor. Retained messages
@@ -172,57 +234,10 @@ public sealed class OperatorRoutesTests
         Assert.Equal(0, back.PendingCommands);
     }
 
-    [Fact]
-    public async Task ForgettingADeviceNeedsTheBrokerToClearItsSignIn()
-    {
-        await using var gateway = await GatewayApp.StartAsync("mqtt://127.0.0.1:1", waitUntilReady: false);
-        SeededReadings.Insert(gateway.DatabasePath, "stranded", [new(DateTimeOffset.UtcNow.AddMinutes(-1), """{"temp":1}""")]);
-        var response = await gateway.Http.DeleteAsync("/api/devices/stranded");
-        Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
-        Assert.Contains("Nothing was deleted", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
-        Assert.Equal((1, 1), SeededReadings.Count(gateway.DatabasePath, "stranded"));
-    }
-
-    [Fact]
-    public async Task SwaggerDocumentsTheOperatorRoutesWithExamples()
-    {
-        await using var gateway = await GatewayApp.StartAsync("mqtt://127.0.0.1:1", waitUntilReady: false);
-        var document = await gateway.Http.GetFromJsonAsync<JsonElement>("/swagger/v1/swagger.json");
-        var paths = document.GetProperty("paths");
-        foreach (var (route, method) in new[]
-        {
-            ("/api/devices/{deviceId}/telemetry/latest", "get"), ("/api/devices/{deviceId}/telemetry/aggregate", "get"),
-            ("/api/devices/{deviceId}/telemetry/export", "get"), ("/api/events", "get"), ("/api/events/tokens", "post"),
-            ("/api/commands", "get"), ("/api/commands/bulk/{batchId}/commands", "get"), ("/api/commands/bulk/{batchId}", "delete"),
-            ("/api/devices/{deviceId}", "delete"),
-        })
-        {
-            Assert.True(paths.TryGetProperty(route, out var path) && path.TryGetProperty(method, out _), $"swagger documents {method} {route}");
-            Assert.False(string.IsNullOrEmpty(path.GetProperty(method).GetProperty("summary").GetString()), $"{method} {route} has a summary");
-        }
-
-        // Whole examples of the answers, as the gateway writes them.
-        var schemas = document.GetProperty("components").GetProperty("schemas");
-        foreach (var schema in new[] { "DeviceView", "ReadingView", "AggregateAnswer", "CommandView", "ForgottenDevice", "BulkCancelled", "EventStreamToken" })
-        {
-            Assert.True(schemas.GetProperty(schema).TryGetProperty("example", out _), $"{schema} has an example");
-        }
-
-        Assert.Equal("sensor-1", schemas.GetProperty("DeviceView").GetProperty("example").GetProperty("latestReading").GetProperty("deviceId").GetString());
-
-        // The stream and the downloads: their media types with examples; their errors as problem details.
-        var events = paths.GetProperty("/api/events").GetProperty("get").GetProperty("responses");
-        Assert.Contains("data: {\"type\":\"reading\"", events.GetProperty("200").GetProperty("content").GetProperty("text/event-stream").GetProperty("example").GetString(),
-            StringComparison.Ordinal);
-        Assert.True(events.GetProperty("400").GetProperty("content").TryGetProperty("application/problem+json", out _));
-        var export = paths.GetProperty("/api/devices/{deviceId}/telemetry/export").GetProperty("get").GetProperty("responses");
-        var content = export.GetProperty("200").GetProperty("content");
-        Assert.StartsWith(CsvExportWriterHeader, content.GetProperty("text/csv").GetProperty("example").GetString(), StringComparison.Ordinal);
-        Assert.True(content.TryGetProperty("application/x-ndjson", out _));
-        Assert.Equal(["application/problem+json"], export.GetProperty("404").GetProperty("content").EnumerateObject().Select(p => p.Name));
-    }
-
-    private const string CsvExportWriterHeader = IotGateway.Telemetry.CsvExportWriter.Header;
+    // A device's readings and its telemetryCount (-1: no device row), as a second process reads them.
+    private static (long Rows, long Counter) RowsAndCounter(GatewayApp gateway, string deviceId) =>
+        (gateway.Storage.Scalar("""SELECT COUNT(*) FROM "Telemetry" WHERE "DeviceId" = $d""", deviceId),
+         gateway.Storage.Scalar("""SELECT COALESCE((SELECT "TelemetryCount" FROM "Devices" WHERE "Id" = $d), -1)""", deviceId));
 
     private static async Task<List<CommandView>> ListAsync(GatewayApp gateway, string url)
     {
@@ -242,9 +257,14 @@ public sealed class OperatorRoutesTests
         return device;
     }
 
-    private static async Task<MosquittoBroker> StartBrokerAsync()
+    protected async Task<MosquittoBroker> StartBrokerAsync()
     {
         MosquittoBroker.SkipIfUnavailable();
+        if (Provider == DatabaseProvider.PostgreSQL)
+        {
+            PostgresCluster.SkipIfUnavailable();
+        }
+
         return await MosquittoBroker.StartAsync();
     }
 }
