@@ -11,7 +11,8 @@ namespace IotGateway.Data;
 // The gate also owns the writers' connection: one SQLite connection kept open, with each statement prepared
 // once and reused. Opening a pooled connection and compiling the SQL again at every write was about a tenth
 // of the gateway's CPU under the command round-trip benchmark. Only the holder of the gate touches it.
-public sealed class DatabaseWriteGate(string connectionString) : IDisposable
+// On PostgreSQL there is no such connection (null): the gate then only orders the few writers that still take it.
+public sealed class DatabaseWriteGate(string? connectionString) : IDisposable
 {
     private readonly SemaphoreSlim _gate = new(1, 1);
     private readonly Dictionary<string, SqliteCommand> _statements = new(StringComparer.Ordinal);
@@ -32,7 +33,11 @@ public sealed class DatabaseWriteGate(string connectionString) : IDisposable
             // Not pooled: it lives as long as the gateway, and after a failure it is really closed (see Reset).
             // ReadWrite, not create: a database file deleted under the gateway must not come back empty (see DatabaseFile).
             var connection = new SqliteConnection(
-                new SqliteConnectionStringBuilder(connectionString) { Pooling = false, Mode = SqliteOpenMode.ReadWrite }.ToString());
+                new SqliteConnectionStringBuilder(connectionString ?? throw new InvalidOperationException("The database is PostgreSQL: there is no SQLite writer connection."))
+                {
+                    Pooling = false,
+                    Mode = SqliteOpenMode.ReadWrite,
+                }.ToString());
             try
             {
                 connection.Open();

@@ -45,7 +45,8 @@ public static class StorageSetup
             : sp.GetRequiredService<PostgresGatewayDbContext>());
 
         services.AddSingleton(sp => new SqliteConnectionString(ResolveConnectionString(GatewayConnectionString(sp))));
-        services.AddSingleton(sp => new DatabaseWriteGate(sp.GetRequiredService<SqliteConnectionString>().Value));
+        services.AddSingleton(sp => new DatabaseWriteGate(
+            sp.DatabaseProvider() == Data.DatabaseProvider.Sqlite ? sp.GetRequiredService<SqliteConnectionString>().Value : null));
         // A SQLite file can be deleted or replaced under the gateway; PostgreSQL has no file of ours to watch.
         services.AddSingleton(sp => new DatabaseFile(
             sp.DatabaseProvider() == Data.DatabaseProvider.Sqlite ? sp.GetRequiredService<SqliteConnectionString>().Value : null));
@@ -159,6 +160,9 @@ public static class StorageSetup
         return builder.ToString();
     }
 
+    // Any fixed number: every instance of the gateway takes the same advisory lock to migrate.
+    private const long MigrationLockKey = 0x10_7_6A7E_3A47;
+
     public static async Task MigrateGatewayDatabaseAsync(this IServiceProvider services, CancellationToken cancellationToken = default)
     {
         await using var scope = services.CreateAsyncScope();
@@ -171,10 +175,18 @@ public static class StorageSetup
         }
         else
         {
-            // Several instances starting at once: EF Core's migration lock (Npgsql takes a table lock around the
-            // whole migration, history table included) lets the first migrate while the others wait and then find
-            // nothing to do (SeveralGatewaysTests starts three at once on an empty database).
+            // Several instances starting at once: one migrates while the others wait on a session advisory lock, then
+            // find nothing to do. EF Core's own migration lock was not enough once there were two migrations (three
+            // instances at once on an empty database: "relation already exists"; SeveralGatewaysTests).
+            await using var lockConnection = await services.GetRequiredService<NpgsqlDataSource>().OpenConnectionAsync(cancellationToken);
+            await using (var take = new NpgsqlCommand($"SELECT pg_advisory_lock({MigrationLockKey})", lockConnection))
+            {
+                await take.ExecuteNonQueryAsync(cancellationToken);
+            }
+
             await db.Database.MigrateAsync(cancellationToken);
+            await using var release = new NpgsqlCommand($"SELECT pg_advisory_unlock({MigrationLockKey})", lockConnection);
+            await release.ExecuteNonQueryAsync(cancellationToken);
         }
 
         await scope.ServiceProvider.GetRequiredService<Devices.DeviceRegistry>().LoadAsync(db, cancellationToken);
