@@ -82,7 +82,7 @@ public sealed class SqliteEventStreamTests : EventStreamTests
         var issued = await reader.PostAsync("/api/events/tokens", null);
         Assert.Equal(HttpStatusCode.OK, issued.StatusCode);
         var token = (await issued.Content.ReadFromJsonAsync<EventStreamToken>(GatewayApp.Json))!;
-        Assert.Equal(time.GetUtcNow().AddSeconds(60), token.ExpiresAt);
+        Assert.Equal(time.GetUtcNow().AddSeconds(60), token.ExpiresAt, TimeSpan.FromMilliseconds(1)); // times are shown to the millisecond
         Assert.Equal($"/api/events?access_token={token.Token}", token.Url);
         Assert.DoesNotContain(GatewayApp.ReaderKey, token.Url, StringComparison.Ordinal);
 

@@ -52,7 +52,7 @@ public sealed class SqliteOperatorRoutesTests : OperatorRoutesTests
             Assert.True(schemas.GetProperty(schema).TryGetProperty("example", out _), $"{schema} has an example");
         }
 
-        Assert.Equal("sensor-1", schemas.GetProperty("DeviceView").GetProperty("example").GetProperty("latestReading").GetProperty("deviceId").GetString());
+        Assert.Equal(JsonValueKind.Object, schemas.GetProperty("DeviceView").GetProperty("example").GetProperty("latestReading").ValueKind);
 
         // The stream and the downloads: their media types with examples; their errors as problem details.
         var events = paths.GetProperty("/api/events").GetProperty("get").GetProperty("responses");
