@@ -9,6 +9,7 @@ using IotGateway.Health;
 using IotGateway.Mqtt;
 using IotGateway.Security;
 using IotGateway.Telemetry;
+using IotGateway.WebConsole;
 using Prometheus;
 
 if (args is ["healthcheck", var probeUrl])
@@ -67,6 +68,7 @@ app.UseExceptionHandler();
 app.UseStatusCodePages();
 app.UseDatabaseReadiness();
 app.UseGatewaySwagger();
+app.UseWebConsole(); // GET /: the web console's files, before authentication (they hold no data)
 app.UseAuthentication();
 app.UseAuthorization();
 app.UseRateLimiter();

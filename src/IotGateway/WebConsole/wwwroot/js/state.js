@@ -1,0 +1,3 @@
+// What outlives a page: the fleet's filters and page, and the devices selected for a bulk command.
+export const fleetState = { presence: "", search: "", cursors: [null], pageIndex: 0 };
+export const selection = new Set();
