@@ -203,6 +203,13 @@ export async function devicePage(main, id) {
     }
   }
 
+  // A command this page had not listed (sent from elsewhere, or its events came before the POST answered).
+  function addOrUpdate(c) {
+    if (commands.has(c.id)) return update(c);
+    history.querySelector(".empty-row")?.remove();
+    showCommand(c, { prepend: true });
+  }
+
   function update(c) {
     const current = commands.get(c.id)?.view;
     if (!current || isNewer(c.status, current.status)) showCommand({ ...current, ...c });
@@ -314,7 +321,7 @@ export async function devicePage(main, id) {
     } else if (e.type === "command") {
       const known = commands.get(e.commandId);
       if (known) update({ id: e.commandId, status: e.status, result: e.result ?? known.view.result, ...(e.status === "Published" ? { publishedAt: e.at } : {}) });
-      else api(`/api/commands/${e.commandId}`).then((c) => { if (!commands.has(c.id)) { history.querySelector(".empty-row")?.remove(); showCommand(c, { prepend: true }); } }, () => {});
+      else api(`/api/commands/${e.commandId}`).then(addOrUpdate, () => {});
       refreshDevice();
     }
   }

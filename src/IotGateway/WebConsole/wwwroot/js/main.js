@@ -66,7 +66,7 @@ function askForKey(message) {
   const error = h("p", { id: "key-error", class: "error", role: "alert" }, message ?? "");
   const button = h("button", { type: "submit" }, "Use this key");
   const form = h("form", { class: "card key-form", "aria-labelledby": "key-title" },
-    h("h1", { id: "key-title" }, "Sign in with an API key"),
+    h("h1", { id: "key-title" }, "Sign in"),
     h("p", {}, "The gateway needs an API key for everything it shows. On its first start it generated one and printed it in its log ",
       "(“It is shown only this once: …”); it is also saved in ", h("code", {}, "data/api-key"), " where the gateway runs."),
     h("label", { for: "api-key" }, "API key"),
