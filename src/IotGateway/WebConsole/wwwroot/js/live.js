@@ -6,14 +6,13 @@ import { h, replace } from "./dom.js";
 
 export const live = new EventTarget();
 
-const stream = { source: null, filter: undefined, state: "off", retry: null, attempt: 0, opened: false };
+const stream = { source: null, filter: undefined, state: "off", retry: null, attempt: 0 };
 const health = { reachable: true, checks: null, since: null, timer: null };
 
 // One stream at a time: every device (deviceId null) or one device's events.
 export function follow(deviceId) {
   if (stream.filter === deviceId && stream.source) return;
   stream.filter = deviceId;
-  stream.opened = false;
   connect();
 }
 
@@ -49,9 +48,8 @@ async function connect() {
   source.onopen = () => {
     stream.attempt = 0;
     setState("open");
-    // Events missed while the stream was down are read again from the routes.
-    if (stream.opened) live.dispatchEvent(new Event("resync"));
-    stream.opened = true;
+    // What happened before the stream was open (while it was down, or while the page was loading) is read again.
+    live.dispatchEvent(new Event("resync"));
   };
   source.onmessage = (message) => {
     let data;
