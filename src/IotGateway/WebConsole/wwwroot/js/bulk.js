@@ -5,7 +5,7 @@ import { api, session } from "./api.js";
 import { h, replace, deviceHref, statusBadge, throttle, openStatuses } from "./dom.js";
 import { live, follow } from "./live.js";
 import { commandForm } from "./commandform.js";
-import { selection } from "./state.js";
+import { selection, bulkState } from "./state.js";
 
 const listSize = 100;
 const order = ["Pending", "Published", "Completed", "Failed", "Expired", "Cancelled"];
@@ -14,8 +14,10 @@ export function bulkPage(main, batchId) {
   const mayQueue = session.me?.mayQueueCommands === true;
   follow(null);
 
-  const allSignedIn = h("input", { type: "radio", name: "target", id: "target-signed-in", value: "signedIn", checked: selection.size === 0 });
-  const selected = h("input", { type: "radio", name: "target", id: "target-selected", value: "selected", checked: selection.size > 0, disabled: selection.size === 0 });
+  const useSelection = selection.size > 0 && bulkState.target !== "signedIn";
+  const allSignedIn = h("input", { type: "radio", name: "target", id: "target-signed-in", value: "signedIn", checked: !useSelection });
+  const selected = h("input", { type: "radio", name: "target", id: "target-selected", value: "selected", checked: useSelection, disabled: selection.size === 0 });
+  for (const radio of [allSignedIn, selected]) radio.addEventListener("change", () => { bulkState.target = radio.value; });
   const targets = h("fieldset", { class: "targets" },
     h("legend", {}, "Devices"),
     h("div", {}, allSignedIn, h("label", { for: allSignedIn.id }, "All devices signed in now")),

@@ -1,8 +1,8 @@
 // A line chart of an aggregate (avg per interval, min–max band) drawn as SVG: no library.
 
 const ns = "http://www.w3.org/2000/svg";
-const width = 640;
-const height = 220;
+const width = 960;
+const height = 240;
 const pad = { left: 52, right: 12, top: 12, bottom: 28 };
 
 function svg(tag, attrs = {}, text) {
