@@ -4,7 +4,7 @@
 import { api, enc, session, ApiError } from "./api.js";
 import { h, replace, when, payloadText, truncate, presenceBadge, deviceHref, throttle } from "./dom.js";
 import { live, follow } from "./live.js";
-import { fleetState as state, selection } from "./state.js";
+import { fleetState as state, selection, bulkState } from "./state.js";
 
 const pageSize = 50;
 
@@ -43,7 +43,7 @@ export function fleetPage(main) {
   const selected = h("span");
   const bulkBar = h("div", { class: "selection", hidden: true },
     selected,
-    h("a", { class: "button", href: "#/bulk" }, "Send a command to the selected devices"),
+    h("a", { class: "button", href: "#/bulk", onclick: () => { bulkState.target = "selected"; } }, "Send a command to the selected devices"),
     h("button", { type: "button", class: "link", onclick: () => { selection.clear(); for (const id of rows.keys()) dirty.add(id); redraw(); } }, "Clear selection"));
 
   replace(main,
@@ -208,6 +208,8 @@ export function fleetPage(main) {
       return;
     }
 
+    // The whole list fits on this page: show the new device at once (a newcomer's first device appears by itself).
+    if (firstPage && !nextCursor && state.pageIndex === 0) return load();
     notice.hidden = false;
     replace(notice, "New devices have appeared. ",
       h("button", { type: "button", class: "link", onclick: () => (firstPage ? load() : restart()) }, "Show them"));

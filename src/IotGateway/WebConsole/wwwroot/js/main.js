@@ -81,7 +81,18 @@ function askForKey(message) {
     button.disabled = true;
     error.textContent = "";
     try {
-      await signIn(key);
+      // A gateway that has just started answers 503 while it opens its database: wait for it rather than fail.
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await signIn(key);
+          break;
+        } catch (err) {
+          if (!(err instanceof ApiError && err.status === 503) || attempt >= 60) throw err;
+          error.textContent = `The gateway is not ready yet (${err.problem?.detail ?? "starting"}); trying again…`;
+          await new Promise((resolve) => setTimeout(resolve, 1000));
+        }
+      }
+
       start();
     } catch (err) {
       error.textContent = err instanceof ApiError && err.status === 401
