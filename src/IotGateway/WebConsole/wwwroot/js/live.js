@@ -84,7 +84,7 @@ function setState(state) {
   render();
 }
 
-// Readiness every 5 s: whether the gateway answers, and its broker and database checks.
+// Readiness: whether the gateway answers, and its broker and database checks.
 export function watchHealth() {
   checkHealth();
 }
@@ -101,8 +101,10 @@ async function checkHealth() {
     health.reachable = false;
   }
 
+  const fine = health.reachable && Object.values(health.checks ?? {}).every((c) => c.status === "Healthy");
   render();
-  health.timer = setTimeout(checkHealth, 5000);
+  // Every 5 s while all is well; every 2 s while something is down, so recovery shows soon.
+  health.timer = setTimeout(checkHealth, fine ? 5000 : 2000);
 }
 
 function render() {
@@ -121,6 +123,9 @@ function render() {
   if (health.reachable && (stream.state === "reconnecting")) problems.push("Live updates interrupted; reconnecting…");
   const broker = !health.checks ? "…" : health.checks.broker?.status === "Healthy" ? "connected" : "down";
   const liveText = { open: "on", connecting: "connecting…", reconnecting: "reconnecting…", off: "off" }[stream.state];
+  const signature = JSON.stringify([health.reachable, health.checks, stream.state]);
+  if (el.dataset.signature === signature) return; // unchanged: a live region is not re-announced
+  el.dataset.signature = signature;
   el.classList.toggle("bad", problems.length > 0);
   replace(el,
     h("span", { class: "pill" }, h("span", { class: `dot ${health.reachable ? "ok" : "down"}` }), "Gateway: ", health.reachable ? "reachable" : "not answering"),
