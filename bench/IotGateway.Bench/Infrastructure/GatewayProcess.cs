@@ -37,8 +37,12 @@ public sealed class GatewayProcess : IAsyncDisposable
     /// <summary>Time since the process was started (the stopwatch starts just before the process does).</summary>
     public TimeSpan Uptime => _process.SinceStart.Elapsed;
 
-    /// <summary>Starts the gateway; <paramref name="dataDirectory"/> holds its SQLite file and is its working directory.</summary>
-    public static GatewayProcess Start(RepositoryLayout layout, MosquittoBroker broker, string serverId, string dataDirectory)
+    /// <summary>
+    /// Starts the gateway; <paramref name="dataDirectory"/> holds its SQLite file and is its working directory;
+    /// <paramref name="settings"/> are more environment variables (Telemetry__RetentionDays=…).
+    /// </summary>
+    public static GatewayProcess Start(RepositoryLayout layout, MosquittoBroker broker, string serverId, string dataDirectory,
+        IReadOnlyDictionary<string, string>? settings = null)
     {
         var httpPort = FreePort.OnLoopback();
         var databasePath = Path.Combine(dataDirectory, "gateway.db");
@@ -59,6 +63,11 @@ public sealed class GatewayProcess : IAsyncDisposable
             ["Api__RateLimit__PermitsPerSecond"] = "1000000",
             ["Api__RateLimit__Burst"] = "1000000",
         };
+        foreach (var (key, value) in settings ?? new Dictionary<string, string>())
+        {
+            environment[key] = value;
+        }
+
         var process = ChildProcess.Start("gateway", "dotnet", [layout.GatewayDll], dataDirectory, environment);
         return new GatewayProcess(process, new Uri($"http://127.0.0.1:{httpPort}"), databasePath, apiKey);
     }

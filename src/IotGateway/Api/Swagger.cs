@@ -34,6 +34,8 @@ public static class Swagger
                 [new OpenApiSecuritySchemeReference(ApiKeyDefaults.Scheme, document)] = [],
             });
             options.OperationFilter<AuthorizationResponses>();
+            options.SchemaFilter<SchemaExamples>();
+            options.OperationFilter<TextResponses>();
         });
         return services;
     }

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.IO.Pipelines;
+using IotGateway.Api;
 using IotGateway.Devices;
 using IotGateway.Security;
 using Microsoft.AspNetCore.Authorization;
@@ -21,6 +22,20 @@ public sealed class EventsController(EventHub hub, EventTokens tokens, IOptions<
     TimeProvider time) : ControllerBase
 {
     private static readonly TimeSpan DropNoticeTimeout = TimeSpan.FromSeconds(1);
+
+    private const string StreamExample = """
+        : connected
+        retry: 5000
+
+        data: {"type":"presence","deviceId":"sensor-1","signedIn":true,"at":"2026-11-25T10:15:02.1234567+00:00"}
+
+        data: {"type":"reading","deviceId":"sensor-1","receivedAt":"2026-11-25T10:15:03.5012345+00:00","topic":"iot/data/sensor-1","format":"Json","payload":{"temp":21.5,"sensors":{"humidity":40},"messageId":"r-17"},"messageKey":"r-17"}
+
+        data: {"type":"command","deviceId":"sensor-1","commandId":"01937a4e-5f7c-7d21-9c55-0a4b3c2d1e0f","status":"Completed","at":"2026-11-25T10:15:04.0000000+00:00","result":"PONG"}
+
+        : heartbeat
+
+        """;
 
     /// <summary>Live events as Server-Sent Events: presence changes, stored readings and command transitions.</summary>
     /// <remarks>
@@ -47,9 +62,9 @@ public sealed class EventsController(EventHub hub, EventTokens tokens, IOptions<
     /// <response code="401">No API key and no valid access token.</response>
     [HttpGet("api/events")]
     [Authorize(AuthenticationSchemes = EventTokenDefaults.Schemes, Roles = $"{nameof(ApiRole.Reader)},{nameof(ApiRole.Operator)}")]
-    [Produces("text/event-stream")]
+    [TextResponse("text/event-stream", StreamExample)]
     [ProducesResponseType(StatusCodes.Status200OK)]
-    [ProducesResponseType<ValidationProblemDetails>(StatusCodes.Status400BadRequest, "application/problem+json")]
+    [ProducesResponseType<ValidationProblemDetails>(StatusCodes.Status400BadRequest)]
     public async Task<IActionResult> Stream([FromQuery] string? deviceId,
         [FromQuery(Name = EventTokenDefaults.QueryParameter)] string? accessToken, CancellationToken cancellationToken)
     {

@@ -20,6 +20,19 @@ public sealed class TelemetryExportController(GatewayDbContext db, TimeProvider 
         ["ndjson"] = "application/x-ndjson",
     };
 
+    private const string CsvExample = """
+        id,deviceId,receivedAt,topic,format,messageKey,payload
+        1041,sensor-1,2026-11-25T10:15:03.5012345+00:00,iot/data/sensor-1,Json,r-17,"{""temp"":21.5,""sensors"":{""humidity"":40},""messageId"":""r-17""}"
+        1042,sensor-1,2026-11-25T10:15:18.5020000+00:00,iot/data/sensor-1,Text,,battery low
+
+        """;
+
+    private const string NdjsonExample = """
+        {"id":1041,"deviceId":"sensor-1","receivedAt":"2026-11-25T10:15:03.5012345+00:00","topic":"iot/data/sensor-1","format":"Json","payload":{"temp":21.5,"sensors":{"humidity":40},"messageId":"r-17"},"messageKey":"r-17"}
+        {"id":1042,"deviceId":"sensor-1","receivedAt":"2026-11-25T10:15:18.5020000+00:00","topic":"iot/data/sensor-1","format":"Text","payload":"battery low"}
+
+        """;
+
     /// <summary>Every reading of a device in a range, oldest first, as a CSV or NDJSON download streamed from the database.</summary>
     /// <remarks>
     /// The readings are written as they are read, so an export of millions of readings needs no more memory than one
@@ -45,10 +58,11 @@ public sealed class TelemetryExportController(GatewayDbContext db, TimeProvider 
     /// <response code="400">Invalid device id, format or range.</response>
     /// <response code="404">The gateway has never seen this device.</response>
     [HttpGet("api/devices/{deviceId}/telemetry/export")]
-    [Produces("text/csv", "application/x-ndjson")]
+    [TextResponse("text/csv", CsvExample)]
+    [TextResponse("application/x-ndjson", NdjsonExample)]
     [ProducesResponseType(StatusCodes.Status200OK)]
-    [ProducesResponseType<ValidationProblemDetails>(StatusCodes.Status400BadRequest, "application/problem+json")]
-    [ProducesResponseType<ProblemDetails>(StatusCodes.Status404NotFound, "application/problem+json")]
+    [ProducesResponseType<ValidationProblemDetails>(StatusCodes.Status400BadRequest)]
+    [ProducesResponseType<ProblemDetails>(StatusCodes.Status404NotFound)]
     public async Task<IActionResult> Export([DeviceId] string deviceId, [FromQuery] string? format, [FromQuery] DateTimeOffset? from,
         [FromQuery] DateTimeOffset? to, CancellationToken cancellationToken)
     {

@@ -5,8 +5,8 @@ using Microsoft.Extensions.Options;
 
 namespace IotGateway.Telemetry;
 
-// What one retention run did; Longest is the longest time one of its transactions held the writer (and so ingest).
-public sealed record RetentionRun(int Deleted, int Transactions, TimeSpan Elapsed, TimeSpan Longest);
+// What one retention run did; Median and Longest: how long its transactions held the writer (and so ingest).
+public sealed record RetentionRun(int Deleted, int Transactions, TimeSpan Elapsed, TimeSpan Median, TimeSpan Longest);
 
 // Telemetry:RetentionDays: deletes readings older than that, oldest first, in small transactions through the write
 // gate, so ingest (which shares the one writer) waits at most one small delete at a time. Readings go in arrival
@@ -57,17 +57,16 @@ public sealed partial class TelemetryRetention(
     {
         var cutoff = time.GetUtcNow().AddDays(-_options.RetentionDays);
         var elapsed = Stopwatch.StartNew();
-        var (deleted, transactions, longest) = (0, 0, TimeSpan.Zero);
+        var deleted = 0;
+        var held = new List<TimeSpan>();
         while (true)
         {
-            var held = Stopwatch.StartNew();
+            var transaction = Stopwatch.StartNew();
             var (count, more) = await DeleteBatchAsync(cutoff, cancellationToken);
-            held.Stop();
             if (count > 0)
             {
                 deleted += count;
-                transactions++;
-                longest = held.Elapsed > longest ? held.Elapsed : longest;
+                held.Add(transaction.Elapsed);
             }
 
             if (!more)
@@ -76,9 +75,11 @@ public sealed partial class TelemetryRetention(
             }
         }
 
-        var run = new RetentionRun(deleted, transactions, elapsed.Elapsed, longest);
+        held.Sort();
+        var run = new RetentionRun(deleted, held.Count, elapsed.Elapsed, held.Count > 0 ? held[held.Count / 2] : TimeSpan.Zero,
+            held.Count > 0 ? held[^1] : TimeSpan.Zero);
         metrics.RetentionRun(deleted, time.GetUtcNow());
-        LogRun(deleted, cutoff, _options.RetentionDays, transactions, run.Elapsed.TotalSeconds, longest.TotalMilliseconds);
+        LogRun(deleted, cutoff, _options.RetentionDays, run.Transactions, run.Elapsed.TotalSeconds, run.Median.TotalMilliseconds, run.Longest.TotalMilliseconds);
         return run;
     }
 
@@ -119,8 +120,8 @@ public sealed partial class TelemetryRetention(
     [LoggerMessage(Level = LogLevel.Information, Message = "Retention on: readings older than {Days} days are deleted, a run every {IntervalMinutes} min")]
     private partial void LogEnabled(int days, double intervalMinutes);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Retention: {Deleted} readings received before {Cutoff:O} ({Days} days) deleted in {Transactions} transactions, {Seconds:0.000} s; longest transaction {LongestMs:0.0} ms")]
-    private partial void LogRun(int deleted, DateTimeOffset cutoff, int days, int transactions, double seconds, double longestMs);
+    [LoggerMessage(Level = LogLevel.Information, Message = "Retention: {Deleted} readings received before {Cutoff:O} ({Days} days) deleted in {Transactions} transactions, {Seconds:0.000} s; transactions took {MedianMs:0.0} ms (median), {LongestMs:0.0} ms at most")]
+    private partial void LogRun(int deleted, DateTimeOffset cutoff, int days, int transactions, double seconds, double medianMs, double longestMs);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Retention run failed; the next run tries again: {Reason}")]
     private partial void LogRunFailed(string reason);

@@ -143,7 +143,8 @@ public sealed class EventStreamTests
     public async Task BrowserTokenOpensTheStreamAndNothingElse()
     {
         var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
-        await using var gateway = await GatewayApp.StartAsync("mqtt://127.0.0.1:1", services: s => s.AddSingleton<TimeProvider>(time), waitUntilReady: false);
+        await using var gateway = await GatewayApp.StartAsync("mqtt://127.0.0.1:1", s => s.SlowPeriodicTimers(), s => s.AddSingleton<TimeProvider>(time),
+            waitUntilReady: false);
         using var reader = gateway.CreateClient(GatewayApp.ReaderKey);
         using var browser = gateway.CreateClient(apiKey: null);
 

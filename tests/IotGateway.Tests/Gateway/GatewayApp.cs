@@ -249,3 +249,11 @@ public sealed class LogCapture : ILoggerProvider
         }
     }
 }
+
+public static class FakeTimeSettings
+{
+    // With a FakeTimeProvider, a periodic timer fires once per period the clock is moved (a day of 0.1 s expiry sweeps
+    // is 864,000 sweeps, run on the thread that moves it): tests that move the clock far keep the gateway's own
+    // periodic work to one run an hour.
+    public static void SlowPeriodicTimers(this Dictionary<string, string?> settings) => settings["Commands:ExpirySweepSeconds"] = "3600";
+}

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Http.Json;
+using System.Text.Json;
 using IotGateway.Api;
 using IotGateway.Commands;
 using IotGateway.Data;
@@ -181,6 +182,47 @@ public sealed class OperatorRoutesTests
         Assert.Contains("Nothing was deleted", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
         Assert.Equal((1, 1), SeededReadings.Count(gateway.DatabasePath, "stranded"));
     }
+
+    [Fact]
+    public async Task SwaggerDocumentsTheOperatorRoutesWithExamples()
+    {
+        await using var gateway = await GatewayApp.StartAsync("mqtt://127.0.0.1:1", waitUntilReady: false);
+        var document = await gateway.Http.GetFromJsonAsync<JsonElement>("/swagger/v1/swagger.json");
+        var paths = document.GetProperty("paths");
+        foreach (var (route, method) in new[]
+        {
+            ("/api/devices/{deviceId}/telemetry/latest", "get"), ("/api/devices/{deviceId}/telemetry/aggregate", "get"),
+            ("/api/devices/{deviceId}/telemetry/export", "get"), ("/api/events", "get"), ("/api/events/tokens", "post"),
+            ("/api/commands", "get"), ("/api/commands/bulk/{batchId}/commands", "get"), ("/api/commands/bulk/{batchId}", "delete"),
+            ("/api/devices/{deviceId}", "delete"),
+        })
+        {
+            Assert.True(paths.TryGetProperty(route, out var path) && path.TryGetProperty(method, out _), $"swagger documents {method} {route}");
+            Assert.False(string.IsNullOrEmpty(path.GetProperty(method).GetProperty("summary").GetString()), $"{method} {route} has a summary");
+        }
+
+        // Whole examples of the answers, as the gateway writes them.
+        var schemas = document.GetProperty("components").GetProperty("schemas");
+        foreach (var schema in new[] { "DeviceView", "ReadingView", "AggregateAnswer", "CommandView", "ForgottenDevice", "BulkCancelled", "EventStreamToken" })
+        {
+            Assert.True(schemas.GetProperty(schema).TryGetProperty("example", out _), $"{schema} has an example");
+        }
+
+        Assert.Equal("sensor-1", schemas.GetProperty("DeviceView").GetProperty("example").GetProperty("latestReading").GetProperty("deviceId").GetString());
+
+        // The stream and the downloads: their media types with examples; their errors as problem details.
+        var events = paths.GetProperty("/api/events").GetProperty("get").GetProperty("responses");
+        Assert.Contains("data: {\"type\":\"reading\"", events.GetProperty("200").GetProperty("content").GetProperty("text/event-stream").GetProperty("example").GetString(),
+            StringComparison.Ordinal);
+        Assert.True(events.GetProperty("400").GetProperty("content").TryGetProperty("application/problem+json", out _));
+        var export = paths.GetProperty("/api/devices/{deviceId}/telemetry/export").GetProperty("get").GetProperty("responses");
+        var content = export.GetProperty("200").GetProperty("content");
+        Assert.StartsWith(CsvExportWriterHeader, content.GetProperty("text/csv").GetProperty("example").GetString(), StringComparison.Ordinal);
+        Assert.True(content.TryGetProperty("application/x-ndjson", out _));
+        Assert.Equal(["application/problem+json"], export.GetProperty("404").GetProperty("content").EnumerateObject().Select(p => p.Name));
+    }
+
+    private const string CsvExportWriterHeader = IotGateway.Telemetry.CsvExportWriter.Header;
 
     private static async Task<List<CommandView>> ListAsync(GatewayApp gateway, string url)
     {

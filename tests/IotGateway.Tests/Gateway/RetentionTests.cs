@@ -22,6 +22,7 @@ public sealed class RetentionTests
             s["Telemetry:RetentionBatchSize"] = "100";
             s["Telemetry:RetentionIntervalMinutes"] = "10080";
         });
+        await WaitForRunsAsync(gateway, 1); // the run at start, on an empty table
         var now = DateTimeOffset.UtcNow;
         SeededReadings.Insert(gateway.DatabasePath, "gone", Seed(3000, now.AddDays(-40), """{"temp":1}"""));
         SeededReadings.Insert(gateway.DatabasePath, "mixed", Seed(2000, now.AddDays(-35), """{"temp":2}"""));
@@ -70,7 +71,8 @@ public sealed class RetentionTests
         await using var gateway = await GatewayApp.StartAsync("mqtt://127.0.0.1:1", s =>
         {
             s["Telemetry:RetentionDays"] = "30";
-            s["Telemetry:RetentionIntervalMinutes"] = "60";
+            s["Telemetry:RetentionIntervalMinutes"] = "1440";
+            s.SlowPeriodicTimers();
         }, services => services.AddSingleton<TimeProvider>(time), waitUntilReady: false);
         await WaitForRunsAsync(gateway, 1); // the run at start, on an empty table
         var now = time.GetUtcNow();
@@ -79,9 +81,9 @@ public sealed class RetentionTests
         // Old readings stored after newer ones (a clock that stepped back) wait until those are old too.
         SeededReadings.Insert(gateway.DatabasePath, "c", Seed(3, now.AddDays(-50), """{"v":3}"""));
 
-        time.Advance(TimeSpan.FromMinutes(60));
+        time.Advance(TimeSpan.FromDays(1));
         await WaitForRunsAsync(gateway, 2);
-        Assert.Contains(gateway.Logs.Lines, l => l.Contains("Retention: 10 readings received before 2026-05-02T13:00:00.0000000+00:00 (30 days) deleted in 1 transactions",
+        Assert.Contains(gateway.Logs.Lines, l => l.Contains("Retention: 10 readings received before 2026-05-03T12:00:00.0000000+00:00 (30 days) deleted in 1 transactions",
             StringComparison.Ordinal));
         Assert.Equal((0L, 0L), SeededReadings.Count(gateway.DatabasePath, "a"));
         Assert.Equal((5L, 5L), SeededReadings.Count(gateway.DatabasePath, "b"));
@@ -89,7 +91,7 @@ public sealed class RetentionTests
 
         // Everything is old now; the newest reading of all stays, so reading ids keep growing.
         time.Advance(TimeSpan.FromDays(40));
-        await WaitForRunsAsync(gateway, 3);
+        await WaitForRunsAsync(gateway, 4);
         Assert.Equal((0L, 0L), SeededReadings.Count(gateway.DatabasePath, "b"));
         Assert.Equal((1L, 1L), SeededReadings.Count(gateway.DatabasePath, "c"));
         Assert.Equal(18, SeededReadings.Scalar(gateway.DatabasePath, """SELECT MAX("Id") FROM "Telemetry" """));

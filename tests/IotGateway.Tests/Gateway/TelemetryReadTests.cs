@@ -62,7 +62,7 @@ public sealed class TelemetryReadTests
     {
         await using var broker = await StartBrokerAsync();
         var time = new FakeTimeProvider(Start);
-        await using var gateway = await GatewayApp.StartAsync(broker.Url, services: s => s.AddSingleton<TimeProvider>(time));
+        await using var gateway = await GatewayApp.StartAsync(broker.Url, s => s.SlowPeriodicTimers(), s => s.AddSingleton<TimeProvider>(time));
         await using var device = await TestMqttClient.ConnectArticleDeviceAsync(broker.Host, broker.Port, "thermo");
         var published = 0;
         async Task PublishAtAsync(int seconds, string payload)
@@ -123,7 +123,7 @@ public sealed class TelemetryReadTests
     {
         await using var broker = await StartBrokerAsync();
         var time = new FakeTimeProvider(Start);
-        await using var gateway = await GatewayApp.StartAsync(broker.Url, services: s => s.AddSingleton<TimeProvider>(time));
+        await using var gateway = await GatewayApp.StartAsync(broker.Url, s => s.SlowPeriodicTimers(), s => s.AddSingleton<TimeProvider>(time));
         await using var device = await TestMqttClient.ConnectArticleDeviceAsync(broker.Host, broker.Port, "meter");
         string[] payloads =
         [
