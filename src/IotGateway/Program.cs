@@ -8,6 +8,7 @@ using IotGateway.Health;
 using IotGateway.Mqtt;
 using IotGateway.Security;
 using IotGateway.Telemetry;
+using IotGateway.WebConsole;
 
 if (args is ["healthcheck", var probeUrl])
 {
@@ -61,13 +62,12 @@ app.UseExceptionHandler();
 app.UseStatusCodePages();
 app.UseDatabaseReadiness();
 app.UseGatewaySwagger();
+app.UseWebConsole(); // GET /: the web console's files, before authentication (they hold no data)
 app.UseNotFoundForUnknownPaths();
 app.UseAuthentication();
 app.UseAuthorization();
 app.UseRateLimiter();
 app.MapControllers();
-// The web console's place; until it exists, the API's description.
-app.MapGet("/", () => Results.Redirect("/swagger")).AllowAnonymous().ExcludeFromDescription();
 // Health and metrics stay open: they reveal no device data, and probes carry no keys.
 app.MapGatewayHealthChecks();
 app.MapPrometheusScrapingEndpoint().AllowAnonymous(); // Prometheus text: the gateway's instruments (GatewayMetrics), ASP.NET Core's and the runtime's
