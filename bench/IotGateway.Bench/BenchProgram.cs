@@ -19,6 +19,7 @@ public static class BenchProgram
                                                                command round trip vs bare MQTT request/response
           fleet     [--devices 10000]                          sign-in, memory, CPU and a bulk PING of a large fleet
           startup   [--readings 1000000]                       start → ready, empty and with N stored readings
+          reads     [--readings 1000000]                       aggregates, export, latest, event latency over N readings; retention
           all                                                  all of the above with their defaults, one table
 
           --configuration   which build of the gateway to run (default Release)
@@ -103,6 +104,7 @@ public static class BenchProgram
         "roundtrip" => BenchArguments.Parse(rest, ["devices", "commands", "callers", "warmup", "database", "configuration"]),
         "fleet" => BenchArguments.Parse(rest, ["devices", "configuration"]),
         "startup" => BenchArguments.Parse(rest, ["readings", "configuration"]),
+        "reads" => BenchArguments.Parse(rest, ["readings", "configuration"]),
         "all" => BenchArguments.Parse(rest, ["configuration"]),
         _ => throw new UsageException($"Unknown subcommand '{subcommand}'."),
     };
@@ -121,6 +123,7 @@ public static class BenchProgram
                 cancellationToken),
             "fleet" => new FleetBenchmark(layout).RunAsync(options.Int("devices", FleetBenchmark.DefaultDevices), cancellationToken),
             "startup" => new StartupBenchmark(layout).RunAsync(options.Int("readings", StartupBenchmark.DefaultReadings, min: 0), cancellationToken),
+            "reads" => new ReadsBenchmark(layout).RunAsync(options.Int("readings", ReadsBenchmark.DefaultReadings, min: 1000), cancellationToken),
             _ => throw new UsageException($"Unknown subcommand '{subcommand}'."),
         };
 
@@ -132,7 +135,8 @@ public static class BenchProgram
         var notes = new List<string>();
         var failed = false;
         foreach (var (subcommand, options) in new[] { ("ingest", defaults), ("roundtrip", defaults),
-                     ("roundtrip", BenchArguments.Parse(["--database", "postgresql"], ["database"])), ("fleet", defaults), ("startup", defaults) })
+                     ("roundtrip", BenchArguments.Parse(["--database", "postgresql"], ["database"])), ("fleet", defaults), ("startup", defaults),
+                     ("reads", defaults) })
         {
             Console.Error.WriteLine($"running {subcommand} …");
             try

@@ -30,8 +30,12 @@ public sealed class GatewayMetrics : IHostedService
     private readonly Histogram<double> _commandRoundTrip;
     private readonly Counter<long> _brokerConnects;
     private readonly Counter<long> _brokerDisconnects;
+    private readonly Counter<long> _eventClientsDropped;
+    private readonly Counter<long> _retentionDeleted;
     private int _brokerConnected;
     private int _signedInDevices;
+    private int _eventClients;
+    private double _retentionLastRun;
 
     public GatewayMetrics(IMeterFactory meters, IngestQueue queue)
     {
@@ -57,6 +61,13 @@ public sealed class GatewayMetrics : IHostedService
             "Devices whose last presence message was SIGN_IN.");
         meter.CreateObservableGauge("iot_gateway.ingest.queue_length", () => queue.Count, "{message}",
             "Messages received and waiting for the database writer.");
+        meter.CreateObservableGauge("iot_gateway.event.clients", () => Volatile.Read(ref _eventClients), "{client}", "Clients connected to GET /api/events.");
+        _eventClientsDropped = meter.CreateCounter<long>("iot_gateway.event.clients_dropped", "{client}",
+            "Event stream clients dropped because they fell Events:ClientBuffer events behind.");
+        _retentionDeleted = meter.CreateCounter<long>("iot_gateway.retention.deleted", "{reading}",
+            "Readings deleted because they were older than Telemetry:RetentionDays.");
+        meter.CreateObservableGauge("iot_gateway.retention.last_run_timestamp", () => Volatile.Read(ref _retentionLastRun), "s",
+            "When the last retention run finished (Unix time); 0 before the first or with retention off.");
     }
 
     public bool BrokerConnected
@@ -67,6 +78,19 @@ public sealed class GatewayMetrics : IHostedService
     public int SignedInDevices
     {
         set => Volatile.Write(ref _signedInDevices, value);
+    }
+
+    public int EventClients
+    {
+        set => Volatile.Write(ref _eventClients, value);
+    }
+
+    public void EventClientDropped() => _eventClientsDropped.Add(1);
+
+    public void RetentionRun(int deleted, DateTimeOffset finishedAt)
+    {
+        _retentionDeleted.Add(deleted);
+        Volatile.Write(ref _retentionLastRun, finishedAt.ToUnixTimeMilliseconds() / 1000.0);
     }
 
     public void MessagesReceived(string kind, int count) => _messagesReceived.Add(count, new KeyValuePair<string, object?>("kind", kind));
@@ -111,6 +135,8 @@ public sealed class GatewayMetrics : IHostedService
         ReadingsDuplicate(0);
         _brokerConnects.Add(0);
         _brokerDisconnects.Add(0);
+        _eventClientsDropped.Add(0);
+        _retentionDeleted.Add(0);
         return Task.CompletedTask;
     }
 

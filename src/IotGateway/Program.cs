@@ -3,11 +3,13 @@ using IotGateway.Api;
 using IotGateway.Commands;
 using IotGateway.Data;
 using IotGateway.Devices;
+using IotGateway.Events;
 using IotGateway.Health;
 using IotGateway.Mqtt;
 using IotGateway.Security;
 using IotGateway.Tcp;
 using IotGateway.Telemetry;
+using IotGateway.WebConsole;
 
 if (args is ["healthcheck", var probeUrl])
 {
@@ -28,11 +30,13 @@ builder.Services.AddGatewayStorage();
 // MQTT: the embedded broker (when BROKER=embedded), then the gateway's own persistent-session client
 builder.Services.AddGatewayMqtt();
 
-// Devices, telemetry ingest, commands
+// Devices, telemetry ingest and retention, commands, live events
 builder.Services.AddSingleton<DeviceRegistry>();
+builder.Services.AddScoped<DeviceDeletion>();
 builder.Services.AddTelemetryIngest();
 builder.Services.AddCommands();
 builder.Services.AddTcpDevices();
+builder.Services.AddGatewayEvents();
 
 // HTTP API
 builder.WebHost.ConfigureKestrel(kestrel => kestrel.UseProblemDetailsForKestrelErrors());
@@ -60,13 +64,12 @@ app.UseExceptionHandler();
 app.UseStatusCodePages();
 app.UseDatabaseReadiness();
 app.UseGatewaySwagger();
+app.UseWebConsole(); // GET /: the web console's files, before authentication (they hold no data)
 app.UseNotFoundForUnknownPaths();
 app.UseAuthentication();
 app.UseAuthorization();
 app.UseRateLimiter();
 app.MapControllers();
-// The web console's place; until it exists, the API's description.
-app.MapGet("/", () => Results.Redirect("/swagger")).AllowAnonymous().ExcludeFromDescription();
 // Health and metrics stay open: they reveal no device data, and probes carry no keys.
 app.MapGatewayHealthChecks();
 app.MapPrometheusScrapingEndpoint().AllowAnonymous(); // Prometheus text: the gateway's instruments (GatewayMetrics), ASP.NET Core's and the runtime's

@@ -103,8 +103,8 @@ public sealed class StartupBenchmark(RepositoryLayout layout)
     {
         using var connection = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = databasePath, Pooling = false }.ToString());
         connection.Open();
-        CheckSchema(connection, "Telemetry", TelemetryColumns);
-        CheckSchema(connection, "Devices", DeviceColumns);
+        GatewayDatabase.CheckSchema(connection, "Telemetry", TelemetryColumns, "StartupBenchmark.Seed");
+        GatewayDatabase.CheckSchema(connection, "Devices", DeviceColumns, "StartupBenchmark.Seed");
 
         var now = DateTimeOffset.UtcNow;
         // One reading per second per device, ending now.
@@ -169,36 +169,6 @@ public sealed class StartupBenchmark(RepositoryLayout layout)
         using var checkpoint = connection.CreateCommand();
         checkpoint.CommandText = "PRAGMA wal_checkpoint(TRUNCATE);";
         checkpoint.ExecuteNonQuery();
-    }
-
-    /// <summary>Fails clearly if the gateway's schema is not the one this seeding writes (a migration changed it).</summary>
-    private static void CheckSchema(SqliteConnection connection, string table, string[] written)
-    {
-        using var command = connection.CreateCommand();
-        command.CommandText = $"PRAGMA table_info(\"{table}\")";
-        var columns = new List<(string Name, bool Required)>();
-        using (var reader = command.ExecuteReader())
-        {
-            while (reader.Read())
-            {
-                // notnull without a default and not the rowid key: an insert must give it.
-                var required = reader.GetInt32(3) == 1 && reader.IsDBNull(4) && reader.GetInt32(5) == 0;
-                columns.Add((reader.GetString(1), required));
-            }
-        }
-
-        if (columns.Count == 0)
-        {
-            throw new BenchFailure($"The gateway's database has no table \"{table}\": the start-up benchmark's seeding no longer matches the schema.");
-        }
-
-        var missing = written.Except(columns.Select(c => c.Name)).ToList();
-        var unfilled = columns.Where(c => c.Required && !written.Contains(c.Name)).Select(c => c.Name).ToList();
-        if (missing.Count > 0 || unfilled.Count > 0)
-        {
-            throw new BenchFailure($"The \"{table}\" table changed: the seeding writes columns it lacks ({string.Join(", ", missing)}) "
-                + $"or leaves required ones empty ({string.Join(", ", unfilled)}). Update StartupBenchmark.Seed.");
-        }
     }
 
     private static TimeSpan Median(List<TimeSpan> values) => values.Order().ElementAt(values.Count / 2);

@@ -40,9 +40,11 @@ public sealed class GatewayProcess : IAsyncDisposable
     /// <summary>
     /// Starts the gateway; <paramref name="dataDirectory"/> is its working directory and holds its SQLite file, unless
     /// <paramref name="postgres"/> (an Npgsql connection string) puts its data in PostgreSQL. DatabasePath is then that
-    /// connection string (GatewayDatabase reads either).
+    /// connection string (GatewayDatabase reads either). <paramref name="settings"/> are more environment variables
+    /// (Telemetry__RetentionDays=…).
     /// </summary>
-    public static GatewayProcess Start(RepositoryLayout layout, MosquittoBroker broker, string serverId, string dataDirectory, string? postgres = null)
+    public static GatewayProcess Start(RepositoryLayout layout, MosquittoBroker broker, string serverId, string dataDirectory, string? postgres = null,
+        IReadOnlyDictionary<string, string>? settings = null)
     {
         var httpPort = FreePort.OnLoopback();
         var databasePath = postgres ?? Path.Combine(dataDirectory, "gateway.db");
@@ -64,6 +66,11 @@ public sealed class GatewayProcess : IAsyncDisposable
             ["Api__RateLimit__PermitsPerSecond"] = "1000000",
             ["Api__RateLimit__Burst"] = "1000000",
         };
+        foreach (var (key, value) in settings ?? new Dictionary<string, string>())
+        {
+            environment[key] = value;
+        }
+
         var process = ChildProcess.Start("gateway", "dotnet", [layout.GatewayDll], dataDirectory, environment);
         return new GatewayProcess(process, new Uri($"http://127.0.0.1:{httpPort}"), databasePath, apiKey);
     }

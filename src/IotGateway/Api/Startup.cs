@@ -1,5 +1,7 @@
 using IotGateway.Data;
 using IotGateway.Mqtt;
+using IotGateway.Security;
+using IotGateway.WebConsole;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.Extensions.Configuration.Json;
@@ -101,12 +103,31 @@ public static partial class Startup
                 LogHttp(logger, address, $"{address.TrimEnd('/')}/swagger", $"{address.TrimEnd('/')}/health/ready");
             }
 
+            if (addresses.FirstOrDefault() is { } first)
+            {
+                var console = WebConsoleSetup.ConsoleUrl(first);
+                if (app.Services.GetRequiredService<ApiKeyStore>().GeneratedThisRun)
+                {
+                    LogConsoleFirstRun(logger, console);
+                }
+                else
+                {
+                    LogConsole(logger, console);
+                }
+            }
+
             LogMqtt(logger, broker.Enabled ? $"{broker.ListenAddress} (embedded broker; devices connect here)" : connection.BrokerDescription);
         });
     }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "HTTP API on {Address}; Swagger UI at {SwaggerUrl}; readiness at {ReadyUrl}")]
     private static partial void LogHttp(ILogger logger, string address, string swaggerUrl, string readyUrl);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Web console: open {ConsoleUrl} in a browser and paste an API key")]
+    private static partial void LogConsole(ILogger logger, string consoleUrl);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "First run: open the web console at {ConsoleUrl} and paste the API key printed above")]
+    private static partial void LogConsoleFirstRun(ILogger logger, string consoleUrl);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "MQTT: {Broker}")]
     private static partial void LogMqtt(ILogger logger, string broker);

@@ -41,6 +41,7 @@ public static class Swagger
             options.OperationFilter<ErrorResponses>();
             options.OperationFilter<CommandExamples>();
             options.SchemaFilter<SchemaExamples>();
+            options.OperationFilter<TextResponses>();
         });
         return services;
     }

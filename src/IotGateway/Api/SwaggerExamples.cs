@@ -3,6 +3,7 @@ using System.Text.Json.Nodes;
 using IotGateway.Commands;
 using IotGateway.Data;
 using IotGateway.Devices;
+using IotGateway.Events;
 using IotGateway.Telemetry;
 using Microsoft.AspNetCore.Mvc;
 
@@ -65,6 +66,12 @@ internal static class Examples
         _ when type == typeof(Page<DeviceView>) => Of(new Page<DeviceView>([Device], null)),
         _ when type == typeof(ReadingView) => Of(Reading),
         _ when type == typeof(Page<ReadingView>) => Of(new Page<ReadingView>([Reading], Cursor.Encode(1041))),
+        _ when type == typeof(AggregateAnswer) => Of(Aggregate),
+        _ when type == typeof(AggregateItem) => Of(Aggregate.Items[0]),
+        _ when type == typeof(ForgottenDevice) => Of(new ForgottenDevice(DeviceId, 5120, 12)),
+        _ when type == typeof(BulkCancelled) => Of(new BulkCancelled(BatchId, 1, 2,
+            new Dictionary<CommandStatus, int> { [CommandStatus.Completed] = 1, [CommandStatus.Cancelled] = 1 })),
+        _ when type == typeof(EventStreamToken) => Of(new EventStreamToken(Token, At.AddSeconds(60), $"/api/events?access_token={Token}")),
         _ when type == typeof(ValidationProblemDetails) => Problem("400", "api/devices/{deviceId}/commands"),
         _ when type == typeof(ProblemDetails) => Problem("404", "api/devices/{deviceId}"),
         _ => null,
@@ -122,7 +129,24 @@ internal static class Examples
         _ => "https://tools.ietf.org/html/rfc9110#section-15.6.4",
     };
 
-    private static DeviceView Device => new(DeviceId, true, At.AddSeconds(12), At.AddDays(-3), At, At.AddHours(-1), 5120, 1);
+    private static DeviceView Device => new(DeviceId, true, DeviceTransports.Mqtt, At.AddSeconds(12), At.AddDays(-3), At, At.AddHours(-1), 5120, 1, Reading);
+
+    private const string Token = "Xo3o1kHcV1o0mX6r5T0rj3p6pQ9bA7yqT1lE2b9cW4s";
+
+    private static AggregateAnswer Aggregate
+    {
+        get
+        {
+            var hour = new DateTimeOffset(At.Year, At.Month, At.Day, At.Hour, 0, 0, TimeSpan.Zero);
+            return new AggregateAnswer(
+                [
+                    new AggregateItem(hour.AddMinutes(50), 6, 22.9, 23.4, 23.15, 0),
+                    new AggregateItem(hour.AddMinutes(51), 5, 23.1, 23.9, 23.42, 1),
+                    new AggregateItem(hour.AddMinutes(53), 6, 23.3, 23.6, 23.48, 0),
+                ],
+                DeviceId, "temp", 60, hour, hour.AddHours(1), AggregateRequest.MaxIntervals, 1);
+        }
+    }
 
     private static ReadingView Reading => new(1042, DeviceId, At, $"iot/data/{DeviceId}", PayloadFormat.Json,
         JsonSerializer.SerializeToElement(new { deviceId = DeviceId, messageType = "DATA", temp = 23.6, lat = 48.015722, lng = -88.625528 }), null);

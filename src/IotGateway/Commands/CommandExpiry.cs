@@ -1,4 +1,5 @@
 using IotGateway.Data;
+using IotGateway.Events;
 using Microsoft.Extensions.Options;
 
 namespace IotGateway.Commands;
@@ -8,6 +9,7 @@ public sealed partial class CommandExpiry(
     ICommandStore store,
     DatabaseStartup database,
     CommandCompletion completion,
+    EventHub events,
     IOptions<CommandOptions> options,
     GatewayMetrics metrics,
     TimeProvider time,
@@ -39,12 +41,20 @@ public sealed partial class CommandExpiry(
     // Idempotent: with several instances each sweeps, and a command expires once.
     public async Task<int> SweepAsync(CancellationToken cancellationToken)
     {
-        var expired = await store.ExpireDueAsync(time.GetUtcNow(), cancellationToken);
+        var now = time.GetUtcNow();
+        var expired = await store.ExpireDueAsync(now, cancellationToken);
         if (expired.Count > 0)
         {
             metrics.CommandTransition(CommandStatus.Expired, expired.Count);
             LogExpired(expired.Count);
-            completion.Finished(expired);
+            completion.Finished([.. expired.Select(c => c.Id)]);
+            foreach (var (id, deviceId) in expired)
+            {
+                if (events.Wants(deviceId))
+                {
+                    events.Publish(ServerEvent.Command(deviceId, id, CommandStatus.Expired, now));
+                }
+            }
         }
 
         return expired.Count;

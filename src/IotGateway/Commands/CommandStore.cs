@@ -26,15 +26,21 @@ public interface ICommandStore
     Task ReleaseLanesAsync(string owner, CancellationToken cancellationToken);
 
     // Published at the given times. A command answered or cancelled meanwhile keeps its status and only gets its
-    // PublishedAt. Returns how many became Published.
-    Task<int> MarkPublishedAsync(IReadOnlyList<(Guid Id, DateTimeOffset At)> published, CancellationToken cancellationToken);
+    // PublishedAt. Returns those that became Published.
+    Task<IReadOnlyList<CommandChanged>> MarkPublishedAsync(IReadOnlyList<(Guid Id, DateTimeOffset At)> published, CancellationToken cancellationToken);
 
-    // Open commands whose TTL ran out become Expired; returns their ids.
-    Task<IReadOnlyList<Guid>> ExpireDueAsync(DateTimeOffset now, CancellationToken cancellationToken);
+    // Open commands whose TTL ran out become Expired; returns them.
+    Task<IReadOnlyList<CommandChanged>> ExpireDueAsync(DateTimeOffset now, CancellationToken cancellationToken);
 
     // An open command becomes Cancelled. A Pending one is then never sent: lanes only publish what is Pending.
     Task<CancelOutcome> CancelAsync(Guid id, string? cancelledBy, DateTimeOffset now, CancellationToken cancellationToken);
+
+    // Every open command of a bulk request becomes Cancelled; returns them.
+    Task<IReadOnlyList<CommandChanged>> CancelBatchAsync(Guid batchId, string? cancelledBy, DateTimeOffset now, CancellationToken cancellationToken);
 }
+
+// A command whose status a store call changed, and its device (live events are per device).
+public readonly record struct CommandChanged(Guid Id, string DeviceId);
 
 // Who holds a lane and until when, as of now.
 public readonly record struct LaneLease(string Owner, DateTimeOffset Now, DateTimeOffset Until);

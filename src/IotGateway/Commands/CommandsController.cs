@@ -1,6 +1,8 @@
 using System.ComponentModel.DataAnnotations;
 using IotGateway.Api;
 using IotGateway.Data;
+using IotGateway.Devices;
+using IotGateway.Events;
 using IotGateway.Security;
 using Microsoft.AspNetCore.Authorization;
 using Microsoft.AspNetCore.Mvc;
@@ -13,7 +15,7 @@ namespace IotGateway.Commands;
 [ApiController]
 [Tags("Commands")]
 public sealed class CommandsController(GatewayDbContext db, ICommandStore store, CommandQueue queue, CommandCompletion completion,
-    IOptions<CommandOptions> options, GatewayMetrics metrics, TimeProvider time) : ControllerBase
+    EventHub events, IOptions<CommandOptions> options, GatewayMetrics metrics, TimeProvider time) : ControllerBase
 {
     public const double MaxWaitSeconds = 60;
 
@@ -151,7 +153,13 @@ public sealed class CommandsController(GatewayDbContext db, ICommandStore store,
         completion.Finished(id);
         metrics.CommandTransition(CommandStatus.Cancelled);
         var command = await db.FindCommandAsync(id, CancellationToken.None);
-        return command is null ? CommandNotFound(id) : Ok(command.ToView());
+        if (command is null)
+        {
+            return CommandNotFound(id);
+        }
+
+        events.Publish(ServerEvent.Command(command.DeviceId, id, CommandStatus.Cancelled, command.CancelledAt ?? time.GetUtcNow()));
+        return Ok(command.ToView());
     }
 
     /// <summary>List a device's commands, newest first.</summary>
@@ -162,9 +170,11 @@ public sealed class CommandsController(GatewayDbContext db, ICommandStore store,
     /// <param name="cancellationToken">Aborts the request.</param>
     /// <response code="200">A page of commands.</response>
     /// <response code="400">Invalid device id, status, limit or cursor.</response>
+    /// <response code="404">The gateway has never seen this device.</response>
     [HttpGet("api/devices/{deviceId}/commands")]
     [ProducesResponseType<Page<CommandView>>(StatusCodes.Status200OK)]
     [ProducesResponseType<ValidationProblemDetails>(StatusCodes.Status400BadRequest)]
+    [ProducesResponseType<ProblemDetails>(StatusCodes.Status404NotFound)]
     public async Task<IActionResult> ListForDevice([DeviceId] string deviceId, [FromQuery] CommandStatus? status,
         [FromQuery, Range(1, Cursor.MaxLimit)] int limit = Cursor.DefaultLimit, [FromQuery] string? cursor = null,
         CancellationToken cancellationToken = default)
@@ -193,6 +203,11 @@ public sealed class CommandsController(GatewayDbContext db, ICommandStore store,
         }
 
         var rows = await query.OrderByDescending(c => c.Sequence).Take(limit + 1).ToListAsync(cancellationToken);
+        if (rows.Count == 0 && !await db.DeviceExistsAsync(deviceId, cancellationToken))
+        {
+            return this.UnknownDeviceProblem(deviceId);
+        }
+
         var next = rows.Count > limit ? Cursor.Encode(rows[limit - 1].Sequence) : null;
         return Ok(new Page<CommandView>(rows.Take(limit).Select(c => c.ToView()).ToList(), next));
     }

@@ -1,12 +1,13 @@
 using System.Threading.Channels;
 using IotGateway.Data;
+using IotGateway.Events;
 
 namespace IotGateway.Commands;
 
 // Group commit of Published marks. Each lane waits for its command's mark before it takes the next, so a command is
 // never read as Pending again once it went out; lanes of many devices publish at once, and their marks are written
 // together, one transaction while the previous one commits.
-public sealed partial class PublishedMarks(ICommandStore store, GatewayMetrics metrics, TimeProvider time, ILogger<PublishedMarks> logger)
+public sealed partial class PublishedMarks(ICommandStore store, EventHub events, GatewayMetrics metrics, TimeProvider time, ILogger<PublishedMarks> logger)
 {
     private const int MaxMarksPerTransaction = 4096;
 
@@ -55,7 +56,15 @@ public sealed partial class PublishedMarks(ICommandStore store, GatewayMetrics m
             try
             {
                 var transitions = await store.MarkPublishedAsync([.. batch.Select(m => (m.Id, m.At))], CancellationToken.None);
-                metrics.CommandTransition(CommandStatus.Published, transitions);
+                metrics.CommandTransition(CommandStatus.Published, transitions.Count);
+                foreach (var (id, deviceId) in transitions)
+                {
+                    if (events.Wants(deviceId))
+                    {
+                        events.Publish(ServerEvent.Command(deviceId, id, CommandStatus.Published, batch.First(m => m.Id == id).At));
+                    }
+                }
+
                 return;
             }
             catch (Exception ex) when (ex is not OperationCanceledException)

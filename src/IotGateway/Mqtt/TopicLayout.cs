@@ -35,6 +35,8 @@ public sealed class TopicLayout(IOptions<MqttOptions> options)
 
     public string CommandRequest(string deviceId) => $"{_topics.CommandRequest}/{deviceId}";
 
+    public string Register(string deviceId) => $"{_topics.Register}/{deviceId}";
+
     // Splits a received topic into its kind and device id; false for anything else (extra levels, foreign topics).
     public bool TryParse(string topic, out TopicKind kind, out string deviceId) =>
         TryMatch(topic, out kind, out deviceId) && DeviceIds.IsValid(deviceId);

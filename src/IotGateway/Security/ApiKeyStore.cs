@@ -15,6 +15,9 @@ public sealed partial class ApiKeyStore(IOptions<ApiOptions> options, ILogger<Ap
 
     private List<(byte[] Hash, ApiKeyIdentity Identity)> _keys = [];
 
+    // True when this start generated the key (and printed it): the start-up log then says where to paste it.
+    public bool GeneratedThisRun { get; private set; }
+
     // Called once at start-up, before the API serves requests.
     public void Load()
     {
@@ -44,6 +47,7 @@ public sealed partial class ApiKeyStore(IOptions<ApiOptions> options, ILogger<Ap
 
             // Printed this once, so the person who started the gateway can use it; never logged again.
             LogGenerated(path, key);
+            GeneratedThisRun = true;
         }
 
         _keys = [(Hash(key), new ApiKeyIdentity(GeneratedKeyName, ApiRole.Operator))];
@@ -73,7 +77,8 @@ public sealed partial class ApiKeyStore(IOptions<ApiOptions> options, ILogger<Ap
     private partial void LogUsingGenerated(string path);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "No API key is configured, so one operator key was generated and saved (owner-only) to {Path}. " +
-        "Send it in the X-API-Key header, or click Authorize in Swagger UI and paste it. It is shown only this once: {ApiKey}. " +
+        "Paste it into the web console's API key field (its address follows once the gateway listens), send it in the X-API-Key header, " +
+        "or click Authorize in Swagger UI and paste it. It is shown only this once: {ApiKey}. " +
         "Configure Api:Keys for real deployments (see README, Securing the gateway).")]
     private partial void LogGenerated(string path, string apiKey);
 }

@@ -2,6 +2,7 @@ using System.Threading.Channels;
 using IotGateway.Commands;
 using IotGateway.Data;
 using IotGateway.Devices;
+using IotGateway.Events;
 using IotGateway.Mqtt;
 using Microsoft.Extensions.Options;
 
@@ -19,6 +20,7 @@ public sealed partial class IngestWriter(
     MqttConnection connection,
     DeviceRegistry registry,
     CommandCompletion completion,
+    EventHub events,
     IIngestStore store,
     DatabaseFile databaseFile,
     IngestProgress progress,
@@ -235,7 +237,7 @@ public sealed partial class IngestWriter(
     private async Task<BatchOutcome> StoreAsync(IReadOnlyList<InboundMessage> batch)
     {
         databaseFile.ThrowIfMoved();
-        var outcome = new BatchOutcome();
+        var outcome = new BatchOutcome(events);
         var writes = new IngestBatch(time.GetUtcNow());
         foreach (var message in batch)
         {
@@ -287,7 +289,7 @@ public sealed partial class IngestWriter(
                 writes.Presence.Add(message.IsTcp
                     ? new PresenceWrite(deviceId, signedIn, message.ReceivedAt, seenAt, DeviceTransports.Tcp, _instance)
                     : new PresenceWrite(deviceId, signedIn, message.ReceivedAt, seenAt, signedIn ? DeviceTransports.Mqtt : null));
-                outcome.Presence[deviceId] = (signedIn, message.IsTcp ? DeviceTransports.Tcp : signedIn ? DeviceTransports.Mqtt : null);
+                outcome.Presence[deviceId] = (signedIn, message.IsTcp ? DeviceTransports.Tcp : signedIn ? DeviceTransports.Mqtt : null, message.ReceivedAt);
                 break;
             case TopicKind.CommandResponse:
                 writes.Seen(deviceId, message.ReceivedAt);
@@ -302,17 +304,31 @@ public sealed partial class IngestWriter(
     private void Publish(BatchOutcome outcome, IReadOnlyList<InboundMessage> batch)
     {
         var committedAt = time.GetUtcNow();
-        foreach (var (deviceId, (signedIn, via)) in outcome.Presence)
+        foreach (var (deviceId, (signedIn, via, at)) in outcome.Presence)
         {
             registry.SetPresence(deviceId, signedIn, via);
             LogPresence(deviceId, signedIn ? "SIGN_IN" : "SIGN_OUT");
+            if (events.Wants(deviceId))
+            {
+                events.Publish(ServerEvent.Presence(deviceId, signedIn, at));
+            }
         }
 
-        foreach (var (id, status, createdAt) in outcome.Answered)
+        foreach (var reading in outcome.WatchedReadings)
+        {
+            events.Publish(ServerEvent.Reading(reading.DeviceId, reading.ReceivedAt, reading.Topic, reading.Payload.Format, reading.Payload.Utf8,
+                reading.Payload.Base64, reading.MessageKey));
+        }
+
+        foreach (var (id, deviceId, status, result, createdAt) in outcome.Answered)
         {
             metrics.CommandTransition(status);
             metrics.CommandRoundTrip(committedAt - createdAt);
             LogCommandAnswered(id, status);
+            if (events.Wants(deviceId))
+            {
+                events.Publish(ServerEvent.Command(deviceId, id, status, committedAt, result));
+            }
         }
 
         if (outcome.Answered.Count > 0)
@@ -358,10 +374,13 @@ public sealed partial class IngestWriter(
         }
     }
 
-    private sealed class BatchOutcome
+    private sealed class BatchOutcome(EventHub events)
     {
-        public Dictionary<string, (bool SignedIn, string? Via)> Presence { get; } = new(StringComparer.Ordinal);
-        public List<(Guid Id, CommandStatus Status, DateTimeOffset CreatedAt)> Answered { get; } = [];
+        public Dictionary<string, (bool SignedIn, string? Via, DateTimeOffset At)> Presence { get; } = new(StringComparer.Ordinal);
+        public List<(Guid Id, string DeviceId, CommandStatus Status, string Result, DateTimeOffset CreatedAt)> Answered { get; } = [];
+
+        // Stored readings someone follows on GET /api/events (none, and no cost, without a client).
+        public List<ReadingWrite> WatchedReadings { get; } = [];
         public int[] Received { get; } = new int[Enum.GetValues<TopicKind>().Length];
         public List<(string Reason, string Detail)> Rejected { get; } = [];
         public List<(string DeviceId, Guid CommandId, CommandStatus? Current)> IgnoredAnswers { get; } = [];
@@ -380,6 +399,10 @@ public sealed partial class IngestWriter(
                 if (reading.Stored)
                 {
                     Stored++;
+                    if (events.Wants(reading.DeviceId))
+                    {
+                        WatchedReadings.Add(reading);
+                    }
                 }
                 else
                 {
@@ -391,7 +414,7 @@ public sealed partial class IngestWriter(
             {
                 if (answer.FinishedCreatedAt is { } createdAt)
                 {
-                    Answered.Add((answer.CommandId, answer.Status, createdAt));
+                    Answered.Add((answer.CommandId, answer.DeviceId, answer.Status, answer.Result, createdAt));
                 }
                 else
                 {

@@ -1,21 +1,11 @@
 using System.ComponentModel.DataAnnotations;
-using System.Text.Json;
 using IotGateway.Api;
 using IotGateway.Data;
+using IotGateway.Devices;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.EntityFrameworkCore;
 
 namespace IotGateway.Telemetry;
-
-/// <summary>A stored telemetry reading.</summary>
-/// <param name="Id">Its position in the store (increases with arrival).</param>
-/// <param name="DeviceId">The device that sent it.</param>
-/// <param name="ReceivedAt">When the gateway received it.</param>
-/// <param name="Topic">The topic it arrived on.</param>
-/// <param name="Format">Json (payload is the document), Text (payload is a string) or Binary (payload is base64).</param>
-/// <param name="Payload">The reading.</param>
-/// <param name="MessageKey">The device's id for the reading, used to drop redeliveries.</param>
-public sealed record ReadingView(long Id, string DeviceId, DateTimeOffset ReceivedAt, string Topic, PayloadFormat Format, JsonElement Payload, string? MessageKey);
 
 [ApiController]
 [Tags("Telemetry")]
@@ -30,9 +20,11 @@ public sealed class TelemetryController(GatewayDbContext db) : ControllerBase
     /// <param name="cancellationToken">Aborts the request.</param>
     /// <response code="200">A page of readings.</response>
     /// <response code="400">Invalid device id, time range, limit or cursor.</response>
+    /// <response code="404">The gateway has never seen this device.</response>
     [HttpGet("api/devices/{deviceId}/telemetry")]
     [ProducesResponseType<Page<ReadingView>>(StatusCodes.Status200OK)]
     [ProducesResponseType<ValidationProblemDetails>(StatusCodes.Status400BadRequest)]
+    [ProducesResponseType<ProblemDetails>(StatusCodes.Status404NotFound)]
     public async Task<IActionResult> List([DeviceId] string deviceId, [FromQuery] DateTimeOffset? from, [FromQuery] DateTimeOffset? to,
         [FromQuery, Range(1, Cursor.MaxLimit)] int limit = Cursor.DefaultLimit, [FromQuery] string? cursor = null,
         CancellationToken cancellationToken = default)
@@ -77,10 +69,35 @@ public sealed class TelemetryController(GatewayDbContext db) : ControllerBase
         }
 
         var rows = await query.OrderByDescending(r => r.Id).Take(limit + 1).ToListAsync(cancellationToken);
+        if (rows.Count == 0 && !await db.DeviceExistsAsync(deviceId, cancellationToken))
+        {
+            return this.UnknownDeviceProblem(deviceId);
+        }
+
         var next = rows.Count > limit ? Cursor.Encode(rows[limit - 1].Id) : null;
-        return Ok(new Page<ReadingView>(rows.Take(limit).Select(ToView).ToList(), next));
+        return Ok(new Page<ReadingView>(rows.Take(limit).Select(r => r.ToView()).ToList(), next));
     }
 
-    private static ReadingView ToView(TelemetryReading r) => new(r.Id, r.DeviceId, r.ReceivedAt, r.Topic, r.Format,
-        r.Format == PayloadFormat.Json ? Json.Parse(r.Payload)!.Value : JsonSerializer.SerializeToElement(r.Payload), r.MessageKey);
+    /// <summary>A device's newest reading.</summary>
+    /// <param name="deviceId">The device, exactly one MQTT topic level.</param>
+    /// <param name="cancellationToken">Aborts the request.</param>
+    /// <response code="200">The newest reading.</response>
+    /// <response code="400">Invalid device id.</response>
+    /// <response code="404">The gateway has never seen this device, or has no reading from it (the title says which).</response>
+    [HttpGet("api/devices/{deviceId}/telemetry/latest")]
+    [ProducesResponseType<ReadingView>(StatusCodes.Status200OK)]
+    [ProducesResponseType<ValidationProblemDetails>(StatusCodes.Status400BadRequest)]
+    [ProducesResponseType<ProblemDetails>(StatusCodes.Status404NotFound)]
+    public async Task<IActionResult> Latest([DeviceId] string deviceId, CancellationToken cancellationToken)
+    {
+        var latest = await db.Telemetry.AsNoTracking().Where(r => r.DeviceId == deviceId).OrderByDescending(r => r.Id).FirstOrDefaultAsync(cancellationToken);
+        if (latest is not null)
+        {
+            return Ok(latest.ToView());
+        }
+
+        return await db.DeviceExistsAsync(deviceId, cancellationToken)
+            ? Problem(statusCode: StatusCodes.Status404NotFound, title: "No readings", detail: $"No reading from device '{deviceId}' is stored.")
+            : this.UnknownDeviceProblem(deviceId);
+    }
 }

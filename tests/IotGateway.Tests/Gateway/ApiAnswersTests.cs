@@ -118,11 +118,11 @@ public sealed partial class ApiAnswersTests
         using var anonymous = gateway.CreateClient(null);
         Assert.Equal(HttpStatusCode.Unauthorized, (await anonymous.GetAsync("/api/devices")).StatusCode);
 
-        // The root is not a 401: until the web console lives there, it shows the API.
+        // The root is not a 401: the web console lives there and asks for a key itself.
         using var browser = gateway.CreateClient(null, followRedirects: false);
         using var root = await browser.GetAsync("/");
-        Assert.Equal(HttpStatusCode.Redirect, root.StatusCode);
-        Assert.Equal("/swagger", root.Headers.Location?.OriginalString);
+        Assert.Equal(HttpStatusCode.OK, root.StatusCode);
+        Assert.Equal("text/html", root.Content.Headers.ContentType?.MediaType);
     }
 
     [Fact]

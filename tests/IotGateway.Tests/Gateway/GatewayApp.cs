@@ -28,12 +28,18 @@ public sealed class GatewayApp : IAsyncDisposable
     private readonly Action<IServiceCollection>? _services;
     private WebApplicationFactory<GatewayMetrics>? _factory;
 
-    private GatewayApp(Dictionary<string, string?> settings, Action<IServiceCollection>? services, string dataDirectory)
+    private readonly bool _kestrel;
+
+    private GatewayApp(Dictionary<string, string?> settings, Action<IServiceCollection>? services, string dataDirectory, bool kestrel)
     {
         _settings = settings;
         _services = services;
         DataDirectory = dataDirectory;
+        _kestrel = kestrel;
     }
+
+    // With kestrel: the real server's address on loopback (a browser cannot reach the in-memory test server).
+    public Uri BaseAddress => Http.BaseAddress!;
 
     public string DataDirectory { get; }
 
@@ -69,7 +75,7 @@ public sealed class GatewayApp : IAsyncDisposable
 
     public static async Task<GatewayApp> StartAsync(string broker, Action<Dictionary<string, string?>>? configure = null,
         Action<IServiceCollection>? services = null, bool waitUntilReady = true, bool waitForDatabase = true,
-        DatabaseProvider provider = DatabaseProvider.Sqlite)
+        DatabaseProvider provider = DatabaseProvider.Sqlite, bool kestrel = false)
     {
         var dataDirectory = Directory.CreateTempSubdirectory("iotgw-test-").FullName;
         var settings = new Dictionary<string, string?>
@@ -96,7 +102,7 @@ public sealed class GatewayApp : IAsyncDisposable
         }
 
         configure?.Invoke(settings);
-        var app = new GatewayApp(settings, services, dataDirectory);
+        var app = new GatewayApp(settings, services, dataDirectory, kestrel);
         await app.StartHostAsync(waitUntilReady, waitForDatabase);
         return app;
     }
@@ -104,7 +110,7 @@ public sealed class GatewayApp : IAsyncDisposable
     // The embedded broker on a free port. A free port can be taken by a parallel test between finding and binding
     // it, so a refused bind tries another. Returns the gateway and the port devices connect to.
     public static async Task<(GatewayApp Gateway, int Port)> StartEmbeddedAsync(Action<Dictionary<string, string?>>? configure = null,
-        DatabaseProvider provider = DatabaseProvider.Sqlite)
+        DatabaseProvider provider = DatabaseProvider.Sqlite, bool kestrel = false)
     {
         for (var attempt = 0; ; attempt++)
         {
@@ -115,7 +121,7 @@ public sealed class GatewayApp : IAsyncDisposable
                 {
                     s["Mqtt:Embedded:Port"] = port.ToString(System.Globalization.CultureInfo.InvariantCulture);
                     configure?.Invoke(s);
-                }, provider: provider);
+                }, provider: provider, kestrel: kestrel);
                 return (gateway, port);
             }
             catch (Exception ex) when (attempt < 3 && ex.ToString().Contains("cannot listen", StringComparison.Ordinal))
@@ -198,12 +204,22 @@ public sealed class GatewayApp : IAsyncDisposable
                 web.UseSetting(key, value);
             }
 
+            if (_kestrel)
+            {
+                web.UseSetting(WebHostDefaults.ServerUrlsKey, "http://127.0.0.1:0"); // a free loopback port
+            }
+
             web.ConfigureLogging(logging => logging.AddProvider(Logs));
             if (_services is not null)
             {
                 web.ConfigureTestServices(_services);
             }
         });
+        if (_kestrel)
+        {
+            _factory.UseKestrel();
+        }
+
         Http = _factory.CreateClient();
         Http.DefaultRequestHeaders.Add("X-API-Key", OperatorKey);
         if (waitForDatabase)
@@ -248,4 +264,12 @@ public sealed class LogCapture : ILoggerProvider
             }
         }
     }
+}
+
+public static class FakeTimeSettings
+{
+    // With a FakeTimeProvider, a periodic timer fires once per period the clock is moved (a day of 0.1 s expiry sweeps
+    // is 864,000 sweeps, run on the thread that moves it): tests that move the clock far keep the gateway's own
+    // periodic work to one run an hour.
+    public static void SlowPeriodicTimers(this Dictionary<string, string?> settings) => settings["Commands:ExpirySweepSeconds"] = "3600";
 }

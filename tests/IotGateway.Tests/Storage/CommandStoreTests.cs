@@ -64,8 +64,8 @@ public abstract class CommandStoreTests
 
         // A lane takes the oldest Pending command; once marked Published, the next one.
         Assert.Equal(first.Id, (await store.NextPendingAsync("dev", T0, default))!.Id);
-        Assert.Equal(1, await store.MarkPublishedAsync([(first.Id, T0.AddSeconds(1))], default));
-        Assert.Equal(0, await store.MarkPublishedAsync([(first.Id, T0.AddSeconds(2))], default));
+        Assert.Equal([new CommandChanged(first.Id, first.DeviceId)], await store.MarkPublishedAsync([(first.Id, T0.AddSeconds(1))], default));
+        Assert.Empty(await store.MarkPublishedAsync([(first.Id, T0.AddSeconds(2))], default));
         Assert.Equal(second.Id, (await store.NextPendingAsync("dev", T0, default))!.Id);
 
         // A cancelled Pending command is never handed to a lane, and cancels once.
@@ -76,7 +76,7 @@ public abstract class CommandStoreTests
 
         // Expiry takes what is still open once its TTL ran out (the Published first and the Pending third), once.
         Assert.Empty(await store.ExpireDueAsync(T0.AddSeconds(59), default));
-        Assert.Equal(new[] { first.Id, third.Id }.Order(), (await store.ExpireDueAsync(T0.AddSeconds(60), default)).Order());
+        Assert.Equal(new[] { first.Id, third.Id }.Order(), (await store.ExpireDueAsync(T0.AddSeconds(60), default)).Select(c => c.Id).Order());
         Assert.Empty(await store.ExpireDueAsync(T0.AddSeconds(61), default));
         Assert.Null(await store.NextPendingAsync("dev", T0, default));
         Assert.Equal(new CancelOutcome(CancelResult.AlreadyFinished, CommandStatus.Expired), await store.CancelAsync(third.Id, "op", T0, default));

@@ -156,8 +156,8 @@ public sealed class PostgresCommandStore(NpgsqlDataSource dataSource, IServiceSc
         await release.ExecuteNonQueryAsync(cancellationToken);
     }
 
-    public Task<int> MarkPublishedAsync(IReadOnlyList<(Guid Id, DateTimeOffset At)> published, CancellationToken cancellationToken) =>
-        InTransactionAsync(dataSource, async (connection, transaction) =>
+    public Task<IReadOnlyList<CommandChanged>> MarkPublishedAsync(IReadOnlyList<(Guid Id, DateTimeOffset At)> published, CancellationToken cancellationToken) =>
+        InTransactionAsync<IReadOnlyList<CommandChanged>>(dataSource, async (connection, transaction) =>
         {
             // A device may already have answered, or an operator cancelled the command: then only PublishedAt is filled in.
             await using var update = new NpgsqlCommand("""
@@ -165,7 +165,7 @@ public sealed class PostgresCommandStore(NpgsqlDataSource dataSource, IServiceSc
                     "Status" = CASE WHEN c."Status" = 'Pending' THEN 'Published' ELSE c."Status" END
                 FROM unnest($1::text[], $2::bigint[]) AS u(id, at)
                 WHERE c."Id" = u.id AND c."PublishedAt" IS NULL
-                RETURNING c."Status"
+                RETURNING c."Status", c."Id", c."DeviceId"
                 """, connection, transaction)
             {
                 Parameters =
@@ -175,10 +175,11 @@ public sealed class PostgresCommandStore(NpgsqlDataSource dataSource, IServiceSc
                 },
             };
             await using var reader = await update.ExecuteReaderAsync(cancellationToken);
-            return (await ReadAllAsync(reader, r => r.GetString(0), cancellationToken)).Count(s => s == nameof(CommandStatus.Published));
+            var rows = await ReadAllAsync(reader, r => (Status: r.GetString(0), Changed: new CommandChanged(Guid.Parse(r.GetString(1)), r.GetString(2))), cancellationToken);
+            return [.. rows.Where(r => r.Status == nameof(CommandStatus.Published)).Select(r => r.Changed)];
         }, cancellationToken);
 
-    public async Task<IReadOnlyList<Guid>> ExpireDueAsync(DateTimeOffset now, CancellationToken cancellationToken)
+    public async Task<IReadOnlyList<CommandChanged>> ExpireDueAsync(DateTimeOffset now, CancellationToken cancellationToken)
     {
         await using (var scope = scopes.CreateAsyncScope())
         {
@@ -188,20 +189,35 @@ public sealed class PostgresCommandStore(NpgsqlDataSource dataSource, IServiceSc
             }
         }
 
-        return await InTransactionAsync<IReadOnlyList<Guid>>(dataSource, async (connection, transaction) =>
+        return await InTransactionAsync<IReadOnlyList<CommandChanged>>(dataSource, async (connection, transaction) =>
         {
             await using var update = new NpgsqlCommand("""
                 UPDATE "Commands" SET "Status" = 'Expired', "ExpiredAt" = $1
                 WHERE "Status" IN ('Pending', 'Published') AND "ExpiresAt" <= $1
-                RETURNING "Id"
+                RETURNING "Id", "DeviceId"
                 """, connection, transaction)
             {
                 Parameters = { Bigint(now.UtcTicks) },
             };
             await using var reader = await update.ExecuteReaderAsync(cancellationToken);
-            return await ReadAllAsync(reader, r => Guid.Parse(r.GetString(0)), cancellationToken);
+            return await ReadAllAsync(reader, r => new CommandChanged(Guid.Parse(r.GetString(0)), r.GetString(1)), cancellationToken);
         }, cancellationToken);
     }
+
+    public Task<IReadOnlyList<CommandChanged>> CancelBatchAsync(Guid batchId, string? cancelledBy, DateTimeOffset now, CancellationToken cancellationToken) =>
+        InTransactionAsync<IReadOnlyList<CommandChanged>>(dataSource, async (connection, transaction) =>
+        {
+            await using var cancel = new NpgsqlCommand("""
+                UPDATE "Commands" SET "Status" = 'Cancelled', "CancelledAt" = $2, "CancelledBy" = $3
+                WHERE "BatchId" = $1 AND "Status" IN ('Pending', 'Published')
+                RETURNING "Id", "DeviceId"
+                """, connection, transaction)
+            {
+                Parameters = { Text(batchId.ToString()), Bigint(now.UtcTicks), Text(cancelledBy) },
+            };
+            await using var reader = await cancel.ExecuteReaderAsync(cancellationToken);
+            return await ReadAllAsync(reader, r => new CommandChanged(Guid.Parse(r.GetString(0)), r.GetString(1)), cancellationToken);
+        }, cancellationToken);
 
     public Task<CancelOutcome> CancelAsync(Guid id, string? cancelledBy, DateTimeOffset now, CancellationToken cancellationToken) =>
         InTransactionAsync(dataSource, async (connection, transaction) =>

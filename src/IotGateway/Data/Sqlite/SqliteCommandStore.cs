@@ -145,9 +145,9 @@ public sealed class SqliteCommandStore(DatabaseWriteGate writeGate, IServiceScop
         write.Commit();
     }
 
-    public async Task<int> MarkPublishedAsync(IReadOnlyList<(Guid Id, DateTimeOffset At)> published, CancellationToken cancellationToken)
+    public async Task<IReadOnlyList<CommandChanged>> MarkPublishedAsync(IReadOnlyList<(Guid Id, DateTimeOffset At)> published, CancellationToken cancellationToken)
     {
-        var transitions = 0;
+        var transitions = new List<CommandChanged>();
         await using var write = await WriteTransaction.BeginAsync(writeGate, cancellationToken);
         // A device may already have answered (fast devices answer before this update runs) or an operator cancelled
         // the command: then only PublishedAt is filled in.
@@ -155,14 +155,15 @@ public sealed class SqliteCommandStore(DatabaseWriteGate writeGate, IServiceScop
             UPDATE "Commands" SET "PublishedAt" = $at,
                 "Status" = CASE WHEN "Status" = 'Pending' THEN 'Published' ELSE "Status" END
             WHERE "Id" = $id AND "PublishedAt" IS NULL
-            RETURNING "Status"
+            RETURNING "Status", "DeviceId"
             """, "$id", "$at");
         foreach (var (id, at) in published)
         {
             Bind(update, id.ToString(), at.UtcTicks);
-            if (update.ExecuteScalar() is nameof(CommandStatus.Published))
+            using var reader = update.ExecuteReader();
+            if (reader.Read() && reader.GetString(0) == nameof(CommandStatus.Published))
             {
-                transitions++;
+                transitions.Add(new CommandChanged(id, reader.GetString(1)));
             }
         }
 
@@ -170,7 +171,7 @@ public sealed class SqliteCommandStore(DatabaseWriteGate writeGate, IServiceScop
         return transitions;
     }
 
-    public async Task<IReadOnlyList<Guid>> ExpireDueAsync(DateTimeOffset now, CancellationToken cancellationToken)
+    public async Task<IReadOnlyList<CommandChanged>> ExpireDueAsync(DateTimeOffset now, CancellationToken cancellationToken)
     {
         await using (var scope = scopes.CreateAsyncScope())
         {
@@ -180,24 +181,42 @@ public sealed class SqliteCommandStore(DatabaseWriteGate writeGate, IServiceScop
             }
         }
 
-        var expired = new List<Guid>();
         await using var write = await WriteTransaction.BeginAsync(writeGate, cancellationToken);
         var update = write.Prepare("""
             UPDATE "Commands" SET "Status" = 'Expired', "ExpiredAt" = $now
             WHERE "Status" IN ('Pending', 'Published') AND "ExpiresAt" <= $now
-            RETURNING "Id"
+            RETURNING "Id", "DeviceId"
             """, "$now");
         Bind(update, now.UtcTicks);
-        using (var reader = update.ExecuteReader())
-        {
-            while (reader.Read())
-            {
-                expired.Add(Guid.Parse(reader.GetString(0)));
-            }
-        }
-
+        var expired = ReadChanged(update);
         write.Commit();
         return expired;
+    }
+
+    public async Task<IReadOnlyList<CommandChanged>> CancelBatchAsync(Guid batchId, string? cancelledBy, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        await using var write = await WriteTransaction.BeginAsync(writeGate, cancellationToken);
+        var cancel = write.Prepare("""
+            UPDATE "Commands" SET "Status" = 'Cancelled', "CancelledAt" = $now, "CancelledBy" = $by
+            WHERE "BatchId" = $batch AND "Status" IN ('Pending', 'Published')
+            RETURNING "Id", "DeviceId"
+            """, "$batch", "$now", "$by");
+        Bind(cancel, batchId.ToString(), now.UtcTicks, cancelledBy);
+        var cancelled = ReadChanged(cancel);
+        write.Commit();
+        return cancelled;
+    }
+
+    private static List<CommandChanged> ReadChanged(SqliteCommand command)
+    {
+        var changed = new List<CommandChanged>();
+        using var reader = command.ExecuteReader();
+        while (reader.Read())
+        {
+            changed.Add(new CommandChanged(Guid.Parse(reader.GetString(0)), reader.GetString(1)));
+        }
+
+        return changed;
     }
 
     public async Task<CancelOutcome> CancelAsync(Guid id, string? cancelledBy, DateTimeOffset now, CancellationToken cancellationToken)
