@@ -3,6 +3,7 @@ using System.Net.Http.Json;
 using System.Net.Sockets;
 using System.Text;
 using IotGateway.Api;
+using IotGateway.Data;
 using IotGateway.Telemetry;
 using IotGateway.Tests.Gateway;
 using IotGateway.Tests.Infrastructure;
@@ -193,17 +194,33 @@ internal sealed class TcpGateway : IAsyncDisposable
 
     public int Port { get; }
 
-    public static async Task<TcpGateway> StartAsync(Action<Dictionary<string, string?>>? configure = null)
+    public static async Task<TcpGateway> StartAsync(Action<Dictionary<string, string?>>? configure = null,
+        DatabaseProvider provider = DatabaseProvider.Sqlite)
+    {
+        if (provider == DatabaseProvider.PostgreSQL)
+        {
+            PostgresCluster.SkipIfUnavailable();
+        }
+
+        var port = MosquittoBroker.FindFreePort();
+        var (app, _) = await GatewayApp.StartEmbeddedAsync(s => Listen(s, port, configure), provider);
+        return new TcpGateway(app, port);
+    }
+
+    // A gateway on an external broker (several instances share a database through it), with its own TCP port.
+    public static async Task<TcpGateway> StartAsync(string broker, Action<Dictionary<string, string?>> configure)
     {
         var port = MosquittoBroker.FindFreePort();
-        var (app, _) = await GatewayApp.StartEmbeddedAsync(s =>
-        {
-            s["Tcp:Port"] = port.ToString(CultureInfo.InvariantCulture);
-            // Connections and their ends are Debug lines; the tests read why a connection was closed.
-            s["Logging:LogLevel:IotGateway.Tcp"] = "Debug";
-            configure?.Invoke(s);
-        });
+        var app = await GatewayApp.StartAsync(broker, s => Listen(s, port, configure), provider: DatabaseProvider.PostgreSQL);
         return new TcpGateway(app, port);
+    }
+
+    private static void Listen(Dictionary<string, string?> settings, int port, Action<Dictionary<string, string?>>? configure)
+    {
+        settings["Tcp:Port"] = port.ToString(CultureInfo.InvariantCulture);
+        // Connections and their ends are Debug lines; the tests read why a connection was closed.
+        settings["Logging:LogLevel:IotGateway.Tcp"] = "Debug";
+        configure?.Invoke(settings);
     }
 
     public async Task<RawTcpDevice> ConnectAsync()
