@@ -168,9 +168,10 @@ public sealed class PostgresCommandStore(NpgsqlDataSource dataSource, IServiceSc
     public Task<IReadOnlyList<CommandChanged>> MarkPublishedAsync(IReadOnlyList<(Guid Id, DateTimeOffset At)> published, CancellationToken cancellationToken) =>
         InTransactionAsync<IReadOnlyList<CommandChanged>>(dataSource, async (connection, transaction) =>
         {
-            // A device may already have answered, or an operator cancelled the command: then only PublishedAt is filled in.
+            // A device may already have answered, or an operator cancelled the command: then only PublishedAt is filled in,
+            // and never later than the answer it got.
             await using var update = new NpgsqlCommand("""
-                UPDATE "Commands" AS c SET "PublishedAt" = u.at,
+                UPDATE "Commands" AS c SET "PublishedAt" = LEAST(u.at, COALESCE(c."AnsweredAt", u.at)),
                     "Status" = CASE WHEN c."Status" = 'Pending' THEN 'Published' ELSE c."Status" END
                 FROM unnest($1::text[], $2::bigint[]) AS u(id, at)
                 WHERE c."Id" = u.id AND c."PublishedAt" IS NULL

@@ -150,9 +150,9 @@ public sealed class SqliteCommandStore(DatabaseWriteGate writeGate, IServiceScop
         var transitions = new List<CommandChanged>();
         await using var write = await WriteTransaction.BeginAsync(writeGate, cancellationToken);
         // A device may already have answered (fast devices answer before this update runs) or an operator cancelled
-        // the command: then only PublishedAt is filled in.
+        // the command: then only PublishedAt is filled in, and never later than the answer it got.
         var update = write.Prepare("""
-            UPDATE "Commands" SET "PublishedAt" = $at,
+            UPDATE "Commands" SET "PublishedAt" = min($at, COALESCE("AnsweredAt", $at)),
                 "Status" = CASE WHEN "Status" = 'Pending' THEN 'Published' ELSE "Status" END
             WHERE "Id" = $id AND "PublishedAt" IS NULL
             RETURNING "Status", "DeviceId"
