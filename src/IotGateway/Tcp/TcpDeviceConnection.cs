@@ -162,7 +162,7 @@ public sealed partial class TcpDeviceConnection : IAsyncDisposable
 
     private async Task ReadMessagesAsync(Stream stream, CancellationToken token)
     {
-        var reader = PipeReader.Create(stream, new StreamPipeReaderOptions(leaveOpen: true, bufferSize: 4096));
+        var reader = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 4096, leaveOpen: true, useZeroByteReads: true));
         var framer = new JsonObjectFramer(_maxObjectBytes);
         var deadline = _time.GetUtcNow() + TimeSpan.FromSeconds(_options.FirstMessageTimeoutSeconds);
         try
