@@ -93,6 +93,20 @@ public sealed partial class DeploymentFilesTests
         }
     }
 
+    [Fact]
+    public void ComposeTcpSimulatorReachesTheGatewaysTcpListener()
+    {
+        var gateway = ServiceEnvironment("gateway");
+        var port = gateway["SERVER_PORT"];
+        // The container's loopback is not reachable from the simulator's container or through the published port.
+        Assert.Equal("0.0.0.0", gateway["Tcp__BindAddress"]);
+        Assert.Contains($"127.0.0.1:{port}:{port}", ((YamlSequenceNode)Service("gateway")["ports"]).Select(p => p.ToString()));
+
+        var command = ((YamlSequenceNode)Service("simulator-tcp")["command"]).Select(a => a.ToString()).ToList();
+        Assert.Equal("tcp", command[command.IndexOf("--transport") + 1]);
+        Assert.Equal($"gateway:{port}", command[command.IndexOf("--server") + 1]);
+    }
+
     // The restore layer copies project files one by one: a project the images need but the Dockerfile does not copy
     // fails the image build at restore, which nothing here would notice otherwise.
     [Theory]
