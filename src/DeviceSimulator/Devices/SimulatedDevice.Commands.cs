@@ -1,6 +1,7 @@
 using System.Text;
 using System.Text.Json.Nodes;
 using DeviceSimulator.Commands;
+using IotGateway.Protocol;
 using MQTTnet;
 using MQTTnet.Formatter;
 

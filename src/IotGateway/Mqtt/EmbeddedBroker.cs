@@ -1,3 +1,4 @@
+using IotGateway.Protocol;
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;

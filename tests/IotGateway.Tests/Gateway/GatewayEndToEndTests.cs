@@ -1,9 +1,11 @@
 using System.Net;
 using System.Net.Http.Json;
+using System.Text;
 using System.Text.Json;
 using IotGateway.Api;
 using IotGateway.Data;
 using IotGateway.Devices;
+using IotGateway.Protocol;
 using IotGateway.Commands;
 using IotGateway.Telemetry;
 using IotGateway.Tests.Infrastructure;
@@ -689,5 +691,5 @@ public abstract class GatewayEndToEndTests
     }
 
     internal static string ArticleAnswer(string deviceId, Guid commandId, string command, string result) =>
-        JsonSerializer.Serialize(new { deviceId, messageType = "commandResp", commandResult = result, uuid = commandId.ToString(), command });
+        Encoding.UTF8.GetString(CommandResponse.ToJson(deviceId, result, commandId.ToString(), command));
 }

@@ -1,3 +1,5 @@
+using IotGateway.Protocol;
+
 namespace IotGateway.Tests.InfrastructureTests;
 
 // The one doubling delay behind the gateway's retry loops (reconnect, ingest, Published marks, database start).

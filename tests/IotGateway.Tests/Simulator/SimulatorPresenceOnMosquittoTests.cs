@@ -1,6 +1,6 @@
 using System.Text.RegularExpressions;
 using DeviceSimulator.Devices;
-using DeviceSimulator.Mqtt;
+using IotGateway.Protocol;
 using IotGateway.Tests.Infrastructure;
 using MQTTnet;
 using MQTTnet.Protocol;
