@@ -1,5 +1,6 @@
 using System.Text.Json;
 using DeviceSimulator.Devices;
+using IotGateway.Protocol;
 using MQTTnet.Formatter;
 using MQTTnet.Server;
 
@@ -104,7 +105,7 @@ public class SimulatedDeviceTests
             $"the broker reports the dropped connection (disconnects so far: {string.Join(", ", broker.DisconnectsOf(id))})");
 
         await gateway.WaitForPresenceAsync(id, "SIGN_IN", Deadline, occurrence: 2);
-        Assert.Equal("SIGN_IN", await broker.RetainedPayloadAsync($"iot/register/{id}"));
+        Assert.Equal("SIGN_IN", await broker.RetainedPayloadAsync(TopicRoots.Default.For(id).Register));
 
         // The device carries on and does not reboot again. REBOOT is acknowledged before the drop, but under 3.1.1 the
         // acknowledgement can be lost with the connection: the broker then delivers it again, and the device answers it
