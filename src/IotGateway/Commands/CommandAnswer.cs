@@ -1,3 +1,4 @@
+using IotGateway.Observability;
 using IotGateway.Protocol;
 using System.Text;
 using System.Text.Json;

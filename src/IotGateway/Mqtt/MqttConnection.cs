@@ -1,4 +1,5 @@
 using IotGateway.Data;
+using IotGateway.Observability;
 using IotGateway.Protocol;
 using IotGateway.Telemetry;
 using Microsoft.Extensions.Options;

@@ -1,3 +1,4 @@
+using IotGateway.Observability;
 using IotGateway.Protocol;
 using System.Threading.Channels;
 using IotGateway.Commands;
