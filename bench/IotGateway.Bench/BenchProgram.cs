@@ -171,6 +171,10 @@ public static class BenchProgram
             new("catch-up: gateway start → all stored / mosquitto_sub start → drained",
                 $"{middle.GatewayAllStored / middle.Subscriber:0.00}× ({Report.Seconds(middle.GatewayAllStored)} / {Report.Seconds(middle.Subscriber)})"),
             new("start-up: gateway process start → ready", Report.Seconds(middle.GatewayReady), Report.Target("≤ 0.5 s", middle.GatewayReady <= TimeSpan.FromSeconds(0.5))),
+            new("catch-up CPU time: gateway start → all stored / the article's server start → drained",
+                middle.ArticleCpu is { } articleCpu ? $"{middle.GatewayCpuAtAllStored / articleCpu:0.00}× ({Report.Seconds(middle.GatewayCpuAtAllStored)} / {Report.Seconds(articleCpu)})" : "n/a",
+                "what each costs, whatever else shares the cores"),
+            new("start-up CPU time: gateway process start → ready", middle.GatewayCpuAtReady is { } readyCpu ? Report.Seconds(readyCpu) : "n/a"),
         };
         foreach (var (name, m) in new[] { ("POST + wait-GET", roundTrip.PostThenGet), ("synchronous POST", roundTrip.Synchronous) })
         {

@@ -15,9 +15,20 @@ public sealed class CatchUpBenchmark(RepositoryLayout layout)
 
     public sealed record Round(TimeSpan Subscriber, TimeSpan? Article, TimeSpan GatewayReady, TimeSpan GatewayAllStored, TimeSpan GatewayDrain)
     {
+        // CPU time (user + system, all threads) of each: on a shared machine, what each really cost.
+        public TimeSpan? SubscriberCpu { get; init; }
+
+        public TimeSpan? ArticleCpu { get; init; }
+
+        public TimeSpan? GatewayCpuAtReady { get; init; }
+
+        public TimeSpan GatewayCpuAtAllStored { get; init; }
+
         // What the round is ranked by: the gateway against the article's server (or mosquitto_sub without it).
         public double Ratio => GatewayAllStored / (Article ?? Subscriber);
     }
+
+    private static string Cpu(TimeSpan? cpu) => cpu is { } c ? Report.Seconds(c) : "n/a";
 
     public sealed record Outcome(BenchResult Result, Round Middle, IReadOnlyList<Round> Rounds, string? ArticleProblem);
 
@@ -40,11 +51,14 @@ public sealed class CatchUpBenchmark(RepositoryLayout layout)
             }
 
             await IngestBenchmark.PublishBacklogAsync(broker, readings, cancellationToken);
-            var subscriber = await IngestBenchmark.DrainWithMosquittoSubAsync(broker, readings, cancellationToken, SubscriberClientId);
-            TimeSpan? articleTime = article is null ? null : await article.DrainAsync(broker, ArticleClientId, readings, cancellationToken);
+            var subscriber = await IngestBenchmark.DrainWithMosquittoSubAsync(broker, readings, cancellationToken, SubscriberClientId, measureCpu: true);
+            (TimeSpan Time, TimeSpan? Cpu)? articleDrain = article is null ? null : await article.DrainAsync(broker, ArticleClientId, readings, cancellationToken);
             var gateway = await ingest.DrainWithGatewayAsync(broker, GatewayClientId, readings, null, cancellationToken);
             notes.AddRange(gateway.Notes);
-            results.Add(new Round(subscriber.Total, articleTime, gateway.Ready, gateway.Total, gateway.Drain));
+            results.Add(new Round(subscriber.Total, articleDrain?.Time, gateway.Ready, gateway.Total, gateway.Drain)
+            {
+                SubscriberCpu = subscriber.Cpu, ArticleCpu = articleDrain?.Cpu, GatewayCpuAtReady = gateway.CpuAtReady, GatewayCpuAtAllStored = gateway.CpuAtAllStored,
+            });
         }
 
         var middle = results.OrderBy(r => r.Ratio).ElementAt(results.Count / 2);
@@ -58,6 +72,9 @@ public sealed class CatchUpBenchmark(RepositoryLayout layout)
             new("gateway: process start → all readings stored", Report.Seconds(middle.GatewayAllStored),
                 middle.Article is { } art ? Report.Target("≤ the article's server", middle.GatewayAllStored <= art) : ""),
             new("gateway: first reading received → all stored", Report.Seconds(middle.GatewayDrain)),
+            new("CPU time (user + system): mosquitto_sub, the article's server, the gateway until ready, the gateway until all stored",
+                $"{Cpu(middle.SubscriberCpu)}, {Cpu(middle.ArticleCpu)}, {Cpu(middle.GatewayCpuAtReady)}, {Cpu(middle.GatewayCpuAtAllStored)}",
+                middle.ArticleCpu is { } ac ? $"gateway / article's server: {middle.GatewayCpuAtAllStored / ac:0.00}×" : ""),
             new("gateway all stored / article's server drained", middle.Article is { } x ? $"{middle.GatewayAllStored / x:0.00}×" : "n/a", reference),
             new("gateway all stored / mosquitto_sub drained", $"{middle.GatewayAllStored / middle.Subscriber:0.00}×"),
             new("each round: mosquitto_sub, article's server, gateway ready, gateway all stored",

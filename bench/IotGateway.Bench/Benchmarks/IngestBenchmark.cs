@@ -170,11 +170,13 @@ public sealed class IngestBenchmark(RepositoryLayout layout)
     /// timestamp per message (-F %U) halved its rate here, which would measure the printing, not the broker.
     /// </summary>
     internal static async Task<Drain> DrainWithMosquittoSubAsync(MosquittoBroker broker, int readings, CancellationToken cancellationToken,
-        string clientId = SubscriberClientId)
+        string clientId = SubscriberClientId, bool measureCpu = false)
     {
         // Through `sh -c 'exec …'` so that its stdout is /dev/null itself, not a pipe we would have to drain; exec
         // keeps one process, so the timing is mosquitto_sub's own (plus a shell start of about a millisecond).
-        var command = $"exec {MosquittoBroker.ClientTool("mosquitto_sub")} {string.Join(' ', SubscriberArguments(broker, clientId).Select(Quote))} -C {readings} > /dev/null";
+        // With measureCpu, the shell stays to report its child's CPU time (`times`) instead of exec'ing it.
+        var run = $"{MosquittoBroker.ClientTool("mosquitto_sub")} {string.Join(' ', SubscriberArguments(broker, clientId).Select(Quote))} -C {readings} > /dev/null";
+        var command = measureCpu ? $"{run}; status=$?; times; exit $status" : $"exec {run}";
         await using var sub = ChildProcess.Start("mosquitto_sub", "/bin/sh", ["-c", command], Path.GetTempPath());
         var timeout = TimeSpan.FromSeconds(60 + readings / 5000);
         if (!await sub.WaitForExitAsync(timeout, cancellationToken))
@@ -188,11 +190,14 @@ public sealed class IngestBenchmark(RepositoryLayout layout)
             throw new BenchFailure($"mosquitto_sub exited with code {sub.ExitCode}. Its output:\n{sub.OutputTail()}");
         }
 
-        return new Drain(time, time);
+        return new Drain(time, time) { Cpu = measureCpu ? ChildProcess.ChildrenCpuTime(sub.OutputTail()) : null };
     }
 
     /// <summary>A reference drain: process start → exit, and its first → last message.</summary>
-    internal sealed record Drain(TimeSpan Total, TimeSpan FirstToLast);
+    internal sealed record Drain(TimeSpan Total, TimeSpan FirstToLast)
+    {
+        public TimeSpan? Cpu { get; init; }
+    }
 
     /// <summary>The library's limit: this bench binary as a fresh process that only receives and acknowledges.</summary>
     private static async Task<Drain> DrainWithMqttnetAloneAsync(MosquittoBroker broker, string clientId, int readings, bool buffered,
@@ -221,7 +226,13 @@ public sealed class IngestBenchmark(RepositoryLayout layout)
         return new Drain(total, TimeSpan.FromMilliseconds(ms));
     }
 
-    internal sealed record GatewayDrain(TimeSpan Ready, TimeSpan FirstStored, long FirstStoredCount, TimeSpan Total, TimeSpan Drain, IReadOnlyList<string> Notes);
+    internal sealed record GatewayDrain(TimeSpan Ready, TimeSpan FirstStored, long FirstStoredCount, TimeSpan Total, TimeSpan Drain, IReadOnlyList<string> Notes)
+    {
+        // The gateway's CPU time (all threads) from its start until ready, and until all were stored.
+        public TimeSpan? CpuAtReady { get; init; }
+
+        public TimeSpan CpuAtAllStored { get; init; }
+    }
 
     /// <summary>Starts the gateway on an empty database and times it until every reading is stored.</summary>
     internal async Task<GatewayDrain> DrainWithGatewayAsync(MosquittoBroker broker, string clientId, int readings, string? postgres,
@@ -235,6 +246,7 @@ public sealed class IngestBenchmark(RepositoryLayout layout)
         long stored = 0;
         (TimeSpan At, long Count)? firstStored = null;
         DateTimeOffset lastStoredAt;
+        TimeSpan cpuAtAllStored;
         var lastProgress = Stopwatch.StartNew();
         while (true)
         {
@@ -247,6 +259,7 @@ public sealed class IngestBenchmark(RepositoryLayout layout)
             if (now >= readings)
             {
                 lastStoredAt = DateTimeOffset.UtcNow;
+                cpuAtAllStored = ProcFs.ReadCpuTime(gateway.ProcessId);
                 break;
             }
 
@@ -294,7 +307,11 @@ public sealed class IngestBenchmark(RepositoryLayout layout)
 
         // ReceivedAt is stamped on receipt, in UTC ticks, by the same machine's clock as lastStoredAt.
         var firstReceivedAt = new DateTimeOffset(GatewayDatabase.Scalar(gateway.DatabasePath, """SELECT MIN("ReceivedAt") FROM "Telemetry" """), TimeSpan.Zero);
-        return new GatewayDrain(ready, firstStored.Value.At, firstStored.Value.Count, total, lastStoredAt - firstReceivedAt, notes);
+        return new GatewayDrain(ready, firstStored.Value.At, firstStored.Value.Count, total, lastStoredAt - firstReceivedAt, notes)
+        {
+            CpuAtReady = gateway.CpuAtReady,
+            CpuAtAllStored = cpuAtAllStored,
+        };
     }
 
     private static string Quote(string argument) => $"'{argument.Replace("'", "'\\''", StringComparison.Ordinal)}'";

@@ -57,16 +57,24 @@ public sealed class RoundTripBenchmark(RepositoryLayout layout)
         await Poll.UntilAsync(async ct => await api.CountSignedInDevicesAsync(ct) >= devices, TimeSpan.FromMilliseconds(50), TimeSpan.FromSeconds(60),
             () => $"the gateway does not list all {devices} devices as signed in", cancellationToken);
 
+        // The gateway's own CPU time (user + system, all threads) per command, from /proc: what each command costs it.
+        async Task<(Measurement Measured, double CpuMs)> MeasureWithCpuAsync(int count, bool synchronous)
+        {
+            var before = ProcFs.ReadCpuTime(gateway.ProcessId);
+            var m = await SendCommandsThroughGatewayAsync(api, deviceIds, count, callers, synchronous, cancellationToken);
+            return (m, (ProcFs.ReadCpuTime(gateway.ProcessId) - before).TotalMilliseconds / count);
+        }
+
         var warmUp = await SendCommandsThroughGatewayAsync(api, deviceIds, warmUpCommands, callers, synchronous: false, cancellationToken);
-        var measured = await SendCommandsThroughGatewayAsync(api, deviceIds, commands, callers, synchronous: false, cancellationToken);
+        var (measured, measuredCpu) = await MeasureWithCpuAsync(commands, synchronous: false);
         // The synchronous form runs the same code after the POST, so a short warm-up of its own is enough.
         var synchronousWarmUp = Math.Min(warmUpCommands, 2_000);
         await SendCommandsThroughGatewayAsync(api, deviceIds, synchronousWarmUp, callers, synchronous: true, cancellationToken);
-        var synchronous = await SendCommandsThroughGatewayAsync(api, deviceIds, commands, callers, synchronous: true, cancellationToken);
+        var (synchronous, synchronousCpu) = await MeasureWithCpuAsync(commands, synchronous: true);
         gateway.ThrowIfExited("during the round trips");
 
         var rows = new List<ResultRow>();
-        foreach (var (name, m) in new[] { ("POST, then GET …?waitSeconds", measured), ("one POST …?waitSeconds", synchronous) })
+        foreach (var (name, m, cpu) in new[] { ("POST, then GET …?waitSeconds", measured, measuredCpu), ("one POST …?waitSeconds", synchronous, synchronousCpu) })
         {
             var p50 = m.Latency.P50Ms / bare.Latency.P50Ms;
             var p99 = m.Latency.P99Ms / bare.Latency.P99Ms;
@@ -75,6 +83,8 @@ public sealed class RoundTripBenchmark(RepositoryLayout layout)
             rows.Add(new($"… p99 / max", $"{Report.Milliseconds(m.Latency.P99Ms)} / {Report.Milliseconds(m.Latency.MaxMs)}", $"bare MQTT {Report.Milliseconds(bare.Latency.P99Ms)} / {Report.Milliseconds(bare.Latency.MaxMs)}; {p99:0.0}×; {Report.Target("≤ 2×", p99 <= 2)}"));
             rows.Add(new($"… commands completed per second", Report.Rate(m.Rate, "commands"), $"bare MQTT {Report.Rate(bare.Rate, "requests")}; {rate:0.00}×; {Report.Target("≥ 0.5×", rate >= 0.5)}"));
             rows.Add(new($"… stages (medians)", m.Stages ?? ""));
+            rows.Add(new($"… the gateway's CPU time per command (all threads)", Report.Milliseconds(cpu),
+                $"the most {Environment.ProcessorCount} cores could run with nothing else on them: {Report.Rate(Environment.ProcessorCount * 1000 / cpu, "commands")}"));
         }
 
         rows.Add(new($"gateway warm-up, the first {Report.Count(warmUpCommands)} commands after start (POST, then GET): p50 / p99, rate",

@@ -73,11 +73,12 @@ public sealed class ArticleServer
 
     /// <summary>
     /// Runs the server on the given session until it has received <paramref name="readings"/> messages; its log
-    /// goes to /dev/null (as mosquitto_sub's output does). Returns process start → exit.
+    /// goes to /dev/null (as mosquitto_sub's output does). Returns process start → exit, and its CPU time.
     /// </summary>
-    public async Task<TimeSpan> DrainAsync(MosquittoBroker broker, string clientId, int readings, CancellationToken cancellationToken)
+    public async Task<(TimeSpan Time, TimeSpan? Cpu)> DrainAsync(MosquittoBroker broker, string clientId, int readings, CancellationToken cancellationToken)
     {
-        var command = $"exec node -r ./{CounterScript} mqtt/iot-server.js > /dev/null";
+        // The shell stays to report the server's CPU time (`times`) after it exits.
+        var command = $"node -r ./{CounterScript} mqtt/iot-server.js > /dev/null; status=$?; times; exit $status";
         await using var server = ChildProcess.Start("article-server", "/bin/sh", ["-c", command], Directory, new Dictionary<string, string>
         {
             ["BROKER"] = broker.Url,
@@ -101,7 +102,7 @@ public sealed class ArticleServer
             throw new BenchFailure($"The article's server exited with code {server.ExitCode}. Its output:\n{server.OutputTail()}");
         }
 
-        return time;
+        return (time, ChildProcess.ChildrenCpuTime(server.OutputTail()));
     }
 
     private static async Task<string?> RunAsync(string fileName, string[] arguments, string workingDirectory, CancellationToken cancellationToken)
