@@ -26,6 +26,14 @@ public sealed class PostgresCommandStore(NpgsqlDataSource dataSource, IServiceSc
             {
                 BatchCommands =
                 {
+                    // Queueing transactions for the same device take turns, so a device's sequence numbers commit in
+                    // order: otherwise a later number could commit first, be published, and the earlier one follow it.
+                    // Devices share 256 lock buckets (one lock per bucket however large a bulk request), taken in
+                    // order so two bulk requests cannot deadlock.
+                    Statement("""
+                        SELECT pg_advisory_xact_lock(7301, bucket)
+                        FROM (SELECT DISTINCT hashtext(d) & 255 AS bucket FROM unnest($1::text[]) AS d ORDER BY bucket) AS b
+                        """, TextArray(devices)),
                     // ORDER BY the input's position: sequences follow the order given.
                     Statement("""
                         INSERT INTO "Commands" ("Id", "DeviceId", "Name", "Payload", "Status", "TtlSeconds", "CreatedAt", "ExpiresAt", "RequestedBy", "BatchId")
@@ -55,6 +63,7 @@ public sealed class PostgresCommandStore(NpgsqlDataSource dataSource, IServiceSc
                 },
             };
             await using var reader = await batch.ExecuteReaderAsync(cancellationToken);
+            await reader.NextResultAsync(cancellationToken);
             var sequences = (await ReadAllAsync(reader, r => (Id: r.GetString(0), Sequence: r.GetInt64(1)), cancellationToken))
                 .ToDictionary(x => x.Id, x => x.Sequence, StringComparer.Ordinal);
             foreach (var command in commands)
