@@ -17,6 +17,7 @@ WORKDIR /src
 COPY global.json Directory.Build.props Directory.Packages.props ./
 COPY src/IotGateway/IotGateway.csproj src/IotGateway/
 COPY src/DeviceSimulator/DeviceSimulator.csproj src/DeviceSimulator/
+COPY src/IotGateway.Protocol/IotGateway.Protocol.csproj src/IotGateway.Protocol/
 RUN dotnet restore src/IotGateway/IotGateway.csproj --os linux -a $TARGETARCH \
  && dotnet restore src/DeviceSimulator/DeviceSimulator.csproj
 COPY appsettings.json ./

@@ -17,7 +17,7 @@ public static class BenchProgram
           ingest    [--readings 100000] [--rounds 3]           drain a QoS 1 backlog: gateway (SQLite, PostgreSQL) vs mosquitto_sub
           roundtrip [--devices 100] [--commands 10000] [--callers 8] [--warmup 15000] [--database sqlite|postgresql]
                                                                command round trip vs bare MQTT request/response
-          fleet     [--devices 10000]                          sign-in, memory, CPU and a bulk PING of a large fleet
+          fleet     [--devices 10000] [--transport mqtt|tcp]   sign-in, memory, CPU and a bulk PING of a large fleet
           startup   [--readings 1000000]                       start → ready, empty and with N stored readings
           reads     [--readings 1000000]                       aggregates, export, latest, event latency over N readings; retention
           all                                                  all of the above with their defaults, one table
@@ -113,7 +113,7 @@ public static class BenchProgram
     {
         "ingest" => BenchArguments.Parse(rest, ["readings", "rounds", "configuration", "gateway"]),
         "roundtrip" => BenchArguments.Parse(rest, ["devices", "commands", "callers", "warmup", "database", "configuration", "gateway"]),
-        "fleet" => BenchArguments.Parse(rest, ["devices", "configuration", "gateway"]),
+        "fleet" => BenchArguments.Parse(rest, ["devices", "transport", "configuration", "gateway"]),
         "startup" => BenchArguments.Parse(rest, ["readings", "configuration", "gateway"]),
         "reads" => BenchArguments.Parse(rest, ["readings", "configuration", "gateway"]),
         "all" => BenchArguments.Parse(rest, ["configuration", "gateway"]),
@@ -135,7 +135,8 @@ public static class BenchProgram
                 options.Text("database", "sqlite"),
                 cancellationToken),
             "catchup" => RunCatchUpAsync(layout, options, cancellationToken),
-            "fleet" => new FleetBenchmark(layout).RunAsync(options.Int("devices", FleetBenchmark.DefaultDevices), cancellationToken),
+            "fleet" => new FleetBenchmark(layout).RunAsync(options.Int("devices", FleetBenchmark.DefaultDevices), options.Text("transport", "mqtt"),
+                cancellationToken),
             "startup" => new StartupBenchmark(layout).RunAsync(options.Int("readings", StartupBenchmark.DefaultReadings, min: 0), cancellationToken),
             "reads" => new ReadsBenchmark(layout).RunAsync(options.Int("readings", ReadsBenchmark.DefaultReadings, min: 1000), cancellationToken),
             _ => throw new UsageException($"Unknown subcommand '{subcommand}'."),

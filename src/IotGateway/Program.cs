@@ -7,6 +7,7 @@ using IotGateway.Events;
 using IotGateway.Health;
 using IotGateway.Mqtt;
 using IotGateway.Security;
+using IotGateway.Tcp;
 using IotGateway.Telemetry;
 using IotGateway.WebConsole;
 
@@ -34,6 +35,7 @@ builder.Services.AddSingleton<DeviceRegistry>();
 builder.Services.AddScoped<DeviceDeletion>();
 builder.Services.AddTelemetryIngest();
 builder.Services.AddCommands();
+builder.Services.AddTcpDevices();
 builder.Services.AddGatewayEvents();
 
 // HTTP API

@@ -20,20 +20,33 @@ public sealed class FleetBenchmark(RepositoryLayout layout)
 
     private const string SignedInCount = """SELECT COUNT(*) FROM "Devices" WHERE "SignedIn" = 1""";
 
-    public async Task<BenchResult> RunAsync(int devices, CancellationToken cancellationToken)
+    /// <param name="devices">How many devices.</param>
+    /// <param name="transport">"mqtt" (through Mosquitto) or "tcp" (the article's plain TCP, to the gateway's listener).</param>
+    /// <param name="cancellationToken">Stops the run.</param>
+    public async Task<BenchResult> RunAsync(int devices, string transport, CancellationToken cancellationToken)
     {
+        var tcp = transport switch
+        {
+            "mqtt" => false,
+            "tcp" => true,
+            _ => throw new UsageException($"--transport must be mqtt or tcp, not '{transport}'."),
+        };
         CheckOpenFileLimit(devices);
 
         await using var broker = await MosquittoBroker.StartAsync(cancellationToken);
         using var data = TempDirectory.Create("iotgw-bench-fleet-");
-        await using var gateway = GatewayProcess.Start(layout, broker, "bench-fleet", data.Path);
+        var tcpPort = FreePort.OnLoopback();
+        await using var gateway = GatewayProcess.Start(layout, broker, "bench-fleet", data.Path,
+            settings: tcp ? new Dictionary<string, string> { ["Tcp__Port"] = tcpPort.ToString(System.Globalization.CultureInfo.InvariantCulture) } : null);
         await gateway.WaitUntilReadyAsync(TimeSpan.FromSeconds(60), cancellationToken);
         using var api = gateway.Api();
 
         // Sign-in: from the first device connecting until the gateway lists them all.
         var deviceIds = Enumerable.Range(0, devices).Select(i => $"fleet-{i:D5}").ToArray();
         var signIn = Stopwatch.StartNew();
-        await using var fleet = await DeviceFleet.ConnectAsync(broker, deviceIds, ConnectConcurrency, cancellationToken);
+        await using IBenchFleet fleet = tcp
+            ? await TcpDeviceFleet.ConnectAsync(tcpPort, deviceIds, ConnectConcurrency, cancellationToken)
+            : await DeviceFleet.ConnectAsync(broker, deviceIds, ConnectConcurrency, cancellationToken);
         var connected = signIn.Elapsed;
         // Counted from the gateway's SQLite file, so the polling does not load the gateway it is timing; the API is
         // asked once at the end.
@@ -58,7 +71,8 @@ public sealed class FleetBenchmark(RepositoryLayout layout)
 
         var rows = new List<ResultRow>
         {
-            new("devices connected, subscribed and SIGN_IN published (200 at a time)", Report.Seconds(connected)),
+            new(tcp ? "devices connected and SIGNUP written (200 at a time)" : "devices connected, subscribed and SIGN_IN published (200 at a time)",
+                Report.Seconds(connected)),
             new("first connect → gateway has stored all signed in", Report.Seconds(allSignedIn)),
             new($"gateway RSS with the fleet signed in, after {2 * IdleWindow.TotalSeconds:0} s idle", Report.Megabytes(idleMemory.RssMb)),
             new($"gateway CPU while idle, first {IdleWindow.TotalSeconds:0} s after the last sign-in", $"{idleCpuPercent:0.0} % of one core"),
@@ -73,7 +87,9 @@ public sealed class FleetBenchmark(RepositoryLayout layout)
         };
         var notes = new List<string>
         {
-            $"{Report.Count(devices)} devices, each an in-process MQTTnet client with its own connection and persistent session, answering PONG at QoS 2; the bench, Mosquitto and the gateway share the machine's {Environment.ProcessorCount} cores.",
+            tcp
+                ? $"{Report.Count(devices)} devices, each an in-process socket to the gateway's TCP listener speaking the article's tcp/iot-device.js protocol, answering PONG; the bench, Mosquitto (the gateway's own connection only) and the gateway share the machine's {Environment.ProcessorCount} cores."
+                : $"{Report.Count(devices)} devices, each an in-process MQTTnet client with its own connection and persistent session, answering PONG at QoS 2; the bench, Mosquitto and the gateway share the machine's {Environment.ProcessorCount} cores.",
             "Signed-in devices and the bulk PING's completed commands counted from the gateway's SQLite file (every 200 and 100 ms), so the polling does not load the gateway; the API is checked once after each.",
         };
         if (fleet.AnswerFailures > 0)
@@ -86,7 +102,7 @@ public sealed class FleetBenchmark(RepositoryLayout layout)
             notes.Add($"DEVICES RECEIVED {fleet.CommandsReceived} COMMANDS for {devices} queued (duplicates or losses).");
         }
 
-        return new BenchResult("fleet", $"fleet: {Report.Count(devices)} always-online devices", rows, notes);
+        return new BenchResult(tcp ? "fleet-tcp" : "fleet", $"fleet: {Report.Count(devices)} always-online {(tcp ? "TCP" : "MQTT")} devices", rows, notes);
     }
 
     private static async Task<double> MeasureCpuPercentAsync(int pid, CancellationToken cancellationToken)

@@ -8,7 +8,7 @@ namespace IotGateway.Bench.Infrastructure;
 /// device: subscribed to iot/cmd/req/{id} at QoS 2, signed in with a retained SIGN_IN, answering every command
 /// with PONG on iot/cmd/resp/{id} at once.
 /// </summary>
-public sealed class DeviceFleet : IAsyncDisposable
+public sealed class DeviceFleet : IBenchFleet
 {
     private static readonly byte[] SignIn = "SIGN_IN"u8.ToArray();
     private static readonly TimeSpan AnswerTimeout = TimeSpan.FromSeconds(30);

@@ -4,6 +4,7 @@ using DeviceSimulator.Commands;
 using DeviceSimulator.Devices;
 using DeviceSimulator.Fleet;
 using DeviceSimulator.Mqtt;
+using DeviceSimulator.Tcp;
 using MQTTnet.Formatter;
 
 namespace DeviceSimulator.Cli;
@@ -18,6 +19,23 @@ internal static class SimulatorCommand
     {
         Description = "Broker URL: mqtt://host:port, mqtts:// for TLS, tcp://, ws:// or wss:// [env: BROKER]",
         DefaultValueFactory = _ => Environment("BROKER", "mqtt://localhost:1883"),
+    };
+
+    private static readonly Option<string> Transport = new("--transport")
+    {
+        Description = "mqtt: the article's MQTT device; tcp: the article's TCP device, connected to --server",
+        DefaultValueFactory = _ => "mqtt",
+    };
+
+    private static readonly Option<string> Server = new("--server")
+    {
+        Description = "TCP transport: the gateway's TCP listener as host:port [env: SERVER_HOST, SERVER_PORT]",
+        DefaultValueFactory = _ => $"{Environment("SERVER_HOST", "localhost")}:{Environment("SERVER_PORT", "30000")}",
+    };
+
+    private static readonly Option<bool> Tls = new("--tls")
+    {
+        Description = "TCP transport: connect with TLS (see --allow-untrusted for self-signed certificates)",
     };
 
     private static readonly Option<string> DeviceId = new("--device-id")
@@ -99,10 +117,11 @@ internal static class SimulatorCommand
     public static RootCommand Create()
     {
         Protocol.AcceptOnlyFromAmong("3.1.1", "5");
+        Transport.AcceptOnlyFromAmong("mqtt", "tcp");
         var root = new RootCommand("Simulated MQTT IoT device(s), after the article's Node.js device: presence with Last Will, "
             + "telemetry every interval in a short connection window, commands answered from a persistent session.")
         {
-            Broker, DeviceId, DataTopic, CommandRequestTopic, CommandResponseTopic, RegisterTopic,
+            Broker, Transport, Server, Tls, DeviceId, DataTopic, CommandRequestTopic, CommandResponseTopic, RegisterTopic,
             Interval, Online, Protocol, Devices, IdPrefix, AlwaysOnline, MaxConnects,
             Username, Password, AllowUntrusted, Seed, Verbose,
         };
@@ -127,8 +146,8 @@ internal static class SimulatorCommand
         }
         else
         {
-            Console.WriteLine($"STARTING MQTT IOT DEVICE <{device.DeviceId}>");
-            using var simulated = new SimulatedDevice(device);
+            Console.WriteLine($"STARTING {(device.Transport == DeviceTransport.Tcp ? "TCP" : "MQTT")} IOT DEVICE <{device.DeviceId}>");
+            using ISimulatedDevice simulated = device.Transport == DeviceTransport.Tcp ? new TcpSimulatedDevice(device) : new SimulatedDevice(device);
             await simulated.RunAsync(shutdown.Token).ConfigureAwait(false);
         }
 
@@ -141,6 +160,14 @@ internal static class SimulatorCommand
         fleet = null;
         if (!BrokerAddress.TryParse(parse.GetValue(Broker), out var broker, out error))
         {
+            return false;
+        }
+
+        var transport = parse.GetValue(Transport) == "tcp" ? DeviceTransport.Tcp : DeviceTransport.Mqtt;
+        System.Net.DnsEndPoint? server = null;
+        if (transport == DeviceTransport.Tcp && !TryParseServer(parse.GetValue(Server), out server))
+        {
+            error = $"--server must be host:port with a port from 1 to 65535, not '{parse.GetValue(Server)}'";
             return false;
         }
 
@@ -180,6 +207,9 @@ internal static class SimulatorCommand
         device = new DeviceSettings
         {
             Broker = broker,
+            Transport = transport,
+            TcpServer = server,
+            TcpTls = parse.GetValue(Tls),
             DeviceId = parse.GetValue(DeviceId)!,
             Topics = new TopicRoots(parse.GetValue(DataTopic)!, parse.GetValue(CommandRequestTopic)!, parse.GetValue(CommandResponseTopic)!, parse.GetValue(RegisterTopic)!),
             Interval = TimeSpan.FromSeconds(interval),
@@ -205,6 +235,19 @@ internal static class SimulatorCommand
         }
 
         error = null;
+        return true;
+    }
+
+    private static bool TryParseServer(string? value, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out System.Net.DnsEndPoint? server)
+    {
+        server = null;
+        var colon = value?.LastIndexOf(':') ?? -1;
+        if (colon <= 0 || !int.TryParse(value.AsSpan(colon + 1), NumberStyles.None, CultureInfo.InvariantCulture, out var port) || port is < 1 or > 65535)
+        {
+            return false;
+        }
+
+        server = new System.Net.DnsEndPoint(value![..colon].Trim('[', ']'), port);
         return true;
     }
 

@@ -9,6 +9,12 @@ internal sealed record DeviceSettings
     public const string DefaultDeviceId = "sim-iot-device-0001";
 
     public required BrokerAddress Broker { get; init; }
+
+    public DeviceTransport Transport { get; init; } = DeviceTransport.Mqtt;
+
+    // The article's TCP server (SERVER_HOST:SERVER_PORT), for the TCP transport; TcpTls wraps the connection in TLS.
+    public System.Net.DnsEndPoint? TcpServer { get; init; }
+    public bool TcpTls { get; init; }
     public string DeviceId { get; init; } = DefaultDeviceId;
     public TopicRoots Topics { get; init; } = new();
     public TimeSpan Interval { get; init; } = TimeSpan.FromSeconds(15);
@@ -33,6 +39,10 @@ internal sealed record DeviceSettings
     public bool LogEachMessage { get; init; } = true;
 
     public DeviceTopics OwnTopics() => new(Topics, DeviceId);
+
+    public string ServerDescription => Transport == DeviceTransport.Tcp
+        ? $"{(TcpTls ? "tls" : "tcp")}://{TcpServer!.Host}:{TcpServer.Port}"
+        : Broker.ToString();
 }
 
 // The article's four topic roots (DATA_TOPIC, CMD_REQ_TOPIC, CMD_RESP_TOPIC, REGISTER_TOPIC).

@@ -8,7 +8,7 @@ namespace DeviceSimulator.Devices;
 // The article's MQTT IoT device: signs in once, then every interval connects for a short window, sends one
 // reading and answers the commands that waited for it; signs out when stopped. With AlwaysOnline it stays
 // connected instead. One async loop per device and no thread of its own, so a fleet of thousands is cheap.
-internal sealed partial class SimulatedDevice : ICommandTarget, IDisposable
+internal sealed partial class SimulatedDevice : ISimulatedDevice, ICommandTarget
 {
     private const int MaxUnsentReadings = 100;
     private static readonly TimeSpan AnswerTimeout = TimeSpan.FromSeconds(10);

@@ -1,5 +1,6 @@
 using System.Globalization;
 using DeviceSimulator.Devices;
+using DeviceSimulator.Tcp;
 
 namespace DeviceSimulator.Fleet;
 
@@ -32,7 +33,7 @@ internal sealed class DeviceFleet : IDisposable
     private readonly TextWriter _output;
     private readonly TimeProvider _time;
     private readonly SemaphoreSlim _connectSlots;
-    private readonly SimulatedDevice[] _devices;
+    private readonly ISimulatedDevice[] _devices;
 
     public DeviceFleet(FleetSettings settings, TextWriter? output = null, TimeProvider? time = null)
     {
@@ -41,16 +42,18 @@ internal sealed class DeviceFleet : IDisposable
         _output = output ?? Console.Out;
         _time = time ?? TimeProvider.System;
         _connectSlots = new SemaphoreSlim(settings.MaxConcurrentConnects, settings.MaxConcurrentConnects);
-        _devices = new SimulatedDevice[settings.Devices];
+        _devices = new ISimulatedDevice[settings.Devices];
         for (var i = 0; i < _devices.Length; i++)
         {
             var deviceSettings = SettingsForDevice(i);
             var log = new DeviceLog(_output, deviceSettings.DeviceId, deviceSettings.LogEachMessage);
-            _devices[i] = new SimulatedDevice(deviceSettings, log, _connectSlots, _time);
+            _devices[i] = deviceSettings.Transport == DeviceTransport.Tcp
+                ? new TcpSimulatedDevice(deviceSettings, log, _connectSlots, _time)
+                : new SimulatedDevice(deviceSettings, log, _connectSlots, _time);
         }
     }
 
-    public IReadOnlyList<SimulatedDevice> Devices => _devices;
+    public IReadOnlyList<ISimulatedDevice> Devices => _devices;
 
     // When every device first had SIGN_IN published, measured from the start of RunAsync.
     public TimeSpan? AllSignedInAfter { get; private set; }
@@ -64,7 +67,7 @@ internal sealed class DeviceFleet : IDisposable
         var started = _time.GetTimestamp();
         var mode = _settings.Template.AlwaysOnline ? "always online" : $"online {_settings.Template.OnlineWindow.TotalSeconds:0.###} s in every interval";
         _output.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"[fleet] STARTING {_devices.Length} DEVICES {DeviceIdFor(_settings.IdPrefix, 1)}..{DeviceIdFor(_settings.IdPrefix, _devices.Length)} ON {_settings.Template.Broker}, interval {_settings.Template.Interval.TotalSeconds:0.###} s, {mode}"));
+            $"[fleet] STARTING {_devices.Length} DEVICES {DeviceIdFor(_settings.IdPrefix, 1)}..{DeviceIdFor(_settings.IdPrefix, _devices.Length)} ON {_settings.Template.ServerDescription}, interval {_settings.Template.Interval.TotalSeconds:0.###} s, {mode}"));
 
         using var progressStop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var progress = Task.WhenAll(WatchSignInAsync(started, progressStop.Token), ReportProgressAsync(started, progressStop.Token));

@@ -137,7 +137,7 @@ internal static class Examples
         _ => "https://tools.ietf.org/html/rfc9110#section-15.6.4",
     };
 
-    private static DeviceView Device => new(DeviceId, true, At.AddSeconds(12), At.AddDays(-3), At, At.AddHours(-1), 5120, 1, Reading);
+    private static DeviceView Device => new(DeviceId, true, DeviceTransports.Mqtt, At.AddSeconds(12), At.AddDays(-3), At, At.AddHours(-1), 5120, 1, Reading);
 
     private const string Token = "Xo3o1kHcV1o0mX6r5T0rj3p6pQ9bA7yqT1lE2b9cW4s";
 

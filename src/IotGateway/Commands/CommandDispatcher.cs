@@ -117,6 +117,7 @@ public sealed partial class CommandDispatcher(
 
         signals.QueuedForOwner += OnQueued;
         signals.Resynchronise += Wake;
+        transport.DeviceReachable += OnReachable;
         var marking = marks.RunAsync(stoppingToken);
         try
         {
@@ -126,6 +127,7 @@ public sealed partial class CommandDispatcher(
         {
             signals.QueuedForOwner -= OnQueued;
             signals.Resynchronise -= Wake;
+            transport.DeviceReachable -= OnReachable;
             // Lanes see the cancellation at once; what they published is still marked before we let go of them.
             Task[] lanes;
             lock (_sync)
@@ -281,6 +283,9 @@ public sealed partial class CommandDispatcher(
                     // Not connected: the scan after the reconnect takes the device up again.
                     Wake();
                     return;
+                case SendResult.Away:
+                    // The device itself is not reachable now (a TCP device away): the transport says when it is back.
+                    return;
                 default:
                     Failed();
                     return;
@@ -318,6 +323,8 @@ public sealed partial class CommandDispatcher(
 
         return true;
     }
+
+    private void OnReachable(string deviceId) => Run([deviceId], leaseUntil: null);
 
     private void OnQueued(string owner, IReadOnlyList<string> deviceIds)
     {

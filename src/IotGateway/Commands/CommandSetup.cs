@@ -10,7 +10,9 @@ public static class CommandSetup
         services.AddSingleton<IValidateOptions<CommandOptions>, CommandOptionsValidator>();
         services.AddScoped<CommandQueue>();
         services.AddSingleton<CommandCompletion>();
-        services.AddSingleton<ICommandTransport, MqttCommandTransport>();
+        services.AddSingleton<MqttCommandTransport>();
+        services.AddSingleton<Tcp.TcpCommandTransport>();
+        services.AddSingleton<ICommandTransport, CommandRouter>();
         services.AddSingleton<PublishedMarks>();
         services.AddSingleton<CommandDispatcher>();
         services.AddHostedService(sp => sp.GetRequiredService<CommandDispatcher>());

@@ -17,19 +17,47 @@ public enum SendResult
 
     // Refused or failed: it stays Pending, and the dispatcher backs off before it tries again.
     Failed,
+
+    // The device itself cannot be reached now (a TCP device that is not connected): it stays Pending, and the transport
+    // raises DeviceReachable when the device is back.
+    Away,
 }
 
-// How a lane hands a command to its device. MQTT is the only transport today; devices on other transports (TCP,
-// issue 15) plug in here, chosen per device.
+// How a lane hands a command to its device: through the broker, or over a TCP device's own connection (CommandRouter
+// chooses per device).
 public interface ICommandTransport
 {
     Task<SendResult> SendAsync(Command command, DateTimeOffset now, CancellationToken cancellationToken);
+
+    // A device this transport answered Away for can be reached now: its lane runs again.
+    event Action<string>? DeviceReachable;
+}
+
+// A TCP device's commands go to its connection; every other device's through the broker. A TCP device is never
+// published to over MQTT, even while it is away: nothing there would read it.
+public sealed class CommandRouter(MqttCommandTransport mqtt, Tcp.TcpCommandTransport tcp, Devices.DeviceRegistry registry) : ICommandTransport
+{
+    public Task<SendResult> SendAsync(Command command, DateTimeOffset now, CancellationToken cancellationToken) =>
+        registry.IsTcp(command.DeviceId) ? tcp.SendAsync(command, now, cancellationToken) : mqtt.SendAsync(command, now, cancellationToken);
+
+    public event Action<string>? DeviceReachable
+    {
+        add => tcp.DeviceReachable += value;
+        remove => tcp.DeviceReachable -= value;
+    }
 }
 
 // Publishes a command at QoS 2 on {CommandRequest}/{deviceId}, with the MQTT 5 message expiry set to what is left of its TTL.
 public sealed partial class MqttCommandTransport(MqttConnection connection, TopicLayout topics, IOptions<MqttOptions> options,
     ILogger<MqttCommandTransport> logger) : ICommandTransport
 {
+    // The broker holds what a device's session has not taken yet: an MQTT device is never away.
+    public event Action<string>? DeviceReachable
+    {
+        add { }
+        remove { }
+    }
+
     private readonly bool _mqtt5 = options.Value.UsesMqtt5;
 
     public async Task<SendResult> SendAsync(Command command, DateTimeOffset now, CancellationToken cancellationToken)

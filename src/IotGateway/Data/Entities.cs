@@ -12,6 +12,18 @@ public sealed class Device
     // Maintained as data is written (telemetry batches and command triggers), never counted per request.
     public long TelemetryCount { get; set; }
     public int PendingCommands { get; set; }
+
+    // How it last signed in: "mqtt", or "tcp" (the article's TCP device, on the gateway's TCP listener).
+    public string Transport { get; set; } = DeviceTransports.Mqtt;
+
+    // For a TCP device, the gateway instance (its Mqtt:ClientId) that holds its connection; null while it is away.
+    public string? TcpInstance { get; set; }
+}
+
+public static class DeviceTransports
+{
+    public const string Mqtt = "mqtt";
+    public const string Tcp = "tcp";
 }
 
 public enum PayloadFormat

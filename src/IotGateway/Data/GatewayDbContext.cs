@@ -48,6 +48,8 @@ public abstract class GatewayDbContext(DbContextOptions options) : DbContext(opt
             device.ToTable("Devices");
             device.HasKey(d => d.Id);
             device.Property(d => d.Id).HasMaxLength(DeviceIds.MaxLength);
+            device.Property(d => d.Transport).HasMaxLength(8).HasDefaultValue(DeviceTransports.Mqtt);
+            device.Property(d => d.TcpInstance).HasMaxLength(128);
             device.HasIndex(d => d.SignedIn);
         });
 

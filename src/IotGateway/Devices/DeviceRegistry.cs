@@ -4,18 +4,32 @@ using Microsoft.EntityFrameworkCore;
 
 namespace IotGateway.Devices;
 
-// Which devices are signed in right now: loaded from the database at start, then kept current by the
-// writer after each commit. The database stays the truth; this answers hot questions without a query.
+// Which devices are signed in right now, and which talk TCP: loaded from the database at start, then kept current by
+// the writer after each commit. The database stays the truth; this answers hot questions without a query.
 public sealed class DeviceRegistry(GatewayMetrics metrics)
 {
     private readonly ConcurrentDictionary<string, bool> _signedIn = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, bool> _tcp = new(StringComparer.Ordinal);
+
+    // A TCP device's sign-in is committed: commands waiting for it can go out now.
+    public event Action<string>? TcpDeviceSignedIn;
 
     public async Task LoadAsync(GatewayDbContext db, CancellationToken cancellationToken)
     {
         _signedIn.Clear();
-        await foreach (var id in db.Devices.AsNoTracking().Where(d => d.SignedIn).Select(d => d.Id).AsAsyncEnumerable().WithCancellation(cancellationToken))
+        _tcp.Clear();
+        await foreach (var device in db.Devices.AsNoTracking().Where(d => d.SignedIn || d.Transport == DeviceTransports.Tcp)
+            .Select(d => new { d.Id, d.SignedIn, d.Transport }).AsAsyncEnumerable().WithCancellation(cancellationToken))
         {
-            _signedIn[id] = true;
+            if (device.SignedIn)
+            {
+                _signedIn[device.Id] = true;
+            }
+
+            if (device.Transport == DeviceTransports.Tcp)
+            {
+                _tcp[device.Id] = true;
+            }
         }
 
         metrics.SignedInDevices = _signedIn.Count;
@@ -23,7 +37,11 @@ public sealed class DeviceRegistry(GatewayMetrics metrics)
 
     public bool IsSignedIn(string deviceId) => _signedIn.ContainsKey(deviceId);
 
-    public void SetPresence(string deviceId, bool signedIn)
+    // Its last sign-in came over the TCP listener: its commands go to its connection, never to the broker.
+    public bool IsTcp(string deviceId) => _tcp.ContainsKey(deviceId);
+
+    // via: the transport the change came over when it says how the device connects (see PresenceWrite).
+    public void SetPresence(string deviceId, bool signedIn, string? via = null)
     {
         if (signedIn)
         {
@@ -34,6 +52,19 @@ public sealed class DeviceRegistry(GatewayMetrics metrics)
             _signedIn.TryRemove(deviceId, out _);
         }
 
+        if (via == DeviceTransports.Tcp)
+        {
+            _tcp[deviceId] = true;
+        }
+        else if (via == DeviceTransports.Mqtt)
+        {
+            _tcp.TryRemove(deviceId, out _);
+        }
+
         metrics.SignedInDevices = _signedIn.Count;
+        if (signedIn && via == DeviceTransports.Tcp)
+        {
+            TcpDeviceSignedIn?.Invoke(deviceId);
+        }
     }
 }

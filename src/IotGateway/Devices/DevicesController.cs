@@ -13,6 +13,7 @@ namespace IotGateway.Devices;
 /// <summary>A device and its presence.</summary>
 /// <param name="Id">The device id (its topic level).</param>
 /// <param name="SignedIn">True when its last presence message was SIGN_IN; false after SIGN_OUT or its Last Will.</param>
+/// <param name="Transport">How the device last signed in: "mqtt" (through the broker) or "tcp" (on the gateway's TCP listener).</param>
 /// <param name="LastSeen">When a message from the device itself last arrived.</param>
 /// <param name="FirstSeen">When the gateway first heard of it.</param>
 /// <param name="SignedInAt">When it last signed in.</param>
@@ -23,6 +24,7 @@ namespace IotGateway.Devices;
 public sealed record DeviceView(
     string Id,
     bool SignedIn,
+    string Transport,
     DateTimeOffset? LastSeen,
     DateTimeOffset FirstSeen,
     DateTimeOffset? SignedInAt,
@@ -141,7 +143,7 @@ public sealed class DevicesController(GatewayDbContext db) : ControllerBase
             .LeftJoin(db.Telemetry, x => x.LatestId, r => (long?)r.Id, (x, r) => new DeviceRow(x.Device, r));
 
     private static DeviceView ToView(Device d, TelemetryReading? latest) =>
-        new(d.Id, d.SignedIn, d.LastSeen, d.FirstSeen, d.SignedInAt, d.SignedOutAt, d.TelemetryCount, d.PendingCommands, latest?.ToView());
+        new(d.Id, d.SignedIn, d.Transport, d.LastSeen, d.FirstSeen, d.SignedInAt, d.SignedOutAt, d.TelemetryCount, d.PendingCommands, latest?.ToView());
 
     private sealed record DeviceRow(Device Device, TelemetryReading? Latest);
 }

@@ -27,11 +27,11 @@ public sealed class EventsController(EventHub hub, EventTokens tokens, IOptions<
         : connected
         retry: 5000
 
-        data: {"type":"presence","deviceId":"sensor-1","signedIn":true,"at":"2026-11-25T10:15:02.1234567+00:00"}
+        data: {"type":"presence","deviceId":"sensor-1","signedIn":true,"at":"2026-11-25T10:15:02.123Z"}
 
-        data: {"type":"reading","deviceId":"sensor-1","receivedAt":"2026-11-25T10:15:03.5012345+00:00","topic":"iot/data/sensor-1","format":"Json","payload":{"temp":21.5,"sensors":{"humidity":40},"messageId":"r-17"},"messageKey":"r-17"}
+        data: {"type":"reading","deviceId":"sensor-1","receivedAt":"2026-11-25T10:15:03.501Z","topic":"iot/data/sensor-1","format":"Json","payload":{"temp":21.5,"sensors":{"humidity":40},"messageId":"r-17"},"messageKey":"r-17"}
 
-        data: {"type":"command","deviceId":"sensor-1","commandId":"01937a4e-5f7c-7d21-9c55-0a4b3c2d1e0f","status":"Completed","at":"2026-11-25T10:15:04.0000000+00:00","result":"PONG"}
+        data: {"type":"command","deviceId":"sensor-1","commandId":"01937a4e-5f7c-7d21-9c55-0a4b3c2d1e0f","status":"Completed","at":"2026-11-25T10:15:04.000Z","result":"PONG"}
 
         : heartbeat
 
@@ -42,9 +42,9 @@ public sealed class EventsController(EventHub hub, EventTokens tokens, IOptions<
     /// Each event is one `data:` line holding a JSON object with its `type` and `deviceId`, sent after the change is
     /// committed:
     ///
-    ///     data: {"type":"presence","deviceId":"sensor-1","signedIn":true,"at":"2026-11-25T10:15:02.1234567+00:00"}
-    ///     data: {"type":"reading","deviceId":"sensor-1","receivedAt":"2026-11-25T10:15:03.5012345+00:00","topic":"iot/data/sensor-1","format":"Json","payload":{"temp":21.5,"sensors":{"humidity":40}},"messageKey":"r-17"}
-    ///     data: {"type":"command","deviceId":"sensor-1","commandId":"01937a4e-5f7c-7d21-9c55-0a4b3c2d1e0f","status":"Completed","at":"2026-11-25T10:15:04.0000000+00:00","result":"PONG"}
+    ///     data: {"type":"presence","deviceId":"sensor-1","signedIn":true,"at":"2026-11-25T10:15:02.123Z"}
+    ///     data: {"type":"reading","deviceId":"sensor-1","receivedAt":"2026-11-25T10:15:03.501Z","topic":"iot/data/sensor-1","format":"Json","payload":{"temp":21.5,"sensors":{"humidity":40}},"messageKey":"r-17"}
+    ///     data: {"type":"command","deviceId":"sensor-1","commandId":"01937a4e-5f7c-7d21-9c55-0a4b3c2d1e0f","status":"Completed","at":"2026-11-25T10:15:04.000Z","result":"PONG"}
     ///
     /// Command statuses are the API's (Pending, Published, Completed, Failed, Expired, Cancelled); Completed and Failed
     /// carry the device's result. A comment line (`: heartbeat`) every Events:HeartbeatSeconds keeps proxies from

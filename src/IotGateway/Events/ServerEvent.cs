@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Text;
 using System.Text.Json;
+using IotGateway.Api;
 using IotGateway.Data;
 using IotGateway.Telemetry;
 
@@ -17,7 +18,7 @@ public sealed class ServerEvent(string? deviceId, byte[] data)
     public static ServerEvent Presence(string deviceId, bool signedIn, DateTimeOffset at) => Write(deviceId, "presence", json =>
     {
         json.WriteBoolean("signedIn", signedIn);
-        json.WriteString("at", at);
+        json.WriteString("at", ApiTime.ToText(at));
     });
 
     // A stored reading: its payload as the device sent it (JSON on one line, else text, or base64 for binary).
@@ -29,7 +30,7 @@ public sealed class ServerEvent(string? deviceId, byte[] data)
         using (var json = new Utf8JsonWriter(buffer))
         {
             Start(json, deviceId, "reading");
-            json.WriteString("receivedAt", receivedAt);
+            json.WriteString("receivedAt", ApiTime.ToText(receivedAt));
             json.WriteString("topic", topic);
             json.WriteString("format", format.ToString());
             json.WritePropertyName("payload");
@@ -64,7 +65,7 @@ public sealed class ServerEvent(string? deviceId, byte[] data)
         {
             json.WriteString("commandId", commandId);
             json.WriteString("status", status.ToString());
-            json.WriteString("at", at);
+            json.WriteString("at", ApiTime.ToText(at));
             if (result is not null)
             {
                 json.WriteString("result", result);

@@ -15,6 +15,7 @@ public static class ArticleEnvironment
         ["CMD_REQ_TOPIC"] = "Mqtt:Topics:CommandRequest",
         ["CMD_RESP_TOPIC"] = "Mqtt:Topics:CommandResponse",
         ["REGISTER_TOPIC"] = "Mqtt:Topics:Register",
+        ["SERVER_PORT"] = "Tcp:Port",
     };
 
     public static IConfigurationBuilder AddArticleEnvironmentVariables(this IConfigurationBuilder configuration)

@@ -106,7 +106,7 @@ public sealed partial class MqttConnection : BackgroundService, IAsyncDisposable
     public Task AcknowledgeAsync(InboundMessage message, CancellationToken cancellationToken)
     {
         // A message from an earlier connection carries a packet id the broker no longer expects: it will redeliver it.
-        if (message.Qos == MqttQualityOfServiceLevel.AtMostOnce || message.Generation != Generation)
+        if (message.Source is null || message.Qos == MqttQualityOfServiceLevel.AtMostOnce || message.Generation != Generation)
         {
             return Task.CompletedTask;
         }

@@ -77,19 +77,24 @@ internal sealed class BatchStatements(WriteTransaction write)
         }
     }
 
-    public void SetPresence(string deviceId, bool signedIn, DateTimeOffset at, DateTimeOffset? seenAt)
+    public void SetPresence(PresenceWrite presence)
     {
         var command = _setPresence ??= Prepare(
             """
-            INSERT INTO "Devices" ("Id", "SignedIn", "FirstSeen", "LastSeen", "SignedInAt", "SignedOutAt", "TelemetryCount", "PendingCommands")
-            VALUES ($device, $signedIn, $at, $seen, CASE WHEN $signedIn THEN $at END, CASE WHEN $signedIn THEN NULL ELSE $at END, 0, 0)
+            INSERT INTO "Devices" ("Id", "SignedIn", "FirstSeen", "LastSeen", "SignedInAt", "SignedOutAt", "TelemetryCount", "PendingCommands",
+                "Transport", "TcpInstance")
+            VALUES ($device, $signedIn, $at, $seen, CASE WHEN $signedIn THEN $at END, CASE WHEN $signedIn THEN NULL ELSE $at END, 0, 0,
+                COALESCE($via, 'mqtt'), CASE WHEN $via = 'tcp' AND $signedIn THEN $instance END)
             ON CONFLICT ("Id") DO UPDATE SET
                 "SignedInAt" = CASE WHEN excluded."SignedIn" AND NOT "SignedIn" THEN $at ELSE "SignedInAt" END,
                 "SignedOutAt" = CASE WHEN NOT excluded."SignedIn" AND "SignedIn" THEN $at ELSE "SignedOutAt" END,
                 "SignedIn" = excluded."SignedIn",
-                "LastSeen" = CASE WHEN $seen IS NOT NULL AND ("LastSeen" IS NULL OR "LastSeen" < $seen) THEN $seen ELSE "LastSeen" END
-            """, "$device", "$signedIn", "$at", "$seen");
-        Bind(command, deviceId, signedIn, at.UtcTicks, seenAt?.UtcTicks);
+                "LastSeen" = CASE WHEN $seen IS NOT NULL AND ("LastSeen" IS NULL OR "LastSeen" < $seen) THEN $seen ELSE "LastSeen" END,
+                "Transport" = COALESCE($via, "Transport"),
+                "TcpInstance" = CASE WHEN $via IS NULL THEN "TcpInstance" WHEN $via = 'tcp' AND $signedIn THEN $instance ELSE NULL END
+            WHERE NOT (COALESCE($via, '') = 'tcp' AND NOT $signedIn AND "TcpInstance" IS NOT $instance)
+            """, "$device", "$signedIn", "$at", "$seen", "$via", "$instance");
+        Bind(command, presence.DeviceId, presence.SignedIn, presence.At.UtcTicks, presence.SeenAt?.UtcTicks, presence.Via, presence.Instance);
         command.ExecuteNonQuery();
     }
 

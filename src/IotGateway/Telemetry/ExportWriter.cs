@@ -3,6 +3,7 @@ using System.Globalization;
 using System.IO.Pipelines;
 using System.Text;
 using System.Text.Json;
+using IotGateway.Api;
 using IotGateway.Data;
 
 namespace IotGateway.Telemetry;
@@ -59,7 +60,7 @@ public sealed class CsvExportWriter(PipeWriter output, string deviceId) : Export
     public override void Write(ExportRow row)
     {
         WriteUtf8(string.Create(CultureInfo.InvariantCulture,
-            $"{row.Id},{_deviceField},{row.ReceivedAt:O},{Field(row.Topic)},{row.Format},{Field(row.MessageKey)},{Field(row.Payload)}\r\n"));
+            $"{row.Id},{_deviceField},{ApiTime.ToText(row.ReceivedAt)},{Field(row.Topic)},{row.Format},{Field(row.MessageKey)},{Field(row.Payload)}\r\n"));
     }
 
     // Quoted when it holds a comma, a quote or a line break; quotes doubled.
@@ -93,7 +94,7 @@ public sealed class NdjsonExportWriter : ExportWriter
         _json.WriteStartObject();
         _json.WriteNumber("id", row.Id);
         _json.WriteString("deviceId", DeviceId);
-        _json.WriteString("receivedAt", row.ReceivedAt);
+        _json.WriteString("receivedAt", ApiTime.ToText(row.ReceivedAt));
         _json.WriteString("topic", row.Topic);
         _json.WriteString("format", row.Format.ToString());
         _json.WritePropertyName("payload");

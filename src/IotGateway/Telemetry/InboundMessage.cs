@@ -12,13 +12,16 @@ namespace IotGateway.Telemetry;
 // Why a message is not stored: a metric label (iot_gateway_messages_rejected_total{reason}) and a log line.
 public readonly record struct Rejection(string Reason, string Detail);
 
-// One message from the broker on its way to the database. It keeps the MQTTnet event so the writer can
-// acknowledge it after the commit, and the connection generation so a stale ack is never sent. Its topic is parsed
+// One message from the broker (or from a TCP device) on its way to the database. It keeps the MQTTnet event so the
+// writer can acknowledge it after the commit, and the connection generation so a stale ack is never sent. Its topic is parsed
 // and its payload classified here, on MQTTnet's receive side: the one writer thread, which sets the pace of a
 // backlog drain, then only stores. Classification never throws: what cannot be used is a Rejection, which the
 // writer logs, counts and acknowledges like a stored message.
 public sealed class InboundMessage
 {
+    // A TCP device's messages are stored under this "topic".
+    public const string TcpTopic = "tcp";
+
     private InboundMessage(MqttApplicationMessageReceivedEventArgs source, long generation, DateTimeOffset receivedAt)
     {
         Source = source;
@@ -31,7 +34,20 @@ public sealed class InboundMessage
         Qos = message.QualityOfServiceLevel;
     }
 
-    public MqttApplicationMessageReceivedEventArgs Source { get; }
+    private InboundMessage(int payloadLength, DateTimeOffset receivedAt)
+    {
+        IsTcp = true;
+        ReceivedAt = receivedAt;
+        Topic = TcpTopic;
+        PayloadLength = payloadLength;
+        Qos = MqttQualityOfServiceLevel.AtMostOnce;
+    }
+
+    // Null for a TCP device's message: there is nothing to acknowledge.
+    public MqttApplicationMessageReceivedEventArgs? Source { get; }
+
+    // From a TCP device's connection, not from the broker.
+    public bool IsTcp { get; }
     public long Generation { get; }
     public string Topic { get; }
     public int PayloadLength { get; }
@@ -61,25 +77,43 @@ public sealed class InboundMessage
         TopicLayout topics)
     {
         var inbound = new InboundMessage(e, generation, receivedAt);
+        return inbound.Classified(() => inbound.Classify(e.ApplicationMessage, maxPayloadBytes, topics));
+    }
+
+    // A TCP device's message: its JSON object, framed within the payload limit, from the device its connection names
+    // (a valid id). Classified like an MQTT payload; a presence change is SIGN_IN or SIGN_OUT.
+    public static InboundMessage FromTcp(TopicKind kind, string deviceId, byte[] payload, DateTimeOffset receivedAt)
+    {
+        var inbound = new InboundMessage(payload.Length, receivedAt) { Kind = kind, DeviceId = deviceId };
+        return inbound.Classified(() => kind switch
+        {
+            TopicKind.Data => inbound.ClassifyReading(null, payload, deviceId),
+            TopicKind.CommandResponse => inbound.ClassifyAnswer(payload, deviceId),
+            _ => inbound.ClassifyPresence(payload, deviceId),
+        });
+    }
+
+    private InboundMessage Classified(Func<Rejection?> classify)
+    {
         try
         {
-            inbound.Rejection = inbound.Classify(e.ApplicationMessage, maxPayloadBytes, topics);
+            Rejection = classify();
         }
         catch (Exception ex)
         {
             // A bug in classification must cost one message, never the handler (an unacknowledged message holds one of
             // the broker's in-flight slots until the next connection).
-            inbound.Rejection = new Rejection("unreadable", $"message on '{LogText.Printable(inbound.Topic)}' could not be read: {LogText.Printable(ex.Message, 200)}");
+            Rejection = new Rejection("unreadable", $"message on '{LogText.Printable(Topic)}' could not be read: {LogText.Printable(ex.Message, 200)}");
         }
 
-        if (inbound.Rejection is not null)
+        if (Rejection is not null)
         {
-            inbound.Reading = null;
-            inbound.Answer = null;
-            inbound.SignedIn = null;
+            Reading = null;
+            Answer = null;
+            SignedIn = null;
         }
 
-        return inbound;
+        return this;
     }
 
     private Rejection? Classify(MqttApplicationMessage message, int maxPayloadBytes, TopicLayout topics)
@@ -104,13 +138,13 @@ public sealed class InboundMessage
         var payload = message.Payload.ToArray();
         return kind switch
         {
-            TopicKind.Data => ClassifyReading(message, payload, deviceId),
+            TopicKind.Data => ClassifyReading(FindUserPropertyId(message), payload, deviceId),
             TopicKind.CommandResponse => ClassifyAnswer(payload, deviceId),
             _ => ClassifyPresence(payload, deviceId),
         };
     }
 
-    private Rejection? ClassifyReading(MqttApplicationMessage message, byte[] payload, string deviceId)
+    private Rejection? ClassifyReading(ReadOnlyMemory<byte>? userPropertyId, byte[] payload, string deviceId)
     {
         if (payload.Length == 0)
         {
@@ -119,7 +153,7 @@ public sealed class InboundMessage
 
         var reading = Payloads.Classify(payload);
         Reading = reading;
-        if (FindUserPropertyId(message) is { } property)
+        if (userPropertyId is { } property)
         {
             if (!Utf8.IsValid(property.Span))
             {

@@ -43,4 +43,8 @@ public sealed class ReadingWrite(string deviceId, DateTimeOffset receivedAt, str
     public bool Stored { get; set; }
 }
 
-public readonly record struct PresenceWrite(string DeviceId, bool SignedIn, DateTimeOffset At, DateTimeOffset? SeenAt);
+// Via: the transport the change came over when it says how the device connects ("mqtt" for an MQTT SIGN_IN, "tcp" for
+// a TCP connection's start or end), null when it does not (an MQTT SIGN_OUT or Last Will). Instance: for "tcp", the
+// gateway instance that holds (or held) the connection. A TCP sign-out from an instance that no longer holds the
+// device (it reconnected to another meanwhile) changes nothing.
+public readonly record struct PresenceWrite(string DeviceId, bool SignedIn, DateTimeOffset At, DateTimeOffset? SeenAt, string? Via = null, string? Instance = null);

@@ -25,6 +25,7 @@ public sealed partial class IngestWriter(
     DatabaseFile databaseFile,
     IngestProgress progress,
     IOptions<IngestOptions> options,
+    IOptions<MqttOptions> mqttOptions,
     GatewayMetrics metrics,
     TimeProvider time,
     ILogger<IngestWriter> logger) : BackgroundService
@@ -32,6 +33,9 @@ public sealed partial class IngestWriter(
     private const int AcksPerSend = 512;
 
     private readonly IngestOptions _options = options.Value;
+
+    // This gateway instance: it holds the connections of the TCP devices it signs in.
+    private readonly string _instance = mqttOptions.Value.ClientId;
 
     public IngestState State { get; private set; } = new(true, null);
 
@@ -247,7 +251,7 @@ public sealed partial class IngestWriter(
     }
 
     // What the batch writes (provider-neutral); the store fills in what became of each reading and answer.
-    private static void Classify(InboundMessage message, IngestBatch writes, BatchOutcome outcome)
+    private void Classify(InboundMessage message, IngestBatch writes, BatchOutcome outcome)
     {
         if (message.Kind is { } kind)
         {
@@ -282,8 +286,10 @@ public sealed partial class IngestWriter(
 
                 // A retained replay or a Last Will is not the device being seen.
                 var seenAt = signedIn && !message.Retain ? message.ReceivedAt : (DateTimeOffset?)null;
-                writes.Presence.Add(new PresenceWrite(deviceId, signedIn, message.ReceivedAt, seenAt));
-                outcome.Presence[deviceId] = (signedIn, message.ReceivedAt);
+                writes.Presence.Add(message.IsTcp
+                    ? new PresenceWrite(deviceId, signedIn, message.ReceivedAt, seenAt, DeviceTransports.Tcp, _instance)
+                    : new PresenceWrite(deviceId, signedIn, message.ReceivedAt, seenAt, signedIn ? DeviceTransports.Mqtt : null));
+                outcome.Presence[deviceId] = (signedIn, message.IsTcp ? DeviceTransports.Tcp : signedIn ? DeviceTransports.Mqtt : null, message.ReceivedAt);
                 break;
             case TopicKind.CommandResponse:
                 writes.Seen(deviceId, message.ReceivedAt);
@@ -298,9 +304,9 @@ public sealed partial class IngestWriter(
     private void Publish(BatchOutcome outcome, IReadOnlyList<InboundMessage> batch)
     {
         var committedAt = time.GetUtcNow();
-        foreach (var (deviceId, (signedIn, at)) in outcome.Presence)
+        foreach (var (deviceId, (signedIn, via, at)) in outcome.Presence)
         {
-            registry.SetPresence(deviceId, signedIn);
+            registry.SetPresence(deviceId, signedIn, via);
             LogPresence(deviceId, signedIn ? "SIGN_IN" : "SIGN_OUT");
             if (events.Wants(deviceId))
             {
@@ -370,7 +376,7 @@ public sealed partial class IngestWriter(
 
     private sealed class BatchOutcome(EventHub events)
     {
-        public Dictionary<string, (bool SignedIn, DateTimeOffset At)> Presence { get; } = new(StringComparer.Ordinal);
+        public Dictionary<string, (bool SignedIn, string? Via, DateTimeOffset At)> Presence { get; } = new(StringComparer.Ordinal);
         public List<(Guid Id, string DeviceId, CommandStatus Status, string Result, DateTimeOffset CreatedAt)> Answered { get; } = [];
 
         // Stored readings someone follows on GET /api/events (none, and no cost, without a client).

@@ -22,14 +22,14 @@ public sealed class TelemetryExportController(GatewayDbContext db, TimeProvider 
 
     private const string CsvExample = """
         id,deviceId,receivedAt,topic,format,messageKey,payload
-        1041,sensor-1,2026-11-25T10:15:03.5012345+00:00,iot/data/sensor-1,Json,r-17,"{""temp"":21.5,""sensors"":{""humidity"":40},""messageId"":""r-17""}"
-        1042,sensor-1,2026-11-25T10:15:18.5020000+00:00,iot/data/sensor-1,Text,,battery low
+        1041,sensor-1,2026-11-25T10:15:03.501Z,iot/data/sensor-1,Json,r-17,"{""temp"":21.5,""sensors"":{""humidity"":40},""messageId"":""r-17""}"
+        1042,sensor-1,2026-11-25T10:15:18.502Z,iot/data/sensor-1,Text,,battery low
 
         """;
 
     private const string NdjsonExample = """
-        {"id":1041,"deviceId":"sensor-1","receivedAt":"2026-11-25T10:15:03.5012345+00:00","topic":"iot/data/sensor-1","format":"Json","payload":{"temp":21.5,"sensors":{"humidity":40},"messageId":"r-17"},"messageKey":"r-17"}
-        {"id":1042,"deviceId":"sensor-1","receivedAt":"2026-11-25T10:15:18.5020000+00:00","topic":"iot/data/sensor-1","format":"Text","payload":"battery low"}
+        {"id":1041,"deviceId":"sensor-1","receivedAt":"2026-11-25T10:15:03.501Z","topic":"iot/data/sensor-1","format":"Json","payload":{"temp":21.5,"sensors":{"humidity":40},"messageId":"r-17"},"messageKey":"r-17"}
+        {"id":1042,"deviceId":"sensor-1","receivedAt":"2026-11-25T10:15:18.502Z","topic":"iot/data/sensor-1","format":"Text","payload":"battery low"}
 
         """;
 
@@ -43,11 +43,11 @@ public sealed class TelemetryExportController(GatewayDbContext db, TimeProvider 
     /// for binary), not spread over columns: readings need not share their fields.
     ///
     ///     id,deviceId,receivedAt,topic,format,messageKey,payload
-    ///     1041,sensor-1,2026-11-25T10:15:03.5012345+00:00,iot/data/sensor-1,Json,r-17,"{""temp"":21.5,""sensors"":{""humidity"":40}}"
+    ///     1041,sensor-1,2026-11-25T10:15:03.501Z,iot/data/sensor-1,Json,r-17,"{""temp"":21.5,""sensors"":{""humidity"":40}}"
     ///
     /// NDJSON: one JSON object a line, the payload as JSON (on one line) when it is JSON, else a string.
     ///
-    ///     {"id":1041,"deviceId":"sensor-1","receivedAt":"2026-11-25T10:15:03.5012345+00:00","topic":"iot/data/sensor-1","format":"Json","payload":{"temp":21.5,"sensors":{"humidity":40}},"messageKey":"r-17"}
+    ///     {"id":1041,"deviceId":"sensor-1","receivedAt":"2026-11-25T10:15:03.501Z","topic":"iot/data/sensor-1","format":"Json","payload":{"temp":21.5,"sensors":{"humidity":40}},"messageKey":"r-17"}
     /// </remarks>
     /// <param name="deviceId">The device, exactly one MQTT topic level.</param>
     /// <param name="format">csv (default) or ndjson.</param>

@@ -93,6 +93,57 @@ public sealed partial class DeploymentFilesTests
         }
     }
 
+    [Fact]
+    public void ComposeTcpSimulatorReachesTheGatewaysTcpListener()
+    {
+        var gateway = ServiceEnvironment("gateway");
+        var port = gateway["SERVER_PORT"];
+        // The container's loopback is not reachable from the simulator's container or through the published port.
+        Assert.Equal("0.0.0.0", gateway["Tcp__BindAddress"]);
+        Assert.Contains($"127.0.0.1:{port}:{port}", ((YamlSequenceNode)Service("gateway")["ports"]).Select(p => p.ToString()));
+
+        var command = ((YamlSequenceNode)Service("simulator-tcp")["command"]).Select(a => a.ToString()).ToList();
+        Assert.Equal("tcp", command[command.IndexOf("--transport") + 1]);
+        Assert.Equal($"gateway:{port}", command[command.IndexOf("--server") + 1]);
+    }
+
+    // The restore layer copies project files one by one: a project the images need but the Dockerfile does not copy
+    // fails the image build at restore, which nothing here would notice otherwise.
+    [Theory]
+    [InlineData("src/IotGateway/IotGateway.csproj")]
+    [InlineData("src/DeviceSimulator/DeviceSimulator.csproj")]
+    public void DockerfileCopiesEveryProjectAnImageBuildsFrom(string project)
+    {
+        var dockerfile = File.ReadAllText(Path.Combine(Root, "Dockerfile"));
+        foreach (var needed in ProjectClosure(project))
+        {
+            Assert.Contains($"COPY {needed} ", dockerfile, StringComparison.Ordinal);
+        }
+    }
+
+    private static IEnumerable<string> ProjectClosure(string project)
+    {
+        var found = new SortedSet<string>(StringComparer.Ordinal);
+        var pending = new Stack<string>([project]);
+        while (pending.TryPop(out var current))
+        {
+            if (!found.Add(current))
+            {
+                continue;
+            }
+
+            var directory = Path.GetDirectoryName(current)!;
+            var xml = System.Xml.Linq.XDocument.Load(Path.Combine(Root, current));
+            foreach (var reference in xml.Descendants("ProjectReference"))
+            {
+                var path = Path.GetRelativePath(Root, Path.GetFullPath(Path.Combine(Root, directory, reference.Attribute("Include")!.Value.Replace('\\', '/'))));
+                pending.Push(path.Replace('\\', '/'));
+            }
+        }
+
+        return found;
+    }
+
     // The scale-out file: two gateways with distinct stable ids, one group, one PostgreSQL database, one shared key.
     [Fact]
     public void ScaleComposeRunsTwoGatewaysOnOnePostgresDatabaseWithTheirOwnIds()
@@ -134,6 +185,9 @@ public sealed partial class DeploymentFilesTests
                     break;
                 case IngestOptions.Section:
                     Assert.Empty(SettingsShape.Problems(typeof(IngestOptions), section));
+                    break;
+                case global::IotGateway.Tcp.TcpOptions.Section:
+                    Assert.Empty(SettingsShape.Problems(typeof(global::IotGateway.Tcp.TcpOptions), section));
                     break;
                 case global::IotGateway.Security.ApiOptions.Section:
                     Assert.Empty(SettingsShape.Problems(typeof(global::IotGateway.Security.ApiOptions), section));

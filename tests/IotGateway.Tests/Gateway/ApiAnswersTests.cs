@@ -33,6 +33,33 @@ public sealed partial class ApiAnswersTests
         }
     }
 
+    // The same form where the API streams: the live events and both export formats.
+    [Fact]
+    public async Task LiveEventsAndExportsWriteTimesInUtcWithZToo()
+    {
+        var (gateway, port) = await GatewayApp.StartEmbeddedAsync();
+        await using var _ = gateway;
+        await using var events = await EventStreamClient.OpenAsync(gateway.Http, "/api/events?deviceId=clock-2");
+        await using var device = await TestMqttClient.ConnectArticleDeviceAsync("127.0.0.1", port, "clock-2");
+        await device.PublishAsync("iot/register/clock-2", "SIGN_IN", retain: true);
+        await device.PublishAsync("iot/data/clock-2", """{"temp":21.5}""");
+        await gateway.WaitForDeviceAsync("clock-2", d => d is { SignedIn: true, TelemetryCount: 1 }, "the reading is stored");
+        await gateway.QueueCommandAsync("clock-2", new { command = "PING" });
+
+        foreach (var type in new[] { "presence", "reading", "command" })
+        {
+            var (data, _) = await events.WaitForAsync(e => e.GetProperty("type").GetString() == type, Timeout, $"a {type} event arrives");
+            var times = Times(data).Concat(data.TryGetProperty("at", out var at) ? [at.GetString()!] : Array.Empty<string>()).ToList();
+            Assert.NotEmpty(times);
+            Assert.All(times, t => Assert.Matches(UtcMilliseconds(), t));
+        }
+
+        var ndjson = await gateway.Http.GetStringAsync("/api/devices/clock-2/telemetry/export?format=ndjson");
+        Assert.Matches(UtcMilliseconds(), JsonDocument.Parse(ndjson.Split('\n')[0]).RootElement.GetProperty("receivedAt").GetString());
+        var csv = Csv.Parse(await gateway.Http.GetStringAsync("/api/devices/clock-2/telemetry/export?format=csv"));
+        Assert.Matches(UtcMilliseconds(), csv[1][2]);
+    }
+
     [Theory]
     [InlineData("2026-11-24T08:53:00Z", "2026-11-24T08:53:00.000Z")]
     [InlineData("2026-11-24T08:53:00.1234567Z", "2026-11-24T08:53:00.124Z")] // compared as shown: from the next millisecond

@@ -51,21 +51,39 @@ public sealed class SimulatorWithGatewayTests
     [SkippableFact]
     public async Task FleetOfOneThousandDevicesAnswersABulkCommand()
     {
-        const int devices = 1000;
         await using var broker = await StartBrokerAsync();
         await using var gateway = await GatewayApp.StartAsync(broker.Url);
-        using var fleet = new DeviceFleet(new FleetSettings
+        await FleetAnswersABulkCommandAsync(gateway, new DeviceSettings
         {
-            Devices = devices,
-            IdPrefix = "fleet",
-            Template = new DeviceSettings
-            {
-                Broker = SimulatorBroker.Parse(broker.Url),
-                AlwaysOnline = true,
-                Interval = TimeSpan.FromSeconds(5),
-                LogEachMessage = false,
-            },
-        }, TextWriter.Null);
+            Broker = SimulatorBroker.Parse(broker.Url),
+            AlwaysOnline = true,
+            Interval = TimeSpan.FromSeconds(5),
+            LogEachMessage = false,
+        });
+    }
+
+    // The same thousand devices speaking the article's plain TCP to the gateway's listener: one socket each.
+    [Fact]
+    public async Task FleetOfOneThousandTcpDevicesAnswersABulkCommand()
+    {
+        await using var gateway = await Tcp.TcpGateway.StartAsync(s => s["Logging:LogLevel:IotGateway.Tcp"] = "Information");
+        await FleetAnswersABulkCommandAsync(gateway.App, new DeviceSettings
+        {
+            Broker = SimulatorBroker.Parse("mqtt://127.0.0.1:1"),
+            Transport = DeviceTransport.Tcp,
+            TcpServer = new System.Net.DnsEndPoint("127.0.0.1", gateway.Port),
+            AlwaysOnline = true,
+            Interval = TimeSpan.FromSeconds(5),
+            LogEachMessage = false,
+        });
+        var page = await gateway.App.Http.GetFromJsonAsync<Api.Page<Devices.DeviceView>>("/api/devices?limit=1000", GatewayApp.Json);
+        Assert.All(page!.Items, d => Assert.Equal("tcp", d.Transport));
+    }
+
+    private static async Task FleetAnswersABulkCommandAsync(GatewayApp gateway, DeviceSettings template)
+    {
+        const int devices = 1000;
+        using var fleet = new DeviceFleet(new FleetSettings { Devices = devices, IdPrefix = "fleet", Template = template }, TextWriter.Null);
         using var stop = new CancellationTokenSource();
         var running = fleet.RunAsync(stop.Token);
 

@@ -10,6 +10,24 @@ public sealed record GatewayStorage(string? SqlitePath, string? PostgresConnecti
 
     public static GatewayStorage Postgres(string connectionString) => new(null, connectionString);
 
+    // Runs a statement as another process would (a crash's leftovers, say); returns the rows it changed.
+    public int Execute(string sql)
+    {
+        if (PostgresConnectionString is { } pg)
+        {
+            using var connection = new NpgsqlConnection(pg);
+            connection.Open();
+            using var command = new NpgsqlCommand(sql, connection);
+            return command.ExecuteNonQuery();
+        }
+
+        using var sqlite = new SqliteConnection($"Data Source={SqlitePath};Pooling=False");
+        sqlite.Open();
+        using var statement = sqlite.CreateCommand();
+        statement.CommandText = sql;
+        return statement.ExecuteNonQuery();
+    }
+
     // One number from a query (parameter $d: the device id, when given).
     public long Scalar(string sql, string? deviceId = null)
     {

@@ -10,11 +10,16 @@ namespace IotGateway.Data.PostgreSql;
 public sealed class PostgresCommandStore(NpgsqlDataSource dataSource, IServiceScopeFactory scopes) : ICommandStore
 {
     // Rows are claimed in device order, so two instances claiming overlapping devices cannot deadlock each other.
+    // A TCP device's lane belongs to the instance that holds its connection: no other instance claims it, and that
+    // one takes it over at once. (The clauses on "Devices" are the same in every claim below.)
     private const string ClaimLanesSql = """
         INSERT INTO "CommandLanes" ("DeviceId", "Owner", "LeaseUntil")
-        SELECT d, $2, $3 FROM unnest($1::text[]) AS d ORDER BY d
+        SELECT d, $2, $3 FROM unnest($1::text[]) AS d
+        WHERE NOT EXISTS (SELECT 1 FROM "Devices" AS v WHERE v."Id" = d AND v."Transport" = 'tcp' AND v."TcpInstance" IS DISTINCT FROM $2)
+        ORDER BY d
         ON CONFLICT ("DeviceId") DO UPDATE SET "Owner" = excluded."Owner", "LeaseUntil" = excluded."LeaseUntil"
         WHERE "CommandLanes"."Owner" = excluded."Owner" OR "CommandLanes"."LeaseUntil" < $4
+            OR EXISTS (SELECT 1 FROM "Devices" AS v WHERE v."Id" = excluded."DeviceId" AND v."Transport" = 'tcp' AND v."TcpInstance" = excluded."Owner")
         RETURNING "DeviceId"
         """;
 
@@ -53,7 +58,13 @@ public sealed class PostgresCommandStore(NpgsqlDataSource dataSource, IServiceSc
                         TextArray([.. commands.Select(c => c.RequestedBy)]),
                         TextArray([.. commands.Select(c => c.BatchId?.ToString())])),
                     Statement(ClaimLanesSql, TextArray(devices), Text(lease.Owner), Bigint(lease.Until.UtcTicks), Bigint(lease.Now.UtcTicks)),
-                    Statement("""SELECT "DeviceId", "Owner" FROM "CommandLanes" WHERE "DeviceId" = ANY($1)""", TextArray(devices)),
+                    // Who publishes each device's commands: a TCP device's connection holder (none while it is away: its
+                    // commands wait for it), or the lane's holder.
+                    Statement("""
+                        SELECT x.d, CASE WHEN v."Transport" = 'tcp' THEN v."TcpInstance" ELSE l."Owner" END
+                        FROM unnest($1::text[]) AS x(d)
+                            LEFT JOIN "Devices" AS v ON v."Id" = x.d LEFT JOIN "CommandLanes" AS l ON l."DeviceId" = x.d
+                        """, TextArray(devices)),
                     // Devices with older Pending commands than the first of these: their lanes read the database first.
                     Statement("""
                         SELECT DISTINCT c."DeviceId" FROM "Commands" AS c
@@ -75,11 +86,16 @@ public sealed class PostgresCommandStore(NpgsqlDataSource dataSource, IServiceSc
             await reader.NextResultAsync(cancellationToken);
             var claimed = new List<string>();
             var elsewhere = new Dictionary<string, List<string>>(StringComparer.Ordinal);
-            var owners = await ReadAllAsync(reader, r => (r.GetString(0), r.GetString(1)), cancellationToken);
+            var owners = await ReadAllAsync(reader, r => (r.GetString(0), r.IsDBNull(1) ? null : r.GetString(1)), cancellationToken);
             await reader.NextResultAsync(cancellationToken);
             var behind = (await ReadAllAsync(reader, r => r.GetString(0), cancellationToken)).ToHashSet(StringComparer.Ordinal);
             foreach (var (deviceId, owner) in owners)
             {
+                if (owner is null)
+                {
+                    continue;
+                }
+
                 if (owner == lease.Owner)
                 {
                     claimed.Add(deviceId);
@@ -126,10 +142,12 @@ public sealed class PostgresCommandStore(NpgsqlDataSource dataSource, IServiceSc
         {
             await using var claim = new NpgsqlCommand("""
                 INSERT INTO "CommandLanes" ("DeviceId", "Owner", "LeaseUntil")
-                SELECT DISTINCT "DeviceId", $1, $2 FROM "Commands" WHERE "Status" = 'Pending' AND "ExpiresAt" > $3
-                ORDER BY "DeviceId"
+                SELECT DISTINCT c."DeviceId", $1, $2 FROM "Commands" AS c WHERE c."Status" = 'Pending' AND c."ExpiresAt" > $3
+                    AND NOT EXISTS (SELECT 1 FROM "Devices" AS v WHERE v."Id" = c."DeviceId" AND v."Transport" = 'tcp' AND v."TcpInstance" IS DISTINCT FROM $1)
+                ORDER BY c."DeviceId"
                 ON CONFLICT ("DeviceId") DO UPDATE SET "Owner" = excluded."Owner", "LeaseUntil" = excluded."LeaseUntil"
                 WHERE "CommandLanes"."Owner" = excluded."Owner" OR "CommandLanes"."LeaseUntil" < $3
+                    OR EXISTS (SELECT 1 FROM "Devices" AS v WHERE v."Id" = excluded."DeviceId" AND v."Transport" = 'tcp' AND v."TcpInstance" = excluded."Owner")
                 RETURNING "DeviceId"
                 """, connection, transaction)
             {
@@ -150,9 +168,10 @@ public sealed class PostgresCommandStore(NpgsqlDataSource dataSource, IServiceSc
     public Task<IReadOnlyList<CommandChanged>> MarkPublishedAsync(IReadOnlyList<(Guid Id, DateTimeOffset At)> published, CancellationToken cancellationToken) =>
         InTransactionAsync<IReadOnlyList<CommandChanged>>(dataSource, async (connection, transaction) =>
         {
-            // A device may already have answered, or an operator cancelled the command: then only PublishedAt is filled in.
+            // A device may already have answered, or an operator cancelled the command: then only PublishedAt is filled in,
+            // and never later than the answer it got.
             await using var update = new NpgsqlCommand("""
-                UPDATE "Commands" AS c SET "PublishedAt" = u.at,
+                UPDATE "Commands" AS c SET "PublishedAt" = LEAST(u.at, COALESCE(c."AnsweredAt", u.at)),
                     "Status" = CASE WHEN c."Status" = 'Pending' THEN 'Published' ELSE c."Status" END
                 FROM unnest($1::text[], $2::bigint[]) AS u(id, at)
                 WHERE c."Id" = u.id AND c."PublishedAt" IS NULL

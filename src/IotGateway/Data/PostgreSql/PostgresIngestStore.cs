@@ -93,16 +93,24 @@ public sealed class PostgresIngestStore(NpgsqlDataSource dataSource) : IIngestSt
         // In device order; each device's changes keep their arrival order (a stable sort).
         foreach (var change in presence.OrderBy(p => p.DeviceId, StringComparer.Ordinal))
         {
+            // $5: the transport the change says the device uses (null: it does not say); $6: the instance holding a TCP
+            // device's connection. A TCP sign-out from an instance that no longer holds the device changes nothing.
             batch.BatchCommands.Add(Statement("""
-                INSERT INTO "Devices" ("Id", "SignedIn", "FirstSeen", "LastSeen", "SignedInAt", "SignedOutAt", "TelemetryCount", "PendingCommands")
-                VALUES ($1, $2, $3, $4, CASE WHEN $2 THEN $3 END, CASE WHEN $2 THEN NULL ELSE $3 END, 0, 0)
+                INSERT INTO "Devices" ("Id", "SignedIn", "FirstSeen", "LastSeen", "SignedInAt", "SignedOutAt", "TelemetryCount", "PendingCommands",
+                    "Transport", "TcpInstance")
+                VALUES ($1, $2, $3, $4, CASE WHEN $2 THEN $3 END, CASE WHEN $2 THEN NULL ELSE $3 END, 0, 0,
+                    COALESCE($5, 'mqtt'), CASE WHEN $5 = 'tcp' AND $2 THEN $6 END)
                 ON CONFLICT ("Id") DO UPDATE SET
                     "SignedInAt" = CASE WHEN excluded."SignedIn" AND NOT "Devices"."SignedIn" THEN excluded."FirstSeen" ELSE "Devices"."SignedInAt" END,
                     "SignedOutAt" = CASE WHEN NOT excluded."SignedIn" AND "Devices"."SignedIn" THEN excluded."FirstSeen" ELSE "Devices"."SignedOutAt" END,
                     "SignedIn" = excluded."SignedIn",
                     "LastSeen" = CASE WHEN excluded."LastSeen" IS NOT NULL AND ("Devices"."LastSeen" IS NULL OR "Devices"."LastSeen" < excluded."LastSeen")
-                        THEN excluded."LastSeen" ELSE "Devices"."LastSeen" END
-                """, Text(change.DeviceId), Boolean(change.SignedIn), Bigint(change.At.UtcTicks), Bigint(change.SeenAt?.UtcTicks)));
+                        THEN excluded."LastSeen" ELSE "Devices"."LastSeen" END,
+                    "Transport" = COALESCE($5, "Devices"."Transport"),
+                    "TcpInstance" = CASE WHEN $5 IS NULL THEN "Devices"."TcpInstance" WHEN $5 = 'tcp' AND $2 THEN $6 ELSE NULL END
+                WHERE NOT ($5 IS NOT DISTINCT FROM 'tcp' AND NOT $2 AND "Devices"."TcpInstance" IS DISTINCT FROM $6)
+                """, Text(change.DeviceId), Boolean(change.SignedIn), Bigint(change.At.UtcTicks), Bigint(change.SeenAt?.UtcTicks),
+                Text(change.Via), Text(change.Instance)));
         }
 
         await batch.ExecuteNonQueryAsync(cancellationToken);

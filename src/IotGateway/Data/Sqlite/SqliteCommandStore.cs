@@ -7,10 +7,15 @@ namespace IotGateway.Data.Sqlite;
 // The command store on SQLite: every write through the write gate with statements prepared once; reads through EF.
 public sealed class SqliteCommandStore(DatabaseWriteGate writeGate, IServiceScopeFactory scopes) : ICommandStore
 {
+    // A TCP device's lane belongs to the instance that holds its connection: no other instance claims it, and that
+    // one takes it over at once. (The clauses on "Devices" are the same in every claim below.)
     private const string ClaimLaneSql = """
-        INSERT INTO "CommandLanes" ("DeviceId", "Owner", "LeaseUntil") VALUES ($device, $owner, $until)
+        INSERT INTO "CommandLanes" ("DeviceId", "Owner", "LeaseUntil")
+        SELECT $device, $owner, $until
+        WHERE NOT EXISTS (SELECT 1 FROM "Devices" AS d WHERE d."Id" = $device AND d."Transport" = 'tcp' AND d."TcpInstance" IS NOT $owner)
         ON CONFLICT ("DeviceId") DO UPDATE SET "Owner" = excluded."Owner", "LeaseUntil" = excluded."LeaseUntil"
         WHERE "CommandLanes"."Owner" = excluded."Owner" OR "CommandLanes"."LeaseUntil" < $now
+            OR EXISTS (SELECT 1 FROM "Devices" AS d WHERE d."Id" = excluded."DeviceId" AND d."Transport" = 'tcp' AND d."TcpInstance" = excluded."Owner")
         RETURNING "DeviceId"
         """;
 
@@ -34,7 +39,12 @@ public sealed class SqliteCommandStore(DatabaseWriteGate writeGate, IServiceScop
         }
 
         var claim = write.Prepare(ClaimLaneSql, "$device", "$owner", "$until", "$now");
-        var owner = write.Prepare("""SELECT "Owner" FROM "CommandLanes" WHERE "DeviceId" = $device""", "$device");
+        // Who publishes a device's commands when this instance does not: a TCP device's connection holder (none while it
+        // is away: its commands wait for it), or the lane's holder.
+        var owner = write.Prepare("""
+            SELECT CASE WHEN d."Transport" = 'tcp' THEN d."TcpInstance" ELSE (SELECT l."Owner" FROM "CommandLanes" AS l WHERE l."DeviceId" = $device) END
+            FROM (SELECT $device AS "Id") AS x LEFT JOIN "Devices" AS d ON d."Id" = x."Id"
+            """, "$device");
         var older = write.Prepare("""
             SELECT EXISTS (SELECT 1 FROM "Commands" WHERE "DeviceId" = $device AND "Status" = 'Pending' AND "Sequence" < $first)
             """, "$device", "$first");
@@ -55,8 +65,10 @@ public sealed class SqliteCommandStore(DatabaseWriteGate writeGate, IServiceScop
             }
 
             Bind(owner, deviceId);
-            var holder = (string)owner.ExecuteScalar()!;
-            (elsewhere.TryGetValue(holder, out var devices) ? devices : elsewhere[holder] = []).Add(deviceId);
+            if (owner.ExecuteScalar() is string holder)
+            {
+                (elsewhere.TryGetValue(holder, out var devices) ? devices : elsewhere[holder] = []).Add(deviceId);
+            }
         }
 
         write.Commit();
@@ -104,9 +116,11 @@ public sealed class SqliteCommandStore(DatabaseWriteGate writeGate, IServiceScop
         await using var write = await WriteTransaction.BeginAsync(writeGate, cancellationToken);
         var claim = write.Prepare("""
             INSERT INTO "CommandLanes" ("DeviceId", "Owner", "LeaseUntil")
-            SELECT DISTINCT "DeviceId", $owner, $until FROM "Commands" WHERE "Status" = 'Pending' AND "ExpiresAt" > $now
+            SELECT DISTINCT c."DeviceId", $owner, $until FROM "Commands" AS c WHERE c."Status" = 'Pending' AND c."ExpiresAt" > $now
+                AND NOT EXISTS (SELECT 1 FROM "Devices" AS d WHERE d."Id" = c."DeviceId" AND d."Transport" = 'tcp' AND d."TcpInstance" IS NOT $owner)
             ON CONFLICT ("DeviceId") DO UPDATE SET "Owner" = excluded."Owner", "LeaseUntil" = excluded."LeaseUntil"
             WHERE "CommandLanes"."Owner" = excluded."Owner" OR "CommandLanes"."LeaseUntil" < $now
+                OR EXISTS (SELECT 1 FROM "Devices" AS d WHERE d."Id" = excluded."DeviceId" AND d."Transport" = 'tcp' AND d."TcpInstance" = excluded."Owner")
             RETURNING "DeviceId"
             """, "$owner", "$until", "$now");
         Bind(claim, lease.Owner, lease.Until.UtcTicks, lease.Now.UtcTicks);
@@ -136,9 +150,9 @@ public sealed class SqliteCommandStore(DatabaseWriteGate writeGate, IServiceScop
         var transitions = new List<CommandChanged>();
         await using var write = await WriteTransaction.BeginAsync(writeGate, cancellationToken);
         // A device may already have answered (fast devices answer before this update runs) or an operator cancelled
-        // the command: then only PublishedAt is filled in.
+        // the command: then only PublishedAt is filled in, and never later than the answer it got.
         var update = write.Prepare("""
-            UPDATE "Commands" SET "PublishedAt" = $at,
+            UPDATE "Commands" SET "PublishedAt" = min($at, COALESCE("AnsweredAt", $at)),
                 "Status" = CASE WHEN "Status" = 'Pending' THEN 'Published' ELSE "Status" END
             WHERE "Id" = $id AND "PublishedAt" IS NULL
             RETURNING "Status", "DeviceId"

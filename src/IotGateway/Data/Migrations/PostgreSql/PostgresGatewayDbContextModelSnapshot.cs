@@ -150,8 +150,19 @@ namespace IotGateway.Data.Migrations.PostgreSql
                     b.Property<long?>("SignedOutAt")
                         .HasColumnType("bigint");
 
+                    b.Property<string>("TcpInstance")
+                        .HasMaxLength(128)
+                        .HasColumnType("character varying(128)");
+
                     b.Property<long>("TelemetryCount")
                         .HasColumnType("bigint");
+
+                    b.Property<string>("Transport")
+                        .IsRequired()
+                        .ValueGeneratedOnAdd()
+                        .HasMaxLength(8)
+                        .HasColumnType("character varying(8)")
+                        .HasDefaultValue("mqtt");
 
                     b.HasKey("Id");
 

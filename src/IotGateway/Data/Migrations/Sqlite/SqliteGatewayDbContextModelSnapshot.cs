@@ -140,8 +140,19 @@ namespace IotGateway.Data.Migrations.Sqlite
                     b.Property<long?>("SignedOutAt")
                         .HasColumnType("INTEGER");
 
+                    b.Property<string>("TcpInstance")
+                        .HasMaxLength(128)
+                        .HasColumnType("TEXT");
+
                     b.Property<long>("TelemetryCount")
                         .HasColumnType("INTEGER");
+
+                    b.Property<string>("Transport")
+                        .IsRequired()
+                        .ValueGeneratedOnAdd()
+                        .HasMaxLength(8)
+                        .HasColumnType("TEXT")
+                        .HasDefaultValue("mqtt");
 
                     b.HasKey("Id");
 

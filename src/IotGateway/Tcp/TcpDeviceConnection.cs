@@ -1,0 +1,343 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using System.Net.Security;
+using System.Net.Sockets;
+using IotGateway.Commands;
+using IotGateway.Devices;
+using IotGateway.Mqtt;
+using IotGateway.Protocol;
+using IotGateway.Telemetry;
+
+namespace IotGateway.Tcp;
+
+// One TCP device's connection: reads its JSON objects (back to back or newline-delimited), names the device from
+// the first one, hands sign-up, readings and answers to the same ingest as MQTT devices, and writes commands.
+// Closing, an error, bad input, or silence past the idle timeout ends it; the device is then signed out, unless
+// a newer connection of the same device replaced this one.
+public sealed partial class TcpDeviceConnection : IAsyncDisposable
+{
+    private readonly Socket _socket;
+    private readonly TcpOptions _options;
+    private readonly int _maxObjectBytes;
+    private readonly TcpDevices _devices;
+    private readonly IngestQueue _ingest;
+    private readonly GatewayMetrics _metrics;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
+    private readonly CancellationTokenSource _closed = new();
+    private readonly SemaphoreSlim _writeLock = new(1, 1);
+    private Stream? _stream;
+    private string _closeReason = "the device closed the connection";
+
+    // The last command written, until its answer (or expiry, or cancel) is committed. Only its lane touches it.
+    private CommandCompletion.Registration? _awaitingAnswer;
+
+    public TcpDeviceConnection(Socket socket, TcpOptions options, int maxObjectBytes, TcpDevices devices, IngestQueue ingest,
+        GatewayMetrics metrics, TimeProvider time, ILogger logger)
+    {
+        _socket = socket;
+        _options = options;
+        _maxObjectBytes = maxObjectBytes;
+        _devices = devices;
+        _ingest = ingest;
+        _metrics = metrics;
+        _time = time;
+        _logger = logger;
+        Remote = socket.RemoteEndPoint?.ToString() ?? "unknown";
+    }
+
+    public string Remote { get; }
+
+    // Null until the first message names the device.
+    public string? DeviceId { get; private set; }
+
+    public async Task RunAsync(SslServerAuthenticationOptions? tls, CancellationToken stopping)
+    {
+        using var link = CancellationTokenSource.CreateLinkedTokenSource(stopping, _closed.Token);
+        var token = link.Token;
+        try
+        {
+            _stream = await OpenStreamAsync(tls, token);
+            await ReadMessagesAsync(_stream, token);
+        }
+        catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+        {
+            _closeReason = "the gateway is stopping";
+        }
+        catch (OperationCanceledException)
+        {
+            // Closed by Close() or by a timeout; the reason is already set.
+        }
+        catch (Exception ex) when (ex is IOException or SocketException or ObjectDisposedException or System.Security.Authentication.AuthenticationException)
+        {
+            _closeReason = $"connection error: {ex.GetBaseException().Message}";
+        }
+        finally
+        {
+            await EndAsync();
+        }
+    }
+
+    // Serialized: one object per write, never interleaved with another.
+    public async Task WriteAsync(ReadOnlyMemory<byte> json, CancellationToken cancellationToken)
+    {
+        var stream = _stream ?? throw new IOException("the connection is not open yet");
+        await _writeLock.WaitAsync(cancellationToken);
+        try
+        {
+            await stream.WriteAsync(json, cancellationToken);
+            await stream.FlushAsync(cancellationToken);
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    // Waits until the last command written has its answer (true), or the timeout passes (false). Throws IOException
+    // when the connection ends meanwhile.
+    internal async Task<bool> WaitForAnswerAsync(TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        if (_awaitingAnswer is not { } previous)
+        {
+            return true;
+        }
+
+        try
+        {
+            using var closedOrCancelled = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _closed.Token);
+            await previous.Finished.WaitAsync(timeout, _time, closedOrCancelled.Token);
+            return true;
+        }
+        catch (TimeoutException)
+        {
+            return false;
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw new IOException("the connection closed while its device's answer was awaited");
+        }
+        finally
+        {
+            previous.Dispose();
+            _awaitingAnswer = null;
+        }
+    }
+
+    // One command, in one write; its answer is awaited before the next (see WaitForAnswerAsync).
+    internal async Task WriteCommandAsync(byte[] json, CommandCompletion.Registration answer, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await WriteAsync(json, cancellationToken);
+            _awaitingAnswer = answer;
+        }
+        catch
+        {
+            answer.Dispose();
+            throw;
+        }
+    }
+
+    public void Close(string reason)
+    {
+        _closeReason = reason;
+        _closed.Cancel();
+    }
+
+    private async Task<Stream> OpenStreamAsync(SslServerAuthenticationOptions? tls, CancellationToken token)
+    {
+        Stream stream = new NetworkStream(_socket, ownsSocket: false);
+        if (tls is null)
+        {
+            return stream;
+        }
+
+        var secure = new SslStream(stream, leaveInnerStreamOpen: false);
+        using var handshake = CancellationTokenSource.CreateLinkedTokenSource(token);
+        handshake.CancelAfter(TimeSpan.FromSeconds(_options.FirstMessageTimeoutSeconds));
+        await secure.AuthenticateAsServerAsync(tls, handshake.Token);
+        return secure;
+    }
+
+    private async Task ReadMessagesAsync(Stream stream, CancellationToken token)
+    {
+        var reader = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 4096, leaveOpen: true, useZeroByteReads: true));
+        var framer = new JsonObjectFramer(_maxObjectBytes);
+        var deadline = _time.GetUtcNow() + TimeSpan.FromSeconds(_options.FirstMessageTimeoutSeconds);
+        try
+        {
+            while (true)
+            {
+                ReadResult read;
+                using (var timer = new CancellationTokenSource(Later(deadline), _time))
+                using (var timeout = CancellationTokenSource.CreateLinkedTokenSource(token, timer.Token))
+                {
+                    try
+                    {
+                        read = await reader.ReadAsync(timeout.Token);
+                    }
+                    catch (OperationCanceledException) when (!token.IsCancellationRequested)
+                    {
+                        _closeReason = DeviceId is null
+                            ? $"no device named itself within {_options.FirstMessageTimeoutSeconds:0.#} s"
+                            : $"silent for {_options.IdleTimeoutSeconds:0.#} s (Tcp:IdleTimeoutSeconds)";
+                        return;
+                    }
+                }
+
+                var buffer = read.Buffer;
+                while (true)
+                {
+                    var status = framer.TryRead(ref buffer, out var json);
+                    if (status == FrameStatus.NeedMoreData)
+                    {
+                        break;
+                    }
+
+                    if (status == FrameStatus.Invalid)
+                    {
+                        Refuse("bad-tcp-stream", framer.Problem!);
+                        _closeReason = $"bad input: {framer.Problem}";
+                        return;
+                    }
+
+                    var receivedAt = _time.GetUtcNow();
+                    if (!await HandleAsync(json, receivedAt, token))
+                    {
+                        return;
+                    }
+
+                    deadline = receivedAt + TimeSpan.FromSeconds(_options.IdleTimeoutSeconds);
+                }
+
+                reader.AdvanceTo(buffer.Start, buffer.End);
+                if (read.IsCompleted)
+                {
+                    return;
+                }
+            }
+        }
+        finally
+        {
+            await reader.CompleteAsync();
+        }
+    }
+
+    // False when the connection must close.
+    private async Task<bool> HandleAsync(ReadOnlySequence<byte> json, DateTimeOffset receivedAt, CancellationToken token)
+    {
+        if (!TcpDeviceMessage.TryRead(json, out var message, out var problem))
+        {
+            Refuse("bad-tcp-message", problem);
+            if (DeviceId is null)
+            {
+                _closeReason = $"the first message does not name a device: {problem}";
+                return false;
+            }
+
+            return true;
+        }
+
+        if (DeviceId is null)
+        {
+            if (DeviceIds.Validate(message.DeviceId) is { } invalid)
+            {
+                Refuse("bad-device-id", $"device id '{LogText.Printable(message.DeviceId)}': {invalid}");
+                _closeReason = "the device id is not usable";
+                return false;
+            }
+
+            DeviceId = message.DeviceId;
+            if (_devices.Attach(DeviceId, this) is { } replaced)
+            {
+                replaced.Close("replaced by a new connection of the same device");
+            }
+
+            LogDeviceConnected(DeviceId, Remote);
+            await _ingest.Writer.WriteAsync(InboundMessage.FromTcp(TopicKind.Register, DeviceId, "SIGN_IN"u8.ToArray(), receivedAt), token);
+        }
+        else if (!string.Equals(message.DeviceId, DeviceId, StringComparison.Ordinal))
+        {
+            Refuse("tcp-device-mismatch", $"connection of '{LogText.Printable(DeviceId)}' sent a message naming '{LogText.Printable(message.DeviceId)}'");
+            return true;
+        }
+
+        switch (message.Type)
+        {
+            case TcpMessageType.Data:
+                await _ingest.Writer.WriteAsync(InboundMessage.FromTcp(TopicKind.Data, DeviceId, json.ToArray(), receivedAt), token);
+                break;
+            case TcpMessageType.CommandResponse:
+                await _ingest.Writer.WriteAsync(InboundMessage.FromTcp(TopicKind.CommandResponse, DeviceId, json.ToArray(), receivedAt), token);
+                break;
+        }
+
+        return true;
+    }
+
+    private async Task EndAsync()
+    {
+        if (DeviceId is { } deviceId)
+        {
+            LogDeviceDisconnected(deviceId, Remote, _closeReason);
+            if (_devices.Detach(deviceId, this))
+            {
+                // Not cancellable: a stopping gateway still records that the device is gone (the writer flushes it).
+                await _ingest.Writer.WriteAsync(InboundMessage.FromTcp(TopicKind.Register, deviceId, "SIGN_OUT"u8.ToArray(), _time.GetUtcNow()));
+            }
+        }
+        else
+        {
+            LogAnonymousClosed(Remote, _closeReason);
+        }
+
+        try
+        {
+            _socket.Shutdown(SocketShutdown.Both);
+        }
+        catch (SocketException)
+        {
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+    }
+
+    private void Refuse(string reason, string detail)
+    {
+        _metrics.MessageRejected(reason);
+        LogRefused(reason, Remote, LogText.Printable(detail, 300));
+    }
+
+    private TimeSpan Later(DateTimeOffset deadline)
+    {
+        var delay = deadline - _time.GetUtcNow();
+        return delay > TimeSpan.Zero ? delay : TimeSpan.Zero;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _awaitingAnswer?.Dispose();
+        if (_stream is not null)
+        {
+            await _stream.DisposeAsync();
+        }
+
+        _socket.Dispose();
+        _closed.Dispose();
+        _writeLock.Dispose();
+    }
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "TCP device {DeviceId} connected from {Remote}")]
+    private partial void LogDeviceConnected(string deviceId, string remote);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "TCP device {DeviceId} from {Remote} disconnected: {Reason}")]
+    private partial void LogDeviceDisconnected(string deviceId, string remote, string reason);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "TCP connection from {Remote} closed before naming a device: {Reason}")]
+    private partial void LogAnonymousClosed(string remote, string reason);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "TCP message refused ({Reason}) from {Remote}: {Detail}")]
+    private partial void LogRefused(string reason, string remote, string detail);
+}

@@ -1,0 +1,47 @@
+using IotGateway.Data;
+using IotGateway.Tests.Gateway;
+using IotGateway.Tests.Infrastructure;
+using static IotGateway.Tests.Tcp.TcpDeviceTests;
+
+namespace IotGateway.Tests.Tcp;
+
+// Two gateways on one PostgreSQL database and one Mosquitto, each with its own TCP listener: a TCP device's
+// connection lives on one instance, so its commands go out there whichever instance an operator asked.
+public sealed class TcpSeveralGatewaysTests
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
+
+    [SkippableFact]
+    public async Task ACommandQueuedOnOneInstanceGoesOutOnTheInstanceHoldingTheDevicesConnection()
+    {
+        await using var broker = await SeveralGatewaysTests.StartBrokerAsync();
+        await using var first = await TcpGateway.StartAsync(broker.Url, s => s["Mqtt:SharedSubscriptionGroup"] = "gateways");
+        await using var second = await TcpGateway.StartAsync(broker.Url, s =>
+        {
+            s["Mqtt:SharedSubscriptionGroup"] = "gateways";
+            s["ConnectionStrings:Gateway"] = first.App.PostgresConnectionString;
+        });
+
+        using (var device = await first.ConnectAsync())
+        {
+            await device.SendAsync(Signup("tcp-far"));
+            await second.App.WaitForDeviceAsync("tcp-far", d => d.SignedIn && d.Transport == "tcp", "signed in on the first instance");
+
+            var queued = await second.App.QueueCommandAsync("tcp-far", new { command = "PING" });
+            var (request, _) = await device.ReceiveAsync(Timeout);
+            Assert.Equal(queued.Id.ToString(), request.GetProperty("uuid").GetString());
+            await device.SendAsync($$"""{"deviceId":"tcp-far","messageType":"commandResp","commandResult":"PONG","uuid":"{{queued.Id}}","command":"PING"}""");
+            Assert.Equal("PONG", (await second.App.WaitForCommandAsync(queued.Id, CommandStatus.Completed)).Result?.GetString());
+        }
+
+        await second.App.WaitForDeviceAsync("tcp-far", d => !d.SignedIn, "signed out when its connection closed");
+
+        // Queued while it is away, through the instance it was on; it comes back on the other one and gets it there.
+        var waiting = await first.App.QueueCommandAsync("tcp-far", new { command = "GET_CONFIG" });
+        using var back = await second.ConnectAsync();
+        await back.SendAsync(Signup("tcp-far"));
+        var (again, _) = await back.ReceiveAsync(Timeout);
+        Assert.Equal(waiting.Id.ToString(), again.GetProperty("uuid").GetString());
+        await first.App.WaitForCommandAsync(waiting.Id, CommandStatus.Published);
+    }
+}
