@@ -111,6 +111,7 @@ public sealed partial class BrokerSecurityTests
                 s["Logging:LogLevel:Default"] = "Trace";
                 s["Logging:LogLevel:Microsoft.AspNetCore"] = "Trace";
                 s["Logging:LogLevel:Microsoft.EntityFrameworkCore"] = "Trace";
+                s["Logging:LogLevel:IotGateway.Security.ApiKeyAuthenticationHandler"] = "Trace";
             });
         await using var device = await TestMqttClient.ConnectAsync(broker, "secretive", o => o.WithCredentials(User, Password));
         await device.SubscribeAsync("iot/cmd/req/secretive");
