@@ -10,17 +10,19 @@ ARG SDK_VERSION=10.0.401
 ARG RUNTIME_VERSION=10.0.12
 
 FROM mcr.microsoft.com/dotnet/sdk:${SDK_VERSION} AS build
+# The image's architecture (BuildKit sets it): the gateway is published for it, with ReadyToRun code (its csproj).
+ARG TARGETARCH=amd64
 WORKDIR /src
 # Restore in its own layer: it only reruns when a project file or a package version changes.
 COPY global.json Directory.Build.props Directory.Packages.props ./
 COPY src/IotGateway/IotGateway.csproj src/IotGateway/
 COPY src/DeviceSimulator/DeviceSimulator.csproj src/DeviceSimulator/
 COPY src/IotGateway.Protocol/IotGateway.Protocol.csproj src/IotGateway.Protocol/
-RUN dotnet restore src/IotGateway/IotGateway.csproj \
+RUN dotnet restore src/IotGateway/IotGateway.csproj --os linux -a $TARGETARCH \
  && dotnet restore src/DeviceSimulator/DeviceSimulator.csproj
 COPY appsettings.json ./
 COPY src/ src/
-RUN dotnet publish src/IotGateway/IotGateway.csproj -c Release -o /out/gateway --no-restore \
+RUN dotnet publish src/IotGateway/IotGateway.csproj -c Release --os linux -a $TARGETARCH --self-contained false -o /out/gateway --no-restore \
  && dotnet publish src/DeviceSimulator/DeviceSimulator.csproj -c Release -o /out/simulator --no-restore
 
 FROM mcr.microsoft.com/dotnet/runtime:${RUNTIME_VERSION} AS simulator

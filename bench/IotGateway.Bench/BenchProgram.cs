@@ -21,8 +21,13 @@ public static class BenchProgram
           startup   [--readings 1000000]                       start → ready, empty and with N stored readings
           reads     [--readings 1000000]                       aggregates, export, latest, event latency over N readings; retention
           all                                                  all of the above with their defaults, one table
+          catchup   [--readings 100000] [--rounds 3]           process start → all stored: gateway vs the article's Node.js server vs mosquitto_sub
+          compare   [--readings 100000] [--rounds 3] [--devices 100] [--commands 10000] [--callers 16] [--warmup 15000]
+                                                               issue 19's comparisons in one run: catchup, then roundtrip (both forms), and their ratios
+                                                               (the published build by default: dotnet publish -c Release -r linux-x64 src/IotGateway)
 
           --configuration   which build of the gateway to run (default Release)
+          --gateway         build (default; compare: publish), publish, or the path of an IotGateway.dll or its folder
         """;
 
     public static async Task<int> RunAsync(string[] args)
@@ -62,10 +67,16 @@ public static class BenchProgram
         try
         {
             var options = Options(subcommand, args[1..]);
-            var layout = RepositoryLayout.Locate(options.Text("configuration", "Release"));
+            var layout = RepositoryLayout.Locate(options.Text("configuration", "Release"), options.Text("gateway", subcommand == "compare" ? "publish" : "build"));
             if (subcommand == "all")
             {
                 return await RunAllAsync(layout, interrupted.Token);
+            }
+
+            if (subcommand == "compare")
+            {
+                await CompareAsync(layout, options, interrupted.Token);
+                return 0;
             }
 
             var result = await RunOneAsync(subcommand, layout, options, interrupted.Token);
@@ -100,12 +111,14 @@ public static class BenchProgram
 
     private static BenchArguments Options(string subcommand, string[] rest) => subcommand switch
     {
-        "ingest" => BenchArguments.Parse(rest, ["readings", "rounds", "configuration"]),
-        "roundtrip" => BenchArguments.Parse(rest, ["devices", "commands", "callers", "warmup", "database", "configuration"]),
-        "fleet" => BenchArguments.Parse(rest, ["devices", "transport", "configuration"]),
-        "startup" => BenchArguments.Parse(rest, ["readings", "configuration"]),
-        "reads" => BenchArguments.Parse(rest, ["readings", "configuration"]),
-        "all" => BenchArguments.Parse(rest, ["configuration"]),
+        "ingest" => BenchArguments.Parse(rest, ["readings", "rounds", "configuration", "gateway"]),
+        "roundtrip" => BenchArguments.Parse(rest, ["devices", "commands", "callers", "warmup", "database", "configuration", "gateway"]),
+        "fleet" => BenchArguments.Parse(rest, ["devices", "transport", "configuration", "gateway"]),
+        "startup" => BenchArguments.Parse(rest, ["readings", "configuration", "gateway"]),
+        "reads" => BenchArguments.Parse(rest, ["readings", "configuration", "gateway"]),
+        "all" => BenchArguments.Parse(rest, ["configuration", "gateway"]),
+        "catchup" => BenchArguments.Parse(rest, ["readings", "rounds", "configuration", "gateway"]),
+        "compare" => BenchArguments.Parse(rest, ["readings", "rounds", "devices", "commands", "callers", "warmup", "configuration", "gateway"]),
         _ => throw new UsageException($"Unknown subcommand '{subcommand}'."),
     };
 
@@ -121,12 +134,60 @@ public static class BenchProgram
                 options.Int("warmup", RoundTripBenchmark.DefaultWarmUpCommands),
                 options.Text("database", "sqlite"),
                 cancellationToken),
+            "catchup" => RunCatchUpAsync(layout, options, cancellationToken),
             "fleet" => new FleetBenchmark(layout).RunAsync(options.Int("devices", FleetBenchmark.DefaultDevices), options.Text("transport", "mqtt"),
                 cancellationToken),
             "startup" => new StartupBenchmark(layout).RunAsync(options.Int("readings", StartupBenchmark.DefaultReadings, min: 0), cancellationToken),
             "reads" => new ReadsBenchmark(layout).RunAsync(options.Int("readings", ReadsBenchmark.DefaultReadings, min: 1000), cancellationToken),
             _ => throw new UsageException($"Unknown subcommand '{subcommand}'."),
         };
+
+    private static async Task<BenchResult> RunCatchUpAsync(RepositoryLayout layout, BenchArguments options, CancellationToken cancellationToken) =>
+        (await new CatchUpBenchmark(layout).RunAsync(options.Int("readings", IngestBenchmark.DefaultReadings),
+            options.Int("rounds", IngestBenchmark.DefaultRounds), cancellationToken)).Result;
+
+    /// <summary>
+    /// Issue 19's comparisons in one invocation: catching up after a restart against the article's server and
+    /// mosquitto_sub, and the command round trip (both forms) against bare MQTT; each result, then the ratios.
+    /// </summary>
+    private static async Task CompareAsync(RepositoryLayout layout, BenchArguments options, CancellationToken cancellationToken)
+    {
+        var catchUp = await new CatchUpBenchmark(layout).RunAsync(options.Int("readings", IngestBenchmark.DefaultReadings),
+            options.Int("rounds", IngestBenchmark.DefaultRounds), cancellationToken);
+        Report.Print(catchUp.Result);
+        Console.Error.WriteLine("round trip …");
+        var roundTrip = await new RoundTripBenchmark(layout).MeasureAsync(options.Int("devices", RoundTripBenchmark.DefaultDevices),
+            options.Int("commands", RoundTripBenchmark.DefaultCommands), options.Int("callers", RoundTripBenchmark.DefaultCallers),
+            options.Int("warmup", RoundTripBenchmark.DefaultWarmUpCommands), "sqlite", cancellationToken);
+        Report.Print(roundTrip.Result);
+
+        var (middle, bare) = (catchUp.Middle, roundTrip.Bare);
+        var rows = new List<ResultRow>
+        {
+            middle.Article is { } article
+                ? new("catch-up: gateway start → all stored / the article's server start → drained",
+                    $"{middle.GatewayAllStored / article:0.00}× ({Report.Seconds(middle.GatewayAllStored)} / {Report.Seconds(article)})",
+                    Report.Target("≤ 1×", middle.GatewayAllStored <= article))
+                : new("catch-up: the article's server", "not measured", catchUp.ArticleProblem ?? ""),
+            new("catch-up: gateway start → all stored / mosquitto_sub start → drained",
+                $"{middle.GatewayAllStored / middle.Subscriber:0.00}× ({Report.Seconds(middle.GatewayAllStored)} / {Report.Seconds(middle.Subscriber)})"),
+            new("start-up: gateway process start → ready", Report.Seconds(middle.GatewayReady), Report.Target("≤ 0.5 s", middle.GatewayReady <= TimeSpan.FromSeconds(0.5))),
+            new("catch-up CPU time: gateway start → all stored / the article's server start → drained",
+                middle.ArticleCpu is { } articleCpu ? $"{middle.GatewayCpuAtAllStored / articleCpu:0.00}× ({Report.Seconds(middle.GatewayCpuAtAllStored)} / {Report.Seconds(articleCpu)})" : "n/a",
+                "what each costs, whatever else shares the cores"),
+            new("start-up CPU time: gateway process start → ready", middle.GatewayCpuAtReady is { } readyCpu ? Report.Seconds(readyCpu) : "n/a"),
+        };
+        foreach (var (name, m) in new[] { ("POST + wait-GET", roundTrip.PostThenGet), ("synchronous POST", roundTrip.Synchronous) })
+        {
+            var (p50, p99, rate) = (m.Latency.P50Ms / bare.Latency.P50Ms, m.Latency.P99Ms / bare.Latency.P99Ms, m.Rate / bare.Rate);
+            rows.Add(new($"round trip, {name}: p50 / bare", $"{p50:0.0}× ({Report.Milliseconds(m.Latency.P50Ms)} / {Report.Milliseconds(bare.Latency.P50Ms)})", Report.Target("≤ 2×", p50 <= 2)));
+            rows.Add(new($"round trip, {name}: p99 / bare", $"{p99:0.0}× ({Report.Milliseconds(m.Latency.P99Ms)} / {Report.Milliseconds(bare.Latency.P99Ms)})", Report.Target("≤ 2×", p99 <= 2)));
+            rows.Add(new($"round trip, {name}: commands/s / bare", $"{rate:0.00}× ({Report.Rate(m.Rate, "commands")} / {Report.Rate(bare.Rate, "requests")})", Report.Target("≥ 0.5×", rate >= 0.5)));
+        }
+
+        Report.Print(new BenchResult("compare", "compare: the gateway against the article's server, mosquitto_sub and bare MQTT", rows,
+            [$"The gateway: {layout.Description}. Catch-up: the middle of the rounds above; round trip: one run, after the warm-up."]));
+    }
 
     /// <summary>Every benchmark with its defaults, one after another; a failure is a row of the table, and makes the exit code 1.</summary>
     private static async Task<int> RunAllAsync(RepositoryLayout layout, CancellationToken cancellationToken)

@@ -21,7 +21,7 @@ public sealed class IngestBenchmark(RepositoryLayout layout)
     private const string SubscriberClientId = "bench-sub";
     private const string LibraryClientId = "bench-mqttnet";
     private const string BufferedLibraryClientId = "bench-mqttnet-buffered";
-    private const string DataTopicFilter = "iot/data/+";
+    internal const string DataTopicFilter = "iot/data/+";
     private const int PublishesInFlight = 64;
     private const int DeviceCount = 100;
     private static readonly TimeSpan StallTimeout = TimeSpan.FromSeconds(30);
@@ -116,20 +116,20 @@ public sealed class IngestBenchmark(RepositoryLayout layout)
     }
 
     /// <summary>mosquitto_sub's persistent session (-c): subscribe, exit once the broker acknowledged it (-E).</summary>
-    private static async Task CreateSubscriberSessionAsync(MosquittoBroker broker, CancellationToken cancellationToken)
+    internal static async Task CreateSubscriberSessionAsync(MosquittoBroker broker, CancellationToken cancellationToken, string clientId = SubscriberClientId)
     {
         await using var sub = ChildProcess.Start("mosquitto_sub", MosquittoBroker.ClientTool("mosquitto_sub"),
-            [.. SubscriberArguments(broker), "-E"], Path.GetTempPath());
+            [.. SubscriberArguments(broker, clientId), "-E"], Path.GetTempPath());
         if (!await sub.WaitForExitAsync(TimeSpan.FromSeconds(10), cancellationToken) || sub.ExitCode != 0)
         {
             throw new BenchFailure($"mosquitto_sub could not create its persistent session. Its output:\n{sub.OutputTail()}");
         }
     }
 
-    private static string[] SubscriberArguments(MosquittoBroker broker) =>
-        ["-h", MosquittoBroker.Host, "-p", broker.Port.ToString(System.Globalization.CultureInfo.InvariantCulture), "-i", SubscriberClientId, "-c", "-q", "1", "-t", DataTopicFilter];
+    private static string[] SubscriberArguments(MosquittoBroker broker, string clientId = SubscriberClientId) =>
+        ["-h", MosquittoBroker.Host, "-p", broker.Port.ToString(System.Globalization.CultureInfo.InvariantCulture), "-i", clientId, "-c", "-q", "1", "-t", DataTopicFilter];
 
-    private static async Task<TimeSpan> PublishBacklogAsync(MosquittoBroker broker, int readings, CancellationToken cancellationToken)
+    internal static async Task<TimeSpan> PublishBacklogAsync(MosquittoBroker broker, int readings, CancellationToken cancellationToken)
     {
         using var client = MqttClients.Factory.CreateMqttClient();
         await MqttClients.ConnectAsync(client, MqttClients.Options(broker, "bench-publisher").WithCleanStart(true).Build(), cancellationToken);
@@ -169,11 +169,14 @@ public sealed class IngestBenchmark(RepositoryLayout layout)
     /// from process start to exit: a C program's start and connect take a few milliseconds, and asking it for a
     /// timestamp per message (-F %U) halved its rate here, which would measure the printing, not the broker.
     /// </summary>
-    private static async Task<Drain> DrainWithMosquittoSubAsync(MosquittoBroker broker, int readings, CancellationToken cancellationToken)
+    internal static async Task<Drain> DrainWithMosquittoSubAsync(MosquittoBroker broker, int readings, CancellationToken cancellationToken,
+        string clientId = SubscriberClientId, bool measureCpu = false)
     {
         // Through `sh -c 'exec …'` so that its stdout is /dev/null itself, not a pipe we would have to drain; exec
         // keeps one process, so the timing is mosquitto_sub's own (plus a shell start of about a millisecond).
-        var command = $"exec {MosquittoBroker.ClientTool("mosquitto_sub")} {string.Join(' ', SubscriberArguments(broker).Select(Quote))} -C {readings} > /dev/null";
+        // With measureCpu, the shell stays to report its child's CPU time (`times`) instead of exec'ing it.
+        var run = $"{MosquittoBroker.ClientTool("mosquitto_sub")} {string.Join(' ', SubscriberArguments(broker, clientId).Select(Quote))} -C {readings} > /dev/null";
+        var command = measureCpu ? $"{run}; status=$?; times; exit $status" : $"exec {run}";
         await using var sub = ChildProcess.Start("mosquitto_sub", "/bin/sh", ["-c", command], Path.GetTempPath());
         var timeout = TimeSpan.FromSeconds(60 + readings / 5000);
         if (!await sub.WaitForExitAsync(timeout, cancellationToken))
@@ -187,11 +190,14 @@ public sealed class IngestBenchmark(RepositoryLayout layout)
             throw new BenchFailure($"mosquitto_sub exited with code {sub.ExitCode}. Its output:\n{sub.OutputTail()}");
         }
 
-        return new Drain(time, time);
+        return new Drain(time, time) { Cpu = measureCpu ? ChildProcess.ChildrenCpuTime(sub.OutputTail()) : null };
     }
 
     /// <summary>A reference drain: process start → exit, and its first → last message.</summary>
-    private sealed record Drain(TimeSpan Total, TimeSpan FirstToLast);
+    internal sealed record Drain(TimeSpan Total, TimeSpan FirstToLast)
+    {
+        public TimeSpan? Cpu { get; init; }
+    }
 
     /// <summary>The library's limit: this bench binary as a fresh process that only receives and acknowledges.</summary>
     private static async Task<Drain> DrainWithMqttnetAloneAsync(MosquittoBroker broker, string clientId, int readings, bool buffered,
@@ -220,10 +226,16 @@ public sealed class IngestBenchmark(RepositoryLayout layout)
         return new Drain(total, TimeSpan.FromMilliseconds(ms));
     }
 
-    private sealed record GatewayDrain(TimeSpan Ready, TimeSpan FirstStored, long FirstStoredCount, TimeSpan Total, TimeSpan Drain, IReadOnlyList<string> Notes);
+    internal sealed record GatewayDrain(TimeSpan Ready, TimeSpan FirstStored, long FirstStoredCount, TimeSpan Total, TimeSpan Drain, IReadOnlyList<string> Notes)
+    {
+        // The gateway's CPU time (all threads) from its start until ready, and until all were stored.
+        public TimeSpan? CpuAtReady { get; init; }
+
+        public TimeSpan CpuAtAllStored { get; init; }
+    }
 
     /// <summary>Starts the gateway on an empty database and times it until every reading is stored.</summary>
-    private async Task<GatewayDrain> DrainWithGatewayAsync(MosquittoBroker broker, string clientId, int readings, string? postgres,
+    internal async Task<GatewayDrain> DrainWithGatewayAsync(MosquittoBroker broker, string clientId, int readings, string? postgres,
         CancellationToken cancellationToken)
     {
         using var data = TempDirectory.Create("iotgw-bench-ingest-");
@@ -234,6 +246,7 @@ public sealed class IngestBenchmark(RepositoryLayout layout)
         long stored = 0;
         (TimeSpan At, long Count)? firstStored = null;
         DateTimeOffset lastStoredAt;
+        TimeSpan cpuAtAllStored;
         var lastProgress = Stopwatch.StartNew();
         while (true)
         {
@@ -246,6 +259,7 @@ public sealed class IngestBenchmark(RepositoryLayout layout)
             if (now >= readings)
             {
                 lastStoredAt = DateTimeOffset.UtcNow;
+                cpuAtAllStored = ProcFs.ReadCpuTime(gateway.ProcessId);
                 break;
             }
 
@@ -293,7 +307,11 @@ public sealed class IngestBenchmark(RepositoryLayout layout)
 
         // ReceivedAt is stamped on receipt, in UTC ticks, by the same machine's clock as lastStoredAt.
         var firstReceivedAt = new DateTimeOffset(GatewayDatabase.Scalar(gateway.DatabasePath, """SELECT MIN("ReceivedAt") FROM "Telemetry" """), TimeSpan.Zero);
-        return new GatewayDrain(ready, firstStored.Value.At, firstStored.Value.Count, total, lastStoredAt - firstReceivedAt, notes);
+        return new GatewayDrain(ready, firstStored.Value.At, firstStored.Value.Count, total, lastStoredAt - firstReceivedAt, notes)
+        {
+            CpuAtReady = gateway.CpuAtReady,
+            CpuAtAllStored = cpuAtAllStored,
+        };
     }
 
     private static string Quote(string argument) => $"'{argument.Replace("'", "'\\''", StringComparison.Ordinal)}'";

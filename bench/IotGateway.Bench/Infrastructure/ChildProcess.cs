@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Runtime.InteropServices;
@@ -156,6 +157,26 @@ public sealed partial class ChildProcess : IAsyncDisposable
     }
 
     /// <summary>Kills every child still running: used on Ctrl+C and at process exit.</summary>
+    /// <summary>
+    /// The children's CPU time (user + system) from a shell's `times` output: its second line, "0m1.234s 0m0.056s".
+    /// </summary>
+    public static TimeSpan? ChildrenCpuTime(string output)
+    {
+        var lines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Where(l => System.Text.RegularExpressions.Regex.IsMatch(l, @"^\d+m[\d.]+s \d+m[\d.]+s$")).ToArray();
+        if (lines.Length < 2)
+        {
+            return null;
+        }
+
+        return lines[^1].Split(' ').Select(t =>
+        {
+            var m = t.IndexOf('m', StringComparison.Ordinal);
+            return TimeSpan.FromMinutes(int.Parse(t[..m], CultureInfo.InvariantCulture))
+                + TimeSpan.FromSeconds(double.Parse(t[(m + 1)..^1], CultureInfo.InvariantCulture));
+        }).Aggregate(TimeSpan.Zero, (a, b) => a + b);
+    }
+
     public static void KillAll()
     {
         foreach (var child in Live.Keys)

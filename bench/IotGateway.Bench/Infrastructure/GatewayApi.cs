@@ -47,6 +47,20 @@ public sealed class GatewayApi : IDisposable
         return queued?.Id ?? throw new BenchFailure($"POST /api/devices/{deviceId}/commands answered 202 without an id.");
     }
 
+    /// <summary>POST /api/devices/{id}/commands?waitSeconds=…: queues and returns the command once finished (200), or open (202).</summary>
+    public async Task<CommandState> QueueCommandAndWaitAsync(string deviceId, string command, TimeSpan wait, CancellationToken cancellationToken)
+    {
+        var url = $"/api/devices/{Uri.EscapeDataString(deviceId)}/commands?waitSeconds={wait.TotalSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture)}";
+        using var response = await SendAsync(() => _http.PostAsJsonAsync(url, new { command }, Json, cancellationToken));
+        if (response.StatusCode != HttpStatusCode.Accepted)
+        {
+            await EnsureStatusAsync(response, HttpStatusCode.OK, cancellationToken);
+        }
+
+        return await response.Content.ReadFromJsonAsync<CommandState>(Json, cancellationToken)
+            ?? throw new BenchFailure($"POST {url} answered {(int)response.StatusCode} with an empty body.");
+    }
+
     /// <summary>GET /api/commands/{id}?waitSeconds=…: returns when the command finishes or the wait runs out.</summary>
     public Task<CommandState> WaitForCommandAsync(Guid id, TimeSpan wait, CancellationToken cancellationToken) =>
         GetAsync<CommandState>($"/api/commands/{id}?waitSeconds={wait.TotalSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture)}", cancellationToken);

@@ -34,6 +34,9 @@ public sealed class GatewayProcess : IAsyncDisposable
 
     public bool HasExited => _process.HasExited;
 
+    /// <summary>The process's CPU time (user + system, all threads) when /health/ready first answered 200.</summary>
+    public TimeSpan? CpuAtReady { get; private set; }
+
     /// <summary>Time since the process was started (the stopwatch starts just before the process does).</summary>
     public TimeSpan Uptime => _process.SinceStart.Elapsed;
 
@@ -90,7 +93,9 @@ public sealed class GatewayProcess : IAsyncDisposable
                 using var response = await _probe.GetAsync("/health/ready", cancellationToken);
                 if (response.StatusCode == HttpStatusCode.OK)
                 {
-                    return Uptime;
+                    var uptime = Uptime;
+                    CpuAtReady = ProcFs.ReadCpuTime(ProcessId);
+                    return uptime;
                 }
 
                 lastAnswer = $"{(int)response.StatusCode} {await response.Content.ReadAsStringAsync(cancellationToken)}";

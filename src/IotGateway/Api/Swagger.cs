@@ -117,6 +117,25 @@ public static class Swagger
             if (method == "POST" && path == "api/devices/{deviceId}/commands")
             {
                 SetExamples(operation.RequestBody?.Content, Examples.Commands.ToDictionary(c => c.Name, c => (c.Summary, Examples.Request(c))));
+                SetExamples(Response(operation, "200")?.Content,
+                    Examples.Commands.ToDictionary(c => c.Name + " answered", c => ($"With waitSeconds, answered in time. {c.Summary}", Examples.Answered(c))));
+                var accepted = Response(operation, "202");
+                SetExamples(accepted?.Content, new Dictionary<string, (string, JsonNode)>
+                {
+                    ["Queued"] = ("Without waitSeconds: its id, device and status", Examples.Queued()),
+                    ["Still open"] = ("With waitSeconds, not answered in time: the whole command, as GET /api/commands/{id} returns it",
+                        Examples.StillOpen(Examples.Commands[0])),
+                });
+                // Either shape: the short one without waitSeconds, the whole command with it.
+                if (accepted?.Content is { } content && content.TryGetValue("application/json", out var media) && media is OpenApiMediaType json)
+                {
+                    EnsureSchema(context, typeof(Commands.CommandView));
+                    json.Schema = new OpenApiSchema
+                    {
+                        AnyOf = [new OpenApiSchemaReference(nameof(Commands.QueuedCommand), context.Document),
+                            new OpenApiSchemaReference(nameof(Commands.CommandView), context.Document)],
+                    };
+                }
             }
             else if (method == "POST" && path == "api/commands/bulk")
             {
@@ -132,8 +151,18 @@ public static class Swagger
             }
             else if (method == "GET" && path == "api/commands/{id}")
             {
-                var ok = operation.Responses is not null && operation.Responses.TryGetValue("200", out var response) ? response as OpenApiResponse : null;
-                SetExamples(ok?.Content, Examples.Commands.ToDictionary(c => c.Name + " answered", c => (c.Summary, Examples.Answered(c))));
+                SetExamples(Response(operation, "200")?.Content, Examples.Commands.ToDictionary(c => c.Name + " answered", c => (c.Summary, Examples.Answered(c))));
+            }
+        }
+
+        private static OpenApiResponse? Response(OpenApiOperation operation, string code) =>
+            operation.Responses is not null && operation.Responses.TryGetValue(code, out var response) ? response as OpenApiResponse : null;
+
+        private static void EnsureSchema(OperationFilterContext context, Type type)
+        {
+            if (!context.SchemaRepository.Schemas.ContainsKey(type.Name))
+            {
+                context.SchemaGenerator.GenerateSchema(type, context.SchemaRepository);
             }
         }
 

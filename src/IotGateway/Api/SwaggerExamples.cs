@@ -54,6 +54,14 @@ internal static class Examples
 
     public static JsonNode Answered(DeviceCommand command) => Of(View(command));
 
+    public static JsonNode Queued() => Of(new QueuedCommand(CommandId, DeviceId, CommandStatus.Pending));
+
+    // What POST …/commands?waitSeconds=N answers when the device has not answered in time: published, not answered.
+    public static JsonNode StillOpen(DeviceCommand command) => Of(View(command) with
+    {
+        Status = CommandStatus.Published, Result = null, Response = null, AnsweredAt = null,
+    });
+
     public static JsonNode? ForType(Type type) => type switch
     {
         _ when type == typeof(CommandView) => Of(View(Commands[2])),

@@ -21,15 +21,28 @@ public sealed class CommandQueue(GatewayDbContext db, ICommandStore store, Comma
         return commands[0];
     }
 
+    // With an id chosen by the caller, who can then wait for the command before it could possibly finish.
+    public async Task<Command> QueueAsync(string deviceId, CommandRequestSpec spec, Guid id, CancellationToken cancellationToken)
+    {
+        var commands = await QueueManyAsync([deviceId], spec, batchId: null, cancellationToken, id);
+        return commands[0];
+    }
+
+    public Guid NewCommandId() => Guid.CreateVersion7(time.GetUtcNow());
+
     public async Task<IReadOnlyList<Command>> QueueManyAsync(IReadOnlyCollection<string> deviceIds, CommandRequestSpec spec, Guid? batchId,
-        CancellationToken cancellationToken)
+        CancellationToken cancellationToken) =>
+        await QueueManyAsync(deviceIds, spec, batchId, cancellationToken, id: null);
+
+    private async Task<IReadOnlyList<Command>> QueueManyAsync(IReadOnlyCollection<string> deviceIds, CommandRequestSpec spec, Guid? batchId,
+        CancellationToken cancellationToken, Guid? id)
     {
         var now = time.GetUtcNow();
         var ttl = spec.TtlSeconds ?? options.Value.DefaultTtlSeconds;
         var payload = spec.Payload is { ValueKind: not JsonValueKind.Undefined and not JsonValueKind.Null } p ? p.GetRawText() : null;
         var commands = deviceIds.Select(deviceId => new Command
         {
-            Id = Guid.CreateVersion7(now),
+            Id = id ?? Guid.CreateVersion7(now),
             DeviceId = deviceId,
             Name = spec.Name,
             Payload = payload,

@@ -25,12 +25,18 @@ public sealed class CommandsController(GatewayDbContext db, ICommandStore store,
     /// The command is stored as Pending and published to {CommandRequest}/{deviceId} at QoS 2 as
     /// {"uuid":…,"command":…,"payload":…}. A device that is offline receives it when it reconnects with its
     /// persistent session; the answer on {CommandResponse}/{deviceId} makes it Completed (or Failed for ERROR… results).
+    ///
+    /// With waitSeconds, the request also waits for the answer, like GET /api/commands/{id}?waitSeconds: it returns
+    /// 200 with the finished command (Completed, Failed, Expired or Cancelled) the moment it finishes, or 202 with
+    /// the command as it is (Pending or Published) when waitSeconds have passed. The command stays queued either way.
     /// </remarks>
     /// <param name="deviceId">The device, exactly one MQTT topic level.</param>
     /// <param name="request">The command.</param>
-    /// <param name="cancellationToken">Aborts the request.</param>
-    /// <response code="202">Queued; Location points at the command.</response>
-    /// <response code="400">Invalid device id or body.</response>
+    /// <param name="waitSeconds">Wait up to this long (0 to 60 s) for the command to finish and answer with it. Omitted: answer at once with its id and status.</param>
+    /// <param name="cancellationToken">Aborts the request (a command already queued stays queued).</param>
+    /// <response code="200">With waitSeconds: the command finished in time; the whole command, as GET /api/commands/{id} returns it. Location points at it.</response>
+    /// <response code="202">Queued; Location points at the command. Without waitSeconds the body is its id, device and status; with waitSeconds it is the whole command, still open.</response>
+    /// <response code="400">Invalid device id, body or waitSeconds.</response>
     /// <response code="404">The gateway has never seen this device.</response>
     /// <response code="413">The body is too large.</response>
     /// <response code="429">Too many command requests for this key; see Retry-After.</response>
@@ -39,12 +45,14 @@ public sealed class CommandsController(GatewayDbContext db, ICommandStore store,
     [HttpPost("api/devices/{deviceId}/commands")]
     [Consumes("application/json")]
     [BodySizeLimit(RequestLimits.MaxCommandBodyBytes)]
+    [ProducesResponseType<CommandView>(StatusCodes.Status200OK)]
     [ProducesResponseType<QueuedCommand>(StatusCodes.Status202Accepted)]
     [ProducesResponseType<ValidationProblemDetails>(StatusCodes.Status400BadRequest)]
     [ProducesResponseType<ProblemDetails>(StatusCodes.Status404NotFound)]
     [ProducesResponseType<ProblemDetails>(StatusCodes.Status413PayloadTooLarge)]
     [ProducesResponseType<ProblemDetails>(StatusCodes.Status429TooManyRequests)]
-    public async Task<IActionResult> Queue([DeviceId] string deviceId, [FromBody] QueueCommandRequest request, CancellationToken cancellationToken)
+    public async Task<IActionResult> Queue([DeviceId] string deviceId, [FromBody] QueueCommandRequest request,
+        [FromQuery, Range(0.0, MaxWaitSeconds)] double? waitSeconds = null, CancellationToken cancellationToken = default)
     {
         if (request.TtlProblem(options.Value) is { } ttlProblem)
         {
@@ -67,8 +75,39 @@ public sealed class CommandsController(GatewayDbContext db, ICommandStore store,
                 detail: $"The gateway has never seen device '{deviceId}'. A device becomes known when it signs in or sends data.");
         }
 
-        var command = await queue.QueueAsync(deviceId, request.ToSpec(RequestedBy()), cancellationToken);
-        return AcceptedAtAction(nameof(Get), new { id = command.Id }, new QueuedCommand(command.Id, command.DeviceId, command.Status));
+        if (waitSeconds is not { } wait)
+        {
+            var command = await queue.QueueAsync(deviceId, request.ToSpec(RequestedBy()), cancellationToken);
+            return AcceptedAtAction(nameof(Get), new { id = command.Id }, new QueuedCommand(command.Id, command.DeviceId, command.Status));
+        }
+
+        // Registered before the command exists, so no finish (here or on another instance) can come before the wait.
+        var id = queue.NewCommandId();
+        var deadline = time.GetUtcNow() + TimeSpan.FromSeconds(wait);
+        var waiting = completion.Register(id);
+        try
+        {
+            await queue.QueueAsync(deviceId, request.ToSpec(RequestedBy()), id, cancellationToken);
+        }
+        catch
+        {
+            waiting.Dispose();
+            throw;
+        }
+
+        var finished = await WaitUntilFinishedAsync(id, deadline, waiting, cancellationToken);
+        if (finished is null)
+        {
+            return CommandNotFound(id);
+        }
+
+        if (Command.IsOpen(finished.Status))
+        {
+            return AcceptedAtAction(nameof(Get), new { id }, finished.ToView());
+        }
+
+        Response.Headers.Location = Url.Action(nameof(Get), null, new { id }, Request.Scheme, Request.Host.ToUriComponent());
+        return Ok(finished.ToView());
     }
 
     /// <summary>Get a command with its status, result and timestamps; optionally wait for it to finish.</summary>
@@ -89,32 +128,54 @@ public sealed class CommandsController(GatewayDbContext db, ICommandStore store,
     [ProducesResponseType<ProblemDetails>(StatusCodes.Status404NotFound)]
     public async Task<IActionResult> Get(Guid id, [FromQuery, Range(0.0, MaxWaitSeconds)] double waitSeconds = 0, CancellationToken cancellationToken = default)
     {
-        var deadline = time.GetUtcNow() + TimeSpan.FromSeconds(waitSeconds);
-        while (true)
+        var command = waitSeconds > 0
+            ? await WaitUntilFinishedAsync(id, time.GetUtcNow() + TimeSpan.FromSeconds(waitSeconds), registered: null, cancellationToken)
+            : await db.FindCommandAsync(id, cancellationToken);
+        return command is null ? CommandNotFound(id) : Ok(command.ToView());
+    }
+
+    // The command once it has finished, or as it is at the deadline; null when there is no such command. Whoever
+    // finishes a command signals it after the commit, here or from another instance (CommandCompletion); a waiter
+    // registered before reading cannot miss that. `registered` is a registration made before the command existed:
+    // then there is nothing to read before the first wait.
+    private async Task<Command?> WaitUntilFinishedAsync(Guid id, DateTimeOffset deadline, CommandCompletion.Registration? registered,
+        CancellationToken cancellationToken)
+    {
+        var waiting = registered;
+        Command? command = null;
+        try
         {
-            using var waiting = waitSeconds > 0 ? completion.Register(id) : null;
-            var command = await db.FindCommandAsync(id, cancellationToken);
-            if (command is null)
+            while (true)
             {
-                return CommandNotFound(id);
-            }
+                if (waiting is null)
+                {
+                    waiting = completion.Register(id);
+                    command = await db.FindCommandAsync(id, cancellationToken);
+                    if (command is null || !Command.IsOpen(command.Status) || deadline <= time.GetUtcNow())
+                    {
+                        return command;
+                    }
+                }
 
-            var left = deadline - time.GetUtcNow();
-            if (waiting is null || !Command.IsOpen(command.Status) || left <= TimeSpan.Zero)
-            {
-                return Ok(command.ToView());
-            }
+                var left = deadline - time.GetUtcNow();
+                try
+                {
+                    // Woken when it finishes here or on another instance, or when signals may have been missed: read again.
+                    await waiting.Finished.WaitAsync(left > TimeSpan.Zero ? left : TimeSpan.Zero, time, cancellationToken);
+                }
+                catch (TimeoutException)
+                {
+                    // Still open: the command as it is.
+                    return await db.FindCommandAsync(id, cancellationToken) ?? command;
+                }
 
-            try
-            {
-                // Woken when it finishes here or on another instance, or when signals may have been missed: read again.
-                await waiting.Finished.WaitAsync(left, time, cancellationToken);
+                waiting.Dispose();
+                waiting = null;
             }
-            catch (TimeoutException)
-            {
-                // Still open: answer with the command as it is.
-                return Ok((await db.FindCommandAsync(id, cancellationToken) ?? command).ToView());
-            }
+        }
+        finally
+        {
+            waiting?.Dispose();
         }
     }
 

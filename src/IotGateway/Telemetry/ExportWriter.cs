@@ -59,16 +59,26 @@ public sealed class CsvExportWriter(PipeWriter output, string deviceId) : Export
 
     public override void Write(ExportRow row)
     {
+        // Base64 cannot hold a formula (no parentheses, quotes or spaces), and a leading '+' is part of it.
+        var payload = row.Format == PayloadFormat.Binary ? Field(row.Payload, guardFormula: false) : Field(row.Payload);
         WriteUtf8(string.Create(CultureInfo.InvariantCulture,
-            $"{row.Id},{_deviceField},{ApiTime.ToText(row.ReceivedAt)},{Field(row.Topic)},{row.Format},{Field(row.MessageKey)},{Field(row.Payload)}\r\n"));
+            $"{row.Id},{_deviceField},{ApiTime.ToText(row.ReceivedAt)},{Field(row.Topic)},{row.Format},{Field(row.MessageKey)},{payload}\r\n"));
     }
 
-    // Quoted when it holds a comma, a quote or a line break; quotes doubled.
-    internal static string Field(string? value)
+    // Quoted when it holds a comma, a quote or a line break; quotes doubled. Text a device chose that a spreadsheet
+    // would run as a formula (=, +, -, @, tab or CR first, and not a number) gets a leading apostrophe, as OWASP
+    // advises for CSV exports: an operator who opens the file must not run what a device wrote.
+    internal static string Field(string? value, bool guardFormula = true)
     {
         if (string.IsNullOrEmpty(value))
         {
             return "";
+        }
+
+        if (guardFormula && value[0] is '=' or '+' or '-' or '@' or '\t' or '\r'
+            && !double.TryParse(value, NumberStyles.Float, CultureInfo.InvariantCulture, out _))
+        {
+            value = "'" + value;
         }
 
         return value.AsSpan().IndexOfAny(",\"\r\n") < 0 ? value : $"\"{value.Replace("\"", "\"\"", StringComparison.Ordinal)}\"";

@@ -143,6 +143,23 @@ public sealed class ApiValidationTests : IAsyncLifetime
         await AssertProblemAsync(await _gateway.Http.GetAsync(url), HttpStatusCode.BadRequest);
     }
 
+    // The synchronous form takes waitSeconds within the same limits as the waiting GET, and queues nothing otherwise.
+    [Theory]
+    [InlineData("-1")]
+    [InlineData("61")]
+    [InlineData("NaN")]
+    [InlineData("Infinity")]
+    [InlineData("soon")]
+    public async Task QueueingWithABadWaitIsRejectedAndQueuesNothing(string waitSeconds)
+    {
+        var response = await _gateway.Http.PostAsync($"/api/devices/known/commands?waitSeconds={waitSeconds}",
+            new StringContent("""{"command":"PING"}""", Encoding.UTF8, "application/json"));
+        await AssertProblemAsync(response, HttpStatusCode.BadRequest);
+        Assert.Contains("waitSeconds", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        await using var scope = _gateway.Services.CreateAsyncScope();
+        Assert.Equal(0, await scope.ServiceProvider.GetRequiredService<GatewayDbContext>().Commands.CountAsync());
+    }
+
     [Fact]
     public async Task UnknownCommandIs404()
     {

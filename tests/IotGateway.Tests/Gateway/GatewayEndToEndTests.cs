@@ -372,6 +372,84 @@ public abstract class GatewayEndToEndTests
         Assert.False(gateway.Services.GetRequiredService<CommandCompletion>().IsAwaited(shortLived.Id), "no waiter is left behind");
     }
 
+    // POST …/commands?waitSeconds=N queues and waits in one request: 200 with the finished command (whatever finishes
+    // it), 202 with the open one when the time is up; the same body as GET /api/commands/{id}, Location as without it.
+    [SkippableFact]
+    public async Task QueueingWithWaitSecondsAnswersWithTheFinishedCommandOrTheOpenOne()
+    {
+        await using var broker = await StartBrokerAsync();
+        await using var gateway = await StartGatewayAsync(broker.Url);
+        await using var device = await SignInAsync(broker, gateway, "sync-caller");
+        var completion = gateway.Services.GetRequiredService<CommandCompletion>();
+
+        async Task<(HttpResponseMessage Response, Guid Id)> PostWhileDeviceAnswersAsync(object body, string result)
+        {
+            device.ClearReceivedMessages();
+            var posting = gateway.Http.PostAsJsonAsync("/api/devices/sync-caller/commands?waitSeconds=30", body, GatewayApp.Json);
+            var request = await device.WaitForMessageAsync("iot/cmd/req/sync-caller", Timeout);
+            var id = JsonDocument.Parse(request.Payload).RootElement.GetProperty("uuid").GetGuid();
+            await Eventually.UntilAsync(() => completion.IsAwaited(id), Timeout, "the POST waits for its command");
+            Assert.False(posting.IsCompleted, "the POST answered before the device did");
+            await device.PublishAsync("iot/cmd/resp/sync-caller", ArticleAnswer("sync-caller", id, "PING", result));
+            return (await posting.WaitAsync(Timeout), id);
+        }
+
+        // Answered: 200, the whole command as GET returns it, and where it lives.
+        var (answered, answeredId) = await PostWhileDeviceAnswersAsync(new { command = "PING" }, "PONG");
+        Assert.Equal(HttpStatusCode.OK, answered.StatusCode);
+        var body = await answered.Content.ReadFromJsonAsync<JsonElement>();
+        Assert.Equal("Completed", body.GetProperty("status").GetString());
+        Assert.Equal("PONG", body.GetProperty("result").GetString());
+        Assert.Equal($"/api/commands/{answeredId}", answered.Headers.Location?.AbsolutePath);
+        var got = await gateway.Http.GetFromJsonAsync<JsonElement>($"/api/commands/{answeredId}");
+        Assert.Equal(got.EnumerateObject().Select(p => p.Name), body.EnumerateObject().Select(p => p.Name));
+        Assert.Equal(got.GetProperty("answeredAt").GetString(), body.GetProperty("answeredAt").GetString());
+
+        // An error answer finishes it too: Failed, still 200.
+        var (failed, _) = await PostWhileDeviceAnswersAsync(new { command = "PING" }, "ERROR_UNKNOWN_COMMAND");
+        Assert.Equal(HttpStatusCode.OK, failed.StatusCode);
+        Assert.Equal(CommandStatus.Failed, (await failed.Content.ReadFromJsonAsync<CommandView>(GatewayApp.Json))!.Status);
+
+        // Nobody answers in time: 202 with the open command, Location as without waitSeconds.
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        var open = await gateway.Http.PostAsJsonAsync("/api/devices/sync-caller/commands?waitSeconds=0.2", new { command = "PING" }, GatewayApp.Json);
+        Assert.Equal(HttpStatusCode.Accepted, open.StatusCode);
+        Assert.True(waited.Elapsed >= TimeSpan.FromSeconds(0.18), $"the POST waited the 0.2 s it was asked to (it took {waited.Elapsed.TotalSeconds:0.000} s)");
+        var openView = (await open.Content.ReadFromJsonAsync<CommandView>(GatewayApp.Json))!;
+        Assert.Contains(openView.Status, new[] { CommandStatus.Pending, CommandStatus.Published });
+        Assert.Equal("PING", openView.Command);
+        Assert.Equal($"/api/commands/{openView.Id}", open.Headers.Location?.AbsolutePath);
+        Assert.False(completion.IsAwaited(openView.Id), "no waiter is left behind");
+
+        // Cancelled while the POST waits: 200 Cancelled.
+        var posting = gateway.Http.PostAsJsonAsync("/api/devices/sync-caller/commands?waitSeconds=30", new { command = "REBOOT" }, GatewayApp.Json);
+        var reboot = await device.WaitForMessageAsync(m => m.Payload.Contains("REBOOT", StringComparison.Ordinal), Timeout);
+        var rebootId = JsonDocument.Parse(reboot.Payload).RootElement.GetProperty("uuid").GetGuid();
+        await Eventually.UntilAsync(() => completion.IsAwaited(rebootId), Timeout, "the POST waits for its command");
+        Assert.Equal(HttpStatusCode.OK, (await gateway.Http.DeleteAsync($"/api/commands/{rebootId}")).StatusCode);
+        var cancelled = await posting.WaitAsync(Timeout);
+        Assert.Equal(HttpStatusCode.OK, cancelled.StatusCode);
+        Assert.Equal(CommandStatus.Cancelled, (await cancelled.Content.ReadFromJsonAsync<CommandView>(GatewayApp.Json))!.Status);
+
+        // Expired unanswered: 200 Expired.
+        var expiring = await gateway.Http.PostAsJsonAsync("/api/devices/sync-caller/commands?waitSeconds=30", new { command = "PING", ttlSeconds = 1 }, GatewayApp.Json)
+            .WaitAsync(Timeout);
+        Assert.Equal(HttpStatusCode.OK, expiring.StatusCode);
+        var expired = (await expiring.Content.ReadFromJsonAsync<CommandView>(GatewayApp.Json))!;
+        Assert.Equal(CommandStatus.Expired, expired.Status);
+        Assert.False(completion.IsAwaited(expired.Id), "no waiter is left behind");
+
+        // Without waitSeconds, the answer is as before: 202 at once with id, device and status.
+        var plain = await gateway.Http.PostAsJsonAsync("/api/devices/sync-caller/commands", new { command = "PING" }, GatewayApp.Json);
+        Assert.Equal(HttpStatusCode.Accepted, plain.StatusCode);
+        var plainBody = await plain.Content.ReadFromJsonAsync<JsonElement>();
+        Assert.Equal(["id", "deviceId", "status"], plainBody.EnumerateObject().Select(p => p.Name));
+
+        // An unknown device is a 404, whether or not the caller would wait.
+        Assert.Equal(HttpStatusCode.NotFound,
+            (await gateway.Http.PostAsJsonAsync("/api/devices/never-seen/commands?waitSeconds=5", new { command = "PING" }, GatewayApp.Json)).StatusCode);
+    }
+
     // A broker that forgot the gateway's session (no persistence, restarted) has no subscriptions for it either:
     // the gateway sees "session present: false" and subscribes again, or it would never hear a device again.
     [SkippableFact]

@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
+using IotGateway.Api;
 using IotGateway.Commands;
 using IotGateway.Data;
 using IotGateway.Data.PostgreSql;
@@ -83,6 +84,17 @@ public sealed class SeveralGatewaysTests
         Assert.Equal(HttpStatusCode.OK, (await second.Http.DeleteAsync($"/api/commands/{doomed.Id}")).StatusCode);
         Assert.Equal(CommandStatus.Cancelled, (await waitOnFirst.WaitAsync(SignalTimeout))!.Status);
         Assert.Equal(HttpStatusCode.Conflict, (await first.Http.DeleteAsync($"/api/commands/{doomed.Id}")).StatusCode);
+
+        // Queued and waited for in one POST on the first, cancelled on the second: the POST answers 200 Cancelled.
+        var posting = first.Http.PostAsJsonAsync("/api/devices/shared-pump/commands?waitSeconds=60", new { command = "REBOOT" }, GatewayApp.Json);
+        var pending = await Eventually.UntilAsync(async () =>
+            (await second.Http.GetFromJsonAsync<Page<CommandView>>("/api/devices/shared-pump/commands?limit=1", GatewayApp.Json))!.Items
+                .FirstOrDefault(c => c.Command == "REBOOT" && c.Id != doomed.Id), Timeout, "the second instance sees the queued command");
+        await Eventually.UntilAsync(() => first.Services.GetRequiredService<CommandCompletion>().IsAwaited(pending.Id), Timeout, "the POST waits");
+        Assert.Equal(HttpStatusCode.OK, (await second.Http.DeleteAsync($"/api/commands/{pending.Id}")).StatusCode);
+        var synchronous = await posting.WaitAsync(SignalTimeout);
+        Assert.Equal(HttpStatusCode.OK, synchronous.StatusCode);
+        Assert.Equal(CommandStatus.Cancelled, (await synchronous.Content.ReadFromJsonAsync<CommandView>(GatewayApp.Json))!.Status);
     }
 
     [SkippableFact]

@@ -32,6 +32,17 @@ public sealed class SwaggerTests
             }
         }
 
+        // The synchronous form (?waitSeconds): 200 with the answered command, 202 in either shape.
+        var postResponses = document.GetProperty("paths").GetProperty("/api/devices/{deviceId}/commands").GetProperty("post").GetProperty("responses");
+        var answeredInTime = postResponses.GetProperty("200").GetProperty("content").GetProperty("application/json").GetProperty("examples");
+        Assert.Equal(SimulatorCommands.Select(c => c + " answered"), answeredInTime.EnumerateObject().Select(e => e.Name));
+        Assert.Equal("Completed", answeredInTime.GetProperty("PING answered").GetProperty("value").GetProperty("status").GetString());
+        var accepted = postResponses.GetProperty("202").GetProperty("content").GetProperty("application/json");
+        Assert.Equal(["Queued", "Still open"], accepted.GetProperty("examples").EnumerateObject().Select(e => e.Name));
+        Assert.Equal("Published", accepted.GetProperty("examples").GetProperty("Still open").GetProperty("value").GetProperty("status").GetString());
+        Assert.Equal(["#/components/schemas/QueuedCommand", "#/components/schemas/CommandView"],
+            accepted.GetProperty("schema").GetProperty("anyOf").EnumerateArray().Select(s => s.GetProperty("$ref").GetString()));
+
         var answers = document.GetProperty("paths").GetProperty("/api/commands/{id}").GetProperty("get").GetProperty("responses")
             .GetProperty("200").GetProperty("content").GetProperty("application/json").GetProperty("examples");
         Assert.Equal(SimulatorCommands.Select(c => c + " answered"), answers.EnumerateObject().Select(e => e.Name));

@@ -72,6 +72,29 @@ public sealed class SqliteTelemetryReadTests : TelemetryReadTests
     }
 
     [Fact]
+    public async Task ACsvExportNeverHandsASpreadsheetAFormulaADeviceWrote()
+    {
+        await using var gateway = await GatewayApp.StartAsync("mqtt://127.0.0.1:1", waitUntilReady: false);
+        var at = DateTimeOffset.UtcNow.AddMinutes(-5);
+        string[] formulas = ["=HYPERLINK(\"http://evil.example\",\"x\")", "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1:A9)", "\t=1+1"];
+        SeededReadings.Insert(gateway.DatabasePath, "sheet",
+        [
+            .. formulas.Select((p, i) => new SeededReadings.Reading(at.AddSeconds(i), p, "Text")),
+            new(at.AddSeconds(10), "-12.5", "Text"),
+            new(at.AddSeconds(11), "+/8AAA==", "Binary"),
+            new(at.AddSeconds(12), """{"temp":-1}"""),
+        ]);
+
+        var csv = Csv.Parse(await gateway.Http.GetStringAsync("/api/devices/sheet/telemetry/export?format=csv"));
+        var payloads = csv.Skip(1).Select(row => row[6]).ToList();
+        Assert.Equal(formulas.Select(f => "'" + f), payloads.Take(formulas.Length));
+        // A number, base64 and JSON stay as they were stored.
+        Assert.Equal(["-12.5", "+/8AAA==", """{"temp":-1}"""], payloads.Skip(formulas.Length));
+        // NDJSON is not opened by spreadsheets: it keeps the text as the device sent it.
+        Assert.Contains(JsonSerializer.Serialize(formulas[0]), await gateway.Http.GetStringAsync("/api/devices/sheet/telemetry/export?format=ndjson"), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task EveryDeviceRouteAnswers404ForADeviceNeverSeen()
     {
         await using var gateway = await GatewayApp.StartAsync("mqtt://127.0.0.1:1", waitUntilReady: false);

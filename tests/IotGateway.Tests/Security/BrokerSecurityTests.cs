@@ -111,7 +111,6 @@ public sealed partial class BrokerSecurityTests
                 s["Logging:LogLevel:Default"] = "Trace";
                 s["Logging:LogLevel:Microsoft.AspNetCore"] = "Trace";
                 s["Logging:LogLevel:Microsoft.EntityFrameworkCore"] = "Trace";
-                // appsettings.json quiets this one category to Warning; more specific than Default, so it is named here.
                 s["Logging:LogLevel:IotGateway.Security.ApiKeyAuthenticationHandler"] = "Trace";
             });
         await using var device = await TestMqttClient.ConnectAsync(broker, "secretive", o => o.WithCredentials(User, Password));

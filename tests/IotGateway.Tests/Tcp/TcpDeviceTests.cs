@@ -194,8 +194,11 @@ internal sealed class TcpGateway : IAsyncDisposable
 
     public int Port { get; }
 
+    // The embedded broker's port (0 when the gateway uses an external broker).
+    public int MqttPort { get; private init; }
+
     public static async Task<TcpGateway> StartAsync(Action<Dictionary<string, string?>>? configure = null,
-        DatabaseProvider provider = DatabaseProvider.Sqlite)
+        DatabaseProvider provider = DatabaseProvider.Sqlite, bool kestrel = false)
     {
         if (provider == DatabaseProvider.PostgreSQL)
         {
@@ -203,8 +206,8 @@ internal sealed class TcpGateway : IAsyncDisposable
         }
 
         var port = MosquittoBroker.FindFreePort();
-        var (app, _) = await GatewayApp.StartEmbeddedAsync(s => Listen(s, port, configure), provider);
-        return new TcpGateway(app, port);
+        var (app, mqttPort) = await GatewayApp.StartEmbeddedAsync(s => Listen(s, port, configure), provider, kestrel);
+        return new TcpGateway(app, port) { MqttPort = mqttPort };
     }
 
     // A gateway on an external broker (several instances share a database through it), with its own TCP port.

@@ -48,6 +48,25 @@ public sealed partial class ConsoleBrowserTests(Chromium chromium, ITestOutputHe
     }
 
     [SkippableFact]
+    public async Task TheFleetShowsWhichDevicesSpeakPlainTcp()
+    {
+        Skip.If(chromium.Browser is null, Chromium.SkipReason);
+        await using var gateway = await Tcp.TcpGateway.StartAsync(kestrel: true);
+        await using var mqtt = await SignedInDeviceAsync(gateway.App, gateway.MqttPort, "mqtt-fan");
+        using var tcp = await gateway.ConnectAsync();
+        await tcp.SendAsync(Tcp.TcpDeviceTests.Signup("tcp-pump"));
+        await gateway.App.WaitForDeviceAsync("tcp-pump", d => d.SignedIn, "the TCP device signed in");
+        await using var tab = await chromium.OpenAsync(gateway.App.BaseAddress);
+        await tab.SignInAsync(GatewayApp.OperatorKey);
+
+        await Expect(tab.Page.GetByRole(AriaRole.Columnheader, new() { Name = "Transport" })).ToBeVisibleAsync();
+        await Expect(tab.Page.Locator("tr[data-device='tcp-pump'] td[data-label='Transport']")).ToHaveTextAsync("tcp");
+        await Expect(tab.Page.Locator("tr[data-device='mqtt-fan'] td[data-label='Transport']")).ToHaveTextAsync("mqtt");
+        await tab.Link("tcp-pump").ClickAsync();
+        await Expect(tab.Page.GetByText("Transport")).ToBeVisibleAsync();
+    }
+
+    [SkippableFact]
     public async Task ReadingsPublishedOverMqttAppearOnTheOpenFleetAndDevicePagesWithoutReload()
     {
         Skip.If(chromium.Browser is null, Chromium.SkipReason);
