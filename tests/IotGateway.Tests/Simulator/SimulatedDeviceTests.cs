@@ -215,6 +215,8 @@ public class SimulatedDeviceTests
         await using var gateway = await GatewayStandIn.ConnectAsync(broker);
         var settings = broker.DeviceSettings("configurable-device", intervalSeconds: 5) with
         {
+            // Credentials in the URL too: the explicit ones below are the ones used, and neither kind is reported.
+            Broker = BrokerAddress.Parse($"mqtt://url-user:url-password@127.0.0.1:{broker.Port}"),
             AlwaysOnline = true,
             Username = "device-user",
             Password = "s3cret-password",
@@ -242,6 +244,7 @@ public class SimulatedDeviceTests
         Assert.Equal("5", config.GetProperty("protocol").GetString());
         Assert.Equal("iot/cmd/req/configurable-device", config.GetProperty("topics").GetProperty("commandRequest").GetString());
         Assert.DoesNotContain("s3cret-password", config.GetRawText(), StringComparison.Ordinal);
+        Assert.Equal($"mqtt://127.0.0.1:{broker.Port}", config.GetProperty("broker").GetString());
     }
 
     [Fact]
