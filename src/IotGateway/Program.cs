@@ -1,11 +1,12 @@
-using IotGateway;
 using IotGateway.Api;
 using IotGateway.Commands;
 using IotGateway.Data;
 using IotGateway.Devices;
 using IotGateway.Events;
 using IotGateway.Health;
+using IotGateway.Hosting;
 using IotGateway.Mqtt;
+using IotGateway.Observability;
 using IotGateway.Security;
 using IotGateway.Tcp;
 using IotGateway.Telemetry;

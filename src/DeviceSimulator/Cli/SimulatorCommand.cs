@@ -5,6 +5,7 @@ using DeviceSimulator.Devices;
 using DeviceSimulator.Fleet;
 using DeviceSimulator.Mqtt;
 using DeviceSimulator.Tcp;
+using IotGateway.Protocol;
 using MQTTnet.Formatter;
 
 namespace DeviceSimulator.Cli;
@@ -158,7 +159,7 @@ internal static class SimulatorCommand
     {
         device = null!;
         fleet = null;
-        if (!BrokerAddress.TryParse(parse.GetValue(Broker), out var broker, out error))
+        if (!BrokerAddress.TryParseDeviceBroker(parse.GetValue(Broker), out var broker, out error))
         {
             return false;
         }

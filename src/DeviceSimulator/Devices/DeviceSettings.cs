@@ -1,4 +1,4 @@
-using DeviceSimulator.Mqtt;
+using IotGateway.Protocol;
 using MQTTnet.Formatter;
 
 namespace DeviceSimulator.Devices;
@@ -38,25 +38,9 @@ internal sealed record DeviceSettings
     // Console lines for every message (the article's output); a fleet turns them off unless --verbose.
     public bool LogEachMessage { get; init; } = true;
 
-    public DeviceTopics OwnTopics() => new(Topics, DeviceId);
+    public DeviceTopics OwnTopics() => Topics.For(DeviceId);
 
     public string ServerDescription => Transport == DeviceTransport.Tcp
         ? $"{(TcpTls ? "tls" : "tcp")}://{TcpServer!.Host}:{TcpServer.Port}"
         : Broker.ToString();
-}
-
-// The article's four topic roots (DATA_TOPIC, CMD_REQ_TOPIC, CMD_RESP_TOPIC, REGISTER_TOPIC).
-internal sealed record TopicRoots(
-    string Data = "iot/data",
-    string CommandRequest = "iot/cmd/req",
-    string CommandResponse = "iot/cmd/resp",
-    string Register = "iot/register");
-
-// One device's own topics: {root}/{deviceId}.
-internal sealed record DeviceTopics(string Data, string CommandRequest, string CommandResponse, string Register)
-{
-    public DeviceTopics(TopicRoots roots, string deviceId)
-        : this($"{roots.Data}/{deviceId}", $"{roots.CommandRequest}/{deviceId}", $"{roots.CommandResponse}/{deviceId}", $"{roots.Register}/{deviceId}")
-    {
-    }
 }

@@ -1,3 +1,5 @@
+using IotGateway.Protocol;
+
 namespace DeviceSimulator.Devices;
 
 // What a fleet needs from a device, whichever way it talks to the server.

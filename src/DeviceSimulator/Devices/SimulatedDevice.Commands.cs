@@ -1,6 +1,7 @@
 using System.Text;
 using System.Text.Json.Nodes;
 using DeviceSimulator.Commands;
+using IotGateway.Protocol;
 using MQTTnet;
 using MQTTnet.Formatter;
 
@@ -135,7 +136,8 @@ internal sealed partial class SimulatedDevice
     public JsonObject DescribeConfiguration() => new()
     {
         ["deviceId"] = DeviceId,
-        ["broker"] = _settings.Broker.ToString(),
+        // The answer leaves the device and is stored by the gateway for any API reader: no user name either.
+        ["broker"] = (_settings.Broker with { Username = null, Password = null }).ToString(),
         ["protocol"] = _connection.Protocol == MqttProtocolVersion.V500 ? "5" : "3.1.1",
         ["intervalSeconds"] = Interval.TotalSeconds,
         ["onlineSeconds"] = _settings.OnlineWindow.TotalSeconds,

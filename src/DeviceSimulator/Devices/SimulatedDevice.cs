@@ -2,6 +2,7 @@ using System.Globalization;
 using DeviceSimulator.Commands;
 using DeviceSimulator.Mqtt;
 using DeviceSimulator.Telemetry;
+using IotGateway.Protocol;
 
 namespace DeviceSimulator.Devices;
 
@@ -216,7 +217,7 @@ internal sealed partial class SimulatedDevice : ISimulatedDevice, ICommandTarget
             {
                 _log.Step($"COULD NOT SIGN IN: {ex.GetBaseException().Message}");
                 LoseConnection();
-                await Task.Delay(Backoff.Delay(0), _time, cancellationToken).ConfigureAwait(false);
+                await Task.Delay(ReconnectDelay.After(0), _time, cancellationToken).ConfigureAwait(false);
             }
         }
     }
@@ -239,7 +240,7 @@ internal sealed partial class SimulatedDevice : ISimulatedDevice, ICommandTarget
             }
 
             Interlocked.Increment(ref _connectFailures);
-            var delay = Backoff.Delay(failures);
+            var delay = ReconnectDelay.After(failures);
             if (giveUpAt is { } deadline && _time.GetUtcNow() + delay >= deadline)
             {
                 _log.Step($"COULD NOT CONNECT TO MQTT BROKER ({problem}), GIVING UP");

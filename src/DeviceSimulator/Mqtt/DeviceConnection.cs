@@ -1,4 +1,5 @@
 using DeviceSimulator.Devices;
+using IotGateway.Protocol;
 using MQTTnet;
 using MQTTnet.Formatter;
 using MQTTnet.Protocol;

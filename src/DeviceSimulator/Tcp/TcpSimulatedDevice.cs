@@ -70,7 +70,7 @@ internal sealed class TcpSimulatedDevice : ISimulatedDevice, ICommandTarget
             if (stream is null)
             {
                 Interlocked.Increment(ref _connectFailures);
-                await Pause(Backoff.Delay(failures++), cancellationToken).ConfigureAwait(false);
+                await Pause(ReconnectDelay.After(failures++), cancellationToken).ConfigureAwait(false);
                 continue;
             }
 
@@ -99,7 +99,7 @@ internal sealed class TcpSimulatedDevice : ISimulatedDevice, ICommandTarget
 
             _log.Step("CONNECTION CLOSED");
             firstReading = Interval;
-            await Pause(reboot ? RebootPause : Backoff.Delay(0), cancellationToken).ConfigureAwait(false);
+            await Pause(reboot ? RebootPause : ReconnectDelay.After(0), cancellationToken).ConfigureAwait(false);
         }
     }
 

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using System.Text.RegularExpressions;
+using IotGateway.Observability;
 using Microsoft.AspNetCore.Mvc.ModelBinding;
 
 namespace IotGateway.Api;

@@ -1,3 +1,4 @@
+using IotGateway.Protocol;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using IotGateway.Commands;
@@ -25,7 +26,8 @@ internal static class Examples
             ["onlineSeconds"] = 5, ["alwaysOnline"] = false, ["qos"] = 2,
             ["topics"] = new JsonObject
             {
-                ["data"] = "iot/data", ["commandRequest"] = "iot/cmd/req", ["commandResponse"] = "iot/cmd/resp", ["register"] = "iot/register",
+                ["data"] = TopicRoots.DefaultData, ["commandRequest"] = TopicRoots.DefaultCommandRequest,
+                ["commandResponse"] = TopicRoots.DefaultCommandResponse, ["register"] = TopicRoots.DefaultRegister,
             },
         }),
         new("REBOOT", "Restart; it answers REBOOTING, then reconnects.", null, "REBOOTING"),

@@ -1,3 +1,5 @@
+using IotGateway.Observability;
+using IotGateway.Protocol;
 using System.Text;
 using System.Text.Json;
 using System.Text.Unicode;
@@ -9,10 +11,6 @@ namespace IotGateway.Commands;
 // as stored (strings repaired, see JsonText). Parsing never throws: anything unusable is a problem.
 public readonly record struct CommandAnswer(Guid CommandId, string Result, bool IsError, string Response)
 {
-    // The article's convention: a string result that starts with ERROR (ERROR_UNKNOWN_COMMAND, …), in capitals, is a
-    // failure; "Error: none" or "errors=0" are not.
-    public const string ErrorPrefix = "ERROR";
-
     private static readonly JsonDocumentOptions DocumentOptions = new() { MaxDepth = JsonText.MaxDepth, AllowDuplicateProperties = false };
 
     public static bool TryParse(byte[] payload, string deviceId, out CommandAnswer answer, out string? problem)
@@ -39,7 +37,7 @@ public readonly record struct CommandAnswer(Guid CommandId, string Result, bool 
                 return false;
             }
 
-            var isError = result.ValueKind == JsonValueKind.String && result.GetString()!.StartsWith(ErrorPrefix, StringComparison.Ordinal);
+            var isError = result.ValueKind == JsonValueKind.String && CommandResponse.IsError(result.GetString()!);
             var text = result.ValueKind == JsonValueKind.String ? result.GetString()! : result.GetRawText();
             answer = new CommandAnswer(id, text, isError, Encoding.UTF8.GetString(json));
             return true;
@@ -61,19 +59,19 @@ public readonly record struct CommandAnswer(Guid CommandId, string Result, bool 
             return "the answer is not a JSON object";
         }
 
-        if (!root.TryGetProperty("uuid", out var uuid) || uuid.ValueKind != JsonValueKind.String || !Guid.TryParse(uuid.GetString(), out id))
+        if (!root.TryGetProperty(CommandResponse.UuidField, out var uuid) || uuid.ValueKind != JsonValueKind.String || !Guid.TryParse(uuid.GetString(), out id))
         {
             return "the answer has no \"uuid\" naming a command";
         }
 
         // The topic names the device (a broker's ACL can hold a device to its own topics); a body that names another
         // is a device confused about who it is.
-        if (root.TryGetProperty("deviceId", out var named) && (named.ValueKind != JsonValueKind.String || named.GetString() != deviceId))
+        if (root.TryGetProperty(CommandResponse.DeviceIdField, out var named) && (named.ValueKind != JsonValueKind.String || named.GetString() != deviceId))
         {
             return $"its \"deviceId\" ({LogText.Printable(named.ToString(), 130)}) is not the topic's device";
         }
 
-        if (!root.TryGetProperty("commandResult", out result) || result.ValueKind == JsonValueKind.Null)
+        if (!root.TryGetProperty(CommandResponse.ResultField, out result) || result.ValueKind == JsonValueKind.Null)
         {
             return "the answer has no \"commandResult\"";
         }

@@ -1,5 +1,6 @@
 using IotGateway.Data;
 using IotGateway.Mqtt;
+using IotGateway.Protocol;
 using Microsoft.Extensions.Options;
 
 namespace IotGateway.Commands;

@@ -1,5 +1,6 @@
 using IotGateway.Data;
 using IotGateway.Events;
+using IotGateway.Observability;
 using Microsoft.Extensions.Options;
 
 namespace IotGateway.Commands;

@@ -2,6 +2,7 @@ using System.Text.Json;
 using IotGateway.Data;
 using IotGateway.Devices;
 using IotGateway.Events;
+using IotGateway.Observability;
 using Microsoft.Extensions.Options;
 
 namespace IotGateway.Commands;

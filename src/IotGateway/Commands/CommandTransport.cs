@@ -1,6 +1,6 @@
-using System.Text.Json;
 using IotGateway.Data;
 using IotGateway.Mqtt;
+using IotGateway.Protocol;
 using Microsoft.Extensions.Options;
 using MQTTnet;
 using MQTTnet.Protocol;
@@ -109,25 +109,7 @@ public sealed partial class MqttCommandTransport(MqttConnection connection, Topi
         }
     }
 
-    internal static byte[] RequestPayload(Command command)
-    {
-        using var buffer = new MemoryStream();
-        using (var json = new Utf8JsonWriter(buffer))
-        {
-            json.WriteStartObject();
-            json.WriteString("uuid", command.Id.ToString());
-            json.WriteString("command", command.Name);
-            if (command.Payload is not null)
-            {
-                json.WritePropertyName("payload");
-                json.WriteRawValue(command.Payload, skipInputValidation: true);
-            }
-
-            json.WriteEndObject();
-        }
-
-        return buffer.ToArray();
-    }
+    internal static byte[] RequestPayload(Command command) => CommandRequest.ToJson(command.Id.ToString(), command.Name, command.Payload);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Command {CommandId} published to {DeviceId}: {Command}")]
     private partial void LogPublished(Guid commandId, string deviceId, string command);

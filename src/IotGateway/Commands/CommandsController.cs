@@ -3,6 +3,7 @@ using IotGateway.Api;
 using IotGateway.Data;
 using IotGateway.Devices;
 using IotGateway.Events;
+using IotGateway.Observability;
 using IotGateway.Security;
 using Microsoft.AspNetCore.Authorization;
 using Microsoft.AspNetCore.Mvc;

@@ -1,3 +1,5 @@
+using IotGateway.Observability;
+using IotGateway.Protocol;
 using System.Threading.Channels;
 using IotGateway.Data;
 using IotGateway.Events;

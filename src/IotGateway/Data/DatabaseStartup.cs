@@ -1,3 +1,5 @@
+using IotGateway.Protocol;
+
 namespace IotGateway.Data;
 
 // Opens and migrates the database when the gateway starts, and keeps trying while it cannot (a full disk,

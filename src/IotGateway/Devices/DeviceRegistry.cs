@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using IotGateway.Data;
+using IotGateway.Observability;
 using Microsoft.EntityFrameworkCore;
 
 namespace IotGateway.Devices;

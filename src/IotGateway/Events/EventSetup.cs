@@ -1,3 +1,4 @@
+using IotGateway.Hosting;
 using Microsoft.AspNetCore.Authentication;
 
 namespace IotGateway.Events;

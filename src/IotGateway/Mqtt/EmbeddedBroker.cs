@@ -1,3 +1,5 @@
+using IotGateway.Observability;
+using IotGateway.Protocol;
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;

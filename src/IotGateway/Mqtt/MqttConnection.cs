@@ -1,4 +1,6 @@
 using IotGateway.Data;
+using IotGateway.Observability;
+using IotGateway.Protocol;
 using IotGateway.Telemetry;
 using Microsoft.Extensions.Options;
 using MQTTnet;
@@ -372,7 +374,7 @@ public sealed partial class MqttConnection : BackgroundService, IAsyncDisposable
         {
             BrokerTransport.Embedded => builder.WithTcpServer(_embedded.ClientHost, _options.Embedded.Port),
             BrokerTransport.WebSocket => builder.WithWebSocketServer(ws =>
-                ws.WithUri($"{(_broker.UseTls ? "wss" : "ws")}://{_broker.Host}:{_broker.Port}{_broker.Path}")),
+                ws.WithUri(_broker.WebSocketUri)),
             _ => builder.WithTcpServer(_broker.Host, _broker.Port),
         };
 
@@ -409,13 +411,8 @@ public sealed partial class MqttConnection : BackgroundService, IAsyncDisposable
         return builder.Build();
     }
 
-    private TimeSpan ReconnectDelay(int failures)
-    {
-        var capped = IotGateway.Backoff.Delay(
-            TimeSpan.FromSeconds(_options.ReconnectMinDelaySeconds), TimeSpan.FromSeconds(_options.ReconnectMaxDelaySeconds), failures);
-        // Full jitter over the upper half keeps a fleet of gateways from reconnecting in step.
-        return capped * (0.5 + (Random.Shared.NextDouble() / 2));
-    }
+    private TimeSpan ReconnectDelay(int failures) => Backoff.Jittered(
+        TimeSpan.FromSeconds(_options.ReconnectMinDelaySeconds), TimeSpan.FromSeconds(_options.ReconnectMaxDelaySeconds), failures);
 
     private async Task DelayAsync(TimeSpan delay, CancellationToken cancellationToken)
     {

@@ -1,3 +1,4 @@
+using IotGateway.Protocol;
 using System.ComponentModel.DataAnnotations;
 using Microsoft.Extensions.Options;
 
@@ -95,16 +96,16 @@ public sealed class BrokerUser
 public sealed class TopicOptions
 {
     [Required]
-    public string Data { get; set; } = "iot/data";
+    public string Data { get; set; } = TopicRoots.DefaultData;
 
     [Required]
-    public string CommandRequest { get; set; } = "iot/cmd/req";
+    public string CommandRequest { get; set; } = TopicRoots.DefaultCommandRequest;
 
     [Required]
-    public string CommandResponse { get; set; } = "iot/cmd/resp";
+    public string CommandResponse { get; set; } = TopicRoots.DefaultCommandResponse;
 
     [Required]
-    public string Register { get; set; } = "iot/register";
+    public string Register { get; set; } = TopicRoots.DefaultRegister;
 }
 
 public sealed class EmbeddedBrokerOptions

@@ -1,4 +1,5 @@
 using IotGateway.Devices;
+using IotGateway.Protocol;
 using Microsoft.Extensions.Options;
 
 namespace IotGateway.Mqtt;
@@ -33,9 +34,9 @@ public sealed class TopicLayout(IOptions<MqttOptions> options)
     // What an instance unsubscribes from when it stops cleanly, so the broker gives the others its share meanwhile.
     public IReadOnlyList<string> SharedFilters => _group is null ? [] : SubscriptionFilters.Take(2).ToList();
 
-    public string CommandRequest(string deviceId) => $"{_topics.CommandRequest}/{deviceId}";
+    public string CommandRequest(string deviceId) => TopicRoots.DeviceTopic(_topics.CommandRequest, deviceId);
 
-    public string Register(string deviceId) => $"{_topics.Register}/{deviceId}";
+    public string Register(string deviceId) => TopicRoots.DeviceTopic(_topics.Register, deviceId);
 
     // Splits a received topic into its kind and device id; false for anything else (extra levels, foreign topics).
     public bool TryParse(string topic, out TopicKind kind, out string deviceId) =>

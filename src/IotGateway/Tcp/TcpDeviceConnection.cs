@@ -5,6 +5,7 @@ using System.Net.Sockets;
 using IotGateway.Commands;
 using IotGateway.Devices;
 using IotGateway.Mqtt;
+using IotGateway.Observability;
 using IotGateway.Protocol;
 using IotGateway.Telemetry;
 

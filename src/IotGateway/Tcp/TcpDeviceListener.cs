@@ -4,6 +4,7 @@ using System.Net.Sockets;
 using System.Security.Cryptography.X509Certificates;
 using IotGateway.Data;
 using IotGateway.Mqtt;
+using IotGateway.Observability;
 using Microsoft.EntityFrameworkCore;
 using IotGateway.Telemetry;
 using Microsoft.Extensions.Options;

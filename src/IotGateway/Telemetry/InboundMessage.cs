@@ -4,6 +4,7 @@ using System.Text.Unicode;
 using IotGateway.Commands;
 using IotGateway.Devices;
 using IotGateway.Mqtt;
+using IotGateway.Observability;
 using MQTTnet;
 using MQTTnet.Protocol;
 

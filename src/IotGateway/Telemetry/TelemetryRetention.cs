@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using IotGateway.Data;
+using IotGateway.Observability;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 

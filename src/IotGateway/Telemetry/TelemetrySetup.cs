@@ -1,3 +1,5 @@
+using IotGateway.Hosting;
+
 namespace IotGateway.Telemetry;
 
 public static class TelemetrySetup

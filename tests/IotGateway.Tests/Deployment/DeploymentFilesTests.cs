@@ -1,5 +1,6 @@
 using System.Text.RegularExpressions;
 using IotGateway.Commands;
+using IotGateway.Hosting;
 using IotGateway.Mqtt;
 using IotGateway.Telemetry;
 using IotGateway.Tests.Infrastructure;

@@ -1,5 +1,6 @@
 using System.Globalization;
 using IotGateway.Data;
+using IotGateway.Protocol;
 using IotGateway.Tests.Infrastructure;
 
 namespace IotGateway.Tests.Gateway;
@@ -79,14 +80,14 @@ public sealed class BrokerTransportTests
     internal static async Task RoundTripAsync(MosquittoBroker broker, GatewayApp gateway, string deviceId)
     {
         await using var device = await TestMqttClient.ConnectAsync(broker, deviceId, o => o.WithCleanStart(false).WithSessionExpiryInterval(600));
-        await device.SubscribeAsync($"iot/cmd/req/{deviceId}");
-        await device.PublishAsync($"iot/register/{deviceId}", "SIGN_IN", retain: true);
-        await device.PublishAsync($"iot/data/{deviceId}", """{"temp":20}""");
+        await device.SubscribeAsync(TopicRoots.Default.For(deviceId).CommandRequest);
+        await device.PublishAsync(TopicRoots.Default.For(deviceId).Register, "SIGN_IN", retain: true);
+        await device.PublishAsync(TopicRoots.Default.For(deviceId).Data, """{"temp":20}""");
         await gateway.WaitForDeviceAsync(deviceId, d => d.SignedIn && d.TelemetryCount == 1, "presence and a reading arrive", Timeout);
 
         var queued = await gateway.QueueCommandAsync(deviceId, new { command = "PING" });
         await device.WaitForMessageAsync(m => m.Payload.Contains(queued.Id.ToString(), StringComparison.Ordinal), Timeout);
-        await device.PublishAsync($"iot/cmd/resp/{deviceId}", GatewayEndToEndTests.ArticleAnswer(deviceId, queued.Id, "PING", "PONG"));
+        await device.PublishAsync(TopicRoots.Default.For(deviceId).CommandResponse, GatewayEndToEndTests.ArticleAnswer(deviceId, queued.Id, "PING", "PONG"));
         Assert.Equal("PONG", (await gateway.WaitForCommandAsync(queued.Id, CommandStatus.Completed, Timeout)).Result?.GetString());
     }
 }

@@ -1,6 +1,7 @@
 using System.Net.Http.Json;
 using IotGateway.Data;
 using IotGateway.Devices;
+using IotGateway.Protocol;
 using IotGateway.Tests.Infrastructure;
 using Microsoft.Data.Sqlite;
 using MQTTnet;
@@ -126,7 +127,7 @@ public abstract class CrashSafetyTests
             try
             {
                 await device.PublishAsync(new MqttApplicationMessageBuilder()
-                    .WithTopic($"iot/data/{deviceId}")
+                    .WithTopic(TopicRoots.Default.For(deviceId).Data)
                     .WithPayload($$"""{"deviceId":"{{deviceId}}","messageType":"DATA","temp":21.5,"messageId":"{{deviceId}}-{{i}}"}""")
                     .WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce)
                     .Build());

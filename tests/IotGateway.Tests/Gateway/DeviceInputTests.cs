@@ -2,6 +2,7 @@ using System.Net.Http.Json;
 using System.Text;
 using IotGateway.Api;
 using IotGateway.Data;
+using IotGateway.Protocol;
 using IotGateway.Telemetry;
 using IotGateway.Tests.Infrastructure;
 using MQTTnet;
@@ -82,7 +83,7 @@ public sealed class DeviceInputTests
         await using var device = await TestMqttClient.ConnectAsync(broker, "stray");
 
         await device.PublishAsync("iot/data/stray/extra/levels", """{"temp":1}""");
-        await device.PublishAsync($"iot/data/{new string('x', 129)}", """{"temp":1}""");
+        await device.PublishAsync(TopicRoots.Default.For(new string('x', 129)).Data, """{"temp":1}""");
         await device.PublishAsync("iot/register/stray", "MAYBE_LATER");
         await device.PublishAsync("iot/cmd/resp/stray", GatewayEndToEndTests.ArticleAnswer("stray", Guid.NewGuid(), "PING", "PONG"));
         await device.PublishAsync("iot/cmd/resp/stray", """{"commandResult":"PONG"}""");

@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
 using IotGateway.Data;
+using IotGateway.Protocol;
 using IotGateway.Tests.Infrastructure;
 using Microsoft.Data.Sqlite;
 using MQTTnet.Protocol;
@@ -128,10 +129,10 @@ public sealed class DiskFullTests
     // The full disk must meet a live WAL database, not one still to be created.
     private static async Task StoreFirstReadingsAsync(GatewayApp gateway, TestMqttClient device, string disk)
     {
-        await device.PublishAsync($"iot/register/{DeviceId}", "SIGN_IN");
+        await device.PublishAsync(TopicRoots.Default.For(DeviceId).Register, "SIGN_IN");
         for (var i = 0; i < ReadingsBefore; i++)
         {
-            await device.PublishAsync($"iot/data/{DeviceId}", $$"""{"temp":1,"messageId":"before-{{i}}"}""");
+            await device.PublishAsync(TopicRoots.Default.For(DeviceId).Data, $$"""{"temp":1,"messageId":"before-{{i}}"}""");
         }
 
         await gateway.WaitForDeviceAsync(DeviceId, d => d.SignedIn && d.TelemetryCount == ReadingsBefore, "the first readings are stored");
@@ -144,7 +145,7 @@ public sealed class DiskFullTests
     {
         for (var i = 0; i < Readings; i++)
         {
-            await device.PublishAsync($"iot/data/{DeviceId}", $$"""{"temp":2,"messageId":"during-{{i}}"}""", MqttQualityOfServiceLevel.AtLeastOnce);
+            await device.PublishAsync(TopicRoots.Default.For(DeviceId).Data, $$"""{"temp":2,"messageId":"during-{{i}}"}""", MqttQualityOfServiceLevel.AtLeastOnce);
         }
     }
 

@@ -1,4 +1,5 @@
 using IotGateway.Data;
+using IotGateway.Protocol;
 using IotGateway.Tests.Infrastructure;
 using MQTTnet;
 using MQTTnet.Formatter;
@@ -20,8 +21,8 @@ public sealed class EmbeddedBrokerSessionTests
         await using var gateway = started;
         var deviceId = $"restart-{protocol}";
         await using var device = await TestMqttClient.ConnectArticleDeviceAsync("127.0.0.1", port, deviceId, protocol: protocol);
-        await device.SubscribeAsync($"iot/cmd/req/{deviceId}");
-        await device.PublishAsync($"iot/register/{deviceId}", "SIGN_IN", retain: true);
+        await device.SubscribeAsync(TopicRoots.Default.For(deviceId).CommandRequest);
+        await device.PublishAsync(TopicRoots.Default.For(deviceId).Register, "SIGN_IN", retain: true);
         await gateway.WaitForDeviceAsync(deviceId, d => d.SignedIn, "the device signs in");
         await device.DisconnectAsync();
 
@@ -40,7 +41,7 @@ public sealed class EmbeddedBrokerSessionTests
             Assert.Equal("application/json", command.ContentType);
         }
 
-        await device.PublishAsync($"iot/cmd/resp/{deviceId}", GatewayEndToEndTests.ArticleAnswer(deviceId, queued.Id, "PING", "PONG"));
+        await device.PublishAsync(TopicRoots.Default.For(deviceId).CommandResponse, GatewayEndToEndTests.ArticleAnswer(deviceId, queued.Id, "PING", "PONG"));
         await gateway.WaitForCommandAsync(queued.Id, CommandStatus.Completed);
         Assert.True((await gateway.GetDeviceAsync(deviceId))!.SignedIn, "a restart of the gateway does not sign the device out");
     }
@@ -188,9 +189,9 @@ public sealed class EmbeddedBrokerSessionTests
     {
         var device = await TestMqttClient.ConnectAsync("127.0.0.1", port, deviceId, o => o
             .WithCleanStart(false).WithSessionExpiryInterval(3600).WithKeepAlivePeriod(TimeSpan.FromSeconds(2))
-            .WithWillTopic($"iot/register/{deviceId}").WithWillPayload("SIGN_OUT").WithWillRetain()
+            .WithWillTopic(TopicRoots.Default.For(deviceId).Register).WithWillPayload("SIGN_OUT").WithWillRetain()
             .WithWillQualityOfServiceLevel(MQTTnet.Protocol.MqttQualityOfServiceLevel.ExactlyOnce));
-        await device.PublishAsync($"iot/register/{deviceId}", "SIGN_IN", retain: true);
+        await device.PublishAsync(TopicRoots.Default.For(deviceId).Register, "SIGN_IN", retain: true);
         return device;
     }
 }

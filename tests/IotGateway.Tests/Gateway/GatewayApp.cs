@@ -6,6 +6,7 @@ using System.Text.Json.Serialization;
 using IotGateway.Commands;
 using IotGateway.Data;
 using IotGateway.Devices;
+using IotGateway.Observability;
 using IotGateway.Tests.Infrastructure;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;

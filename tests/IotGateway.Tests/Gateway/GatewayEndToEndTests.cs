@@ -1,9 +1,11 @@
 using System.Net;
 using System.Net.Http.Json;
+using System.Text;
 using System.Text.Json;
 using IotGateway.Api;
 using IotGateway.Data;
 using IotGateway.Devices;
+using IotGateway.Protocol;
 using IotGateway.Commands;
 using IotGateway.Telemetry;
 using IotGateway.Tests.Infrastructure;
@@ -289,7 +291,7 @@ public abstract class GatewayEndToEndTests
             foreach (var device in devices)
             {
                 await device.ReconnectAsync();
-                await device.SubscribeAsync($"iot/cmd/req/{device.ClientId}");
+                await device.SubscribeAsync(TopicRoots.Default.For(device.ClientId).CommandRequest);
             }
 
             // Four callers at once, from before the gateway is back until well after.
@@ -320,7 +322,7 @@ public abstract class GatewayEndToEndTests
         }
 
         static List<string> CommandIds(TestMqttClient device) => device.ReceivedMessages
-            .Where(m => m.Topic == $"iot/cmd/req/{device.ClientId}")
+            .Where(m => m.Topic == TopicRoots.Default.For(device.ClientId).CommandRequest)
             .Select(m => JsonDocument.Parse(m.Payload).RootElement.GetProperty("uuid").GetString()!)
             .ToList();
     }
@@ -489,9 +491,9 @@ public abstract class GatewayEndToEndTests
 
         foreach (var device in new[] { a, b })
         {
-            var request = await device.WaitForMessageAsync(m => m.Topic == $"iot/cmd/req/{device.ClientId}", Timeout);
+            var request = await device.WaitForMessageAsync(m => m.Topic == TopicRoots.Default.For(device.ClientId).CommandRequest, Timeout);
             var id = Guid.Parse(JsonDocument.Parse(request.Payload).RootElement.GetProperty("uuid").GetString()!);
-            await device.PublishAsync($"iot/cmd/resp/{device.ClientId}", ArticleAnswer(device.ClientId, id, "PING", "PONG"));
+            await device.PublishAsync(TopicRoots.Default.For(device.ClientId).CommandResponse, ArticleAnswer(device.ClientId, id, "PING", "PONG"));
         }
 
         var summary = await Eventually.UntilAsync(async () =>
@@ -760,12 +762,12 @@ public abstract class GatewayEndToEndTests
     private static async Task<TestMqttClient> SignInAsync(MosquittoBroker broker, GatewayApp gateway, string deviceId)
     {
         var device = await ConnectDeviceAsync(broker, deviceId, cleanStart: false);
-        await device.SubscribeAsync($"iot/cmd/req/{deviceId}");
-        await device.PublishAsync($"iot/register/{deviceId}", "SIGN_IN", retain: true);
+        await device.SubscribeAsync(TopicRoots.Default.For(deviceId).CommandRequest);
+        await device.PublishAsync(TopicRoots.Default.For(deviceId).Register, "SIGN_IN", retain: true);
         await gateway.WaitForDeviceAsync(deviceId, d => d.SignedIn, $"{deviceId} signs in");
         return device;
     }
 
     internal static string ArticleAnswer(string deviceId, Guid commandId, string command, string result) =>
-        JsonSerializer.Serialize(new { deviceId, messageType = "commandResp", commandResult = result, uuid = commandId.ToString(), command });
+        Encoding.UTF8.GetString(CommandResponse.ToJson(deviceId, result, commandId.ToString(), command));
 }

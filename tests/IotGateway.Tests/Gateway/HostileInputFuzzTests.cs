@@ -3,6 +3,7 @@ using System.Net.Http.Json;
 using System.Text.Json;
 using IotGateway.Api;
 using IotGateway.Devices;
+using IotGateway.Protocol;
 using IotGateway.Tests.Infrastructure;
 using Microsoft.Data.Sqlite;
 using MQTTnet;
@@ -57,7 +58,7 @@ public sealed class HostileInputFuzzTests(ITestOutputHelper output)
             await using var device = await TestMqttClient.ConnectAsync(host, port, $"fuzzer-{seed}");
             foreach (var id in GoodDevices)
             {
-                await device.PublishAsync($"iot/register/{id}", "SIGN_IN");
+                await device.PublishAsync(TopicRoots.Default.For(id).Register, "SIGN_IN");
             }
 
             foreach (var id in GoodDevices)

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text;
+using IotGateway.Protocol;
 
 namespace IotGateway.Tests.Gateway;
 
@@ -42,7 +43,7 @@ public sealed class HostileMessages(int seed, IReadOnlyList<string> goodDevices,
         var device = Pick(goodDevices);
         var key = $"good-{_good++}";
         var payload = $$"""{"deviceId":"{{device}}","messageType":"DATA","temp":{{_random.Next(-40, 60)}}.5,"messageId":"{{key}}"}""";
-        return new HostileMessage($"iot/data/{device}", Encoding.UTF8.GetBytes(payload), null, key, "good reading");
+        return new HostileMessage(TopicRoots.Default.For(device).Data, Encoding.UTF8.GetBytes(payload), null, key, "good reading");
     }
 
     private HostileMessage Hostile()

@@ -1,5 +1,6 @@
 using System.Net;
 using IotGateway.Data;
+using IotGateway.Protocol;
 using IotGateway.Tests.Infrastructure;
 
 namespace IotGateway.Tests.Gateway;
@@ -53,8 +54,8 @@ public sealed class OperatorLogTests
                 var id = $"quiet-{i:00}";
                 var device = await TestMqttClient.ConnectArticleDeviceAsync("127.0.0.1", port, id);
                 fleet.Add(device);
-                await device.SubscribeAsync($"iot/cmd/req/{id}");
-                await device.PublishAsync($"iot/register/{id}", "SIGN_IN", retain: true);
+                await device.SubscribeAsync(TopicRoots.Default.For(id).CommandRequest);
+                await device.PublishAsync(TopicRoots.Default.For(id).Register, "SIGN_IN", retain: true);
             }
 
             var ids = new List<Guid>();
@@ -64,7 +65,7 @@ public sealed class OperatorLogTests
                 await gateway.WaitForDeviceAsync(id, d => d.SignedIn, $"{id} signs in");
                 var queued = await gateway.QueueCommandAsync(id, new { command = "PING" });
                 await fleet[i].WaitForMessageAsync(m => m.Payload.Contains(queued.Id.ToString(), StringComparison.Ordinal), Timeout);
-                await fleet[i].PublishAsync($"iot/cmd/resp/{id}", GatewayEndToEndTests.ArticleAnswer(id, queued.Id, "PING", "PONG"));
+                await fleet[i].PublishAsync(TopicRoots.Default.For(id).CommandResponse, GatewayEndToEndTests.ArticleAnswer(id, queued.Id, "PING", "PONG"));
                 ids.Add(queued.Id);
             }
 

@@ -5,6 +5,7 @@ using IotGateway.Api;
 using IotGateway.Commands;
 using IotGateway.Data;
 using IotGateway.Devices;
+using IotGateway.Protocol;
 using IotGateway.Tests.Infrastructure;
 using MQTTnet.Protocol;
 
@@ -251,8 +252,8 @@ public abstract class OperatorRoutesTests
     private static async Task<TestMqttClient> SignInAsync(MosquittoBroker broker, GatewayApp gateway, string deviceId)
     {
         var device = await TestMqttClient.ConnectArticleDeviceAsync(broker.Host, broker.Port, deviceId);
-        await device.SubscribeAsync($"iot/cmd/req/{deviceId}");
-        await device.PublishAsync($"iot/register/{deviceId}", "SIGN_IN", retain: true);
+        await device.SubscribeAsync(TopicRoots.Default.For(deviceId).CommandRequest);
+        await device.PublishAsync(TopicRoots.Default.For(deviceId).Register, "SIGN_IN", retain: true);
         await gateway.WaitForDeviceAsync(deviceId, d => d.SignedIn, $"{deviceId} signs in");
         return device;
     }

@@ -3,6 +3,7 @@ using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
 using IotGateway.Data;
+using IotGateway.Protocol;
 using IotGateway.Tests.Infrastructure;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
@@ -105,7 +106,7 @@ public sealed class PoisonMessageTests
     {
         var stored = (await gateway.GetDeviceAsync(deviceId))!.TelemetryCount;
         await gateway.RestartAsync();
-        await device.PublishAsync($"iot/data/{deviceId}", """{"temp":99,"messageId":"after-restart"}""");
+        await device.PublishAsync(TopicRoots.Default.For(deviceId).Data, """{"temp":99,"messageId":"after-restart"}""");
         await gateway.WaitForDeviceAsync(deviceId, d => d.TelemetryCount == stored + 1, "the reading published after the restart is stored", Timeout);
         Assert.Equal(rejected, RejectedLines(gateway, rejection));
     }

@@ -1,3 +1,4 @@
+using IotGateway.Protocol;
 using IotGateway.Telemetry;
 using IotGateway.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;
@@ -39,7 +40,7 @@ public sealed class RetentionTests
             while (after < 100)
             {
                 var device = sent % 2 == 0 ? mixed : fresh;
-                await device.PublishAsync($"iot/data/{device.ClientId}", $$"""{"temp":{{sent}}}""", MqttQualityOfServiceLevel.AtLeastOnce);
+                await device.PublishAsync(TopicRoots.Default.For(device.ClientId).Data, $$"""{"temp":{{sent}}}""", MqttQualityOfServiceLevel.AtLeastOnce);
                 sent++;
                 after += retentionDone.IsCancellationRequested ? 1 : 0;
             }

@@ -5,6 +5,7 @@ using IotGateway.Api;
 using IotGateway.Commands;
 using IotGateway.Data;
 using IotGateway.Data.PostgreSql;
+using IotGateway.Protocol;
 using IotGateway.Telemetry;
 using IotGateway.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;
@@ -118,16 +119,16 @@ public sealed class SeveralGatewaysTests
             Assert.Equal(Devices, accepted.Count);
             foreach (var device in devices)
             {
-                var request = await device.WaitForMessageAsync(m => m.Topic == $"iot/cmd/req/{device.ClientId}", Timeout);
+                var request = await device.WaitForMessageAsync(m => m.Topic == TopicRoots.Default.For(device.ClientId).CommandRequest, Timeout);
                 var id = Guid.Parse(JsonDocument.Parse(request.Payload).RootElement.GetProperty("uuid").GetString()!);
-                await device.PublishAsync($"iot/cmd/resp/{device.ClientId}", GatewayEndToEndTests.ArticleAnswer(device.ClientId, id, "PING", "PONG"));
+                await device.PublishAsync(TopicRoots.Default.For(device.ClientId).CommandResponse, GatewayEndToEndTests.ArticleAnswer(device.ClientId, id, "PING", "PONG"));
             }
 
             await Eventually.UntilAsync(async () =>
                 await second.Http.GetFromJsonAsync<BulkCommandSummary>($"/api/commands/bulk/{accepted.BatchId}", GatewayApp.Json) is { } s
                 && s.ByStatus.GetValueOrDefault(CommandStatus.Completed) == Devices ? s : null, Timeout, "every answer is counted");
             // A second copy would have been published before its Published mark, long before every answer was stored.
-            Assert.All(devices, device => Assert.Single(device.ReceivedMessages, m => m.Topic == $"iot/cmd/req/{device.ClientId}"));
+            Assert.All(devices, device => Assert.Single(device.ReceivedMessages, m => m.Topic == TopicRoots.Default.For(device.ClientId).CommandRequest));
         }
         finally
         {
@@ -184,7 +185,7 @@ public sealed class SeveralGatewaysTests
         }
 
         static List<string> CommandIds(TestMqttClient device) => device.ReceivedMessages
-            .Where(m => m.Topic == $"iot/cmd/req/{device.ClientId}")
+            .Where(m => m.Topic == TopicRoots.Default.For(device.ClientId).CommandRequest)
             .Select(m => JsonDocument.Parse(m.Payload).RootElement.GetProperty("uuid").GetString()!)
             .ToList();
     }
@@ -353,8 +354,8 @@ public sealed class SeveralGatewaysTests
     private static async Task<TestMqttClient> SignInAsync(MosquittoBroker broker, GatewayApp first, GatewayApp second, string deviceId)
     {
         var device = await TestMqttClient.ConnectArticleDeviceAsync(broker.Host, broker.Port, deviceId);
-        await device.SubscribeAsync($"iot/cmd/req/{deviceId}");
-        await device.PublishAsync($"iot/register/{deviceId}", "SIGN_IN", retain: true);
+        await device.SubscribeAsync(TopicRoots.Default.For(deviceId).CommandRequest);
+        await device.PublishAsync(TopicRoots.Default.For(deviceId).Register, "SIGN_IN", retain: true);
         await first.WaitForDeviceAsync(deviceId, d => d.SignedIn, $"{deviceId} signs in");
         await second.WaitForDeviceAsync(deviceId, d => d.SignedIn, $"{deviceId} is signed in for the other instance too");
         return device;

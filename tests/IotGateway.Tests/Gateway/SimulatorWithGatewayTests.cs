@@ -4,9 +4,9 @@ using DeviceSimulator.Devices;
 using DeviceSimulator.Fleet;
 using IotGateway.Commands;
 using IotGateway.Data;
+using IotGateway.Protocol;
 using IotGateway.Tests.Infrastructure;
 using IotGateway.Tests.Simulator;
-using SimulatorBroker = DeviceSimulator.Mqtt.BrokerAddress;
 
 namespace IotGateway.Tests.Gateway;
 
@@ -22,7 +22,7 @@ public sealed class SimulatorWithGatewayTests
         await using var gateway = await GatewayApp.StartAsync(broker.Url);
         await using var device = new RunningDevice(new DeviceSettings
         {
-            Broker = SimulatorBroker.Parse(broker.Url),
+            Broker = BrokerAddress.Parse(broker.Url),
             DeviceId = "windowed-1",
             Interval = TimeSpan.FromSeconds(1.5),
             OnlineWindow = TimeSpan.FromSeconds(0.3),
@@ -55,7 +55,7 @@ public sealed class SimulatorWithGatewayTests
         await using var gateway = await GatewayApp.StartAsync(broker.Url);
         await FleetAnswersABulkCommandAsync(gateway, new DeviceSettings
         {
-            Broker = SimulatorBroker.Parse(broker.Url),
+            Broker = BrokerAddress.Parse(broker.Url),
             AlwaysOnline = true,
             Interval = TimeSpan.FromSeconds(5),
             LogEachMessage = false,
@@ -69,7 +69,7 @@ public sealed class SimulatorWithGatewayTests
         await using var gateway = await Tcp.TcpGateway.StartAsync(s => s["Logging:LogLevel:IotGateway.Tcp"] = "Information");
         await FleetAnswersABulkCommandAsync(gateway.App, new DeviceSettings
         {
-            Broker = SimulatorBroker.Parse("mqtt://127.0.0.1:1"),
+            Broker = BrokerAddress.Parse("mqtt://127.0.0.1:1"),
             Transport = DeviceTransport.Tcp,
             TcpServer = new System.Net.DnsEndPoint("127.0.0.1", gateway.Port),
             AlwaysOnline = true,

@@ -1,3 +1,4 @@
+using IotGateway.Protocol;
 using Microsoft.Data.Sqlite;
 
 namespace IotGateway.Tests.Infrastructure;
@@ -34,7 +35,7 @@ public static class SeededReadings
         {
             device.Value = deviceId;
             at.Value = reading.ReceivedAt.UtcTicks;
-            topic.Value = $"iot/data/{deviceId}";
+            topic.Value = TopicRoots.Default.For(deviceId).Data;
             payload.Value = reading.Payload;
             format.Value = reading.Format;
             key.Value = (object?)reading.MessageKey ?? DBNull.Value;

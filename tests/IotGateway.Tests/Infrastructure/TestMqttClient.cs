@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Globalization;
 using System.Text;
+using IotGateway.Protocol;
 using MQTTnet;
 using MQTTnet.Formatter;
 using MQTTnet.Protocol;
@@ -134,7 +135,7 @@ public sealed class TestMqttClient : IAsyncDisposable
         ConnectAsync(host, port, deviceId, o =>
         {
             o.WithProtocolVersion(protocol)
-                .WithWillTopic($"iot/register/{deviceId}")
+                .WithWillTopic(TopicRoots.Default.For(deviceId).Register)
                 .WithWillPayload("SIGN_OUT")
                 .WithWillRetain()
                 .WithWillQualityOfServiceLevel(MqttQualityOfServiceLevel.ExactlyOnce);

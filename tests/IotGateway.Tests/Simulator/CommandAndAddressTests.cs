@@ -3,7 +3,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using DeviceSimulator.Commands;
-using DeviceSimulator.Mqtt;
+using IotGateway.Protocol;
 
 namespace IotGateway.Tests.Simulator;
 
@@ -27,7 +27,7 @@ public class CommandAndAddressTests
         var address = BrokerAddress.Parse("mqtts://user:pa%40ss@broker.example:8884");
 
         Assert.Equal(("user", "pa@ss"), (address.Username, address.Password));
-        Assert.Equal("mqtts://broker.example:8884", address.ToString());
+        Assert.Equal("mqtts://user:***@broker.example:8884", address.ToString());
         Assert.False(BrokerAddress.TryParse("http://broker.example", out _, out var error));
         Assert.Contains("http", error, StringComparison.Ordinal);
     }

@@ -61,7 +61,7 @@ public class FleetTests
     {
         var settings = new FleetSettings
         {
-            Template = new DeviceSimulator.Devices.DeviceSettings { Broker = DeviceSimulator.Mqtt.BrokerAddress.Parse("mqtt://127.0.0.1:1"), Interval = TimeSpan.FromSeconds(10) },
+            Template = new DeviceSimulator.Devices.DeviceSettings { Broker = IotGateway.Protocol.BrokerAddress.Parse("mqtt://127.0.0.1:1"), Interval = TimeSpan.FromSeconds(10) },
             Devices = 4,
         };
         using var fleet = new DeviceFleet(settings, TextWriter.Null);

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using DeviceSimulator.Devices;
+using IotGateway.Protocol;
 using MQTTnet;
 using MQTTnet.Protocol;
 
@@ -57,20 +58,18 @@ internal sealed class GatewayStandIn : IAsyncDisposable
     public async Task<string> SendCommandAsync(string deviceId, string command, object? arguments = null)
     {
         var uuid = Guid.NewGuid().ToString();
-        var request = arguments is null
-            ? JsonSerializer.Serialize(new { uuid, command })
-            : JsonSerializer.Serialize(new { uuid, command, payload = arguments });
-        await SendRawAsync(deviceId, request);
+        var request = CommandRequest.ToJson(uuid, command, arguments is null ? null : JsonSerializer.Serialize(arguments));
+        await _client.PublishBinaryAsync(TopicRoots.DeviceTopic(_topics.CommandRequest, deviceId), request, MqttQualityOfServiceLevel.ExactlyOnce);
         return uuid;
     }
 
     public Task SendRawAsync(string deviceId, string payload) =>
-        _client.PublishStringAsync($"{_topics.CommandRequest}/{deviceId}", payload, MqttQualityOfServiceLevel.ExactlyOnce);
+        _client.PublishStringAsync(TopicRoots.DeviceTopic(_topics.CommandRequest, deviceId), payload, MqttQualityOfServiceLevel.ExactlyOnce);
 
     public async Task<JsonElement> WaitForAnswerAsync(string deviceId, string uuid, TimeSpan timeout)
     {
         var answer = await WaitForAsync(
-            m => m.Topic == $"{_topics.CommandResponse}/{deviceId}" && m.Payload.Contains(uuid, StringComparison.Ordinal),
+            m => m.Topic == TopicRoots.DeviceTopic(_topics.CommandResponse, deviceId) && m.Payload.Contains(uuid, StringComparison.Ordinal),
             timeout, $"the answer of {deviceId} to {uuid}");
         return JsonDocument.Parse(answer.Payload).RootElement.Clone();
     }
@@ -100,7 +99,7 @@ internal sealed class GatewayStandIn : IAsyncDisposable
     }
 
     public Task<SeenMessage> WaitForPresenceAsync(string deviceId, string presence, TimeSpan timeout, int occurrence = 1) =>
-        WaitForAsync(m => m.Topic == $"{_topics.Register}/{deviceId}" && m.Payload == presence, timeout, $"{presence} #{occurrence} of {deviceId}", occurrence);
+        WaitForAsync(m => m.Topic == TopicRoots.DeviceTopic(_topics.Register, deviceId) && m.Payload == presence, timeout, $"{presence} #{occurrence} of {deviceId}", occurrence);
 
     public int Count(Func<SeenMessage, bool> match)
     {

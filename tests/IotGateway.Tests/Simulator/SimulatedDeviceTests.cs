@@ -1,5 +1,6 @@
 using System.Text.Json;
 using DeviceSimulator.Devices;
+using IotGateway.Protocol;
 using MQTTnet.Formatter;
 using MQTTnet.Server;
 
@@ -104,7 +105,7 @@ public class SimulatedDeviceTests
             $"the broker reports the dropped connection (disconnects so far: {string.Join(", ", broker.DisconnectsOf(id))})");
 
         await gateway.WaitForPresenceAsync(id, "SIGN_IN", Deadline, occurrence: 2);
-        Assert.Equal("SIGN_IN", await broker.RetainedPayloadAsync($"iot/register/{id}"));
+        Assert.Equal("SIGN_IN", await broker.RetainedPayloadAsync(TopicRoots.Default.For(id).Register));
 
         // The device carries on and does not reboot again. REBOOT is acknowledged before the drop, but under 3.1.1 the
         // acknowledgement can be lost with the connection: the broker then delivers it again, and the device answers it
@@ -214,6 +215,8 @@ public class SimulatedDeviceTests
         await using var gateway = await GatewayStandIn.ConnectAsync(broker);
         var settings = broker.DeviceSettings("configurable-device", intervalSeconds: 5) with
         {
+            // Credentials in the URL too: the explicit ones below are the ones used, and neither kind is reported.
+            Broker = BrokerAddress.Parse($"mqtt://url-user:url-password@127.0.0.1:{broker.Port}"),
             AlwaysOnline = true,
             Username = "device-user",
             Password = "s3cret-password",
@@ -241,6 +244,7 @@ public class SimulatedDeviceTests
         Assert.Equal("5", config.GetProperty("protocol").GetString());
         Assert.Equal("iot/cmd/req/configurable-device", config.GetProperty("topics").GetProperty("commandRequest").GetString());
         Assert.DoesNotContain("s3cret-password", config.GetRawText(), StringComparison.Ordinal);
+        Assert.Equal($"mqtt://127.0.0.1:{broker.Port}", config.GetProperty("broker").GetString());
     }
 
     [Fact]

@@ -2,7 +2,7 @@ using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
 using DeviceSimulator.Devices;
-using DeviceSimulator.Mqtt;
+using IotGateway.Protocol;
 using MQTTnet;
 using MQTTnet.Formatter;
 using MQTTnet.Server;

@@ -1,6 +1,6 @@
 using System.Text.RegularExpressions;
 using DeviceSimulator.Devices;
-using DeviceSimulator.Mqtt;
+using IotGateway.Protocol;
 using IotGateway.Tests.Infrastructure;
 using MQTTnet;
 using MQTTnet.Protocol;
@@ -91,7 +91,7 @@ public sealed class SimulatorPresenceOnMosquittoTests
         Assert.Equal(connections, Regex.Count(broker.ReadLog(), $@" as {Regex.Escape(id)} \("));
         Assert.All(ConnectionEnds(broker, id), end => Assert.Equal($"Client {id} disconnected.", end));
         Assert.Single(observer.ReceivedMessages, m => m.Payload == "SIGN_OUT");
-        Assert.Equal("SIGN_OUT", (await LateSubscriberReceivesAsync(broker, $"iot/register/{id}")).Payload);
+        Assert.Equal("SIGN_OUT", (await LateSubscriberReceivesAsync(broker, TopicRoots.Default.For(id).Register)).Payload);
     }
 
     // Subscribed before any device starts, with retain-as-published: a broker clears the retain flag on live copies
@@ -113,7 +113,7 @@ public sealed class SimulatorPresenceOnMosquittoTests
     {
         try
         {
-            return await observer.WaitForMessageAsync(m => m.Topic == $"iot/register/{deviceId}" && m.Payload == presence, Deadline);
+            return await observer.WaitForMessageAsync(m => m.Topic == TopicRoots.Default.For(deviceId).Register && m.Payload == presence, Deadline);
         }
         catch (TimeoutException e)
         {

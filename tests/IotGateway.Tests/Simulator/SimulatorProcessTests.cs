@@ -1,4 +1,5 @@
 using DeviceSimulator.Devices;
+using IotGateway.Protocol;
 
 namespace IotGateway.Tests.Simulator;
 

@@ -6,7 +6,6 @@ using System.Text;
 using System.Text.Json;
 using System.Threading.Channels;
 using DeviceSimulator.Devices;
-using DeviceSimulator.Mqtt;
 using DeviceSimulator.Tcp;
 using IotGateway.Protocol;
 

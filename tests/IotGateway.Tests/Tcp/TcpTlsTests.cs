@@ -5,7 +5,7 @@ using System.Net.Sockets;
 using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using DeviceSimulator.Devices;
-using DeviceSimulator.Mqtt;
+using IotGateway.Protocol;
 using DeviceSimulator.Tcp;
 using IotGateway.Tests.Gateway;
 using IotGateway.Tests.Infrastructure;

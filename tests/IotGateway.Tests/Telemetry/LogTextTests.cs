@@ -1,3 +1,5 @@
+using IotGateway.Observability;
+
 namespace IotGateway.Tests.Telemetry;
 
 // Device and operator text in log lines: nothing in it can end a line or reorder what a person reads.

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json;
 using System.Text.RegularExpressions;
+using IotGateway.Protocol;
 using IotGateway.Tests.Gateway;
 using IotGateway.Tests.Infrastructure;
 using Microsoft.Playwright;
@@ -170,9 +171,9 @@ public sealed partial class ConsoleBrowserTests(Chromium chromium, ITestOutputHe
         await Expect(counts).ToContainTextAsync("0 of 2 finished");
         foreach (var (device, id) in new[] { (first, "node-a"), (second, "node-b") })
         {
-            var request = await device.WaitForMessageAsync($"iot/cmd/req/{id}", Timeout);
+            var request = await device.WaitForMessageAsync(TopicRoots.Default.For(id).CommandRequest, Timeout);
             var uuid = JsonDocument.Parse(request.Payload).RootElement.GetProperty("uuid").GetGuid();
-            await device.PublishAsync($"iot/cmd/resp/{id}", GatewayEndToEndTests.ArticleAnswer(id, uuid, "PING", "PONG"));
+            await device.PublishAsync(TopicRoots.Default.For(id).CommandResponse, GatewayEndToEndTests.ArticleAnswer(id, uuid, "PING", "PONG"));
         }
 
         await Expect(counts).ToContainTextAsync("2 of 2 finished — done. Completed 2.");
@@ -298,9 +299,9 @@ public sealed partial class ConsoleBrowserTests(Chromium chromium, ITestOutputHe
     internal static async Task<TestMqttClient> SignedInDeviceAsync(GatewayApp gateway, int port, string id)
     {
         var device = await TestMqttClient.ConnectArticleDeviceAsync("127.0.0.1", port, id);
-        await device.SubscribeAsync($"iot/cmd/req/{id}");
-        await device.PublishAsync($"iot/register/{id}", "SIGN_IN", retain: true);
-        await device.PublishAsync($"iot/data/{id}", """{"temp":21.5,"humidity":40}""", MqttQualityOfServiceLevel.AtLeastOnce);
+        await device.SubscribeAsync(TopicRoots.Default.For(id).CommandRequest);
+        await device.PublishAsync(TopicRoots.Default.For(id).Register, "SIGN_IN", retain: true);
+        await device.PublishAsync(TopicRoots.Default.For(id).Data, """{"temp":21.5,"humidity":40}""", MqttQualityOfServiceLevel.AtLeastOnce);
         await gateway.WaitForDeviceAsync(id, d => d.SignedIn && d.TelemetryCount == 1, $"{id} signs in and its reading is stored");
         return device;
     }

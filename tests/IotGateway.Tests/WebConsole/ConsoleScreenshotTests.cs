@@ -1,4 +1,5 @@
 using System.Text.Json;
+using IotGateway.Protocol;
 using IotGateway.Tests.Gateway;
 using IotGateway.Tests.Infrastructure;
 using Microsoft.Playwright;
@@ -76,7 +77,7 @@ public sealed class ConsoleScreenshotTests(Chromium chromium)
                 var request = await device.WaitForMessageAsync(m => m.Topic.StartsWith("iot/cmd/req/", StringComparison.Ordinal), Timeout);
                 var uuid = JsonDocument.Parse(request.Payload).RootElement.GetProperty("uuid").GetGuid();
                 var id = request.Topic["iot/cmd/req/".Length..];
-                await device.PublishAsync($"iot/cmd/resp/{id}", GatewayEndToEndTests.ArticleAnswer(id, uuid, "PING", id == "fan-2" ? "ERROR_BUSY" : "PONG"));
+                await device.PublishAsync(TopicRoots.Default.For(id).CommandResponse, GatewayEndToEndTests.ArticleAnswer(id, uuid, "PING", id == "fan-2" ? "ERROR_BUSY" : "PONG"));
             }
 
             await Expect(tab.Page.Locator("#batch-progress")).ToContainTextAsync("5 of 5 finished — done");

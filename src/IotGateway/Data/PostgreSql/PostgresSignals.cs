@@ -1,3 +1,4 @@
+using IotGateway.Protocol;
 using System.Text;
 using System.Threading.Channels;
 using Npgsql;

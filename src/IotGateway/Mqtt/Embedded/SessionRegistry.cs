@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Net;
+using IotGateway.Observability;
 using MQTTnet.Packets;
 using MQTTnet.Protocol;
 using MQTTnet.Server;

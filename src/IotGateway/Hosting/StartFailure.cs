@@ -1,4 +1,4 @@
-namespace IotGateway;
+namespace IotGateway.Hosting;
 
 public static class StartFailure
 {

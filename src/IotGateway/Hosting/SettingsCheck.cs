@@ -1,7 +1,7 @@
 using IotGateway.Data;
 using Microsoft.Extensions.Options;
 
-namespace IotGateway;
+namespace IotGateway.Hosting;
 
 // Every bound section is validated before the gateway acts on any of them (the API key store would otherwise
 // create a key file for a gateway that is about to stop). A bad setting ends the process with one line per problem

@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Text;
 
-namespace IotGateway;
+namespace IotGateway.Observability;
 
 public static class LogText
 {

@@ -1,8 +1,9 @@
 using System.ComponentModel;
 using System.Reflection;
+using IotGateway.Observability;
 using Microsoft.Extensions.Options;
 
-namespace IotGateway;
+namespace IotGateway.Hosting;
 
 // The gateway's settings sections, each bound to its options class. Before binding, the section is held against the
 // class: a key no option has (a typo, which the binder would otherwise ignore) or a value of the wrong type stops the

@@ -2,11 +2,11 @@ using System.Buffers;
 using System.Diagnostics.CodeAnalysis;
 using System.Text.Json;
 
-namespace DeviceSimulator.Commands;
+namespace IotGateway.Protocol;
 
-// {"uuid":"<id>","command":"PING","payload":{...optional arguments}} as the server sends it.
+// {"uuid":"<id>","command":"PING","payload":{...optional arguments}}: written by the gateway, read by the device.
 // Keeps the parsed document because the answer echoes every field of the request, as the article's spread does.
-internal sealed class CommandRequest : IDisposable
+public sealed class CommandRequest : IDisposable
 {
     private readonly JsonDocument _document;
 
@@ -65,4 +65,25 @@ internal sealed class CommandRequest : IDisposable
     }
 
     public void Dispose() => _document.Dispose();
+
+    // The gateway's request. The payload is JSON text the gateway validated when the command was queued.
+    public static byte[] ToJson(string uuid, string command, string? payloadJson)
+    {
+        var buffer = new ArrayBufferWriter<byte>(128);
+        using (var json = new Utf8JsonWriter(buffer))
+        {
+            json.WriteStartObject();
+            json.WriteString("uuid", uuid);
+            json.WriteString("command", command);
+            if (payloadJson is not null)
+            {
+                json.WritePropertyName("payload");
+                json.WriteRawValue(payloadJson, skipInputValidation: true);
+            }
+
+            json.WriteEndObject();
+        }
+
+        return buffer.WrittenSpan.ToArray();
+    }
 }

@@ -5,7 +5,7 @@ using IotGateway.Telemetry;
 using Microsoft.Extensions.Diagnostics.Metrics;
 using OpenTelemetry.Metrics;
 
-namespace IotGateway;
+namespace IotGateway.Observability;
 
 // Every instrument the gateway publishes. They come from this host's IMeterFactory, so each host (and each test host
 // in one process) has its own; OpenTelemetry exports them at /metrics as Prometheus text: a dotted name becomes
