@@ -67,7 +67,7 @@ public static class StorageSetup
         // PostgreSQL's listener runs as a hosted service; in-process signals need nothing running.
         services.AddSingleton<IHostedService>(sp => sp.GetRequiredService<IClusterSignals>() as IHostedService ?? new NothingToRun());
 
-        // The first hosted service: the others wait for it before they touch the database or the broker.
+        // Before every service that uses the database or the broker; they wait for it (HostedServiceOrderTests).
         services.AddSingleton<DatabaseStartup>();
         services.AddHostedService(sp => sp.GetRequiredService<DatabaseStartup>());
         return services;

@@ -12,7 +12,8 @@ public static class MqttSetup
         services.AddSingleton<IValidateOptions<MqttOptions>, MqttOptionsValidator>();
         services.AddSingleton<TopicLayout>();
 
-        // Hosted services start in registration order: the broker listens before the client connects to it.
+        // Hosted services start in registration order: the broker listens before the client connects to it
+        // (HostedServiceOrderTests holds the order the gateway relies on).
         services.AddSingleton<EmbeddedBroker>();
         services.AddHostedService(sp => sp.GetRequiredService<EmbeddedBroker>());
         services.AddSingleton<MqttConnection>();

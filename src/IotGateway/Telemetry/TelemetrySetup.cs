@@ -10,7 +10,8 @@ public static class TelemetrySetup
         services.AddOptions<TelemetryOptions>().BindSettings(TelemetryOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         services.AddSingleton<IngestQueue>();
         services.AddSingleton<IngestProgress>();
-        // Registered after the MQTT connection, so it stops first and flushes its queue while the connection can still ack.
+        // Registered after the MQTT connection, so it stops first and flushes its queue while the connection can still ack
+        // (HostedServiceOrderTests).
         services.AddSingleton<IngestWriter>();
         services.AddHostedService(sp => sp.GetRequiredService<IngestWriter>());
         services.AddSingleton<TelemetryRetention>();
