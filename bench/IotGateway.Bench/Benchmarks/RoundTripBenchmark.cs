@@ -225,7 +225,7 @@ public sealed class RoundTripBenchmark(RepositoryLayout layout)
                 var uuid = Guid.NewGuid().ToString();
                 var answered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
                 waiting[uuid] = answered;
-                var request = Encoding.UTF8.GetBytes($$"""{"uuid":"{{uuid}}","command":"PING"}""");
+                var request = IotGateway.Protocol.CommandRequest.ToJson(uuid, "PING", null);
                 await MqttClients.PublishAsync(requester, MqttClients.Message(RequestTopic, request, MqttQualityOfServiceLevel.ExactlyOnce), ct);
                 await answered.Task.WaitAsync(ct);
             }, cancellationToken);

@@ -1,7 +1,6 @@
 using System.Buffers;
 using System.Net.Sockets;
 using System.Text;
-using System.Text.Json;
 using IotGateway.Protocol;
 
 namespace IotGateway.Bench.Infrastructure;
@@ -92,11 +91,8 @@ public sealed class TcpDeviceFleet : IBenchFleet
                 while (framer.TryRead(ref sequence, out var json) == FrameStatus.Object)
                 {
                     Interlocked.Increment(ref _commandsReceived);
-                    using var command = JsonDocument.Parse(json);
-                    var uuid = command.RootElement.GetProperty("uuid").GetString();
-                    var name = command.RootElement.GetProperty("command").GetString();
-                    var answer = JsonSerializer.Serialize(new { deviceId, messageType = "commandResp", commandResult = "PONG", uuid, command = name });
-                    await socket.SendAsync(Encoding.UTF8.GetBytes(answer), _stop.Token);
+                    var answer = PingResponder.Answer(deviceId, json) ?? throw new InvalidDataException($"not a command: {Encoding.UTF8.GetString(json)}");
+                    await socket.SendAsync(answer, _stop.Token);
                 }
 
                 unread = sequence.ToArray();
