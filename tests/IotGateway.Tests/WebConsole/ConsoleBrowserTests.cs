@@ -240,18 +240,23 @@ public sealed partial class ConsoleBrowserTests(Chromium chromium, ITestOutputHe
         await Expect(rows).ToHaveCountAsync(50);
     }
 
+    // Its size is checked; its load time is only reported (speed is measured in benchmarks, not asserted).
     [SkippableFact]
-    public async Task ConsoleIsSmallAndLoadsFast()
+    public async Task ConsoleIsSmallAndServedByTheGatewayAlone()
     {
         Skip.If(chromium.Browser is null, Chromium.SkipReason);
         await using var gateway = await GatewayApp.StartAsync("mqtt://127.0.0.1:1", waitUntilReady: false, kestrel: true);
         await using var tab = await chromium.OpenAsync(gateway.BaseAddress);
+        // Responses arrive on Playwright's thread while the test reads the list: both sides take the lock.
         var files = new List<IResponse>();
         tab.Page.Response += (_, r) =>
         {
             if (!r.Url.Contains("/api/", StringComparison.Ordinal) && !r.Url.Contains("/health/", StringComparison.Ordinal))
             {
-                files.Add(r);
+                lock (files)
+                {
+                    files.Add(r);
+                }
             }
         };
 
@@ -260,8 +265,14 @@ public sealed partial class ConsoleBrowserTests(Chromium chromium, ITestOutputHe
         await tab.Link("Bulk command").ClickAsync();
         await Expect(tab.Page.GetByRole(AriaRole.Heading, new() { Name = "Bulk command" })).ToBeVisibleAsync();
 
+        IResponse[] loaded;
+        lock (files)
+        {
+            loaded = [.. files];
+        }
+
         long bytes = 0;
-        foreach (var response in files)
+        foreach (var response in loaded)
         {
             bytes += (await response.BodyAsync()).Length;
             Assert.DoesNotContain("://", response.Url.Replace(gateway.BaseAddress.ToString(), "", StringComparison.Ordinal), StringComparison.Ordinal);
@@ -269,9 +280,8 @@ public sealed partial class ConsoleBrowserTests(Chromium chromium, ITestOutputHe
 
         var timing = await tab.Page.EvaluateAsync<JsonElement>(
             "() => { const n = performance.getEntriesByType('navigation')[0]; return { dom: n.domContentLoadedEventEnd, load: n.loadEventEnd }; }");
-        output.WriteLine($"{files.Count} files, {bytes:N0} bytes uncompressed; DOMContentLoaded {timing.GetProperty("dom").GetDouble():0} ms, load {timing.GetProperty("load").GetDouble():0} ms");
+        output.WriteLine($"{loaded.Length} files, {bytes:N0} bytes uncompressed; DOMContentLoaded {timing.GetProperty("dom").GetDouble():0} ms, load {timing.GetProperty("load").GetDouble():0} ms");
         Assert.True(bytes < 100_000, $"the console's files weigh {bytes:N0} bytes");
-        Assert.True(timing.GetProperty("load").GetDouble() < 5000, $"the first load took {timing.GetProperty("load").GetDouble():0} ms");
     }
 
     [SkippableFact]
