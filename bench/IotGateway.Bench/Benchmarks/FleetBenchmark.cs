@@ -44,7 +44,7 @@ public sealed class FleetBenchmark(RepositoryLayout layout)
         // Sign-in: from the first device connecting until the gateway lists them all.
         var deviceIds = Enumerable.Range(0, devices).Select(i => $"fleet-{i:D5}").ToArray();
         var signIn = Stopwatch.StartNew();
-        await using IBenchFleet fleet = tcp
+        await using BenchFleet fleet = tcp
             ? await TcpDeviceFleet.ConnectAsync(tcpPort, deviceIds, ConnectConcurrency, cancellationToken)
             : await DeviceFleet.ConnectAsync(broker, deviceIds, ConnectConcurrency, cancellationToken);
         var connected = signIn.Elapsed;

@@ -8,21 +8,12 @@ namespace IotGateway.Bench.Infrastructure;
 /// device: subscribed to iot/cmd/req/{id} at QoS 2, signed in with a retained SIGN_IN, answering every command
 /// with PONG on iot/cmd/resp/{id} at once.
 /// </summary>
-public sealed class DeviceFleet : IBenchFleet
+public sealed class DeviceFleet : BenchFleet
 {
     private static readonly byte[] SignIn = "SIGN_IN"u8.ToArray();
     private static readonly TimeSpan AnswerTimeout = TimeSpan.FromSeconds(30);
 
     private readonly List<IMqttClient> _clients = [];
-    private long _commandsReceived;
-    private long _answerFailures;
-    private string? _firstAnswerFailure;
-
-    public long CommandsReceived => Interlocked.Read(ref _commandsReceived);
-
-    public long AnswerFailures => Interlocked.Read(ref _answerFailures);
-
-    public string? FirstAnswerFailure => _firstAnswerFailure;
 
     public int Count => _clients.Count;
 
@@ -51,7 +42,7 @@ public sealed class DeviceFleet : IBenchFleet
         }
     }
 
-    public ValueTask DisposeAsync()
+    public override ValueTask DisposeAsync()
     {
         // No DISCONNECT round trips: closing the sockets is enough, the broker is about to go as well.
         foreach (var client in _clients)
@@ -85,7 +76,7 @@ public sealed class DeviceFleet : IBenchFleet
 
     private Task OnCommandAsync(IMqttClient client, string deviceId, MqttApplicationMessageReceivedEventArgs e)
     {
-        Interlocked.Increment(ref _commandsReceived);
+        CountCommand();
         var answer = PingResponder.Answer(deviceId, e.ApplicationMessage.Payload);
         if (answer is null)
         {
@@ -114,7 +105,6 @@ public sealed class DeviceFleet : IBenchFleet
 
     private void RecordFailure(string message)
     {
-        Interlocked.Increment(ref _answerFailures);
-        Interlocked.CompareExchange(ref _firstAnswerFailure, message, null);
+        CountAnswerFailure(message);
     }
 }

@@ -9,19 +9,10 @@ namespace IotGateway.Bench.Infrastructure;
 /// Always-online devices speaking the article's plain TCP (tcp/iot-device.js), each its own socket to the gateway's
 /// listener: SIGNUP first, then every command answered with PONG in a commandResp at once.
 /// </summary>
-public sealed class TcpDeviceFleet : IBenchFleet
+public sealed class TcpDeviceFleet : BenchFleet
 {
     private readonly List<(Socket Socket, Task Reading)> _devices = [];
     private readonly CancellationTokenSource _stop = new();
-    private long _commandsReceived;
-    private long _answerFailures;
-    private string? _firstAnswerFailure;
-
-    public long CommandsReceived => Interlocked.Read(ref _commandsReceived);
-
-    public long AnswerFailures => Interlocked.Read(ref _answerFailures);
-
-    public string? FirstAnswerFailure => _firstAnswerFailure;
 
     /// <summary>Connects and signs up every device, <paramref name="concurrency"/> at a time.</summary>
     public static async Task<TcpDeviceFleet> ConnectAsync(int port, IReadOnlyList<string> deviceIds, int concurrency, CancellationToken cancellationToken)
@@ -59,7 +50,7 @@ public sealed class TcpDeviceFleet : IBenchFleet
         }
     }
 
-    public async ValueTask DisposeAsync()
+    public override async ValueTask DisposeAsync()
     {
         await _stop.CancelAsync();
         foreach (var (socket, _) in _devices)
@@ -90,7 +81,7 @@ public sealed class TcpDeviceFleet : IBenchFleet
                 var sequence = new ReadOnlySequence<byte>([.. unread, .. buffer.AsSpan(0, read)]);
                 while (framer.TryRead(ref sequence, out var json) == FrameStatus.Object)
                 {
-                    Interlocked.Increment(ref _commandsReceived);
+                    CountCommand();
                     var answer = PingResponder.Answer(deviceId, json) ?? throw new InvalidDataException($"not a command: {Encoding.UTF8.GetString(json)}");
                     await socket.SendAsync(answer, _stop.Token);
                 }
@@ -103,18 +94,7 @@ public sealed class TcpDeviceFleet : IBenchFleet
         }
         catch (Exception e)
         {
-            Interlocked.Increment(ref _answerFailures);
-            Interlocked.CompareExchange(ref _firstAnswerFailure, $"{deviceId}: {e.Message}", null);
+            CountAnswerFailure($"{deviceId}: {e.Message}");
         }
     }
-}
-
-/// <summary>A simulated fleet, whatever its transport: what the fleet benchmark checks after a bulk command.</summary>
-public interface IBenchFleet : IAsyncDisposable
-{
-    long CommandsReceived { get; }
-
-    long AnswerFailures { get; }
-
-    string? FirstAnswerFailure { get; }
 }
