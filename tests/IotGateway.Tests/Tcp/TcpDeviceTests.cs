@@ -168,6 +168,44 @@ public sealed class TcpDeviceTests
         await gateway.App.WaitForDeviceAsync("limit-d", x => x.SignedIn, "a new connection is accepted");
     }
 
+    // After a good SIGNUP, what a broken or hostile device may write next. Each ends stored (as MQTT would store it:
+    // bytes that are not UTF-8 JSON as binary) or refused (logged, the connection closed or the message rejected),
+    // never in a stalled ingest writer, an unready gateway or a read route that fails.
+    public static TheoryData<string, byte[]> HostileAfterSignup() => new()
+    {
+        { "invalid UTF-8 in a string", [.. "{\"deviceId\":\"h\",\"messageType\":\"DATA\",\"temp\":\""u8, 0xFF, 0xFE, .. "\"}"u8] },
+        { "nesting 10,000 deep", Encoding.UTF8.GetBytes("{\"deviceId\":\"h\",\"messageType\":\"DATA\",\"a\":" + new string('[', 10_000)) },
+        { "an answer of lone surrogates", Encoding.UTF8.GetBytes("""{"deviceId":"h","messageType":"commandResp","commandResult":"\udc00","uuid":"\ud800","command":"PING"}""") },
+        { "an answer to no command", Encoding.UTF8.GetBytes("""{"deviceId":"h","messageType":"commandResp","commandResult":"PONG","uuid":"not-a-guid","command":"PING"}""") },
+        { "a BOM and NUL bytes", [0xEF, 0xBB, 0xBF, 0, 0, .. "{}"u8] },
+        { "a device id of 10,000 characters", Encoding.UTF8.GetBytes($$"""{"deviceId":"{{new string('d', 10_000)}}","messageType":"DATA"}""") },
+        { "right-to-left and zero-width characters in the id", Encoding.UTF8.GetBytes("{\"deviceId\":\"h\u202E\u200B\",\"messageType\":\"DATA\"}") },
+        { "an unknown message type", Encoding.UTF8.GetBytes("""{"deviceId":"h","messageType":"\u0000DROP TABLE"}""") },
+    };
+
+    [Theory]
+    [MemberData(nameof(HostileAfterSignup))]
+    public async Task HostileInputAfterSignupNeverStallsIngest(string what, byte[] input)
+    {
+        await using var gateway = await TcpGateway.StartAsync();
+        using (var device = await gateway.ConnectAsync())
+        {
+            await device.SendAsync(Signup("h"));
+            await gateway.App.WaitForDeviceAsync("h", d => d.SignedIn, "signed in");
+            await device.SendAsync(input);
+            // A well-behaved device is served while the hostile one is still connected (or was just dropped).
+            await AssertStillServesAsync(gateway, "after-" + what.Replace(' ', '-').Replace(',', '-'));
+        }
+
+        await gateway.App.WaitUntilReadyAsync();
+        Assert.True((await gateway.App.GetDeviceAsync("h"))!.TelemetryCount <= 1, "at most the one message is stored");
+        foreach (var route in new[] { "/api/devices/h/telemetry", "/api/devices/h/telemetry/export?format=csv", "/api/devices/h/telemetry/export?format=ndjson", "/api/devices?search=h" })
+        {
+            using var response = await gateway.App.Http.GetAsync(route);
+            Assert.True(response.IsSuccessStatusCode, $"GET {route}: {(int)response.StatusCode}");
+        }
+    }
+
     private static async Task AssertStillServesAsync(TcpGateway gateway, string deviceId)
     {
         using var good = await gateway.ConnectAsync();
