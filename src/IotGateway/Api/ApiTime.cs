@@ -56,6 +56,13 @@ public static partial class ApiTime
             return false;
         }
 
+        // Rounding up to the next millisecond must stay within DateTimeOffset, and ranges computed back from a time
+        // (an aggregate's default start, 100 intervals of up to 366 days) must too: times before 1970 are refused.
+        if (time < DateTimeOffset.UnixEpoch || time.UtcTicks > DateTimeOffset.MaxValue.UtcTicks - TimeSpan.TicksPerMillisecond)
+        {
+            return false;
+        }
+
         var finer = time.UtcTicks % TimeSpan.TicksPerMillisecond;
         time = finer == 0 ? time : time.AddTicks(TimeSpan.TicksPerMillisecond - finer);
         return true;

@@ -1,4 +1,6 @@
 using System.ComponentModel.DataAnnotations;
+using System.Globalization;
+using System.Text;
 using System.Text.Json;
 using IotGateway.Api;
 using IotGateway.Data;
@@ -29,8 +31,15 @@ public abstract record CommandBody
     // The limits of what the gateway returns and stores from devices apply to what operators send: a payload no
     // longer than RequestLimits.MaxCommandPayloadBytes, nested at most JsonText.MaxDepth, every string valid Unicode
     // without NUL (what PostgreSQL's jsonb and every JSON reader accept).
+    // The name too: it goes to devices as a JSON string and is stored as text (PostgreSQL refuses NUL in text), so no
+    // control or format characters (NUL, line breaks, bidi overrides, zero-width characters).
     public string? PayloadProblem()
     {
+        if (Command is { } name && name.EnumerateRunes().Any(r => Rune.GetUnicodeCategory(r) is UnicodeCategory.Control or UnicodeCategory.Format))
+        {
+            return "command must not hold control or format characters (NUL, line breaks, bidi or zero-width characters).";
+        }
+
         if (Payload is not { ValueKind: not JsonValueKind.Undefined and not JsonValueKind.Null } payload)
         {
             return null;

@@ -1,4 +1,5 @@
 using System.ComponentModel.DataAnnotations;
+using System.Text;
 using IotGateway.Api;
 using IotGateway.Data;
 using IotGateway.Mqtt;
@@ -54,9 +55,19 @@ public sealed class DevicesController(GatewayDbContext db) : ControllerBase
         [FromQuery] string? cursor = null, CancellationToken cancellationToken = default)
     {
         string? after = null;
-        if (cursor is not null && !Cursor.TryDecode(cursor, out after))
+        // A cursor is a device id this API returned: anything else (NUL, which PostgreSQL's text refuses) is not one.
+        if (cursor is not null && (!Cursor.TryDecode(cursor, out after) || !DeviceIds.IsValid(after)))
         {
             ModelState.AddModelError(nameof(cursor), "cursor is not one this API returned.");
+            return ValidationProblem(ModelState);
+        }
+
+        // No device id holds a control or format character, so a search for one would find nothing; NUL would fail
+        // on PostgreSQL.
+        if (search is not null && search.EnumerateRunes().Any(r =>
+                Rune.GetUnicodeCategory(r) is System.Globalization.UnicodeCategory.Control or System.Globalization.UnicodeCategory.Format))
+        {
+            ModelState.AddModelError(nameof(search), "search must not hold control or format characters.");
             return ValidationProblem(ModelState);
         }
 

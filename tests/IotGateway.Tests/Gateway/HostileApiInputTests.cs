@@ -8,13 +8,30 @@ namespace IotGateway.Tests.Gateway;
 
 // What operators send obeys the limits of what the gateway stores and returns, and what is stored (also by older
 // versions, before ingest normalised it) always reads back as whole JSON. The broker is unreachable on purpose.
-public sealed class HostileApiInputTests : IAsyncLifetime
+public sealed class SqliteHostileApiInputTests : HostileApiInputTests
+{
+    protected override DatabaseProvider Provider => DatabaseProvider.Sqlite;
+}
+
+public sealed class PostgresHostileApiInputTests : HostileApiInputTests
+{
+    protected override DatabaseProvider Provider => DatabaseProvider.PostgreSQL;
+}
+
+public abstract class HostileApiInputTests : IAsyncLifetime
 {
     private GatewayApp _gateway = null!;
 
+    protected abstract DatabaseProvider Provider { get; }
+
     public async Task InitializeAsync()
     {
-        _gateway = await GatewayApp.StartAsync("mqtt://127.0.0.1:1", waitUntilReady: false);
+        if (Provider == DatabaseProvider.PostgreSQL)
+        {
+            Infrastructure.PostgresCluster.SkipIfUnavailable();
+        }
+
+        _gateway = await GatewayApp.StartAsync("mqtt://127.0.0.1:1", waitUntilReady: false, provider: Provider);
         await using var scope = _gateway.Services.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<GatewayDbContext>();
         db.Devices.Add(new Device { Id = "known", FirstSeen = DateTimeOffset.UtcNow });
@@ -23,18 +40,36 @@ public sealed class HostileApiInputTests : IAsyncLifetime
 
     public async Task DisposeAsync() => await _gateway.DisposeAsync();
 
-    [Theory]
+    [SkippableTheory]
     [InlineData("""{"command":"\ud800"}""")]
     [InlineData("""{"command":"PING","payload":{"a":"\ud800"}}""")]
     [InlineData("""{"command":"PING","payload":{"\u0000":1}}""")]
     [InlineData("""{"command":"PING","payload":"x\udc00"}""")]
+    [InlineData("""{"command":"PI\u0000NG"}""")]
+    [InlineData("""{"command":"PING\nREBOOT"}""")]
+    [InlineData("""{"command":"PING\u202E"}""")]
+    [InlineData("""{"command":"\u200BPING"}""")]
     public async Task ACommandWithALoneSurrogateOrNulIsRefused(string body)
     {
         await AssertRefusedAsync(await PostAsync("/api/devices/known/commands", body), HttpStatusCode.BadRequest);
         await AssertRefusedAsync(await PostAsync("/api/commands/bulk", body[..^1] + ""","deviceIds":["known"]}"""), HttpStatusCode.BadRequest);
     }
 
-    [Theory]
+    // Query parameters that reach the database: never a 500, on either provider.
+    [SkippableTheory]
+    [InlineData("/api/devices?search=a%00b")]
+    [InlineData("/api/devices?search=%E2%80%AE")]
+    [InlineData("/api/devices?cursor=AA")]
+    [InlineData("/api/devices/known/telemetry?from=9999-12-31T23:59:59.9999Z")]
+    [InlineData("/api/devices/known/telemetry/aggregate?field=temp&interval=1d&to=0001-01-02T00:00:00Z")]
+    [InlineData("/api/devices/known/telemetry/export?format=csv&from=0001-01-01")]
+    public async Task AHostileQueryParameterIsA400(string route)
+    {
+        using var response = await _gateway.Http.GetAsync(route);
+        await AssertRefusedAsync(response, HttpStatusCode.BadRequest);
+    }
+
+    [SkippableTheory]
     [InlineData(65)]
     [InlineData(79)]
     [InlineData(500)]
@@ -46,7 +81,7 @@ public sealed class HostileApiInputTests : IAsyncLifetime
             HttpStatusCode.BadRequest);
     }
 
-    [Fact]
+    [SkippableFact]
     public async Task APayloadOverTheLimitIsRefusedOnBothRoutesAlike()
     {
         var payload = JsonSerializer.Serialize(new string('x', Api.RequestLimits.MaxCommandPayloadBytes));
@@ -58,11 +93,11 @@ public sealed class HostileApiInputTests : IAsyncLifetime
         Assert.Contains("payload must be at most", await bulk.Content.ReadAsStringAsync(), StringComparison.Ordinal);
     }
 
-    [Fact]
+    [SkippableFact]
     public async Task ABulkDeviceIdWithALoneSurrogateIsRefused() =>
         await AssertRefusedAsync(await PostAsync("/api/commands/bulk", """{"command":"PING","deviceIds":["known","\udc00"]}"""), HttpStatusCode.BadRequest);
 
-    [Theory]
+    [SkippableTheory]
     [InlineData("a%20b")]
     [InlineData("a%25b")]
     [InlineData("a%3Fb")]
@@ -77,7 +112,7 @@ public sealed class HostileApiInputTests : IAsyncLifetime
         }
     }
 
-    [Fact]
+    [SkippableFact]
     public async Task ADeviceIdInAnotherScriptIsReachable()
     {
         await using (var scope = _gateway.Services.CreateAsyncScope())
@@ -93,7 +128,7 @@ public sealed class HostileApiInputTests : IAsyncLifetime
 
     // Rows as an older version stored them: a lone surrogate escape, NUL, JSON deeper than the reader's limit, a huge
     // number. Each route answers 200 with a body that parses.
-    [Fact]
+    [SkippableFact]
     public async Task StoredJsonThatNoReaderWouldTakeIsStillReturnedAsWholeJson()
     {
         var deep = string.Concat(Enumerable.Repeat("[", 70)) + string.Concat(Enumerable.Repeat("]", 70));
