@@ -27,6 +27,14 @@ public readonly record struct TcpDeviceMessage(string DeviceId, TcpMessageType T
             {
                 var isDeviceId = reader.ValueTextEquals("deviceId"u8);
                 var isMessageType = !isDeviceId && reader.ValueTextEquals("messageType"u8);
+                if ((isDeviceId && deviceId is not null) || (isMessageType && messageType is not null))
+                {
+                    // Readers disagree on which of two equal keys counts (the console's JSON.parse takes the last):
+                    // a device could pass the check with one id and be shown under another.
+                    problem = $"the object names its {(isDeviceId ? "deviceId" : "messageType")} twice";
+                    return false;
+                }
+
                 reader.Read();
                 if ((isDeviceId || isMessageType) && reader.TokenType == JsonTokenType.String)
                 {
@@ -34,11 +42,11 @@ public readonly record struct TcpDeviceMessage(string DeviceId, TcpMessageType T
                     var value = reader.GetString();
                     if (isDeviceId)
                     {
-                        deviceId ??= value;
+                        deviceId = value;
                     }
                     else
                     {
-                        messageType ??= value;
+                        messageType = value;
                     }
                 }
                 else

@@ -181,6 +181,7 @@ public sealed class TcpDeviceTests
         { "a device id of 10,000 characters", Encoding.UTF8.GetBytes($$"""{"deviceId":"{{new string('d', 10_000)}}","messageType":"DATA"}""") },
         { "right-to-left and zero-width characters in the id", Encoding.UTF8.GetBytes("{\"deviceId\":\"h\u202E\u200B\",\"messageType\":\"DATA\"}") },
         { "an unknown message type", Encoding.UTF8.GetBytes("""{"deviceId":"h","messageType":"\u0000DROP TABLE"}""") },
+        { "a second deviceId naming another device", Encoding.UTF8.GetBytes("""{"deviceId":"h","messageType":"DATA","deviceId":"victim","temp":1}""") },
     };
 
     [Theory]
@@ -199,6 +200,11 @@ public sealed class TcpDeviceTests
 
         await gateway.App.WaitUntilReadyAsync();
         Assert.True((await gateway.App.GetDeviceAsync("h"))!.TelemetryCount <= 1, "at most the one message is stored");
+        Assert.Null(await gateway.App.GetDeviceAsync("victim"));
+        if (what.StartsWith("a second deviceId", StringComparison.Ordinal))
+        {
+            Assert.Equal(0, (await gateway.App.GetDeviceAsync("h"))!.TelemetryCount);
+        }
         foreach (var route in new[] { "/api/devices/h/telemetry", "/api/devices/h/telemetry/export?format=csv", "/api/devices/h/telemetry/export?format=ndjson", "/api/devices?search=h" })
         {
             using var response = await gateway.App.Http.GetAsync(route);
