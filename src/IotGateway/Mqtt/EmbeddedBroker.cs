@@ -393,6 +393,16 @@ public sealed partial class EmbeddedBroker : BackgroundService, IAsyncDisposable
             return;
         }
 
+        // The gateway's own client id is reserved: a device connecting with it would take over the gateway's session
+        // (a clean start would end it and drop what it holds for the gateway).
+        if (connection.ClientId == _options.ClientId && !IsInternal(e.UserName, e.Password))
+        {
+            e.ReasonCode = MqttConnectReasonCode.ClientIdentifierNotValid;
+            e.ReasonString = "this client id is the gateway's own";
+            LogReservedClientId(LogText.Printable(e.ClientId, 128));
+            return;
+        }
+
         if (_options.Embedded.Users.Count > 0 && !IsKnownUser(e.UserName, e.Password))
         {
             e.ReasonCode = MqttConnectReasonCode.BadUserNameOrPassword;
@@ -409,6 +419,10 @@ public sealed partial class EmbeddedBroker : BackgroundService, IAsyncDisposable
 
         await _sessions.AcceptAsync(connection);
     }
+
+    private bool IsInternal(string? username, string? password) =>
+        CryptographicOperations.FixedTimeEquals(SHA256.HashData(Encoding.UTF8.GetBytes($"{username}\n{password}")),
+            SHA256.HashData(Encoding.UTF8.GetBytes($"{InternalCredentials.Username}\n{InternalCredentials.Password}")));
 
     private bool IsKnownUser(string? username, string? password)
     {
@@ -445,6 +459,9 @@ public sealed partial class EmbeddedBroker : BackgroundService, IAsyncDisposable
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Embedded broker could not route a message from {ClientId}: {Reason}")]
     private partial void LogRouteFailed(string clientId, string reason);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Embedded broker refused client {ClientId}: that client id is the gateway's own")]
+    private partial void LogReservedClientId(string clientId);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Embedded broker refused client {ClientId}: bad username or password for user {Username}")]
     private partial void LogRefused(string clientId, string username);

@@ -388,7 +388,8 @@ public sealed partial class MqttConnection : BackgroundService, IAsyncDisposable
             builder.WithTlsOptions(tls => BrokerTls.Configure(tls, _options.Tls, _broker.Host, LogCertificateRefused));
         }
 
-        var (username, password) = _broker.IsEmbedded && _options.Embedded.Users.Count > 0
+        // On the embedded broker always the internal credentials: they are what reserves the gateway's client id.
+        var (username, password) = _broker.IsEmbedded
             ? _embedded.InternalCredentials
             : (_broker.Username ?? _options.Username, _broker.Password ?? _options.Password);
         if (!string.IsNullOrEmpty(username))

@@ -46,6 +46,23 @@ public sealed class EmbeddedBrokerSessionTests
         Assert.True((await gateway.GetDeviceAsync(deviceId))!.SignedIn, "a restart of the gateway does not sign the device out");
     }
 
+    // A device using the gateway's client id would take over its session (a clean start ends it): refused, and the
+    // gateway keeps its session and goes on storing readings.
+    [Fact]
+    public async Task ADeviceCannotConnectWithTheGatewaysClientId()
+    {
+        var (started, port) = await GatewayApp.StartEmbeddedAsync();
+        await using var gateway = started;
+        var refused = await Assert.ThrowsAnyAsync<Exception>(() => TestMqttClient.ConnectAsync("127.0.0.1", port, gateway.ClientId));
+        Assert.Contains("ClientIdentifierNotValid", refused.ToString(), StringComparison.Ordinal);
+        await Eventually.UntilAsync(() => gateway.Logs.Contains("that client id is the gateway's own"), Timeout, "the refusal is logged");
+
+        await using var device = await TestMqttClient.ConnectArticleDeviceAsync("127.0.0.1", port, "after-impostor");
+        await device.PublishAsync("iot/data/after-impostor", """{"temp":1}""");
+        await gateway.WaitForDeviceAsync("after-impostor", d => d.TelemetryCount == 1, "ingest goes on");
+        await gateway.WaitUntilReadyAsync();
+    }
+
     [Fact]
     public async Task CommandWhoseTtlRanOutIsNeverDeliveredToADeviceThatComesBackLate()
     {
