@@ -59,11 +59,21 @@ public sealed partial class PublishedMarks(ICommandStore store, EventHub events,
             {
                 var transitions = await store.MarkPublishedAsync([.. batch.Select(m => (m.Id, m.At))], CancellationToken.None);
                 metrics.CommandTransition(CommandStatus.Published, transitions.Count);
+                Dictionary<Guid, DateTimeOffset>? at = null;
                 foreach (var (id, deviceId) in transitions)
                 {
                     if (events.Wants(deviceId))
                     {
-                        events.Publish(ServerEvent.Command(deviceId, id, CommandStatus.Published, batch.First(m => m.Id == id).At));
+                        if (at is null)
+                        {
+                            at = [];
+                            foreach (var mark in batch)
+                            {
+                                at[mark.Id] = mark.At;
+                            }
+                        }
+
+                        events.Publish(ServerEvent.Command(deviceId, id, CommandStatus.Published, at[id]));
                     }
                 }
 

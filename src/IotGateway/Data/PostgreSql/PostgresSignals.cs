@@ -42,15 +42,20 @@ public sealed partial class PostgresSignals(PostgresConnectionString connectionS
     public void CommandsQueued(string owner, IReadOnlyCollection<string> deviceIds)
     {
         var payload = new StringBuilder(owner);
+        var ownerBytes = Encoding.UTF8.GetByteCount(owner);
+        var bytes = ownerBytes;
         foreach (var deviceId in deviceIds)
         {
-            if (Encoding.UTF8.GetByteCount(payload.ToString()) + Encoding.UTF8.GetByteCount(deviceId) + 1 > ClusterSignalLimits.MaxEventBytes)
+            var more = Encoding.UTF8.GetByteCount(deviceId) + 1;
+            if (bytes + more > ClusterSignalLimits.MaxEventBytes)
             {
                 Send(QueuedChannel, payload.ToString());
                 payload.Clear().Append(owner);
+                bytes = ownerBytes;
             }
 
             payload.Append('\n').Append(deviceId);
+            bytes += more;
         }
 
         Send(QueuedChannel, payload.ToString());
