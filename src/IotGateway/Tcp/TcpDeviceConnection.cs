@@ -30,8 +30,12 @@ public sealed partial class TcpDeviceConnection : IAsyncDisposable
     private Stream? _stream;
     private string _closeReason = "the device closed the connection";
 
-    // The last command written, until its answer (or expiry, or cancel) is committed. Only its lane touches it.
+    // The last command written, until its answer (or expiry, or cancel) is committed, and when the next may go without
+    // it. Only the device's lane touches them, but _answerOverdue, which the answer's watcher sets.
     private CommandCompletion.Registration? _awaitingAnswer;
+    private DateTimeOffset _answerDue;
+    private bool _answerWatched;
+    private bool _answerOverdue;
 
     public TcpDeviceConnection(Socket socket, TcpOptions options, int maxObjectBytes, TcpDevices devices, IngestQueue ingest,
         GatewayMetrics metrics, TimeProvider time, ILogger logger)
@@ -79,65 +83,99 @@ public sealed partial class TcpDeviceConnection : IAsyncDisposable
         }
     }
 
-    // Serialized: one object per write, never interleaved with another.
-    public async Task WriteAsync(ReadOnlyMemory<byte> json, CancellationToken cancellationToken)
+    // One command, in one write, before `timeout` passes: a device that does not take it (it never reads its socket)
+    // is closed, so it cannot hold the lane or the write. Its answer is awaited before the next (see NextCommand).
+    internal async Task WriteCommandAsync(byte[] json, CommandCompletion.Registration answer, TimeSpan timeout, CancellationToken cancellationToken)
     {
         var stream = _stream ?? throw new IOException("the connection is not open yet");
-        await _writeLock.WaitAsync(cancellationToken);
+        using var writeTimeout = new CancellationTokenSource(timeout, _time);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, writeTimeout.Token, _closed.Token);
         try
         {
-            await stream.WriteAsync(json, cancellationToken);
-            await stream.FlushAsync(cancellationToken);
-        }
-        finally
-        {
-            _writeLock.Release();
-        }
-    }
+            await _writeLock.WaitAsync(linked.Token);
+            try
+            {
+                await stream.WriteAsync(json, linked.Token);
+                await stream.FlushAsync(linked.Token);
+            }
+            finally
+            {
+                _writeLock.Release();
+            }
 
-    // Waits until the last command written has its answer (true), or the timeout passes (false). Throws IOException
-    // when the connection ends meanwhile.
-    internal async Task<bool> WaitForAnswerAsync(TimeSpan timeout, CancellationToken cancellationToken)
-    {
-        if (_awaitingAnswer is not { } previous)
-        {
-            return true;
-        }
-
-        try
-        {
-            using var closedOrCancelled = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _closed.Token);
-            await previous.Finished.WaitAsync(timeout, _time, closedOrCancelled.Token);
-            return true;
-        }
-        catch (TimeoutException)
-        {
-            return false;
+            _awaitingAnswer?.Dispose();
+            _awaitingAnswer = answer;
+            _answerDue = _time.GetUtcNow() + timeout;
+            _answerWatched = false;
+            Volatile.Write(ref _answerOverdue, false);
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
-            throw new IOException("the connection closed while its device's answer was awaited");
-        }
-        finally
-        {
-            previous.Dispose();
-            _awaitingAnswer = null;
-        }
-    }
+            answer.Dispose();
+            if (writeTimeout.IsCancellationRequested)
+            {
+                Close($"did not take a command within {timeout.TotalSeconds:0.#} s (Tcp:AnswerTimeoutSeconds): it does not read its connection");
+            }
 
-    // One command, in one write; its answer is awaited before the next (see WaitForAnswerAsync).
-    internal async Task WriteCommandAsync(byte[] json, CommandCompletion.Registration answer, CancellationToken cancellationToken)
-    {
-        try
-        {
-            await WriteAsync(json, cancellationToken);
-            _awaitingAnswer = answer;
+            throw new IOException("the connection closed while a command was written to it");
         }
         catch
         {
             answer.Dispose();
             throw;
         }
+    }
+
+    // Whether the next command may be written: yes when the last one was answered (or finished otherwise) or its
+    // answer is overdue; no while the device still has time to answer it. Then `ready` runs once, when the answer
+    // comes, the time runs out or the connection ends, so the caller need not wait (and hold a publishing slot).
+    // Only the device's lane calls it, one call at a time.
+    internal NextCommand NextCommand(Action ready)
+    {
+        if (_awaitingAnswer is not { } previous || previous.Finished.IsCompleted)
+        {
+            ForgetAwaitedAnswer();
+            return Tcp.NextCommand.Go;
+        }
+
+        if (Volatile.Read(ref _answerOverdue) || _time.GetUtcNow() >= _answerDue)
+        {
+            ForgetAwaitedAnswer();
+            return Tcp.NextCommand.GoAfterTimeout;
+        }
+
+        if (!_answerWatched)
+        {
+            _answerWatched = true;
+            _ = WatchAnswerAsync(previous.Finished, _answerDue - _time.GetUtcNow(), ready);
+        }
+
+        return Tcp.NextCommand.Wait;
+    }
+
+    private async Task WatchAnswerAsync(Task answered, TimeSpan timeout, Action ready)
+    {
+        try
+        {
+            await answered.WaitAsync(timeout, _time, _closed.Token);
+        }
+        catch (TimeoutException)
+        {
+            Volatile.Write(ref _answerOverdue, true);
+        }
+        catch (OperationCanceledException)
+        {
+            // The connection ended: the device's next connection signs it in, and that runs its lane.
+            return;
+        }
+
+        ready();
+    }
+
+    private void ForgetAwaitedAnswer()
+    {
+        _awaitingAnswer?.Dispose();
+        _awaitingAnswer = null;
     }
 
     public void Close(string reason)
@@ -319,6 +357,8 @@ public sealed partial class TcpDeviceConnection : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        // Ends the answer's watcher, if any.
+        await _closed.CancelAsync();
         _awaitingAnswer?.Dispose();
         if (_stream is not null)
         {
@@ -341,4 +381,16 @@ public sealed partial class TcpDeviceConnection : IAsyncDisposable
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "TCP message refused ({Reason}) from {Remote}: {Detail}")]
     private partial void LogRefused(string reason, string remote, string detail);
+}
+
+internal enum NextCommand
+{
+    // Nothing awaited: write it.
+    Go,
+
+    // The last command's answer did not come in time: write the next anyway.
+    GoAfterTimeout,
+
+    // The device still has time to answer the last one.
+    Wait,
 }

@@ -270,9 +270,14 @@ internal sealed class TcpGateway : IAsyncDisposable
         configure?.Invoke(settings);
     }
 
-    public async Task<RawTcpDevice> ConnectAsync()
+    public async Task<RawTcpDevice> ConnectAsync(int? receiveBufferBytes = null)
     {
         var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        if (receiveBufferBytes is { } bytes)
+        {
+            socket.ReceiveBufferSize = bytes;
+        }
+
         await socket.ConnectAsync("127.0.0.1", Port);
         return new RawTcpDevice(socket);
     }
