@@ -17,6 +17,8 @@ namespace IotGateway.Tcp;
 // a newer connection of the same device replaced this one.
 public sealed partial class TcpDeviceConnection : IAsyncDisposable
 {
+    private static readonly TimeSpan SignOutWaitAtShutdown = TimeSpan.FromSeconds(5);
+
     private readonly Socket _socket;
     private readonly TcpOptions _options;
     private readonly int _maxObjectBytes;
@@ -79,7 +81,7 @@ public sealed partial class TcpDeviceConnection : IAsyncDisposable
         }
         finally
         {
-            await EndAsync();
+            await EndAsync(stopping);
         }
     }
 
@@ -288,13 +290,12 @@ public sealed partial class TcpDeviceConnection : IAsyncDisposable
             }
 
             DeviceId = message.DeviceId;
-            if (_devices.Attach(DeviceId, this) is { } replaced)
+            LogDeviceConnected(DeviceId, Remote);
+            var signIn = InboundMessage.FromTcp(TopicKind.Register, DeviceId, "SIGN_IN"u8.ToArray(), receivedAt);
+            if (await _devices.SignInAsync(DeviceId, this, signIn, _ingest.Writer, token) is { } replaced)
             {
                 replaced.Close("replaced by a new connection of the same device");
             }
-
-            LogDeviceConnected(DeviceId, Remote);
-            await _ingest.Writer.WriteAsync(InboundMessage.FromTcp(TopicKind.Register, DeviceId, "SIGN_IN"u8.ToArray(), receivedAt), token);
         }
         else if (!string.Equals(message.DeviceId, DeviceId, StringComparison.Ordinal))
         {
@@ -315,15 +316,23 @@ public sealed partial class TcpDeviceConnection : IAsyncDisposable
         return true;
     }
 
-    private async Task EndAsync()
+    private async Task EndAsync(CancellationToken stopping)
     {
         if (DeviceId is { } deviceId)
         {
             LogDeviceDisconnected(deviceId, Remote, _closeReason);
-            if (_devices.Detach(deviceId, this))
+            // A stopping gateway still records that the device is gone (the ingest writer stops after the listener), but
+            // does not wait for a stalled writer for ever: the next start signs out the devices it finds left signed in.
+            using var giveUp = new CancellationTokenSource();
+            using var stoppingRegistration = stopping.Register(() => giveUp.CancelAfter(SignOutWaitAtShutdown));
+            try
             {
-                // Not cancellable: a stopping gateway still records that the device is gone (the writer flushes it).
-                await _ingest.Writer.WriteAsync(InboundMessage.FromTcp(TopicKind.Register, deviceId, "SIGN_OUT"u8.ToArray(), _time.GetUtcNow()));
+                await _devices.SignOutAsync(deviceId, this,
+                    () => InboundMessage.FromTcp(TopicKind.Register, deviceId, "SIGN_OUT"u8.ToArray(), _time.GetUtcNow()), _ingest.Writer, giveUp.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                LogSignOutLeftOver(deviceId);
             }
         }
         else
@@ -378,6 +387,9 @@ public sealed partial class TcpDeviceConnection : IAsyncDisposable
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "TCP connection from {Remote} closed before naming a device: {Reason}")]
     private partial void LogAnonymousClosed(string remote, string reason);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "TCP device {DeviceId}'s sign-out could not be queued before the gateway stopped; its next start signs it out")]
+    private partial void LogSignOutLeftOver(string deviceId);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "TCP message refused ({Reason}) from {Remote}: {Detail}")]
     private partial void LogRefused(string reason, string remote, string detail);
