@@ -204,7 +204,7 @@ public sealed partial class TcpDeviceConnection : IAsyncDisposable
     private async Task ReadMessagesAsync(Stream stream, CancellationToken token)
     {
         var reader = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 4096, leaveOpen: true, useZeroByteReads: true));
-        var framer = new JsonObjectFramer(_maxObjectBytes);
+        var framer = new JsonObjectFramer(Math.Min(_options.MaxFirstMessageBytes, _maxObjectBytes));
         var deadline = _time.GetUtcNow() + TimeSpan.FromSeconds(_options.FirstMessageTimeoutSeconds);
         try
         {
@@ -239,7 +239,7 @@ public sealed partial class TcpDeviceConnection : IAsyncDisposable
                     if (status == FrameStatus.Invalid)
                     {
                         Refuse("bad-tcp-stream", framer.Problem!);
-                        _closeReason = $"bad input: {framer.Problem}";
+                        _closeReason = $"bad input: {framer.Problem}{(DeviceId is null && framer.TooLargeObject ? " (Tcp:MaxFirstMessageBytes)" : "")}";
                         return;
                     }
 
@@ -248,6 +248,8 @@ public sealed partial class TcpDeviceConnection : IAsyncDisposable
                     {
                         return;
                     }
+
+                    framer.MaxObjectBytes = _maxObjectBytes;
 
                     deadline = receivedAt + TimeSpan.FromSeconds(_options.IdleTimeoutSeconds);
                 }

@@ -98,6 +98,24 @@ public sealed class TcpDeviceTests
     }
 
     [Fact]
+    public async Task BeforeItNamesADeviceAConnectionMaySendOnlyASmallObject()
+    {
+        await using var gateway = await TcpGateway.StartAsync(s => s["Tcp:MaxFirstMessageBytes"] = "1024");
+        var padding = new string('x', 1500);
+
+        // Unnamed: the limit is Tcp:MaxFirstMessageBytes, so thousands of idle connections cannot each hold a payload's worth.
+        using var stranger = await gateway.ConnectAsync();
+        await stranger.SendAsync($$"""{"pad":"{{padding}}","deviceId":"first-big","messageType":"SIGNUP"}""");
+        Assert.True(await stranger.ClosedByGatewayAsync(), "the gateway closes the connection");
+        await Eventually.UntilAsync(() => gateway.App.Logs.Contains("larger than 1024 bytes (Tcp:MaxFirstMessageBytes)"), Timeout, "the reason is logged");
+
+        // Named: the payload limit applies again.
+        using var device = await gateway.ConnectAsync();
+        await device.SendAsync(Signup("first-small") + $$"""{"deviceId":"first-small","messageType":"DATA","pad":"{{padding}}"}""");
+        await gateway.App.WaitForDeviceAsync("first-small", d => d.SignedIn && d.TelemetryCount == 1, "its larger reading stored");
+    }
+
+    [Fact]
     public async Task AConnectionThatNamesNoDeviceIsClosedAfterTheFirstMessageTimeout()
     {
         await using var gateway = await TcpGateway.StartAsync(s => s["Tcp:FirstMessageTimeoutSeconds"] = "0.5");
