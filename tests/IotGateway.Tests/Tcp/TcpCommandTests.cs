@@ -175,6 +175,27 @@ public abstract class TcpCommandTests
     }
 
     [SkippableFact]
+    public async Task CancellingTheCommandADeviceIsAnsweringLetsTheNextGoAtOnce()
+    {
+        await using var gateway = await StartGatewayAsync(s => s["Tcp:AnswerTimeoutSeconds"] = "300");
+        using var device = await gateway.ConnectAsync();
+        await device.SendAsync(Signup("tcp-cancel"));
+        await gateway.App.WaitForDeviceAsync("tcp-cancel", d => d.SignedIn, "signed in");
+
+        var first = await gateway.App.QueueCommandAsync("tcp-cancel", new { command = "REBOOT" });
+        var second = await gateway.App.QueueCommandAsync("tcp-cancel", new { command = "PING" });
+        Assert.Equal(first.Id.ToString(), (await device.ReceiveAsync()).Json.GetProperty("uuid").GetString());
+        await gateway.App.WaitForCommandAsync(first.Id, CommandStatus.Published);
+        Assert.Equal(HttpStatusCode.OK, (await gateway.App.Http.DeleteAsync($"/api/commands/{first.Id}")).StatusCode);
+
+        Assert.Equal(second.Id.ToString(), (await device.ReceiveAsync()).Json.GetProperty("uuid").GetString());
+        // The late answer to the cancelled one changes nothing.
+        await device.SendAsync(Answer("tcp-cancel", first.Id) + Answer("tcp-cancel", second.Id));
+        await gateway.App.WaitForCommandAsync(second.Id, CommandStatus.Completed);
+        Assert.Equal(CommandStatus.Cancelled, (await gateway.App.GetCommandAsync(first.Id)).Status);
+    }
+
+    [SkippableFact]
     public async Task ACommandQueuedWhileTheDeviceIsAwayIsWrittenWhenItReturns()
     {
         await using var gateway = await StartGatewayAsync();
