@@ -304,10 +304,10 @@ internal sealed class TcpGateway : IAsyncDisposable
     {
         if (provider == DatabaseProvider.PostgreSQL)
         {
-            PostgresCluster.SkipIfUnavailable();
+            Requires.PostgreSql();
         }
 
-        var port = MosquittoBroker.FindFreePort();
+        var port = FreePort.OnLoopback();
         var (app, mqttPort) = await GatewayApp.StartEmbeddedAsync(s => Listen(s, port, configure), provider, kestrel);
         return new TcpGateway(app, port) { MqttPort = mqttPort };
     }
@@ -315,7 +315,7 @@ internal sealed class TcpGateway : IAsyncDisposable
     // A gateway on an external broker (several instances share a database through it), with its own TCP port.
     public static async Task<TcpGateway> StartAsync(string broker, Action<Dictionary<string, string?>> configure)
     {
-        var port = MosquittoBroker.FindFreePort();
+        var port = FreePort.OnLoopback();
         var app = await GatewayApp.StartAsync(broker, s => Listen(s, port, configure), provider: DatabaseProvider.PostgreSQL);
         return new TcpGateway(app, port);
     }
