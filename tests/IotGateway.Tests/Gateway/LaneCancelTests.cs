@@ -41,8 +41,8 @@ public abstract class LaneCancelTests
         await using var watcher = await TestMqttClient.ConnectAsync(broker, "watcher");
         await watcher.SubscribeAsync(TopicRoots.Default.For("+").CommandRequest);
         // Both devices are subscribed and never answer.
-        await using var busy = await SignInAsync(broker, gateway, "busy-a");
-        await using var quiet = await SignInAsync(broker, gateway, "quiet-b");
+        await using var busy = await GatewayEndToEndTests.SignInAsync(broker, gateway, "busy-a");
+        await using var quiet = await GatewayEndToEndTests.SignInAsync(broker, gateway, "quiet-b");
 
         // busy-a's lane takes the one publishing slot and keeps it until its whole queue is out.
         using (var scope = gateway.Services.CreateScope())
@@ -87,15 +87,6 @@ public abstract class LaneCancelTests
             Assert.Equal(CommandStatus.Cancelled, command.Status);
             Assert.Null(command.PublishedAt);
         }
-    }
-
-    private static async Task<TestMqttClient> SignInAsync(MosquittoBroker broker, GatewayApp gateway, string deviceId)
-    {
-        var device = await TestMqttClient.ConnectArticleDeviceAsync(broker.Host, broker.Port, deviceId);
-        await device.SubscribeAsync(TopicRoots.Default.For(deviceId).CommandRequest);
-        await device.PublishAsync(TopicRoots.Default.For(deviceId).Register, "SIGN_IN", retain: true);
-        await gateway.WaitForDeviceAsync(deviceId, d => d.SignedIn, $"{deviceId} signs in");
-        return device;
     }
 
     private async Task<MosquittoBroker> StartBrokerAsync()

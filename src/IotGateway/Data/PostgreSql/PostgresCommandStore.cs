@@ -235,14 +235,14 @@ public sealed class PostgresCommandStore(NpgsqlDataSource dataSource, IServiceSc
             await using var cancel = new NpgsqlCommand("""
                 UPDATE "Commands" SET "Status" = 'Cancelled', "CancelledAt" = $2, "CancelledBy" = $3
                 WHERE "Id" = $1 AND "Status" IN ('Pending', 'Published')
-                RETURNING "Sequence"
+                RETURNING "DeviceId"
                 """, connection, transaction)
             {
                 Parameters = { Text(id.ToString()), Bigint(now.UtcTicks), Text(cancelledBy) },
             };
-            if (await cancel.ExecuteScalarAsync(cancellationToken) is not null)
+            if (await cancel.ExecuteScalarAsync(cancellationToken) is string deviceId)
             {
-                return new CancelOutcome(CancelResult.Cancelled);
+                return new CancelOutcome(CancelResult.Cancelled, DeviceId: deviceId);
             }
 
             await using var select = new NpgsqlCommand("""SELECT "Status" FROM "Commands" WHERE "Id" = $1""", connection, transaction)
