@@ -19,6 +19,24 @@ public sealed class SqliteLaneCancelTests : LaneCancelTests
 public sealed class PostgresLaneCancelTests : LaneCancelTests
 {
     protected override DatabaseProvider Provider => DatabaseProvider.PostgreSQL;
+
+    // Cancelled through another instance: the lane's instance hears of it through the cluster signals.
+    [SkippableFact]
+    public async Task ACommandCancelledOnAnotherInstanceWhileItsLaneWaitsIsNeverPublished()
+    {
+        await using var broker = await StartBrokerAsync();
+        await using var lanes = await GatewayApp.StartAsync(broker.Url, s =>
+        {
+            s["Commands:MaxConcurrentLanes"] = "1";
+            s["Mqtt:SharedSubscriptionGroup"] = "gateways";
+        }, provider: Provider);
+        await using var other = await GatewayApp.StartAsync(broker.Url, s =>
+        {
+            s["Mqtt:SharedSubscriptionGroup"] = "gateways";
+            s["ConnectionStrings:Gateway"] = lanes.PostgresConnectionString;
+        }, provider: Provider);
+        await CancelWhileTheLaneWaitsAsync(broker, lanes, other);
+    }
 }
 
 public abstract class LaneCancelTests
@@ -38,6 +56,12 @@ public abstract class LaneCancelTests
     {
         await using var broker = await StartBrokerAsync();
         await using var gateway = await GatewayApp.StartAsync(broker.Url, s => s["Commands:MaxConcurrentLanes"] = "1", provider: Provider);
+        await CancelWhileTheLaneWaitsAsync(broker, gateway, gateway);
+    }
+
+    // `gateway` has one publishing slot and holds the lanes; the cancels go through `canceller` (the same or another instance).
+    protected static async Task CancelWhileTheLaneWaitsAsync(MosquittoBroker broker, GatewayApp gateway, GatewayApp canceller)
+    {
         await using var watcher = await TestMqttClient.ConnectAsync(broker, "watcher");
         await watcher.SubscribeAsync(TopicRoots.Default.For("+").CommandRequest);
         // Both devices are subscribed and never answer.
@@ -55,11 +79,11 @@ public abstract class LaneCancelTests
 
         // quiet-b's commands are handed to its lane, which waits for the slot; one is cancelled, one cancelled with its batch.
         var doomed = await gateway.QueueCommandAsync("quiet-b", new { command = "REBOOT" });
-        Assert.Equal(HttpStatusCode.OK, (await gateway.Http.DeleteAsync($"/api/commands/{doomed.Id}")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await canceller.Http.DeleteAsync($"/api/commands/{doomed.Id}")).StatusCode);
         var bulk = await gateway.Http.PostAsJsonAsync("/api/commands/bulk", new { command = "FACTORY_RESET", deviceIds = new[] { "quiet-b" } });
         Assert.Equal(HttpStatusCode.Accepted, bulk.StatusCode);
         var batch = (await bulk.Content.ReadFromJsonAsync<BulkCommandAccepted>(GatewayApp.Json))!;
-        var batchCancel = await gateway.Http.DeleteAsync($"/api/commands/bulk/{batch.BatchId}");
+        var batchCancel = await canceller.Http.DeleteAsync($"/api/commands/bulk/{batch.BatchId}");
         Assert.Equal(1, (await batchCancel.Content.ReadFromJsonAsync<BulkCancelled>(GatewayApp.Json))!.Cancelled);
         var batchCommand = Assert.Single((await gateway.Http.GetFromJsonAsync<Page<CommandView>>(
             $"/api/commands/bulk/{batch.BatchId}/commands", GatewayApp.Json))!.Items);
@@ -89,7 +113,7 @@ public abstract class LaneCancelTests
         }
     }
 
-    private async Task<MosquittoBroker> StartBrokerAsync()
+    protected async Task<MosquittoBroker> StartBrokerAsync()
     {
         MosquittoBroker.SkipIfUnavailable();
         if (Provider == DatabaseProvider.PostgreSQL)
