@@ -106,6 +106,8 @@ public sealed class PostgresCommandStore(NpgsqlDataSource dataSource, IServiceSc
                 }
             }
 
+            // As on SQLite: Behind is about the lanes this instance runs (another instance's lane reads the database anyway).
+            behind.IntersectWith(claimed);
             return new QueuedCommands(commands, claimed, behind, elsewhere);
         }, cancellationToken);
 
