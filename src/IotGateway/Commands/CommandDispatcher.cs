@@ -214,7 +214,7 @@ public sealed partial class CommandDispatcher(
             lock (_sync)
             {
                 // What it still held stays Pending in the database, for the lane that takes the device next.
-                ForgetHanded(lane);
+                ForgetHanded(lane, lane.Handed.Count);
                 if (_lanes.GetValueOrDefault(deviceId) == lane)
                 {
                     _lanes.Remove(deviceId);
@@ -238,11 +238,13 @@ public sealed partial class CommandDispatcher(
             // Handed commands first (nothing older was Pending when they were queued); the database when told
             // something may have been queued meanwhile (Again) or at the start of a lane the scan or a signal began.
             Command? command = null;
+            var handedBeforeRead = 0;
             lock (_sync)
             {
                 if (lane.Again)
                 {
                     lane.Again = false;
+                    handedBeforeRead = lane.Handed.Count;
                 }
                 else
                 {
@@ -262,14 +264,9 @@ public sealed partial class CommandDispatcher(
                 {
                     if (command is null)
                     {
-                        // Handed commands the read did not find were cancelled or expired meanwhile.
-                        ForgetHanded(lane);
-                        if (!lane.Again)
-                        {
-                            _lanes.Remove(deviceId);
-                            return;
-                        }
-
+                        // Handed commands the read did not find were cancelled or expired meanwhile; those handed
+                        // during the read (committed after it looked) are still to send.
+                        ForgetHanded(lane, handedBeforeRead);
                         continue;
                     }
 
@@ -363,10 +360,10 @@ public sealed partial class CommandDispatcher(
         return null;
     }
 
-    // Called under _sync.
-    private void ForgetHanded(Lane lane)
+    // The lane's `count` oldest handed commands. Called under _sync.
+    private void ForgetHanded(Lane lane, int count)
     {
-        while (lane.Handed.TryDequeue(out var command))
+        for (var i = 0; i < count && lane.Handed.TryDequeue(out var command); i++)
         {
             Forget(lane, command.Id);
         }
