@@ -115,10 +115,10 @@ public abstract class LaneCancelTests
 
     protected async Task<MosquittoBroker> StartBrokerAsync()
     {
-        MosquittoBroker.SkipIfUnavailable();
+        Requires.Mosquitto();
         if (Provider == DatabaseProvider.PostgreSQL)
         {
-            PostgresCluster.SkipIfUnavailable();
+            Requires.PostgreSql();
         }
 
         return await MosquittoBroker.StartAsync();
