@@ -317,7 +317,7 @@ public sealed partial class ConsoleBrowserTests(Chromium chromium, ITestOutputHe
     }
 
     // Devices straight into the gateway's SQLite file: every other one signed in.
-    private static void SeedDevices(string databasePath, int count)
+    internal static void SeedDevices(string databasePath, int count)
     {
         using var connection = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={databasePath};Pooling=False;Default Timeout=30");
         connection.Open();

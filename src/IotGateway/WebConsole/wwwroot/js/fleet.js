@@ -198,7 +198,7 @@ export function fleetPage(main) {
   // A device not on this page: new to the gateway, or on another page. New ones are offered, not pushed in.
   const known = new Set();
   async function maybeNew(id) {
-    if (known.has(id) || (state.search && !id.toLowerCase().includes(state.search.toLowerCase()))) return;
+    if (known.has(id) || (state.search && !asciiLower(id).includes(asciiLower(state.search)))) return;
     known.add(id);
     const firstPage = state.pageIndex === 0;
     try {
@@ -227,6 +227,12 @@ export function fleetPage(main) {
     refreshStale.cancel();
     cancelAnimationFrame(frame);
   };
+}
+
+// The API's rule for `search`: only A–Z are folded, on every database (toLowerCase() would also fold Σ, É… and then
+// miss devices the API lists: "ΟΔΟΣ" lowers to "οδος", which holds no "σ").
+function asciiLower(text) {
+  return text.replace(/[A-Z]/g, (c) => c.toLowerCase());
 }
 
 function mayQueue() {
