@@ -14,109 +14,12 @@ using MQTTnet.Protocol;
 namespace IotGateway.Tests.Gateway;
 
 // What operators read beyond the pages of readings: the newest reading, aggregates and exports, end to end through
-// Mosquitto into SQLite and back out of the API, with the values checked against what the test published.
+// Mosquitto into the database and back out of the API, with the values checked against what the test published.
 public sealed class SqliteTelemetryReadTests : TelemetryReadTests
 {
     protected override DatabaseProvider Provider => DatabaseProvider.Sqlite;
 
-    // Stored data may hold anything ingest let through, now or in an older version: every read route answers.
-    [Fact]
-    public async Task HostileStoredPayloadsNeverFailAReadRoute()
-    {
-        await using var gateway = await GatewayApp.StartAsync("mqtt://127.0.0.1:1", waitUntilReady: false);
-        var at = DateTimeOffset.UtcNow.AddMinutes(-5);
-        string[] hostile =
-        [
-            new string('[', 2000) + new string(']', 2000),       // deeper than SQLite's and System.Text.Json's limits
-            """{"temp":"\ud800","v":1}""",                          // half a surrogate pair
-            """{"temp":1e400}""",                                   // not a finite double
-            """{"temp":"21.5"}""",                                  // a number in a string
-            """{"temp":""",                                         // cut short, yet marked Json
-            """{"temp":[1,2]}""",
-            """{"temp":true}""",
-        ];
-        SeededReadings.Insert(gateway.DatabasePath, "odd",
-        [
-            new(at, """{"temp":20}"""),
-            .. hostile.Select((p, i) => new SeededReadings.Reading(at.AddSeconds(i + 1), p)),
-            new(at.AddSeconds(20), "not json at all", "Text"),
-            new(at.AddSeconds(21), "AAEC/w==", "Binary"),
-        ]);
-        var total = hostile.Length + 3;
-
-        var page = await gateway.Http.GetFromJsonAsync<Page<ReadingView>>("/api/devices/odd/telemetry", GatewayApp.Json);
-        Assert.Equal(total, page!.Items.Count);
-        var ascending = page.Items.OrderBy(r => r.Id).ToList();
-        Assert.Equal(20, ascending[0].Payload.GetProperty("temp").GetInt32());
-        Assert.Equal(JsonValueKind.String, ascending[1].Payload.ValueKind); // too deep: served as its text
-        Assert.Equal("\uFFFD", ascending[2].Payload.GetProperty("temp").GetString()); // half a surrogate pair: repaired (JsonText)
-        Assert.Equal("1e400", ascending[3].Payload.GetProperty("temp").GetRawText());
-        Assert.Equal(hostile[4], ascending[5].Payload.GetString());
-        Assert.Equal(HttpStatusCode.OK, (await gateway.Http.GetAsync("/api/devices/odd/telemetry/latest")).StatusCode);
-        Assert.Equal(HttpStatusCode.OK, (await gateway.Http.GetAsync("/api/devices/odd")).StatusCode);
-        Assert.Equal(HttpStatusCode.OK, (await gateway.Http.GetAsync("/api/devices")).StatusCode);
-
-        var aggregate = await gateway.Http.GetFromJsonAsync<AggregateAnswer>(
-            $"/api/devices/odd/telemetry/aggregate?field=temp&interval=1h&from={Uri.EscapeDataString(at.AddHours(-1).ToString("O"))}", GatewayApp.Json);
-        Assert.Equal(1, aggregate!.Items.Sum(i => i.Count));
-        Assert.Equal(20, aggregate.Items.Single(i => i.Count == 1).Max);
-        Assert.Equal(total - 1, aggregate.Skipped);
-
-        var ndjson = await gateway.Http.GetStringAsync("/api/devices/odd/telemetry/export?format=ndjson");
-        var lines = ndjson.Split('\n', StringSplitOptions.RemoveEmptyEntries);
-        Assert.Equal(total, lines.Length);
-        Assert.All(lines, line => JsonDocument.Parse(line).Dispose());
-        var csv = Csv.Parse(await gateway.Http.GetStringAsync("/api/devices/odd/telemetry/export?format=csv"));
-        Assert.Equal(total + 1, csv.Count);
-        Assert.Equal(hostile, csv.Skip(2).Take(hostile.Length).Select(row => row[6]));
-    }
-
-    [Fact]
-    public async Task ACsvExportNeverHandsASpreadsheetAFormulaADeviceWrote()
-    {
-        await using var gateway = await GatewayApp.StartAsync("mqtt://127.0.0.1:1", waitUntilReady: false);
-        var at = DateTimeOffset.UtcNow.AddMinutes(-5);
-        string[] formulas = ["=HYPERLINK(\"http://evil.example\",\"x\")", "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1:A9)", "\t=1+1"];
-        SeededReadings.Insert(gateway.DatabasePath, "sheet",
-        [
-            .. formulas.Select((p, i) => new SeededReadings.Reading(at.AddSeconds(i), p, "Text")),
-            new(at.AddSeconds(10), "-12.5", "Text"),
-            new(at.AddSeconds(11), "+/8AAA==", "Binary"),
-            new(at.AddSeconds(12), """{"temp":-1}"""),
-        ]);
-
-        var csv = Csv.Parse(await gateway.Http.GetStringAsync("/api/devices/sheet/telemetry/export?format=csv"));
-        var payloads = csv.Skip(1).Select(row => row[6]).ToList();
-        Assert.Equal(formulas.Select(f => "'" + f), payloads.Take(formulas.Length));
-        // A number, base64 and JSON stay as they were stored.
-        Assert.Equal(["-12.5", "+/8AAA==", """{"temp":-1}"""], payloads.Skip(formulas.Length));
-        // NDJSON is not opened by spreadsheets: it keeps the text as the device sent it.
-        Assert.Contains(JsonSerializer.Serialize(formulas[0]), await gateway.Http.GetStringAsync("/api/devices/sheet/telemetry/export?format=ndjson"), StringComparison.Ordinal);
-    }
-
-    [Fact]
-    public async Task EveryDeviceRouteAnswers404ForADeviceNeverSeen()
-    {
-        await using var gateway = await GatewayApp.StartAsync("mqtt://127.0.0.1:1", waitUntilReady: false);
-        SeededReadings.Insert(gateway.DatabasePath, "known", [new(DateTimeOffset.UtcNow.AddMinutes(-1), """{"temp":1}""")]);
-        string[] routes =
-        [
-            "", "/telemetry", "/telemetry/latest", "/telemetry/aggregate?field=temp&interval=1m", "/telemetry/export", "/telemetry/export?format=ndjson",
-            "/commands",
-        ];
-        foreach (var route in routes)
-        {
-            Assert.Equal(HttpStatusCode.OK, (await gateway.Http.GetAsync($"/api/devices/known{route}")).StatusCode);
-            var response = await gateway.Http.GetAsync($"/api/devices/never-seen{route}");
-            Assert.True(response.StatusCode == HttpStatusCode.NotFound, $"GET /api/devices/never-seen{route}: {(int)response.StatusCode}");
-            Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
-            Assert.Equal("Unknown device", (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("title").GetString());
-        }
-
-        Assert.Equal(HttpStatusCode.NotFound, (await gateway.Http.DeleteAsync("/api/devices/never-seen")).StatusCode);
-        Assert.Equal(HttpStatusCode.NotFound, (await gateway.Http.PostAsJsonAsync("/api/devices/never-seen/commands", new { command = "PING" })).StatusCode);
-    }
-
+    // The request is refused before any query: one provider is enough.
     [Theory]
     [InlineData("field=&interval=1m", "field")]
     [InlineData("field=a..b&interval=1m", "field")]
@@ -153,6 +56,104 @@ public abstract class TelemetryReadTests
 
     // An hour boundary, so 1m, 10s and 1h intervals start at known times.
     private static readonly DateTimeOffset Start = new(2026, 3, 1, 10, 0, 0, TimeSpan.Zero);
+
+    // Stored data may hold anything ingest let through, now or in an older version: every read route answers.
+    [SkippableFact]
+    public async Task HostileStoredPayloadsNeverFailAReadRoute()
+    {
+        await using var gateway = await GatewayApp.StartAsync("mqtt://127.0.0.1:1", waitUntilReady: false, provider: Provider);
+        var at = DateTimeOffset.UtcNow.AddMinutes(-5);
+        string[] hostile =
+        [
+            new string('[', 2000) + new string(']', 2000),       // deeper than SQLite's and System.Text.Json's limits
+            """{"temp":"\ud800","v":1}""",                          // half a surrogate pair
+            """{"temp":1e400}""",                                   // not a finite double
+            """{"temp":"21.5"}""",                                  // a number in a string
+            """{"temp":""",                                         // cut short, yet marked Json
+            """{"temp":[1,2]}""",
+            """{"temp":true}""",
+        ];
+        SeededReadings.Insert(gateway.Storage, "odd",
+        [
+            new(at, """{"temp":20}"""),
+            .. hostile.Select((p, i) => new SeededReadings.Reading(at.AddSeconds(i + 1), p)),
+            new(at.AddSeconds(20), "not json at all", "Text"),
+            new(at.AddSeconds(21), "AAEC/w==", "Binary"),
+        ]);
+        var total = hostile.Length + 3;
+
+        var page = await gateway.Http.GetFromJsonAsync<Page<ReadingView>>("/api/devices/odd/telemetry", GatewayApp.Json);
+        Assert.Equal(total, page!.Items.Count);
+        var ascending = page.Items.OrderBy(r => r.Id).ToList();
+        Assert.Equal(20, ascending[0].Payload.GetProperty("temp").GetInt32());
+        Assert.Equal(JsonValueKind.String, ascending[1].Payload.ValueKind); // too deep: served as its text
+        Assert.Equal("\uFFFD", ascending[2].Payload.GetProperty("temp").GetString()); // half a surrogate pair: repaired (JsonText)
+        Assert.Equal("1e400", ascending[3].Payload.GetProperty("temp").GetRawText());
+        Assert.Equal(hostile[4], ascending[5].Payload.GetString());
+        Assert.Equal(HttpStatusCode.OK, (await gateway.Http.GetAsync("/api/devices/odd/telemetry/latest")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await gateway.Http.GetAsync("/api/devices/odd")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await gateway.Http.GetAsync("/api/devices")).StatusCode);
+
+        var aggregate = await gateway.Http.GetFromJsonAsync<AggregateAnswer>(
+            $"/api/devices/odd/telemetry/aggregate?field=temp&interval=1h&from={Uri.EscapeDataString(at.AddHours(-1).ToString("O"))}", GatewayApp.Json);
+        Assert.Equal(1, aggregate!.Items.Sum(i => i.Count));
+        Assert.Equal(20, aggregate.Items.Single(i => i.Count == 1).Max);
+        Assert.Equal(total - 1, aggregate.Skipped);
+
+        var ndjson = await gateway.Http.GetStringAsync("/api/devices/odd/telemetry/export?format=ndjson");
+        var lines = ndjson.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(total, lines.Length);
+        Assert.All(lines, line => JsonDocument.Parse(line).Dispose());
+        var csv = Csv.Parse(await gateway.Http.GetStringAsync("/api/devices/odd/telemetry/export?format=csv"));
+        Assert.Equal(total + 1, csv.Count);
+        Assert.Equal(hostile, csv.Skip(2).Take(hostile.Length).Select(row => row[6]));
+    }
+
+    [SkippableFact]
+    public async Task ACsvExportNeverHandsASpreadsheetAFormulaADeviceWrote()
+    {
+        await using var gateway = await GatewayApp.StartAsync("mqtt://127.0.0.1:1", waitUntilReady: false, provider: Provider);
+        var at = DateTimeOffset.UtcNow.AddMinutes(-5);
+        string[] formulas = ["=HYPERLINK(\"http://evil.example\",\"x\")", "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1:A9)", "\t=1+1"];
+        SeededReadings.Insert(gateway.Storage, "sheet",
+        [
+            .. formulas.Select((p, i) => new SeededReadings.Reading(at.AddSeconds(i), p, "Text")),
+            new(at.AddSeconds(10), "-12.5", "Text"),
+            new(at.AddSeconds(11), "+/8AAA==", "Binary"),
+            new(at.AddSeconds(12), """{"temp":-1}"""),
+        ]);
+
+        var csv = Csv.Parse(await gateway.Http.GetStringAsync("/api/devices/sheet/telemetry/export?format=csv"));
+        var payloads = csv.Skip(1).Select(row => row[6]).ToList();
+        Assert.Equal(formulas.Select(f => "'" + f), payloads.Take(formulas.Length));
+        // A number, base64 and JSON stay as they were stored.
+        Assert.Equal(["-12.5", "+/8AAA==", """{"temp":-1}"""], payloads.Skip(formulas.Length));
+        // NDJSON is not opened by spreadsheets: it keeps the text as the device sent it.
+        Assert.Contains(JsonSerializer.Serialize(formulas[0]), await gateway.Http.GetStringAsync("/api/devices/sheet/telemetry/export?format=ndjson"), StringComparison.Ordinal);
+    }
+
+    [SkippableFact]
+    public async Task EveryDeviceRouteAnswers404ForADeviceNeverSeen()
+    {
+        await using var gateway = await GatewayApp.StartAsync("mqtt://127.0.0.1:1", waitUntilReady: false, provider: Provider);
+        SeededReadings.Insert(gateway.Storage, "known", [new(DateTimeOffset.UtcNow.AddMinutes(-1), """{"temp":1}""")]);
+        string[] routes =
+        [
+            "", "/telemetry", "/telemetry/latest", "/telemetry/aggregate?field=temp&interval=1m", "/telemetry/export", "/telemetry/export?format=ndjson",
+            "/commands",
+        ];
+        foreach (var route in routes)
+        {
+            Assert.Equal(HttpStatusCode.OK, (await gateway.Http.GetAsync($"/api/devices/known{route}")).StatusCode);
+            var response = await gateway.Http.GetAsync($"/api/devices/never-seen{route}");
+            Assert.True(response.StatusCode == HttpStatusCode.NotFound, $"GET /api/devices/never-seen{route}: {(int)response.StatusCode}");
+            Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
+            Assert.Equal("Unknown device", (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("title").GetString());
+        }
+
+        Assert.Equal(HttpStatusCode.NotFound, (await gateway.Http.DeleteAsync("/api/devices/never-seen")).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await gateway.Http.PostAsJsonAsync("/api/devices/never-seen/commands", new { command = "PING" })).StatusCode);
+    }
 
     [SkippableFact]
     public async Task NewestReadingIsServedAloneAndWithItsDevice()
