@@ -5,7 +5,6 @@ using System.Text;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using IotGateway.Bench.Infrastructure;
-using Microsoft.Data.Sqlite;
 using MQTTnet;
 using MQTTnet.Protocol;
 
@@ -318,74 +317,28 @@ public sealed partial class ReadsBenchmark(RepositoryLayout layout)
 
     /// <summary>
     /// The device's N readings over the last two days, each followed by one of another device (1,000 of them, in turn),
-    /// as the gateway writes them (UTC ticks, Format as text), with device rows whose counters match.
+    /// as the gateway writes them; the seeder gives each device its row and counter.
     /// </summary>
     private static void Seed(string databasePath, int readings, DateTimeOffset now, CancellationToken cancellationToken)
     {
-        using var connection = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = databasePath, Pooling = false }.ToString());
-        connection.Open();
-        GatewayDatabase.CheckSchema(connection, "Telemetry", ["DeviceId", "ReceivedAt", "Topic", "Payload", "Format", "MessageKey"], "ReadsBenchmark.Seed");
-        GatewayDatabase.CheckSchema(connection, "Devices", ["Id", "SignedIn", "FirstSeen", "LastSeen", "TelemetryCount", "PendingCommands"], "ReadsBenchmark.Seed");
-        var first = (now - Span).UtcTicks;
+        var first = now - Span;
         var step = Span.Ticks / readings;
-        using (var transaction = connection.BeginTransaction())
+        IEnumerable<(string, SeededReadings.Reading)> Interleaved()
         {
-            using var insert = connection.CreateCommand();
-            insert.Transaction = transaction;
-            insert.CommandText = """
-                INSERT INTO "Telemetry" ("DeviceId","ReceivedAt","Topic","Payload","Format","MessageKey")
-                VALUES ($device, $receivedAt, $topic, $payload, 'Json', $key)
-                """;
-            var device = insert.Parameters.Add("$device", SqliteType.Text);
-            var receivedAt = insert.Parameters.Add("$receivedAt", SqliteType.Integer);
-            var topic = insert.Parameters.Add("$topic", SqliteType.Text);
-            var payload = insert.Parameters.Add("$payload", SqliteType.Text);
-            var key = insert.Parameters.Add("$key", SqliteType.Text);
-            insert.Prepare();
             for (var i = 0; i < readings; i++)
             {
-                if (i % 10_000 == 0)
-                {
-                    cancellationToken.ThrowIfCancellationRequested();
-                }
-
+                var at = first.AddTicks(i * step);
+                var temp = (20 + i % 1000 / 100.0).ToString("0.0#", CultureInfo.InvariantCulture);
                 foreach (var id in new[] { Device, Other(i % OtherDevices) })
                 {
-                    device.Value = id;
-                    receivedAt.Value = first + i * step;
-                    topic.Value = $"iot/data/{id}";
-                    var temp = (20 + i % 1000 / 100.0).ToString("0.0#", CultureInfo.InvariantCulture);
-                    payload.Value = $$"""{"deviceId":"{{id}}","messageType":"DATA","temp":{{temp}},"lat":48.01,"lng":-88.62,"messageId":"m-{{i}}"}""";
-                    key.Value = $"m-{i}";
-                    insert.ExecuteNonQuery();
+                    var payload = $$"""{"deviceId":"{{id}}","messageType":"DATA","temp":{{temp}},"lat":48.01,"lng":-88.62,"messageId":"m-{{i}}"}""";
+                    yield return (id, new SeededReadings.Reading(at, payload, MessageKey: $"m-{i}"));
                 }
             }
-
-            using var devices = connection.CreateCommand();
-            devices.Transaction = transaction;
-            devices.CommandText = """
-                INSERT INTO "Devices" ("Id","SignedIn","FirstSeen","LastSeen","TelemetryCount","PendingCommands")
-                VALUES ($id, 0, $first, $last, $count, 0)
-                """;
-            var deviceId = devices.Parameters.Add("$id", SqliteType.Text);
-            var firstSeen = devices.Parameters.Add("$first", SqliteType.Integer);
-            var lastSeen = devices.Parameters.Add("$last", SqliteType.Integer);
-            var count = devices.Parameters.Add("$count", SqliteType.Integer);
-            foreach (var (id, n) in Enumerable.Range(0, OtherDevices).Select(d => (Other(d), readings / OtherDevices + (d < readings % OtherDevices ? 1 : 0))).Append((Device, readings)))
-            {
-                deviceId.Value = id;
-                firstSeen.Value = first;
-                lastSeen.Value = now.UtcTicks;
-                count.Value = n;
-                devices.ExecuteNonQuery();
-            }
-
-            transaction.Commit();
         }
 
-        using var checkpoint = connection.CreateCommand();
-        checkpoint.CommandText = "PRAGMA wal_checkpoint(TRUNCATE);";
-        checkpoint.ExecuteNonQuery();
+        SeededReadings.Insert(GatewayStorage.Sqlite(databasePath), Interleaved(), cancellationToken);
+        GatewayDatabase.Checkpoint(databasePath);
     }
 
     private static string Other(int d) => $"reads-{d + 1:D4}";

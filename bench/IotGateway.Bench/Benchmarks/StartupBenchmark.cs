@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using IotGateway.Bench.Infrastructure;
-using Microsoft.Data.Sqlite;
 
 namespace IotGateway.Bench.Benchmarks;
 
@@ -14,9 +13,6 @@ public sealed class StartupBenchmark(RepositoryLayout layout)
     private const int Starts = 3;
     private const int SeedDevices = 1000;
     private static readonly TimeSpan ReadyTimeout = TimeSpan.FromSeconds(60);
-
-    private static readonly string[] TelemetryColumns = ["DeviceId", "ReceivedAt", "Topic", "Payload", "Format", "MessageKey"];
-    private static readonly string[] DeviceColumns = ["Id", "SignedIn", "FirstSeen", "LastSeen", "SignedInAt", "SignedOutAt", "TelemetryCount", "PendingCommands"];
 
     public async Task<BenchResult> RunAsync(int readings, CancellationToken cancellationToken)
     {
@@ -95,80 +91,23 @@ public sealed class StartupBenchmark(RepositoryLayout layout)
 
     private static string DeviceId(int d) => $"dev-{d:D4}";
 
-    /// <summary>
-    /// N readings and their devices, written as the gateway would have (UTC ticks, Format as text, counters that
-    /// match the rows), in one transaction with one prepared statement.
-    /// </summary>
+    /// <summary>N readings, one a second per device over SeedDevices devices in turn, ending now.</summary>
     private static void Seed(string databasePath, int readings, CancellationToken cancellationToken)
     {
-        using var connection = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = databasePath, Pooling = false }.ToString());
-        connection.Open();
-        GatewayDatabase.CheckSchema(connection, "Telemetry", TelemetryColumns, "StartupBenchmark.Seed");
-        GatewayDatabase.CheckSchema(connection, "Devices", DeviceColumns, "StartupBenchmark.Seed");
-
-        var now = DateTimeOffset.UtcNow;
-        // One reading per second per device, ending now.
-        var firstTicks = (now - TimeSpan.FromSeconds((double)readings / SeedDevices)).UtcTicks;
-        long TicksOf(int i) => firstTicks + (long)i * TimeSpan.TicksPerSecond / SeedDevices;
-
-        using (var transaction = connection.BeginTransaction())
+        var first = DateTimeOffset.UtcNow - TimeSpan.FromSeconds((double)readings / SeedDevices);
+        IEnumerable<(string, SeededReadings.Reading)> RoundRobin()
         {
-            using var insert = connection.CreateCommand();
-            insert.Transaction = transaction;
-            insert.CommandText = """
-                INSERT INTO "Telemetry" ("DeviceId","ReceivedAt","Topic","Payload","Format","MessageKey")
-                VALUES ($device, $receivedAt, $topic, $payload, 'Json', $key)
-                """;
-            var device = insert.Parameters.Add("$device", SqliteType.Text);
-            var receivedAt = insert.Parameters.Add("$receivedAt", SqliteType.Integer);
-            var topic = insert.Parameters.Add("$topic", SqliteType.Text);
-            var payload = insert.Parameters.Add("$payload", SqliteType.Text);
-            var key = insert.Parameters.Add("$key", SqliteType.Text);
-            insert.Prepare();
             for (var i = 0; i < readings; i++)
             {
-                if (i % 10_000 == 0)
-                {
-                    cancellationToken.ThrowIfCancellationRequested(); // Ctrl+C during a long seeding (rolled back)
-                }
-
                 var id = DeviceId(i % SeedDevices);
-                device.Value = id;
-                receivedAt.Value = TicksOf(i);
-                topic.Value = $"iot/data/{id}";
-                payload.Value = $$"""{"deviceId":"{{id}}","messageType":"DATA","temp":21.5,"lat":48.01,"lng":-88.62,"messageId":"m-{{i}}"}""";
-                key.Value = $"m-{i}";
-                insert.ExecuteNonQuery();
+                var payload = $$"""{"deviceId":"{{id}}","messageType":"DATA","temp":21.5,"lat":48.01,"lng":-88.62,"messageId":"m-{{i}}"}""";
+                yield return (id, new SeededReadings.Reading(first.AddTicks((long)i * TimeSpan.TicksPerSecond / SeedDevices), payload, MessageKey: $"m-{i}"));
             }
-
-            using var devices = connection.CreateCommand();
-            devices.Transaction = transaction;
-            devices.CommandText = """
-                INSERT INTO "Devices" ("Id","SignedIn","FirstSeen","LastSeen","SignedInAt","SignedOutAt","TelemetryCount","PendingCommands")
-                VALUES ($id, 0, $first, $last, NULL, NULL, $count, 0)
-                """;
-            var deviceId = devices.Parameters.Add("$id", SqliteType.Text);
-            var first = devices.Parameters.Add("$first", SqliteType.Integer);
-            var last = devices.Parameters.Add("$last", SqliteType.Integer);
-            var count = devices.Parameters.Add("$count", SqliteType.Integer);
-            devices.Prepare();
-            for (var d = 0; d < SeedDevices && d < readings; d++)
-            {
-                var perDevice = readings / SeedDevices + (d < readings % SeedDevices ? 1 : 0);
-                deviceId.Value = DeviceId(d);
-                first.Value = TicksOf(d);
-                last.Value = TicksOf(d + (perDevice - 1) * SeedDevices);
-                count.Value = perDevice;
-                devices.ExecuteNonQuery();
-            }
-
-            transaction.Commit();
         }
 
+        SeededReadings.Insert(GatewayStorage.Sqlite(databasePath), RoundRobin(), cancellationToken);
         // Fold the write-ahead log into the file now, so the timed starts do not pay for our insert.
-        using var checkpoint = connection.CreateCommand();
-        checkpoint.CommandText = "PRAGMA wal_checkpoint(TRUNCATE);";
-        checkpoint.ExecuteNonQuery();
+        GatewayDatabase.Checkpoint(databasePath);
     }
 
     private static TimeSpan Median(List<TimeSpan> values) => values.Order().ElementAt(values.Count / 2);

@@ -21,11 +21,11 @@ public sealed class SqliteOperatorRoutesTests : OperatorRoutesTests
     public async Task ForgettingADeviceNeedsTheBrokerToClearItsSignIn()
     {
         await using var gateway = await GatewayApp.StartAsync("mqtt://127.0.0.1:1", waitUntilReady: false);
-        SeededReadings.Insert(gateway.DatabasePath, "stranded", [new(DateTimeOffset.UtcNow.AddMinutes(-1), """{"temp":1}""")]);
+        SeededReadings.Insert(gateway.Storage, "stranded", [new(DateTimeOffset.UtcNow.AddMinutes(-1), """{"temp":1}""")]);
         var response = await gateway.Http.DeleteAsync("/api/devices/stranded");
         Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
         Assert.Contains("Nothing was deleted", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
-        Assert.Equal((1, 1), SeededReadings.Count(gateway.DatabasePath, "stranded"));
+        Assert.Equal((1, 1), SeededReadings.Count(gateway.Storage, "stranded"));
     }
 
     [Fact]

@@ -14,12 +14,15 @@ using MQTTnet.Protocol;
 namespace IotGateway.Tests.Gateway;
 
 // What operators read beyond the pages of readings: the newest reading, aggregates and exports, end to end through
-// Mosquitto into SQLite and back out of the API, with the values checked against what the test published.
+// Mosquitto into the database and back out of the API, with the values checked against what the test published.
 public sealed class SqliteTelemetryReadTests : TelemetryReadTests
 {
     protected override DatabaseProvider Provider => DatabaseProvider.Sqlite;
 
     // Stored data may hold anything ingest let through, now or in an older version: every read route answers.
+    // SQLite only for now, because of a bug: on PostgreSQL the aggregate casts every Json payload with "Payload"::jsonb,
+    // and one that jsonb refuses (a lone surrogate escape, JSON cut short) fails the whole query with 22P02, so
+    // GET …/aggregate answers 500 (TelemetrySql.AggregateAsync). The page, latest, device and export routes answer.
     [Fact]
     public async Task HostileStoredPayloadsNeverFailAReadRoute()
     {
@@ -71,52 +74,7 @@ public sealed class SqliteTelemetryReadTests : TelemetryReadTests
         Assert.Equal(hostile, csv.Skip(2).Take(hostile.Length).Select(row => row[6]));
     }
 
-    [Fact]
-    public async Task ACsvExportNeverHandsASpreadsheetAFormulaADeviceWrote()
-    {
-        await using var gateway = await GatewayApp.StartAsync("mqtt://127.0.0.1:1", waitUntilReady: false);
-        var at = DateTimeOffset.UtcNow.AddMinutes(-5);
-        string[] formulas = ["=HYPERLINK(\"http://evil.example\",\"x\")", "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1:A9)", "\t=1+1"];
-        SeededReadings.Insert(gateway.DatabasePath, "sheet",
-        [
-            .. formulas.Select((p, i) => new SeededReadings.Reading(at.AddSeconds(i), p, "Text")),
-            new(at.AddSeconds(10), "-12.5", "Text"),
-            new(at.AddSeconds(11), "+/8AAA==", "Binary"),
-            new(at.AddSeconds(12), """{"temp":-1}"""),
-        ]);
-
-        var csv = Csv.Parse(await gateway.Http.GetStringAsync("/api/devices/sheet/telemetry/export?format=csv"));
-        var payloads = csv.Skip(1).Select(row => row[6]).ToList();
-        Assert.Equal(formulas.Select(f => "'" + f), payloads.Take(formulas.Length));
-        // A number, base64 and JSON stay as they were stored.
-        Assert.Equal(["-12.5", "+/8AAA==", """{"temp":-1}"""], payloads.Skip(formulas.Length));
-        // NDJSON is not opened by spreadsheets: it keeps the text as the device sent it.
-        Assert.Contains(JsonSerializer.Serialize(formulas[0]), await gateway.Http.GetStringAsync("/api/devices/sheet/telemetry/export?format=ndjson"), StringComparison.Ordinal);
-    }
-
-    [Fact]
-    public async Task EveryDeviceRouteAnswers404ForADeviceNeverSeen()
-    {
-        await using var gateway = await GatewayApp.StartAsync("mqtt://127.0.0.1:1", waitUntilReady: false);
-        SeededReadings.Insert(gateway.DatabasePath, "known", [new(DateTimeOffset.UtcNow.AddMinutes(-1), """{"temp":1}""")]);
-        string[] routes =
-        [
-            "", "/telemetry", "/telemetry/latest", "/telemetry/aggregate?field=temp&interval=1m", "/telemetry/export", "/telemetry/export?format=ndjson",
-            "/commands",
-        ];
-        foreach (var route in routes)
-        {
-            Assert.Equal(HttpStatusCode.OK, (await gateway.Http.GetAsync($"/api/devices/known{route}")).StatusCode);
-            var response = await gateway.Http.GetAsync($"/api/devices/never-seen{route}");
-            Assert.True(response.StatusCode == HttpStatusCode.NotFound, $"GET /api/devices/never-seen{route}: {(int)response.StatusCode}");
-            Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
-            Assert.Equal("Unknown device", (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("title").GetString());
-        }
-
-        Assert.Equal(HttpStatusCode.NotFound, (await gateway.Http.DeleteAsync("/api/devices/never-seen")).StatusCode);
-        Assert.Equal(HttpStatusCode.NotFound, (await gateway.Http.PostAsJsonAsync("/api/devices/never-seen/commands", new { command = "PING" })).StatusCode);
-    }
-
+    // The request is refused before any query: one provider is enough.
     [Theory]
     [InlineData("field=&interval=1m", "field")]
     [InlineData("field=a..b&interval=1m", "field")]
@@ -153,6 +111,52 @@ public abstract class TelemetryReadTests
 
     // An hour boundary, so 1m, 10s and 1h intervals start at known times.
     private static readonly DateTimeOffset Start = new(2026, 3, 1, 10, 0, 0, TimeSpan.Zero);
+
+    [SkippableFact]
+    public async Task ACsvExportNeverHandsASpreadsheetAFormulaADeviceWrote()
+    {
+        await using var gateway = await GatewayApp.StartAsync("mqtt://127.0.0.1:1", waitUntilReady: false, provider: Provider);
+        var at = DateTimeOffset.UtcNow.AddMinutes(-5);
+        string[] formulas = ["=HYPERLINK(\"http://evil.example\",\"x\")", "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1:A9)", "\t=1+1"];
+        SeededReadings.Insert(gateway.Storage, "sheet",
+        [
+            .. formulas.Select((p, i) => new SeededReadings.Reading(at.AddSeconds(i), p, "Text")),
+            new(at.AddSeconds(10), "-12.5", "Text"),
+            new(at.AddSeconds(11), "+/8AAA==", "Binary"),
+            new(at.AddSeconds(12), """{"temp":-1}"""),
+        ]);
+
+        var csv = Csv.Parse(await gateway.Http.GetStringAsync("/api/devices/sheet/telemetry/export?format=csv"));
+        var payloads = csv.Skip(1).Select(row => row[6]).ToList();
+        Assert.Equal(formulas.Select(f => "'" + f), payloads.Take(formulas.Length));
+        // A number, base64 and JSON stay as they were stored.
+        Assert.Equal(["-12.5", "+/8AAA==", """{"temp":-1}"""], payloads.Skip(formulas.Length));
+        // NDJSON is not opened by spreadsheets: it keeps the text as the device sent it.
+        Assert.Contains(JsonSerializer.Serialize(formulas[0]), await gateway.Http.GetStringAsync("/api/devices/sheet/telemetry/export?format=ndjson"), StringComparison.Ordinal);
+    }
+
+    [SkippableFact]
+    public async Task EveryDeviceRouteAnswers404ForADeviceNeverSeen()
+    {
+        await using var gateway = await GatewayApp.StartAsync("mqtt://127.0.0.1:1", waitUntilReady: false, provider: Provider);
+        SeededReadings.Insert(gateway.Storage, "known", [new(DateTimeOffset.UtcNow.AddMinutes(-1), """{"temp":1}""")]);
+        string[] routes =
+        [
+            "", "/telemetry", "/telemetry/latest", "/telemetry/aggregate?field=temp&interval=1m", "/telemetry/export", "/telemetry/export?format=ndjson",
+            "/commands",
+        ];
+        foreach (var route in routes)
+        {
+            Assert.Equal(HttpStatusCode.OK, (await gateway.Http.GetAsync($"/api/devices/known{route}")).StatusCode);
+            var response = await gateway.Http.GetAsync($"/api/devices/never-seen{route}");
+            Assert.True(response.StatusCode == HttpStatusCode.NotFound, $"GET /api/devices/never-seen{route}: {(int)response.StatusCode}");
+            Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
+            Assert.Equal("Unknown device", (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("title").GetString());
+        }
+
+        Assert.Equal(HttpStatusCode.NotFound, (await gateway.Http.DeleteAsync("/api/devices/never-seen")).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await gateway.Http.PostAsJsonAsync("/api/devices/never-seen/commands", new { command = "PING" })).StatusCode);
+    }
 
     [SkippableFact]
     public async Task NewestReadingIsServedAloneAndWithItsDevice()

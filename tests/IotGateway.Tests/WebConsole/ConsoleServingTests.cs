@@ -1,8 +1,9 @@
 using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
-using IotGateway.Devices;
 using IotGateway.Api;
+using IotGateway.Data;
+using IotGateway.Devices;
 using IotGateway.Security;
 using IotGateway.Tests.Gateway;
 using IotGateway.Tests.Infrastructure;
@@ -11,7 +12,7 @@ using IotGateway.WebConsole;
 namespace IotGateway.Tests.WebConsole;
 
 // What the console needs from the gateway, without a browser: its files at / without a key, GET /api/me, the id search
-// of GET /api/devices, and a start-up log that says where the console is.
+// of GET /api/devices (below, on both databases), and a start-up log that says where the console is.
 public sealed class ConsoleServingTests
 {
     [Fact]
@@ -76,30 +77,6 @@ public sealed class ConsoleServingTests
     }
 
     [Fact]
-    public async Task DeviceSearchFindsIdsContainingTheTextIgnoringCaseAndPagesThem()
-    {
-        await using var gateway = await GatewayApp.StartAsync("mqtt://127.0.0.1:1", waitUntilReady: false);
-        foreach (var id in new[] { "Pump-1", "pump-2", "fan-1", "big-PUMP", "pum", "100%_pump" })
-        {
-            SeededReadings.Insert(gateway.DatabasePath, id, []);
-        }
-
-        Assert.Equal(["100%_pump", "Pump-1", "big-PUMP", "pump-2"], await IdsAsync(gateway, "/api/devices?search=pUmP"));
-        Assert.Equal(["100%_pump"], await IdsAsync(gateway, "/api/devices?search=%25_"));
-        Assert.Empty(await IdsAsync(gateway, "/api/devices?search=pump&signedIn=true"));
-
-        // Paged with the cursor like the whole list.
-        var first = await gateway.Http.GetFromJsonAsync<Page<DeviceView>>("/api/devices?search=pump&limit=3", GatewayApp.Json);
-        Assert.Equal(["100%_pump", "Pump-1", "big-PUMP"], first!.Items.Select(d => d.Id));
-        var second = await gateway.Http.GetFromJsonAsync<Page<DeviceView>>($"/api/devices?search=pump&limit=3&cursor={first.NextCursor}", GatewayApp.Json);
-        Assert.Equal(["pump-2"], second!.Items.Select(d => d.Id));
-        Assert.Null(second.NextCursor);
-
-        var tooLong = await gateway.Http.GetAsync($"/api/devices?search={new string('x', 129)}");
-        Assert.Equal(HttpStatusCode.BadRequest, tooLong.StatusCode);
-    }
-
-    [Fact]
     public async Task StartUpLogSaysWhereTheConsoleIsAndOnFirstRunToPasteThePrintedKey()
     {
         await using var configured = await GatewayApp.StartAsync("mqtt://127.0.0.1:1", waitUntilReady: false, kestrel: true);
@@ -129,6 +106,46 @@ public sealed class ConsoleServingTests
     [InlineData("http://127.0.0.1:40123", "http://127.0.0.1:40123/")]
     public void ConsoleUrlIsOneABrowserCanOpen(string listening, string expected) =>
         Assert.Equal(expected, WebConsoleSetup.ConsoleUrl(listening));
+}
+
+// The console's device search is a query of the database's own (case, LIKE's wildcards, collation): on both.
+public sealed class SqliteConsoleDeviceSearchTests : ConsoleDeviceSearchTests
+{
+    protected override DatabaseProvider Provider => DatabaseProvider.Sqlite;
+}
+
+public sealed class PostgresConsoleDeviceSearchTests : ConsoleDeviceSearchTests
+{
+    protected override DatabaseProvider Provider => DatabaseProvider.PostgreSQL;
+}
+
+public abstract class ConsoleDeviceSearchTests
+{
+    protected abstract DatabaseProvider Provider { get; }
+
+    [SkippableFact]
+    public async Task DeviceSearchFindsIdsContainingTheTextIgnoringCaseAndPagesThem()
+    {
+        await using var gateway = await GatewayApp.StartAsync("mqtt://127.0.0.1:1", waitUntilReady: false, provider: Provider);
+        foreach (var id in new[] { "Pump-1", "pump-2", "fan-1", "big-PUMP", "pum", "100%_pump" })
+        {
+            SeededReadings.Insert(gateway.Storage, id, []);
+        }
+
+        Assert.Equal(["100%_pump", "Pump-1", "big-PUMP", "pump-2"], await IdsAsync(gateway, "/api/devices?search=pUmP"));
+        Assert.Equal(["100%_pump"], await IdsAsync(gateway, "/api/devices?search=%25_"));
+        Assert.Empty(await IdsAsync(gateway, "/api/devices?search=pump&signedIn=true"));
+
+        // Paged with the cursor like the whole list.
+        var first = await gateway.Http.GetFromJsonAsync<Page<DeviceView>>("/api/devices?search=pump&limit=3", GatewayApp.Json);
+        Assert.Equal(["100%_pump", "Pump-1", "big-PUMP"], first!.Items.Select(d => d.Id));
+        var second = await gateway.Http.GetFromJsonAsync<Page<DeviceView>>($"/api/devices?search=pump&limit=3&cursor={first.NextCursor}", GatewayApp.Json);
+        Assert.Equal(["pump-2"], second!.Items.Select(d => d.Id));
+        Assert.Null(second.NextCursor);
+
+        var tooLong = await gateway.Http.GetAsync($"/api/devices?search={new string('x', 129)}");
+        Assert.Equal(HttpStatusCode.BadRequest, tooLong.StatusCode);
+    }
 
     private static async Task<IReadOnlyList<string>> IdsAsync(GatewayApp gateway, string path)
     {
