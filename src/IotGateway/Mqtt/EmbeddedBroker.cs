@@ -36,6 +36,7 @@ public sealed partial class EmbeddedBroker : BackgroundService, IAsyncDisposable
     private readonly SessionRestore _restore = new();
     private readonly MessageRouter _router;
     private readonly SessionRegistry _sessions;
+    private readonly ClientLimits _limits;
     private readonly TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly Lock _stopSync = new();
     private MqttServer? _server;
@@ -53,6 +54,7 @@ public sealed partial class EmbeddedBroker : BackgroundService, IAsyncDisposable
         var index = new SubscriptionIndex();
         _router = new MessageRouter(index, _retained, _journal, time);
         _sessions = new SessionRegistry(index, _journal, _router, _restore, _options.Embedded.MaxPendingMessagesPerClient, time, logger);
+        _limits = new ClientLimits(logger);
         BindAddress = IPAddress.TryParse(_options.Embedded.BindAddress, out var address) ? address : IPAddress.Loopback;
     }
 
@@ -258,13 +260,14 @@ public sealed partial class EmbeddedBroker : BackgroundService, IAsyncDisposable
         var changes = _journal.Take();
         try
         {
-            await _store.WriteAsync(changes, _sessions.Snapshot, cancellationToken);
+            await _store.WriteAsync(changes, _sessions.Snapshot,
+                (clientId, reason) => LogSessionRefused(LogText.Printable(clientId, 128), LogText.Printable(reason, 512)), cancellationToken);
         }
-        catch (Exception ex)
+        catch (SessionWriteException ex)
         {
             // Kept for the next attempt; a crash meanwhile loses them (README: what a crash can lose).
-            _journal.PutBack(changes);
-            if (ex is not OperationCanceledException)
+            _journal.PutBack(ex.Unwritten);
+            if (ex.InnerException is not OperationCanceledException)
             {
                 LogWriteFailed(ex.GetBaseException().Message);
             }
@@ -296,6 +299,16 @@ public sealed partial class EmbeddedBroker : BackgroundService, IAsyncDisposable
         server.ClientSubscribedTopicAsync += e =>
         {
             _sessions.OnSubscribed(e.ClientId, e.TopicFilter);
+            return Task.CompletedTask;
+        };
+        server.InterceptingSubscriptionAsync += e =>
+        {
+            // The subscriptions restored at start were accepted when they were made.
+            if (_sessions.Accepting)
+            {
+                _limits.CheckSubscription(e);
+            }
+
             return Task.CompletedTask;
         };
         server.ClientUnsubscribedTopicAsync += e =>
@@ -366,6 +379,11 @@ public sealed partial class EmbeddedBroker : BackgroundService, IAsyncDisposable
             return;
         }
 
+        if (!_limits.MayPublish(e))
+        {
+            return;
+        }
+
         try
         {
             var reached = await _router.PublishAsync(e.ApplicationMessage, e.ClientId);
@@ -407,6 +425,11 @@ public sealed partial class EmbeddedBroker : BackgroundService, IAsyncDisposable
         {
             e.ReasonCode = MqttConnectReasonCode.BadUserNameOrPassword;
             LogRefused(LogText.Printable(e.ClientId, 128), e.UserName is null ? "(none)" : LogText.Printable(e.UserName, 128));
+            return;
+        }
+
+        if (!_limits.MayConnect(e, connection))
+        {
             return;
         }
 
@@ -453,6 +476,10 @@ public sealed partial class EmbeddedBroker : BackgroundService, IAsyncDisposable
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Embedded broker cannot save its sessions; it keeps them and tries again: {Reason}")]
     private partial void LogWriteFailed(string reason);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Embedded broker cannot save the session of {ClientId}, the database refuses it; " +
+        "the other sessions are saved, this one is kept in memory only until the database takes it: {Reason}")]
+    private partial void LogSessionRefused(string clientId, string reason);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Embedded broker maintenance failed: {Reason}")]
     private partial void LogMaintenanceFailed(string reason);

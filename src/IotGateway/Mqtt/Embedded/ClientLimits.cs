@@ -1,0 +1,75 @@
+using IotGateway.Observability;
+using MQTTnet.Protocol;
+using MQTTnet.Server;
+
+namespace IotGateway.Mqtt.Embedded;
+
+// What the broker refuses a client, with a reason code the client can read and a log line for the operator: text
+// the database cannot keep (StorableText).
+internal sealed partial class ClientLimits(ILogger logger)
+{
+    // A CONNECT whose client id, username or Will topic the database could not keep. Returns whether it may go on.
+    public bool MayConnect(ValidatingConnectionEventArgs e, ClientConnection connection)
+    {
+        if (StorableText.Problem(connection.ClientId, StorableText.MaxClientIdBytes) is { } idProblem)
+        {
+            return Refuse(e, MqttConnectReasonCode.ClientIdentifierNotValid, "client id", idProblem);
+        }
+
+        if (StorableText.Problem(connection.Username) is { } userProblem)
+        {
+            return Refuse(e, MqttConnectReasonCode.BadUserNameOrPassword, "username", userProblem);
+        }
+
+        if (StorableText.Problem(connection.Will?.Topic) is { } willProblem)
+        {
+            return Refuse(e, MqttConnectReasonCode.TopicNameInvalid, "Will topic", willProblem);
+        }
+
+        return true;
+    }
+
+    // One topic filter of a SUBSCRIBE; a refused one gets its own reason code in the SUBACK, the others go on.
+    public void CheckSubscription(InterceptingSubscriptionEventArgs e)
+    {
+        if (StorableText.Problem(e.TopicFilter.Topic, StorableText.MaxTopicFilterBytes) is { } problem)
+        {
+            e.ProcessSubscription = false;
+            e.Response.ReasonCode = MqttSubscribeReasonCode.TopicFilterInvalid;
+            e.ReasonString = $"topic filter refused: {problem}";
+            LogSubscriptionRefused(LogText.Printable(e.ClientId, 128), LogText.Printable(e.TopicFilter.Topic, 256), problem);
+        }
+    }
+
+    // A PUBLISH the broker will not route. Returns whether it may be routed.
+    public bool MayPublish(InterceptingPublishEventArgs e)
+    {
+        if (StorableText.Problem(e.ApplicationMessage.Topic) is { } problem)
+        {
+            e.ProcessPublish = false;
+            e.Response.ReasonCode = MqttPubAckReasonCode.TopicNameInvalid;
+            e.Response.ReasonString = $"topic refused: {problem}";
+            LogPublishRefused(LogText.Printable(e.ClientId, 128), LogText.Printable(e.ApplicationMessage.Topic, 256), problem);
+            return false;
+        }
+
+        return true;
+    }
+
+    private bool Refuse(ValidatingConnectionEventArgs e, MqttConnectReasonCode code, string what, string problem)
+    {
+        e.ReasonCode = code;
+        e.ReasonString = $"{what} refused: {problem}";
+        LogConnectRefused(LogText.Printable(e.ClientId, 128), what, problem);
+        return false;
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Embedded broker refused client {ClientId}: its {What} cannot be kept ({Problem})")]
+    private partial void LogConnectRefused(string clientId, string what, string problem);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Embedded broker refused the subscription of {ClientId} to {TopicFilter}: {Problem}")]
+    private partial void LogSubscriptionRefused(string clientId, string topicFilter, string problem);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Embedded broker refused a message from {ClientId} on {Topic}: {Problem}")]
+    private partial void LogPublishRefused(string clientId, string topic, string problem);
+}
