@@ -7,6 +7,7 @@ using System.Security.Cryptography;
 using System.Text;
 using IotGateway.Data;
 using IotGateway.Mqtt.Embedded;
+using IotGateway.Telemetry;
 using Microsoft.Extensions.Options;
 using MQTTnet.Formatter;
 using MQTTnet.Packets;
@@ -43,7 +44,7 @@ public sealed partial class EmbeddedBroker : BackgroundService, IAsyncDisposable
     private Task? _stopped;
 
     public EmbeddedBroker(IOptions<MqttOptions> options, DatabaseStartup database, IServiceScopeFactory scopes, DatabaseWriteGate writeGate,
-        TimeProvider time, ILogger<EmbeddedBroker> logger)
+        IOptions<IngestOptions> ingest, TimeProvider time, ILogger<EmbeddedBroker> logger)
     {
         _options = options.Value;
         _database = database;
@@ -54,7 +55,7 @@ public sealed partial class EmbeddedBroker : BackgroundService, IAsyncDisposable
         var index = new SubscriptionIndex();
         _router = new MessageRouter(index, _retained, _journal, time);
         _sessions = new SessionRegistry(index, _journal, _router, _restore, _options.Embedded.MaxPendingMessagesPerClient, time, logger);
-        _limits = new ClientLimits(logger);
+        _limits = new ClientLimits(ingest.Value.MaxPayloadBytes, logger);
         BindAddress = IPAddress.TryParse(_options.Embedded.BindAddress, out var address) ? address : IPAddress.Loopback;
     }
 

@@ -106,6 +106,37 @@ public abstract class EmbeddedBrokerRefusalTests
         Assert.False(gateway.Logs.Contains("cannot save"), "every save succeeded");
     }
 
+    // Ingest:MaxPayloadBytes holds at the broker: a larger message is refused when it arrives (MQTT 5: 0x97 in the
+    // PUBACK), so it is never queued or saved for the subscribers, whatever the topic.
+    [SkippableFact]
+    public async Task AMessageLargerThanTheGatewayTakesIsRefusedBeforeItIsQueued()
+    {
+        var (started, port) = await GatewayApp.StartEmbeddedAsync(s => s["Ingest:MaxPayloadBytes"] = "1024", provider: Provider);
+        await using var gateway = started;
+        await using var keeper = await TestMqttClient.ConnectAsync("127.0.0.1", port, "keeper", Persistent);
+        await keeper.SubscribeAsync("lab/#");
+        await keeper.DisconnectAsync();
+
+        await using var sender = await TestMqttClient.ConnectAsync("127.0.0.1", port, "big-sender");
+        var refused = await sender.Client.PublishAsync(new MqttApplicationMessageBuilder().WithTopic("lab/big").WithPayload(new byte[1025])
+            .WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build());
+        Assert.Equal(MqttClientPublishReasonCode.QuotaExceeded, refused.ReasonCode);
+        Assert.Contains("1025 bytes", refused.ReasonString, StringComparison.Ordinal);
+        Assert.Contains(gateway.Logs.Lines, l => l.Contains("Embedded broker refused a message from big-sender on lab/big: its payload of 1025 bytes", StringComparison.Ordinal));
+
+        // MQTT 3.1.1 has no reason code: the message is acknowledged and dropped, with the same log line.
+        await using var sender311 = await TestMqttClient.ConnectAsync("127.0.0.1", port, "big-sender-311", o => o.WithProtocolVersion(MQTTnet.Formatter.MqttProtocolVersion.V311));
+        await sender311.PublishAsync(new MqttApplicationMessageBuilder().WithTopic("lab/big-311").WithPayload(new byte[4096])
+            .WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build());
+        Assert.Contains(gateway.Logs.Lines, l => l.Contains("Embedded broker refused a message from big-sender-311 on lab/big-311", StringComparison.Ordinal));
+
+        await sender.PublishAsync(new MqttApplicationMessageBuilder().WithTopic("lab/fits").WithPayload(new byte[1024])
+            .WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build());
+        await keeper.ReconnectAsync();
+        await keeper.WaitForMessageAsync("lab/fits", Timeout);
+        Assert.DoesNotContain(keeper.ReceivedMessages, m => m.Topic.StartsWith("lab/big", StringComparison.Ordinal));
+    }
+
     protected static void Persistent(MqttClientOptionsBuilder options) => options.WithCleanStart(false).WithSessionExpiryInterval(600);
 
     protected static async Task PublishAsync(int port, string topic)

@@ -5,8 +5,9 @@ using MQTTnet.Server;
 namespace IotGateway.Mqtt.Embedded;
 
 // What the broker refuses a client, with a reason code the client can read and a log line for the operator: text
-// the database cannot keep (StorableText).
-internal sealed partial class ClientLimits(ILogger logger)
+// the database cannot keep (StorableText), a payload larger than the gateway takes (Ingest:MaxPayloadBytes: refused
+// before it is queued and saved for every subscriber).
+internal sealed partial class ClientLimits(int maxPayloadBytes, ILogger logger)
 {
     // A CONNECT whose client id, username or Will topic the database could not keep. Returns whether it may go on.
     public bool MayConnect(ValidatingConnectionEventArgs e, ClientConnection connection)
@@ -24,6 +25,11 @@ internal sealed partial class ClientLimits(ILogger logger)
         if (StorableText.Problem(connection.Will?.Topic) is { } willProblem)
         {
             return Refuse(e, MqttConnectReasonCode.TopicNameInvalid, "Will topic", willProblem);
+        }
+
+        if (connection.Will is { } will && will.Payload.Length > maxPayloadBytes)
+        {
+            return Refuse(e, MqttConnectReasonCode.PacketTooLarge, "Will", TooLarge(will.Payload.Length));
         }
 
         return true;
@@ -53,8 +59,21 @@ internal sealed partial class ClientLimits(ILogger logger)
             return false;
         }
 
+        if (e.ApplicationMessage.Payload.Length > maxPayloadBytes)
+        {
+            // MQTT 5 has no "too large" for a PUBACK: 0x97 is its "an administrative limit has been exceeded".
+            var tooLarge = TooLarge(e.ApplicationMessage.Payload.Length);
+            e.ProcessPublish = false;
+            e.Response.ReasonCode = MqttPubAckReasonCode.QuotaExceeded;
+            e.Response.ReasonString = $"payload refused: {tooLarge}";
+            LogPublishRefused(LogText.Printable(e.ClientId, 128), LogText.Printable(e.ApplicationMessage.Topic, 256), tooLarge);
+            return false;
+        }
+
         return true;
     }
+
+    private string TooLarge(long bytes) => $"its payload of {bytes} bytes exceeds Ingest:MaxPayloadBytes ({maxPayloadBytes})";
 
     private bool Refuse(ValidatingConnectionEventArgs e, MqttConnectReasonCode code, string what, string problem)
     {
