@@ -44,7 +44,7 @@ public sealed partial class EmbeddedBroker : BackgroundService, IAsyncDisposable
     private Task? _stopped;
 
     public EmbeddedBroker(IOptions<MqttOptions> options, DatabaseStartup database, IServiceScopeFactory scopes, DatabaseWriteGate writeGate,
-        IOptions<IngestOptions> ingest, TimeProvider time, ILogger<EmbeddedBroker> logger)
+        IOptions<IngestOptions> ingest, GatewayMetrics metrics, TimeProvider time, ILogger<EmbeddedBroker> logger)
     {
         _options = options.Value;
         _database = database;
@@ -54,7 +54,8 @@ public sealed partial class EmbeddedBroker : BackgroundService, IAsyncDisposable
         _retained = new RetainedMessages(_options.Embedded.RetainedMessagesFile, logger);
         var index = new SubscriptionIndex();
         _router = new MessageRouter(index, _retained, _journal, time);
-        _sessions = new SessionRegistry(index, _journal, _router, _restore, _options.Embedded.MaxPendingMessagesPerClient, time, logger);
+        _sessions = new SessionRegistry(index, _journal, _router, _restore, _options.Embedded.MaxPendingMessagesPerClient,
+            metrics.EmbeddedBrokerMessageDropped, time, logger);
         _limits = new ClientLimits(ingest.Value.MaxPayloadBytes, logger);
         BindAddress = IPAddress.TryParse(_options.Embedded.BindAddress, out var address) ? address : IPAddress.Loopback;
     }

@@ -69,6 +69,8 @@ public abstract class EmbeddedBrokerQueueLimitTests
         Assert.True(expected.SequenceEqual(received),
             $"Expected the newest {Limit} of {Queued} commands, then the marker ({string.Join(", ", expected.Select(id => Name(ids, id)))}); " +
             $"received {string.Join(", ", received.Select(id => Name(ids, id)))}.");
+        var metrics = await gateway.Http.GetStringAsync("/metrics");
+        Assert.Equal(Queued - Limit, MetricsDocumentedTests.Value(metrics, "iot_gateway_embedded_broker_messages_dropped_total"));
     }
 
     private static Guid CommandId(string payload)
