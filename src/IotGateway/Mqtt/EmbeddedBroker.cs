@@ -56,7 +56,7 @@ public sealed partial class EmbeddedBroker : BackgroundService, IAsyncDisposable
         _router = new MessageRouter(index, _retained, _journal, time);
         _sessions = new SessionRegistry(index, _journal, _router, _restore, _options.Embedded.MaxPendingMessagesPerClient,
             metrics.EmbeddedBrokerMessageDropped, time, logger);
-        _limits = new ClientLimits(ingest.Value.MaxPayloadBytes, logger);
+        _limits = new ClientLimits(ingest.Value.MaxPayloadBytes, _options.Embedded.MaxSubscriptionsPerClient, logger);
         BindAddress = IPAddress.TryParse(_options.Embedded.BindAddress, out var address) ? address : IPAddress.Loopback;
     }
 
@@ -305,10 +305,11 @@ public sealed partial class EmbeddedBroker : BackgroundService, IAsyncDisposable
         };
         server.InterceptingSubscriptionAsync += e =>
         {
-            // The subscriptions restored at start were accepted when they were made.
-            if (_sessions.Accepting)
+            // The subscriptions restored at start were accepted when they were made; the gateway's own client is
+            // not bound by the device limits.
+            if (_sessions.Accepting && e.ClientId != _options.ClientId)
             {
-                _limits.CheckSubscription(e);
+                _limits.CheckSubscription(e, _sessions.Find(e.ClientId));
             }
 
             return Task.CompletedTask;

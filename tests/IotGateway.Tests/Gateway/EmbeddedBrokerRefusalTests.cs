@@ -137,6 +137,39 @@ public abstract class EmbeddedBrokerRefusalTests
         Assert.DoesNotContain(keeper.ReceivedMessages, m => m.Topic.StartsWith("lab/big", StringComparison.Ordinal));
     }
 
+    // Mqtt:Embedded:MaxSubscriptionsPerClient: a filter beyond it is refused (0x97), the packet's others granted; a
+    // filter subscribed again is no new one, and an unsubscription frees a place. Across a restart too.
+    [SkippableFact]
+    public async Task SubscriptionsBeyondTheLimitAreRefused()
+    {
+        var (started, port) = await GatewayApp.StartEmbeddedAsync(s => s["Mqtt:Embedded:MaxSubscriptionsPerClient"] = "3", provider: Provider);
+        await using var gateway = started;
+        await using var device = await TestMqttClient.ConnectAsync("127.0.0.1", port, "many", Persistent);
+        await device.SubscribeAsync("lab/1");
+        var codes = await SubscribeAsync(device, "lab/1", "lab/2", "lab/3", "lab/4");
+        Assert.Equal([MqttClientSubscribeResultCode.GrantedQoS1, MqttClientSubscribeResultCode.GrantedQoS1, MqttClientSubscribeResultCode.GrantedQoS1,
+            MqttClientSubscribeResultCode.QuotaExceeded], codes);
+        Assert.Contains(gateway.Logs.Lines, l => l.Contains("Embedded broker refused the subscription of many to lab/4: the client has Mqtt:Embedded:MaxSubscriptionsPerClient (3)", StringComparison.Ordinal));
+
+        await gateway.RestartAsync();
+        Assert.True((await device.ReconnectAsync()).IsSessionPresent);
+        Assert.Equal([MqttClientSubscribeResultCode.QuotaExceeded], await SubscribeAsync(device, "lab/5"));
+        await device.Client.UnsubscribeAsync("lab/1");
+        Assert.Equal([MqttClientSubscribeResultCode.GrantedQoS1], await SubscribeAsync(device, "lab/5"));
+    }
+
+    private static async Task<List<MqttClientSubscribeResultCode>> SubscribeAsync(TestMqttClient client, params string[] filters)
+    {
+        var options = new MqttClientSubscribeOptionsBuilder();
+        foreach (var filter in filters)
+        {
+            options.WithTopicFilter(filter, MqttQualityOfServiceLevel.AtLeastOnce);
+        }
+
+        var result = await client.Client.SubscribeAsync(options.Build());
+        return filters.Select(f => result.Items.Single(i => i.TopicFilter.Topic == f).ResultCode).ToList();
+    }
+
     protected static void Persistent(MqttClientOptionsBuilder options) => options.WithCleanStart(false).WithSessionExpiryInterval(600);
 
     protected static async Task PublishAsync(int port, string topic)

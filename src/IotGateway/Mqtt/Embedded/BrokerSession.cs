@@ -269,6 +269,15 @@ internal sealed class BrokerSession(string clientId, SessionJournal journal, int
         }
     }
 
+    public bool IsSubscribed(string topicFilter, out int subscriptions)
+    {
+        lock (Sync)
+        {
+            subscriptions = _subscriptions.Count;
+            return _subscriptions.ContainsKey(topicFilter);
+        }
+    }
+
     public bool Unsubscribe(string topicFilter)
     {
         lock (Sync)

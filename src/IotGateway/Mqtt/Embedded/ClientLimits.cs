@@ -6,8 +6,8 @@ namespace IotGateway.Mqtt.Embedded;
 
 // What the broker refuses a client, with a reason code the client can read and a log line for the operator: text
 // the database cannot keep (StorableText), a payload larger than the gateway takes (Ingest:MaxPayloadBytes: refused
-// before it is queued and saved for every subscriber).
-internal sealed partial class ClientLimits(int maxPayloadBytes, ILogger logger)
+// before it is queued and saved for every subscriber), more subscriptions than a client may hold.
+internal sealed partial class ClientLimits(int maxPayloadBytes, int maxSubscriptions, ILogger logger)
 {
     // A CONNECT whose client id, username or Will topic the database could not keep. Returns whether it may go on.
     public bool MayConnect(ValidatingConnectionEventArgs e, ClientConnection connection)
@@ -36,15 +36,28 @@ internal sealed partial class ClientLimits(int maxPayloadBytes, ILogger logger)
     }
 
     // One topic filter of a SUBSCRIBE; a refused one gets its own reason code in the SUBACK, the others go on.
-    public void CheckSubscription(InterceptingSubscriptionEventArgs e)
+    public void CheckSubscription(InterceptingSubscriptionEventArgs e, BrokerSession? session)
     {
-        if (StorableText.Problem(e.TopicFilter.Topic, StorableText.MaxTopicFilterBytes) is { } problem)
+        var filter = e.TopicFilter.Topic;
+        if (StorableText.Problem(filter, StorableText.MaxTopicFilterBytes) is { } problem)
         {
-            e.ProcessSubscription = false;
-            e.Response.ReasonCode = MqttSubscribeReasonCode.TopicFilterInvalid;
-            e.ReasonString = $"topic filter refused: {problem}";
-            LogSubscriptionRefused(LogText.Printable(e.ClientId, 128), LogText.Printable(e.TopicFilter.Topic, 256), problem);
+            RefuseSubscription(e, MqttSubscribeReasonCode.TopicFilterInvalid, problem);
+            return;
         }
+
+        // A filter the session has already is replaced, not added.
+        if (session?.Connection is not { } connection || session.IsSubscribed(filter, out var subscriptions) || connection.NewFiltersInPacket.Contains(filter))
+        {
+            return;
+        }
+
+        if (subscriptions + connection.NewFiltersInPacket.Count >= maxSubscriptions)
+        {
+            RefuseSubscription(e, MqttSubscribeReasonCode.QuotaExceeded, $"the client has Mqtt:Embedded:MaxSubscriptionsPerClient ({maxSubscriptions}) already");
+            return;
+        }
+
+        connection.NewFiltersInPacket.Add(filter);
     }
 
     // A PUBLISH the broker will not route. Returns whether it may be routed.
@@ -71,6 +84,14 @@ internal sealed partial class ClientLimits(int maxPayloadBytes, ILogger logger)
         }
 
         return true;
+    }
+
+    private void RefuseSubscription(InterceptingSubscriptionEventArgs e, MqttSubscribeReasonCode code, string problem)
+    {
+        e.ProcessSubscription = false;
+        e.Response.ReasonCode = code;
+        e.ReasonString = $"topic filter refused: {problem}";
+        LogSubscriptionRefused(LogText.Printable(e.ClientId, 128), LogText.Printable(e.TopicFilter.Topic, 256), problem);
     }
 
     private string TooLarge(long bytes) => $"its payload of {bytes} bytes exceeds Ingest:MaxPayloadBytes ({maxPayloadBytes})";

@@ -354,6 +354,7 @@ internal sealed partial class SessionRegistry(
         if (Find(clientId)?.Connection is { } connection)
         {
             connection.SubscriptionIdentifier = subscriptionIdentifier;
+            connection.NewFiltersInPacket.Clear();
         }
     }
 
