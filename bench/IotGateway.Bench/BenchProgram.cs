@@ -88,7 +88,7 @@ public static class BenchProgram
             await Console.Error.WriteLineAsync($"{e.Message}\n\n{Usage}");
             return 2;
         }
-        catch (BenchFailure e)
+        catch (Exception e) when (e is BenchFailure or TimeoutException)
         {
             await Console.Error.WriteLineAsync($"bench {subcommand} failed: {e.Message}");
             return 1;

@@ -26,6 +26,12 @@ public sealed class JsonObjectFramer(int maxObjectBytes, int maxDepth = 64)
 
     public string? Problem { get; private set; }
 
+    // The object was refused for its size alone.
+    public bool TooLargeObject { get; private set; }
+
+    // May change between objects (a listener allows less before it knows who is talking).
+    public int MaxObjectBytes { get; set; } = maxObjectBytes;
+
     public FrameStatus TryRead(ref ReadOnlySequence<byte> buffer, out ReadOnlySequence<byte> json)
     {
         json = default;
@@ -55,7 +61,7 @@ public sealed class JsonObjectFramer(int maxObjectBytes, int maxDepth = 64)
                     buffer = buffer.Slice(length);
                     _parsed = 0;
                     _state = NewState(maxDepth);
-                    return length > maxObjectBytes ? Fail(TooLarge()) : FrameStatus.Object;
+                    return length > MaxObjectBytes ? Fail(TooLarge()) : FrameStatus.Object;
                 }
             }
         }
@@ -67,10 +73,14 @@ public sealed class JsonObjectFramer(int maxObjectBytes, int maxDepth = 64)
         _parsed += reader.BytesConsumed;
         _state = reader.CurrentState;
         // What is buffered counts, parsed or not: a never-ending object is refused once it passes the limit.
-        return buffer.Length > maxObjectBytes ? Fail(TooLarge()) : FrameStatus.NeedMoreData;
+        return buffer.Length > MaxObjectBytes ? Fail(TooLarge()) : FrameStatus.NeedMoreData;
     }
 
-    private string TooLarge() => $"an object is larger than {maxObjectBytes} bytes";
+    private string TooLarge()
+    {
+        TooLargeObject = true;
+        return $"an object is larger than {MaxObjectBytes} bytes";
+    }
 
     private FrameStatus Fail(string problem)
     {

@@ -41,7 +41,7 @@ public sealed class CatchUpBenchmark(RepositoryLayout layout)
         for (var round = 1; round <= rounds; round++)
         {
             Console.Error.WriteLine($"catch-up round {round} of {rounds} …");
-            await using var broker = await MosquittoBroker.StartAsync(cancellationToken);
+            await using var broker = await BenchBroker.StartAsync(cancellationToken);
             await MqttnetDrain.CreateSessionAsync(broker, GatewayClientId, IngestBenchmark.DataTopicFilter, cancellationToken);
             await IngestBenchmark.CreateSubscriberSessionAsync(broker, cancellationToken, SubscriberClientId);
             if (article is not null)

@@ -33,10 +33,10 @@ public sealed class FleetBenchmark(RepositoryLayout layout)
         };
         CheckOpenFileLimit(devices);
 
-        await using var broker = await MosquittoBroker.StartAsync(cancellationToken);
-        using var data = TempDirectory.Create("iotgw-bench-fleet-");
+        await using var broker = await BenchBroker.StartAsync(cancellationToken);
+        using var data = new TempDirectory("iotgw-bench-fleet-");
         var tcpPort = FreePort.OnLoopback();
-        await using var gateway = GatewayProcess.Start(layout, broker, "bench-fleet", data.Path,
+        await using var gateway = BenchGateway.Start(layout, broker, "bench-fleet", data.Path,
             settings: tcp ? new Dictionary<string, string> { ["Tcp__Port"] = tcpPort.ToString(System.Globalization.CultureInfo.InvariantCulture) } : null);
         await gateway.WaitUntilReadyAsync(TimeSpan.FromSeconds(60), cancellationToken);
         using var api = gateway.Api();
@@ -50,9 +50,8 @@ public sealed class FleetBenchmark(RepositoryLayout layout)
         var connected = signIn.Elapsed;
         // Counted from the gateway's SQLite file, so the polling does not load the gateway it is timing; the API is
         // asked once at the end.
-        long stored = 0;
-        await Poll.UntilAsync(_ => Task.FromResult((stored = GatewayDatabase.Scalar(gateway.DatabasePath, SignedInCount)) >= devices), TimeSpan.FromMilliseconds(200),
-            TimeSpan.FromSeconds(60 + devices / 100), () => $"the gateway stored {stored} of {devices} devices as signed in", cancellationToken);
+        await Eventually.UntilAsync(() => Task.FromResult(GatewayDatabase.Scalar(gateway.DatabasePath, SignedInCount)), count => count >= devices,
+            TimeSpan.FromSeconds(60 + devices / 100), $"the gateway stores all {devices} devices as signed in", cancellationToken, TimeSpan.FromMilliseconds(200));
         var allSignedIn = signIn.Elapsed;
         gateway.ThrowIfExited("while the devices signed in");
         var listed = await api.CountSignedInDevicesAsync(cancellationToken);
@@ -116,11 +115,12 @@ public sealed class FleetBenchmark(RepositoryLayout layout)
     private sealed record BulkRun(TimeSpan Duration, TimeSpan PostDuration, double CpuPercent, double BrokerCpuPercent, double BenchCpuPercent,
         double PeakSampledRssMb, double PeakRssMb);
 
-    private static async Task<BulkRun> RunBulkPingAsync(GatewayApi api, GatewayProcess gateway, MosquittoBroker broker, int devices, CancellationToken cancellationToken)
+    private static async Task<BulkRun> RunBulkPingAsync(GatewayApi api, BenchGateway gateway, MosquittoBroker broker, int devices, CancellationToken cancellationToken)
     {
         // The broker's and the bench's own CPU too: on a small machine they compete with the gateway for the cores.
         var cpuBefore = ProcFs.ReadCpuTime(gateway.ProcessId);
-        var brokerCpuBefore = ProcFs.ReadCpuTime(broker.ProcessId);
+        var brokerPid = broker.ProcessId ?? throw new BenchFailure("Mosquitto stopped during the run.");
+        var brokerCpuBefore = ProcFs.ReadCpuTime(brokerPid);
         var benchCpuBefore = ProcFs.ReadCpuTime(Environment.ProcessId);
         var elapsed = Stopwatch.StartNew();
         var accepted = await api.QueueCommandForSignedInDevicesAsync("PING", cancellationToken);
@@ -162,7 +162,7 @@ public sealed class FleetBenchmark(RepositoryLayout layout)
 
         var duration = elapsed.Elapsed;
         var cpuPercent = (ProcFs.ReadCpuTime(gateway.ProcessId) - cpuBefore) / duration * 100;
-        var brokerCpuPercent = (ProcFs.ReadCpuTime(broker.ProcessId) - brokerCpuBefore) / duration * 100;
+        var brokerCpuPercent = (ProcFs.ReadCpuTime(brokerPid) - brokerCpuBefore) / duration * 100;
         var benchCpuPercent = (ProcFs.ReadCpuTime(Environment.ProcessId) - benchCpuBefore) / duration * 100;
         var memory = ProcFs.ReadMemory(gateway.ProcessId);
         // After the figures are taken: the check must not count as load.

@@ -35,7 +35,7 @@ public sealed class IngestBenchmark(RepositoryLayout layout)
     public async Task<BenchResult> RunAsync(int readings, int rounds, CancellationToken cancellationToken)
     {
         var results = new List<IngestRound>();
-        await using var postgres = await PostgresServer.StartAsync(cancellationToken);
+        await using var postgres = await PostgresCluster.StartAsync(durable: true, cancellationToken);
         for (var round = 1; round <= rounds; round++)
         {
             Console.Error.WriteLine($"ingest round {round} of {rounds} …");
@@ -96,7 +96,7 @@ public sealed class IngestBenchmark(RepositoryLayout layout)
 
     private async Task<IngestRound> RunRoundAsync(int readings, string postgres, CancellationToken cancellationToken)
     {
-        await using var broker = await MosquittoBroker.StartAsync(cancellationToken);
+        await using var broker = await BenchBroker.StartAsync(cancellationToken);
 
         await MqttnetDrain.CreateSessionAsync(broker, GatewayClientId, DataTopicFilter, cancellationToken);
         await MqttnetDrain.CreateSessionAsync(broker, PostgresGatewayClientId, DataTopicFilter, cancellationToken);
@@ -118,7 +118,7 @@ public sealed class IngestBenchmark(RepositoryLayout layout)
     /// <summary>mosquitto_sub's persistent session (-c): subscribe, exit once the broker acknowledged it (-E).</summary>
     internal static async Task CreateSubscriberSessionAsync(MosquittoBroker broker, CancellationToken cancellationToken, string clientId = SubscriberClientId)
     {
-        await using var sub = ChildProcess.Start("mosquitto_sub", MosquittoBroker.ClientTool("mosquitto_sub"),
+        await using var sub = ChildProcess.Start("mosquitto_sub", BenchBroker.ClientTool("mosquitto_sub"),
             [.. SubscriberArguments(broker, clientId), "-E"], Path.GetTempPath());
         if (!await sub.WaitForExitAsync(TimeSpan.FromSeconds(10), cancellationToken) || sub.ExitCode != 0)
         {
@@ -127,7 +127,7 @@ public sealed class IngestBenchmark(RepositoryLayout layout)
     }
 
     private static string[] SubscriberArguments(MosquittoBroker broker, string clientId = SubscriberClientId) =>
-        ["-h", MosquittoBroker.Host, "-p", broker.Port.ToString(System.Globalization.CultureInfo.InvariantCulture), "-i", clientId, "-c", "-q", "1", "-t", DataTopicFilter];
+        ["-h", broker.Host, "-p", broker.Port.ToString(System.Globalization.CultureInfo.InvariantCulture), "-i", clientId, "-c", "-q", "1", "-t", DataTopicFilter];
 
     internal static async Task<TimeSpan> PublishBacklogAsync(MosquittoBroker broker, int readings, CancellationToken cancellationToken)
     {
@@ -175,7 +175,7 @@ public sealed class IngestBenchmark(RepositoryLayout layout)
         // Through `sh -c 'exec …'` so that its stdout is /dev/null itself, not a pipe we would have to drain; exec
         // keeps one process, so the timing is mosquitto_sub's own (plus a shell start of about a millisecond).
         // With measureCpu, the shell stays to report its child's CPU time (`times`) instead of exec'ing it.
-        var run = $"{MosquittoBroker.ClientTool("mosquitto_sub")} {string.Join(' ', SubscriberArguments(broker, clientId).Select(Quote))} -C {readings} > /dev/null";
+        var run = $"{BenchBroker.ClientTool("mosquitto_sub")} {string.Join(' ', SubscriberArguments(broker, clientId).Select(Quote))} -C {readings} > /dev/null";
         var command = measureCpu ? $"{run}; status=$?; times; exit $status" : $"exec {run}";
         await using var sub = ChildProcess.Start("mosquitto_sub", "/bin/sh", ["-c", command], Path.GetTempPath());
         var timeout = TimeSpan.FromSeconds(60 + readings / 5000);
@@ -190,7 +190,7 @@ public sealed class IngestBenchmark(RepositoryLayout layout)
             throw new BenchFailure($"mosquitto_sub exited with code {sub.ExitCode}. Its output:\n{sub.OutputTail()}");
         }
 
-        return new Drain(time, time) { Cpu = measureCpu ? ChildProcess.ChildrenCpuTime(sub.OutputTail()) : null };
+        return new Drain(time, time) { Cpu = measureCpu ? ShellTimes.ChildrenCpuTime(sub.OutputTail()) : null };
     }
 
     /// <summary>A reference drain: process start → exit, and its first → last message.</summary>
@@ -204,7 +204,7 @@ public sealed class IngestBenchmark(RepositoryLayout layout)
         CancellationToken cancellationToken)
     {
         var self = Environment.ProcessPath ?? throw new BenchFailure("Cannot find the bench's own executable to start the MQTTnet drain.");
-        string[] arguments = [MqttnetDrain.Subcommand, MosquittoBroker.Host, broker.Port.ToString(System.Globalization.CultureInfo.InvariantCulture), clientId,
+        string[] arguments = [MqttnetDrain.Subcommand, broker.Host, broker.Port.ToString(System.Globalization.CultureInfo.InvariantCulture), clientId,
             readings.ToString(System.Globalization.CultureInfo.InvariantCulture), .. buffered ? [MqttnetDrain.BufferedOption] : Array.Empty<string>()];
         // `dotnet run` starts the apphost; a bench started as `dotnet IotGateway.Bench.dll` runs the dll the same way.
         IEnumerable<string> args = Path.GetFileNameWithoutExtension(self) == "dotnet"
@@ -212,7 +212,7 @@ public sealed class IngestBenchmark(RepositoryLayout layout)
             : arguments;
         // The gateway runs with tiered PGO off (its csproj); so does its reference.
         await using var drain = ChildProcess.Start("mqttnet-drain", self, args, Path.GetTempPath(),
-            new Dictionary<string, string> { ["DOTNET_TieredPGO"] = "0" });
+            new Dictionary<string, string?> { ["DOTNET_TieredPGO"] = "0" });
         var timeout = TimeSpan.FromSeconds(90 + readings / 5000);
         if (!await drain.WaitForExitAsync(timeout, cancellationToken) || drain.ExitCode != 0)
         {
@@ -238,8 +238,8 @@ public sealed class IngestBenchmark(RepositoryLayout layout)
     internal async Task<GatewayDrain> DrainWithGatewayAsync(MosquittoBroker broker, string clientId, int readings, string? postgres,
         CancellationToken cancellationToken)
     {
-        using var data = TempDirectory.Create("iotgw-bench-ingest-");
-        await using var gateway = GatewayProcess.Start(layout, broker, clientId, data.Path, postgres);
+        using var data = new TempDirectory("iotgw-bench-ingest-");
+        await using var gateway = BenchGateway.Start(layout, broker, clientId, data.Path, postgres);
         var readyTask = gateway.WaitUntilReadyAsync(TimeSpan.FromSeconds(60), cancellationToken);
 
         var timeout = TimeSpan.FromSeconds(60 + readings / 1000);

@@ -74,7 +74,7 @@ public static class MqttnetDrain
     }
 
     /// <summary>A persistent session subscribed the way the gateway subscribes (QoS 2), so a backlog queues up for it.</summary>
-    public static async Task CreateSessionAsync(Infrastructure.MosquittoBroker broker, string clientId, string topicFilter, CancellationToken cancellationToken)
+    public static async Task CreateSessionAsync(MosquittoBroker broker, string clientId, string topicFilter, CancellationToken cancellationToken)
     {
         using var client = Infrastructure.MqttClients.Factory.CreateMqttClient();
         var options = Infrastructure.MqttClients.Options(broker, clientId).WithCleanStart(true).WithSessionExpiryInterval(3600).Build();

@@ -27,12 +27,12 @@ public sealed partial class ReadsBenchmark(RepositoryLayout layout)
 
     public async Task<BenchResult> RunAsync(int readings, CancellationToken cancellationToken)
     {
-        await using var broker = await MosquittoBroker.StartAsync(cancellationToken);
-        using var data = TempDirectory.Create("iotgw-bench-reads-");
+        await using var broker = await BenchBroker.StartAsync(cancellationToken);
+        using var data = new TempDirectory("iotgw-bench-reads-");
         var notes = new List<string>();
         var rows = new List<ResultRow>();
 
-        await using (var first = GatewayProcess.Start(layout, broker, "bench-reads", data.Path))
+        await using (var first = BenchGateway.Start(layout, broker, "bench-reads", data.Path))
         {
             await first.WaitUntilReadyAsync(ReadyTimeout, cancellationToken); // creates and migrates the database
             await first.StopAsync();
@@ -46,7 +46,7 @@ public sealed partial class ReadsBenchmark(RepositoryLayout layout)
             + $"over the last {Span.TotalDays:0} days, inserted straight into SQLite in {seeding.Elapsed.TotalSeconds:0} s; database file "
             + $"{new FileInfo(databasePath).Length / (1024.0 * 1024.0):0} MB.");
 
-        await using (var gateway = GatewayProcess.Start(layout, broker, "bench-reads", data.Path))
+        await using (var gateway = BenchGateway.Start(layout, broker, "bench-reads", data.Path))
         {
             await gateway.WaitUntilReadyAsync(ReadyTimeout, cancellationToken);
             using var http = Client(gateway);
@@ -66,7 +66,7 @@ public sealed partial class ReadsBenchmark(RepositoryLayout layout)
             ["Telemetry__RetentionDays"] = "1",
             ["Logging__LogLevel__IotGateway.Telemetry.TelemetryRetention"] = "Information",
         };
-        await using (var gateway = GatewayProcess.Start(layout, broker, "bench-reads", data.Path, settings: retentionSettings))
+        await using (var gateway = BenchGateway.Start(layout, broker, "bench-reads", data.Path, settings: retentionSettings))
         {
             await gateway.WaitUntilReadyAsync(ReadyTimeout, cancellationToken);
             using var http = Client(gateway);
@@ -124,7 +124,7 @@ public sealed partial class ReadsBenchmark(RepositoryLayout layout)
         return rows;
     }
 
-    private static async Task<IEnumerable<ResultRow>> MeasureExportsAsync(HttpClient http, GatewayProcess gateway, int readings, CancellationToken cancellationToken)
+    private static async Task<IEnumerable<ResultRow>> MeasureExportsAsync(HttpClient http, BenchGateway gateway, int readings, CancellationToken cancellationToken)
     {
         var rows = new List<ResultRow>();
         foreach (var format in new[] { "csv", "ndjson" })
@@ -287,14 +287,14 @@ public sealed partial class ReadsBenchmark(RepositoryLayout layout)
 
     // The retention run at start has finished once its metric shows a last run.
     private static Task RetentionFinishedAsync(HttpClient http, CancellationToken cancellationToken) =>
-        Poll.UntilAsync(async ct => (await http.GetStringAsync("/metrics", ct)).Split('\n')
+        Eventually.UntilAsync(async () => (await http.GetStringAsync("/metrics", cancellationToken)).Split('\n')
                 .Any(l => l.StartsWith("iot_gateway_retention_last_run_timestamp_seconds ", StringComparison.Ordinal) && !l.EndsWith(" 0", StringComparison.Ordinal)),
-            TimeSpan.FromMilliseconds(100), TimeSpan.FromMinutes(10), () => "the retention run did not finish", cancellationToken);
+            static finished => finished, TimeSpan.FromMinutes(10), "the retention run finishes", cancellationToken, TimeSpan.FromMilliseconds(100));
 
     private static string Latency(LatencySummary s) =>
         $"{Report.Milliseconds(s.P50Ms)} / {Report.Milliseconds(s.P99Ms)} / {Report.Milliseconds(s.MaxMs)}";
 
-    private static HttpClient Client(GatewayProcess gateway)
+    private static HttpClient Client(BenchGateway gateway)
     {
         var http = new HttpClient { BaseAddress = gateway.BaseAddress, Timeout = Timeout.InfiniteTimeSpan };
         http.DefaultRequestHeaders.Add("X-API-Key", gateway.ApiKey);

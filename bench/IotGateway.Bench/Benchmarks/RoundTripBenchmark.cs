@@ -40,22 +40,22 @@ public sealed class RoundTripBenchmark(RepositoryLayout layout)
             throw new UsageException($"--database is sqlite or postgresql, not '{database}'.");
         }
 
-        await using var postgresServer = postgres ? await PostgresServer.StartAsync(cancellationToken) : null;
+        await using var postgresServer = postgres ? await PostgresCluster.StartAsync(durable: true, cancellationToken) : null;
         var connectionString = postgresServer is null ? null : await postgresServer.CreateDatabaseAsync("roundtrip", cancellationToken);
-        await using var broker = await MosquittoBroker.StartAsync(cancellationToken);
+        await using var broker = await BenchBroker.StartAsync(cancellationToken);
 
         // The bare limit first, while nothing else uses the broker or the CPU.
         var bare = await MeasureBareMqttAsync(broker, commands, callers, warmUpCommands, cancellationToken);
 
-        using var data = TempDirectory.Create("iotgw-bench-roundtrip-");
-        await using var gateway = GatewayProcess.Start(layout, broker, "bench-roundtrip", data.Path, connectionString);
+        using var data = new TempDirectory("iotgw-bench-roundtrip-");
+        await using var gateway = BenchGateway.Start(layout, broker, "bench-roundtrip", data.Path, connectionString);
         await gateway.WaitUntilReadyAsync(TimeSpan.FromSeconds(60), cancellationToken);
         using var api = gateway.Api();
 
         var deviceIds = Enumerable.Range(0, devices).Select(i => $"rt-dev-{i:D4}").ToArray();
         await using var fleet = await DeviceFleet.ConnectAsync(broker, deviceIds, concurrency: 50, cancellationToken);
-        await Poll.UntilAsync(async ct => await api.CountSignedInDevicesAsync(ct) >= devices, TimeSpan.FromMilliseconds(50), TimeSpan.FromSeconds(60),
-            () => $"the gateway does not list all {devices} devices as signed in", cancellationToken);
+        await Eventually.UntilAsync(() => api.CountSignedInDevicesAsync(cancellationToken), count => count >= devices, TimeSpan.FromSeconds(60),
+            $"the gateway lists all {devices} devices as signed in", cancellationToken, TimeSpan.FromMilliseconds(50));
 
         // The gateway's own CPU time (user + system, all threads) per command, from /proc: what each command costs it.
         async Task<(Measurement Measured, double CpuMs)> MeasureWithCpuAsync(int count, bool synchronous)

@@ -20,19 +20,19 @@ public sealed class StartupBenchmark(RepositoryLayout layout)
 
     public async Task<BenchResult> RunAsync(int readings, CancellationToken cancellationToken)
     {
-        await using var broker = await MosquittoBroker.StartAsync(cancellationToken);
+        await using var broker = await BenchBroker.StartAsync(cancellationToken);
         var notes = new List<string>();
 
         // (a) Empty database: every start is a first start, with its own folder and session.
         var empty = new List<TimeSpan>();
         for (var run = 1; run <= Starts; run++)
         {
-            using var data = TempDirectory.Create("iotgw-bench-startup-empty-");
+            using var data = new TempDirectory("iotgw-bench-startup-empty-");
             empty.Add(await TimeStartAsync(broker, $"bench-startup-empty-{run}", data.Path, notes, cancellationToken));
         }
 
         // (b) The same, on a database that holds N readings.
-        using var seeded = TempDirectory.Create("iotgw-bench-startup-seeded-");
+        using var seeded = new TempDirectory("iotgw-bench-startup-seeded-");
         const string ServerId = "bench-startup";
         await TimeStartAsync(broker, ServerId, seeded.Path, notes, cancellationToken); // creates and migrates the database
         var databasePath = Path.Combine(seeded.Path, "gateway.db");
@@ -62,7 +62,7 @@ public sealed class StartupBenchmark(RepositoryLayout layout)
     private async Task<TimeSpan> TimeStartAsync(MosquittoBroker broker, string serverId, string dataDirectory, List<string> notes,
         CancellationToken cancellationToken, Func<GatewayApi, int, CancellationToken, Task>? whileRunning = null)
     {
-        await using var gateway = GatewayProcess.Start(layout, broker, serverId, dataDirectory);
+        await using var gateway = BenchGateway.Start(layout, broker, serverId, dataDirectory);
         var ready = await gateway.WaitUntilReadyAsync(ReadyTimeout, cancellationToken);
         if (whileRunning is not null)
         {

@@ -79,7 +79,7 @@ public sealed class ArticleServer
     {
         // The shell stays to report the server's CPU time (`times`) after it exits.
         var command = $"node -r ./{CounterScript} mqtt/iot-server.js > /dev/null; status=$?; times; exit $status";
-        await using var server = ChildProcess.Start("article-server", "/bin/sh", ["-c", command], Directory, new Dictionary<string, string>
+        await using var server = ChildProcess.Start("article-server", "/bin/sh", ["-c", command], Directory, new Dictionary<string, string?>
         {
             ["BROKER"] = broker.Url,
             ["SERVER_ID"] = clientId,
@@ -102,7 +102,7 @@ public sealed class ArticleServer
             throw new BenchFailure($"The article's server exited with code {server.ExitCode}. Its output:\n{server.OutputTail()}");
         }
 
-        return (time, ChildProcess.ChildrenCpuTime(server.OutputTail()));
+        return (time, ShellTimes.ChildrenCpuTime(server.OutputTail()));
     }
 
     private static async Task<string?> RunAsync(string fileName, string[] arguments, string workingDirectory, CancellationToken cancellationToken)

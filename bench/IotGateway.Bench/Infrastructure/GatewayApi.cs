@@ -10,9 +10,9 @@ public sealed class GatewayApi : IDisposable
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
 
     private readonly HttpClient _http;
-    private readonly GatewayProcess _gateway;
+    private readonly BenchGateway _gateway;
 
-    public GatewayApi(GatewayProcess gateway)
+    public GatewayApi(BenchGateway gateway)
     {
         _gateway = gateway;
         // Many concurrent callers: one pooled connection each rather than queueing behind a small pool.

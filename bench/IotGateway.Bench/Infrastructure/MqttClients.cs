@@ -10,7 +10,7 @@ public static class MqttClients
     public static readonly MqttClientFactory Factory = new();
 
     public static MqttClientOptionsBuilder Options(MosquittoBroker broker, string clientId) => new MqttClientOptionsBuilder()
-        .WithTcpServer(MosquittoBroker.Host, broker.Port)
+        .WithTcpServer(broker.Host, broker.Port)
         .WithClientId(clientId)
         .WithProtocolVersion(MqttProtocolVersion.V500)
         .WithTimeout(TimeSpan.FromSeconds(30))

@@ -3,8 +3,6 @@ namespace IotGateway.Bench.Infrastructure;
 /// <summary>Where the repository and the gateway's build output are.</summary>
 public sealed record RepositoryLayout(string Root, string GatewayDll, string Configuration, string Description)
 {
-    private const string SolutionFile = "IotGateway.sln";
-
     /// <summary>What `dotnet publish -c Release -r linux-x64 src/IotGateway` writes, as the Dockerfile publishes it.</summary>
     public const string PublishCommand = "dotnet publish -c Release -r linux-x64 src/IotGateway";
 
@@ -16,14 +14,15 @@ public sealed record RepositoryLayout(string Root, string GatewayDll, string Con
     /// </summary>
     public static RepositoryLayout Locate(string configuration, string gateway = "build")
     {
-        var root = FindRoot(Directory.GetCurrentDirectory()) ?? FindRoot(AppContext.BaseDirectory)
-            ?? throw new BenchFailure($"Could not find {SolutionFile} in the working directory or any parent: run the bench from inside the repository.");
+        var root = Repository.FindRoot(Directory.GetCurrentDirectory()) ?? Repository.FindRoot(AppContext.BaseDirectory)
+            ?? throw new BenchFailure($"Could not find {Repository.SolutionFile} in the working directory or any parent: run the bench from inside the repository.");
 
-        var output = Path.Combine(root, "src", "IotGateway", "bin", configuration, "net10.0");
+        var build = GatewayProcess.BuildOutputDll(root, configuration);
+        var output = Path.GetDirectoryName(build)!;
         // The gateway is measured from its build or publish output, as it would be deployed, not through `dotnet run`.
         var (dll, description, fix) = gateway switch
         {
-            "build" => (Path.Combine(output, "IotGateway.dll"), $"the {configuration} build output",
+            "build" => (build, $"the {configuration} build output",
                 $"`cd {root} && dotnet build -c {configuration} src/IotGateway`"),
             "publish" => (Path.Combine(output, "linux-x64", "publish", "IotGateway.dll"), "the published build (" + PublishCommand + ")",
                 $"`cd {root} && {PublishCommand}`"),
@@ -36,18 +35,5 @@ public sealed record RepositoryLayout(string Root, string GatewayDll, string Con
         }
 
         return new RepositoryLayout(root, dll, configuration, description);
-    }
-
-    private static string? FindRoot(string start)
-    {
-        for (var directory = new DirectoryInfo(start); directory is not null; directory = directory.Parent)
-        {
-            if (File.Exists(Path.Combine(directory.FullName, SolutionFile)))
-            {
-                return directory.FullName;
-            }
-        }
-
-        return null;
     }
 }

@@ -73,6 +73,7 @@ public sealed partial class CommandDispatcher(
                 var hand = handed is not null && behind?.Contains(deviceId) == false;
                 if (_lanes.TryGetValue(deviceId, out var lane))
                 {
+                    lane.Runs++;
                     if (hand)
                     {
                         lane.Handed.AddRange(handed![deviceId]);
@@ -274,6 +275,12 @@ public sealed partial class CommandDispatcher(
                 continue;
             }
 
+            int runs;
+            lock (_sync)
+            {
+                runs = lane.Runs;
+            }
+
             switch (await transport.SendAsync(command, now, stopping))
             {
                 case SendResult.Sent:
@@ -285,8 +292,20 @@ public sealed partial class CommandDispatcher(
                     Wake();
                     return;
                 case SendResult.Away:
-                    // The device itself is not reachable now (a TCP device away): the transport says when it is back.
-                    return;
+                    // The device cannot take it now: the transport says when it can. If it said so while this lane was
+                    // sending (Run found the lane still here), the lane goes on instead of ending on that news.
+                    lock (_sync)
+                    {
+                        if (lane.Runs == runs)
+                        {
+                            _lanes.Remove(deviceId);
+                            return;
+                        }
+
+                        lane.Again = true;
+                    }
+
+                    continue;
                 default:
                     Failed();
                     return;
@@ -401,6 +420,9 @@ public sealed partial class CommandDispatcher(
         public List<Command> Handed { get; } = [];
 
         public Task Running { get; set; } = Task.CompletedTask;
+
+        // How often Run found the lane running (told to run it again).
+        public int Runs { get; set; }
     }
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Reading the outbox failed; retrying: {Reason}")]

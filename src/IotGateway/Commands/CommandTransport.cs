@@ -18,8 +18,8 @@ public enum SendResult
     // Refused or failed: it stays Pending, and the dispatcher backs off before it tries again.
     Failed,
 
-    // The device itself cannot be reached now (a TCP device that is not connected): it stays Pending, and the transport
-    // raises DeviceReachable when the device is back.
+    // The device itself cannot take it now (a TCP device that is not connected, or still has time to answer its last
+    // command): it stays Pending, the lane ends, and the transport raises DeviceReachable when the device can.
     Away,
 }
 

@@ -8,8 +8,9 @@ namespace IotGateway.Tcp;
 
 // Writes a TCP device's commands to its connection, the article's way: one command per write, the next only once
 // the device answered the previous one (or Tcp:AnswerTimeoutSeconds passed), since the article's device parses each
-// chunk it reads as one command. Written to the socket is Published. A device that is not connected here is Away:
-// its commands stay Pending until it connects again, and its committed sign-in makes this transport say so.
+// chunk it reads as one command. Written to the socket is Published. A device that is not connected here, or still has
+// time to answer its last command, is Away: its commands stay Pending, and this transport says when it can take the
+// next (its committed sign-in; the answer or its timeout).
 public sealed partial class TcpCommandTransport : ICommandTransport
 {
     private readonly TcpDevices _devices;
@@ -42,14 +43,19 @@ public sealed partial class TcpCommandTransport : ICommandTransport
             return SendResult.Away;
         }
 
+        switch (connection.NextCommand(() => DeviceReachable?.Invoke(command.DeviceId)))
+        {
+            case NextCommand.Wait:
+                // The lane ends instead of holding a publishing slot; it runs again when the answer comes or times out.
+                return SendResult.Away;
+            case NextCommand.GoAfterTimeout:
+                LogNoAnswer(command.DeviceId, _answerTimeout.TotalSeconds);
+                break;
+        }
+
         try
         {
-            if (!await connection.WaitForAnswerAsync(_answerTimeout, cancellationToken))
-            {
-                LogNoAnswer(command.DeviceId, _answerTimeout.TotalSeconds);
-            }
-
-            await connection.WriteCommandAsync(MqttCommandTransport.RequestPayload(command), _completion.Register(command.Id), cancellationToken);
+            await connection.WriteCommandAsync(MqttCommandTransport.RequestPayload(command), _completion.Register(command.Id), _answerTimeout, cancellationToken);
             LogWritten(command.Id, command.DeviceId, command.Name);
             return SendResult.Sent;
         }

@@ -17,6 +17,8 @@ namespace IotGateway.Tcp;
 // a newer connection of the same device replaced this one.
 public sealed partial class TcpDeviceConnection : IAsyncDisposable
 {
+    private static readonly TimeSpan SignOutWaitAtShutdown = TimeSpan.FromSeconds(5);
+
     private readonly Socket _socket;
     private readonly TcpOptions _options;
     private readonly int _maxObjectBytes;
@@ -30,8 +32,12 @@ public sealed partial class TcpDeviceConnection : IAsyncDisposable
     private Stream? _stream;
     private string _closeReason = "the device closed the connection";
 
-    // The last command written, until its answer (or expiry, or cancel) is committed. Only its lane touches it.
+    // The last command written, until its answer (or expiry, or cancel) is committed, and when the next may go without
+    // it. Only the device's lane touches them, but _answerOverdue, which the answer's watcher sets.
     private CommandCompletion.Registration? _awaitingAnswer;
+    private DateTimeOffset _answerDue;
+    private bool _answerWatched;
+    private bool _answerOverdue;
 
     public TcpDeviceConnection(Socket socket, TcpOptions options, int maxObjectBytes, TcpDevices devices, IngestQueue ingest,
         GatewayMetrics metrics, TimeProvider time, ILogger logger)
@@ -75,69 +81,103 @@ public sealed partial class TcpDeviceConnection : IAsyncDisposable
         }
         finally
         {
-            await EndAsync();
+            await EndAsync(stopping);
         }
     }
 
-    // Serialized: one object per write, never interleaved with another.
-    public async Task WriteAsync(ReadOnlyMemory<byte> json, CancellationToken cancellationToken)
+    // One command, in one write, before `timeout` passes: a device that does not take it (it never reads its socket)
+    // is closed, so it cannot hold the lane or the write. Its answer is awaited before the next (see NextCommand).
+    internal async Task WriteCommandAsync(byte[] json, CommandCompletion.Registration answer, TimeSpan timeout, CancellationToken cancellationToken)
     {
         var stream = _stream ?? throw new IOException("the connection is not open yet");
-        await _writeLock.WaitAsync(cancellationToken);
+        using var writeTimeout = new CancellationTokenSource(timeout, _time);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, writeTimeout.Token, _closed.Token);
         try
         {
-            await stream.WriteAsync(json, cancellationToken);
-            await stream.FlushAsync(cancellationToken);
-        }
-        finally
-        {
-            _writeLock.Release();
-        }
-    }
+            await _writeLock.WaitAsync(linked.Token);
+            try
+            {
+                await stream.WriteAsync(json, linked.Token);
+                await stream.FlushAsync(linked.Token);
+            }
+            finally
+            {
+                _writeLock.Release();
+            }
 
-    // Waits until the last command written has its answer (true), or the timeout passes (false). Throws IOException
-    // when the connection ends meanwhile.
-    internal async Task<bool> WaitForAnswerAsync(TimeSpan timeout, CancellationToken cancellationToken)
-    {
-        if (_awaitingAnswer is not { } previous)
-        {
-            return true;
-        }
-
-        try
-        {
-            using var closedOrCancelled = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _closed.Token);
-            await previous.Finished.WaitAsync(timeout, _time, closedOrCancelled.Token);
-            return true;
-        }
-        catch (TimeoutException)
-        {
-            return false;
+            _awaitingAnswer?.Dispose();
+            _awaitingAnswer = answer;
+            _answerDue = _time.GetUtcNow() + timeout;
+            _answerWatched = false;
+            Volatile.Write(ref _answerOverdue, false);
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
-            throw new IOException("the connection closed while its device's answer was awaited");
-        }
-        finally
-        {
-            previous.Dispose();
-            _awaitingAnswer = null;
-        }
-    }
+            answer.Dispose();
+            if (writeTimeout.IsCancellationRequested)
+            {
+                Close($"did not take a command within {timeout.TotalSeconds:0.#} s (Tcp:AnswerTimeoutSeconds): it does not read its connection");
+            }
 
-    // One command, in one write; its answer is awaited before the next (see WaitForAnswerAsync).
-    internal async Task WriteCommandAsync(byte[] json, CommandCompletion.Registration answer, CancellationToken cancellationToken)
-    {
-        try
-        {
-            await WriteAsync(json, cancellationToken);
-            _awaitingAnswer = answer;
+            throw new IOException("the connection closed while a command was written to it");
         }
         catch
         {
             answer.Dispose();
             throw;
         }
+    }
+
+    // Whether the next command may be written: yes when the last one was answered (or finished otherwise) or its
+    // answer is overdue; no while the device still has time to answer it. Then `ready` runs once, when the answer
+    // comes, the time runs out or the connection ends, so the caller need not wait (and hold a publishing slot).
+    // Only the device's lane calls it, one call at a time.
+    internal NextCommand NextCommand(Action ready)
+    {
+        if (_awaitingAnswer is not { } previous || previous.Finished.IsCompleted)
+        {
+            ForgetAwaitedAnswer();
+            return Tcp.NextCommand.Go;
+        }
+
+        if (Volatile.Read(ref _answerOverdue) || _time.GetUtcNow() >= _answerDue)
+        {
+            ForgetAwaitedAnswer();
+            return Tcp.NextCommand.GoAfterTimeout;
+        }
+
+        if (!_answerWatched)
+        {
+            _answerWatched = true;
+            _ = WatchAnswerAsync(previous.Finished, _answerDue - _time.GetUtcNow(), ready);
+        }
+
+        return Tcp.NextCommand.Wait;
+    }
+
+    private async Task WatchAnswerAsync(Task answered, TimeSpan timeout, Action ready)
+    {
+        try
+        {
+            await answered.WaitAsync(timeout, _time, _closed.Token);
+        }
+        catch (TimeoutException)
+        {
+            Volatile.Write(ref _answerOverdue, true);
+        }
+        catch (OperationCanceledException)
+        {
+            // The connection ended: the device's next connection signs it in, and that runs its lane.
+            return;
+        }
+
+        ready();
+    }
+
+    private void ForgetAwaitedAnswer()
+    {
+        _awaitingAnswer?.Dispose();
+        _awaitingAnswer = null;
     }
 
     public void Close(string reason)
@@ -164,7 +204,7 @@ public sealed partial class TcpDeviceConnection : IAsyncDisposable
     private async Task ReadMessagesAsync(Stream stream, CancellationToken token)
     {
         var reader = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 4096, leaveOpen: true, useZeroByteReads: true));
-        var framer = new JsonObjectFramer(_maxObjectBytes);
+        var framer = new JsonObjectFramer(Math.Min(_options.MaxFirstMessageBytes, _maxObjectBytes));
         var deadline = _time.GetUtcNow() + TimeSpan.FromSeconds(_options.FirstMessageTimeoutSeconds);
         try
         {
@@ -199,7 +239,7 @@ public sealed partial class TcpDeviceConnection : IAsyncDisposable
                     if (status == FrameStatus.Invalid)
                     {
                         Refuse("bad-tcp-stream", framer.Problem!);
-                        _closeReason = $"bad input: {framer.Problem}";
+                        _closeReason = $"bad input: {framer.Problem}{(DeviceId is null && framer.TooLargeObject ? " (Tcp:MaxFirstMessageBytes)" : "")}";
                         return;
                     }
 
@@ -208,6 +248,8 @@ public sealed partial class TcpDeviceConnection : IAsyncDisposable
                     {
                         return;
                     }
+
+                    framer.MaxObjectBytes = _maxObjectBytes;
 
                     deadline = receivedAt + TimeSpan.FromSeconds(_options.IdleTimeoutSeconds);
                 }
@@ -250,13 +292,12 @@ public sealed partial class TcpDeviceConnection : IAsyncDisposable
             }
 
             DeviceId = message.DeviceId;
-            if (_devices.Attach(DeviceId, this) is { } replaced)
+            LogDeviceConnected(DeviceId, Remote);
+            var signIn = InboundMessage.FromTcp(TopicKind.Register, DeviceId, "SIGN_IN"u8.ToArray(), receivedAt);
+            if (await _devices.SignInAsync(DeviceId, this, signIn, _ingest.Writer, token) is { } replaced)
             {
                 replaced.Close("replaced by a new connection of the same device");
             }
-
-            LogDeviceConnected(DeviceId, Remote);
-            await _ingest.Writer.WriteAsync(InboundMessage.FromTcp(TopicKind.Register, DeviceId, "SIGN_IN"u8.ToArray(), receivedAt), token);
         }
         else if (!string.Equals(message.DeviceId, DeviceId, StringComparison.Ordinal))
         {
@@ -277,15 +318,23 @@ public sealed partial class TcpDeviceConnection : IAsyncDisposable
         return true;
     }
 
-    private async Task EndAsync()
+    private async Task EndAsync(CancellationToken stopping)
     {
         if (DeviceId is { } deviceId)
         {
             LogDeviceDisconnected(deviceId, Remote, _closeReason);
-            if (_devices.Detach(deviceId, this))
+            // A stopping gateway still records that the device is gone (the ingest writer stops after the listener), but
+            // does not wait for a stalled writer for ever: the next start signs out the devices it finds left signed in.
+            using var giveUp = new CancellationTokenSource();
+            using var stoppingRegistration = stopping.Register(() => giveUp.CancelAfter(SignOutWaitAtShutdown));
+            try
             {
-                // Not cancellable: a stopping gateway still records that the device is gone (the writer flushes it).
-                await _ingest.Writer.WriteAsync(InboundMessage.FromTcp(TopicKind.Register, deviceId, "SIGN_OUT"u8.ToArray(), _time.GetUtcNow()));
+                await _devices.SignOutAsync(deviceId, this,
+                    () => InboundMessage.FromTcp(TopicKind.Register, deviceId, "SIGN_OUT"u8.ToArray(), _time.GetUtcNow()), _ingest.Writer, giveUp.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                LogSignOutLeftOver(deviceId);
             }
         }
         else
@@ -319,6 +368,8 @@ public sealed partial class TcpDeviceConnection : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        // Ends the answer's watcher, if any.
+        await _closed.CancelAsync();
         _awaitingAnswer?.Dispose();
         if (_stream is not null)
         {
@@ -339,6 +390,21 @@ public sealed partial class TcpDeviceConnection : IAsyncDisposable
     [LoggerMessage(Level = LogLevel.Debug, Message = "TCP connection from {Remote} closed before naming a device: {Reason}")]
     private partial void LogAnonymousClosed(string remote, string reason);
 
+    [LoggerMessage(Level = LogLevel.Warning, Message = "TCP device {DeviceId}'s sign-out could not be queued before the gateway stopped; its next start signs it out")]
+    private partial void LogSignOutLeftOver(string deviceId);
+
     [LoggerMessage(Level = LogLevel.Warning, Message = "TCP message refused ({Reason}) from {Remote}: {Detail}")]
     private partial void LogRefused(string reason, string remote, string detail);
+}
+
+internal enum NextCommand
+{
+    // Nothing awaited: write it.
+    Go,
+
+    // The last command's answer did not come in time: write the next anyway.
+    GoAfterTimeout,
+
+    // The device still has time to answer the last one.
+    Wait,
 }

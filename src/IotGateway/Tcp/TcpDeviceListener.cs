@@ -26,6 +26,7 @@ public sealed partial class TcpDeviceListener(
     ILoggerFactory loggers) : BackgroundService
 {
     private static readonly TimeSpan RefusalLogInterval = TimeSpan.FromSeconds(10);
+    private const int SendBufferBytes = 64 * 1024;
 
     private readonly TcpOptions _options = options.Value;
     private readonly string _instance = mqttOptions.Value.ClientId;
@@ -106,6 +107,9 @@ public sealed partial class TcpDeviceListener(
                 }
 
                 socket.NoDelay = true;
+                // One command at a time goes to a device: a small send buffer bounds what a device that does not read
+                // its socket holds in the kernel, and makes its write time out (TcpDeviceConnection) soon.
+                socket.SendBufferSize = SendBufferBytes;
                 Track(RunConnectionAsync(socket, slots, stoppingToken));
             }
         }

@@ -25,6 +25,11 @@ public sealed class TcpOptions
     [Range(0.1, 3600)]
     public double FirstMessageTimeoutSeconds { get; set; } = 10;
 
+    // The first object of a connection, which names its device, may be at most this large: until then nobody knows who
+    // is talking, so a connection holds little memory (the rest of a device's objects may be Ingest:MaxPayloadBytes).
+    [Range(256, 1_048_576)]
+    public int MaxFirstMessageBytes { get; set; } = 4096;
+
     // A device that sends nothing for this long is taken as gone: its connection is closed and it is signed out.
     [Range(0.1, 86400)]
     public double IdleTimeoutSeconds { get; set; } = 60;

@@ -77,7 +77,8 @@ internal sealed class BatchStatements(WriteTransaction write)
         }
     }
 
-    public void SetPresence(PresenceWrite presence)
+    // False when the change was skipped (see PresenceWrite).
+    public bool SetPresence(PresenceWrite presence)
     {
         var command = _setPresence ??= Prepare(
             """
@@ -95,7 +96,7 @@ internal sealed class BatchStatements(WriteTransaction write)
             WHERE NOT (COALESCE($via, '') = 'tcp' AND NOT $signedIn AND "TcpInstance" IS NOT $instance)
             """, "$device", "$signedIn", "$at", "$seen", "$via", "$instance");
         Bind(command, presence.DeviceId, presence.SignedIn, presence.At.UtcTicks, presence.SeenAt?.UtcTicks, presence.Via, presence.Instance);
-        command.ExecuteNonQuery();
+        return command.ExecuteNonQuery() > 0;
     }
 
     public void RecordActivity(string deviceId, int readings, DateTimeOffset? lastSeen, DateTimeOffset now)

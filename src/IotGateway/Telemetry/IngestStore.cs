@@ -47,4 +47,8 @@ public sealed class ReadingWrite(string deviceId, DateTimeOffset receivedAt, str
 // a TCP connection's start or end), null when it does not (an MQTT SIGN_OUT or Last Will). Instance: for "tcp", the
 // gateway instance that holds (or held) the connection. A TCP sign-out from an instance that no longer holds the
 // device (it reconnected to another meanwhile) changes nothing.
-public readonly record struct PresenceWrite(string DeviceId, bool SignedIn, DateTimeOffset At, DateTimeOffset? SeenAt, string? Via = null, string? Instance = null);
+public sealed record PresenceWrite(string DeviceId, bool SignedIn, DateTimeOffset At, DateTimeOffset? SeenAt, string? Via = null, string? Instance = null)
+{
+    // Set by the store: false when the change was skipped (that TCP sign-out), so nobody is told of it.
+    public bool Applied { get; set; }
+}

@@ -291,7 +291,6 @@ public sealed partial class IngestWriter(
                 writes.Presence.Add(message.IsTcp
                     ? new PresenceWrite(deviceId, signedIn, message.ReceivedAt, seenAt, DeviceTransports.Tcp, _instance)
                     : new PresenceWrite(deviceId, signedIn, message.ReceivedAt, seenAt, signedIn ? DeviceTransports.Mqtt : null));
-                outcome.Presence[deviceId] = (signedIn, message.IsTcp ? DeviceTransports.Tcp : signedIn ? DeviceTransports.Mqtt : null, message.ReceivedAt);
                 break;
             case TopicKind.CommandResponse:
                 writes.Seen(deviceId, message.ReceivedAt);
@@ -409,6 +408,15 @@ public sealed partial class IngestWriter(
                 else
                 {
                     Duplicates.Add((reading.DeviceId, reading.MessageKey));
+                }
+            }
+
+            // Each device's last change that was applied; a skipped one (another instance holds the device) is nobody's news.
+            foreach (var change in writes.Presence)
+            {
+                if (change.Applied)
+                {
+                    Presence[change.DeviceId] = (change.SignedIn, change.Via, change.At);
                 }
             }
 

@@ -59,14 +59,14 @@ public sealed class ReadmeDocTests(ITestOutputHelper output)
     public async Task TheReadmesCommandsWorkAgainstARealGateway()
     {
         var missing = Tools.Where(t => !OnPath(t)).ToList();
-        Skip.If(missing.Count > 0 && !MosquittoBroker.IsCi, $"Needs {string.Join(", ", missing)} (apt-get install curl jq sqlite3 mosquitto-clients; CI=true makes this a failure).");
+        Skip.If(missing.Count > 0 && !Requires.IsCi, $"Needs {string.Join(", ", missing)} (apt-get install curl jq sqlite3 mosquitto-clients; CI=true makes this a failure).");
         Assert.True(missing.Count == 0, $"CI=true: {string.Join(", ", missing)} must be installed (.ci/run installs them).");
 
         var blocks = Blocks(out _).Where(b => b.Marker == ReadmeBlockMarker.Run).ToList();
         using var folder = new TempDirectory("iotgw-readme-");
-        var httpPort = MosquittoBroker.FindFreePort();
-        var mqttPort = MosquittoBroker.FindFreePort();
-        await using var gateway = GatewayProcess.Start(folder.Path, new Dictionary<string, string>
+        var httpPort = FreePort.OnLoopback();
+        var mqttPort = FreePort.OnLoopback();
+        await using var gateway = GatewayProcess.Start(BuiltGateway.Dll, folder.Path, new Dictionary<string, string>
         {
             ["ASPNETCORE_URLS"] = string.Create(CultureInfo.InvariantCulture, $"http://127.0.0.1:{httpPort}"),
             ["Mqtt__Embedded__Port"] = mqttPort.ToString(CultureInfo.InvariantCulture),

@@ -17,10 +17,10 @@ public sealed class ArticleEnvironmentTests
     [SkippableFact]
     public async Task ArticleVariablesChooseTheBrokerSessionAndTopics()
     {
-        MosquittoBroker.SkipIfUnavailable();
+        Requires.Mosquitto();
         await using var broker = await MosquittoBroker.StartAsync();
         using var data = new TempDirectory("iotgw-article-");
-        await using var gateway = GatewayProcess.Start(data.Path, new Dictionary<string, string>
+        await using var gateway = GatewayProcess.Start(BuiltGateway.Dll, data.Path, new Dictionary<string, string>
         {
             ["BROKER"] = broker.Url,
             ["SERVER_ID"] = "article-server",

@@ -14,8 +14,8 @@ public sealed class BrokerTransportTests
     [SkippableFact]
     public async Task GatewayConnectsOverWebSockets()
     {
-        MosquittoBroker.SkipIfUnavailable();
-        var webSocketPort = MosquittoBroker.FindFreePort();
+        Requires.Mosquitto();
+        var webSocketPort = FreePort.OnLoopback();
         await using var broker = await MosquittoBroker.StartAsync(new MosquittoBrokerOptions
         {
             ExtraConfig = string.Create(CultureInfo.InvariantCulture, $"listener {webSocketPort} 127.0.0.1\nprotocol websockets\n"),
@@ -28,7 +28,7 @@ public sealed class BrokerTransportTests
     [SkippableFact]
     public async Task GatewaySpeaksMqtt311WhenConfigured()
     {
-        MosquittoBroker.SkipIfUnavailable();
+        Requires.Mosquitto();
         await using var broker = await MosquittoBroker.StartAsync();
         await using var gateway = await GatewayApp.StartAsync(broker.Url, s => s["Mqtt:ProtocolVersion"] = "3.1.1");
         await RoundTripAsync(broker, gateway, "old-broker");
@@ -43,7 +43,7 @@ public sealed class BrokerTransportTests
     [SkippableFact]
     public async Task GatewayStopsWithADisconnectPacket()
     {
-        MosquittoBroker.SkipIfUnavailable();
+        Requires.Mosquitto();
         await using var broker = await MosquittoBroker.StartAsync();
         await using var gateway = await GatewayApp.StartAsync(broker.Url);
         await RoundTripAsync(broker, gateway, "before-stop");
@@ -61,7 +61,7 @@ public sealed class BrokerTransportTests
     [SkippableFact]
     public async Task TheBrokerKeepsTheGatewaySessionForTheConfiguredTime()
     {
-        MosquittoBroker.SkipIfUnavailable();
+        Requires.Mosquitto();
         await using var broker = await MosquittoBroker.StartAsync();
         await using var kept = await GatewayApp.StartAsync(broker.Url);
         await kept.RestartAsync();

@@ -21,7 +21,7 @@ public sealed class CommandCrashWindowTests(ITestOutputHelper output)
     [InlineData(1000)]
     public async Task KilledDuringABulkCommandEachCommandArrivesOnceOrTwiceAndOnlyPendingOnesTwice(int receivedBeforeKill)
     {
-        MosquittoBroker.SkipIfUnavailable();
+        Requires.Mosquitto();
         await using var broker = await MosquittoBroker.StartAsync();
         using var data = new TempDirectory("iotgw-crash-commands-");
         var database = Path.Combine(data.Path, "gateway.db");
@@ -41,7 +41,7 @@ public sealed class CommandCrashWindowTests(ITestOutputHelper output)
         await observer.SubscribeAsync("iot/cmd/req/+");
 
         Dictionary<Guid, string> statusAtKill;
-        var gateway = GatewayProcess.Start(data.Path, settings);
+        var gateway = GatewayProcess.Start(BuiltGateway.Dll, data.Path, settings);
         try
         {
             await gateway.WaitUntilReadyAsync(Timeout);
@@ -90,7 +90,7 @@ public sealed class CommandCrashWindowTests(ITestOutputHelper output)
         }
 
         var receivedAtKill = Received(observer).Count;
-        await using var restarted = GatewayProcess.Start(data.Path, settings);
+        await using var restarted = GatewayProcess.Start(BuiltGateway.Dll, data.Path, settings);
         await restarted.WaitUntilReadyAsync(Timeout);
         await Eventually.UntilAsync(() => Received(observer).Count == Devices && Count(database, """SELECT COUNT(*) FROM "Commands" WHERE "Status" = 'Pending' """) == 0,
             Timeout, "every command has reached the device and is marked Published");

@@ -16,7 +16,7 @@ public sealed class ConfigurationPrecedenceTests
     [InlineData("from-env", "from-article", "from-cli", "from-cli")] // the command line over everything
     public async Task LaterSourcesOverrideEarlierOnes(string? environment, string? serverId, string? commandLine, string expected)
     {
-        MosquittoBroker.SkipIfUnavailable();
+        Requires.Mosquitto();
         await using var broker = await MosquittoBroker.StartAsync();
         using var data = new TempDirectory("iotgw-precedence-");
         var variables = new Dictionary<string, string>
@@ -37,7 +37,7 @@ public sealed class ConfigurationPrecedenceTests
         }
 
         string[] arguments = commandLine is null ? [] : [$"--Mqtt:ClientId={commandLine}"];
-        await using var gateway = GatewayProcess.Start(data.Path, variables, arguments);
+        await using var gateway = GatewayProcess.Start(BuiltGateway.Dll, data.Path, variables, arguments);
         await gateway.WaitUntilReadyAsync(Timeout);
 
         Assert.Contains($" as {expected} ", broker.ReadLog(), StringComparison.Ordinal);

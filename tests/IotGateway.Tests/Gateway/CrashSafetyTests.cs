@@ -36,7 +36,7 @@ public abstract class CrashSafetyTests
         using var data = new TempDirectory("iotgw-crash-");
         var (settings, storage) = await GatewaySettingsAsync(broker, data.Path);
 
-        var gateway = GatewayProcess.Start(data.Path, settings);
+        var gateway = GatewayProcess.Start(BuiltGateway.Dll, data.Path, settings);
         try
         {
             await gateway.WaitUntilReadyAsync(Timeout);
@@ -53,7 +53,7 @@ public abstract class CrashSafetyTests
             await gateway.DisposeAsync();
         }
 
-        await using var restarted = GatewayProcess.Start(data.Path, settings);
+        await using var restarted = GatewayProcess.Start(BuiltGateway.Dll, data.Path, settings);
         await restarted.WaitUntilReadyAsync(Timeout);
         await Eventually.UntilAsync(() => StoredReadings(storage, "burst-kill") >= Burst, Timeout, "the broker redelivers the rest after the restart");
         await AssertStoredExactlyOnceAsync(restarted, storage, "burst-kill");
@@ -66,7 +66,7 @@ public abstract class CrashSafetyTests
         using var data = new TempDirectory("iotgw-crash-");
         var (settings, storage) = await GatewaySettingsAsync(broker, data.Path);
 
-        await using (var gateway = GatewayProcess.Start(data.Path, settings))
+        await using (var gateway = GatewayProcess.Start(BuiltGateway.Dll, data.Path, settings))
         {
             await gateway.WaitUntilReadyAsync(Timeout);
             var publishing = PublishBurstAsync(broker, "burst-term");
@@ -78,7 +78,7 @@ public abstract class CrashSafetyTests
             await publishing;
         }
 
-        await using var restarted = GatewayProcess.Start(data.Path, settings);
+        await using var restarted = GatewayProcess.Start(BuiltGateway.Dll, data.Path, settings);
         await restarted.WaitUntilReadyAsync(Timeout);
         await Eventually.UntilAsync(() => StoredReadings(storage, "burst-term") >= Burst, Timeout, "the rest arrives after the restart");
         await AssertStoredExactlyOnceAsync(restarted, storage, "burst-term");
@@ -111,7 +111,7 @@ public abstract class CrashSafetyTests
             return (settings, GatewayStorage.Sqlite(Path.Combine(dataDirectory, "gateway.db")));
         }
 
-        var database = await PostgresCluster.CreateDatabaseAsync();
+        var database = await TestPostgres.CreateDatabaseAsync();
         settings["Database__Provider"] = nameof(DatabaseProvider.PostgreSQL);
         settings["ConnectionStrings__Gateway"] = database;
         return (settings, GatewayStorage.Postgres(database));
@@ -155,10 +155,10 @@ public abstract class CrashSafetyTests
 
     private async Task<MosquittoBroker> StartBrokerAsync()
     {
-        MosquittoBroker.SkipIfUnavailable();
+        Requires.Mosquitto();
         if (Provider == DatabaseProvider.PostgreSQL)
         {
-            PostgresCluster.SkipIfUnavailable();
+            Requires.PostgreSql();
         }
 
         return await MosquittoBroker.StartAsync();

@@ -28,7 +28,7 @@ public sealed class DatabaseSettingsTests
             environment[pair[0]] = pair[1];
         }
 
-        await using var gateway = GatewayProcess.Start(data.Path, environment);
+        await using var gateway = GatewayProcess.Start(BuiltGateway.Dll, data.Path, environment);
         await gateway.WaitForExitAsync(Timeout);
         Assert.True(gateway.ExitCode == 78, string.Join('\n', gateway.Output)); // EX_CONFIG
         Assert.True(gateway.Output.Any(line => line.Contains("Invalid setting, the gateway stops: ", StringComparison.Ordinal) && line.Contains(named, StringComparison.Ordinal)),

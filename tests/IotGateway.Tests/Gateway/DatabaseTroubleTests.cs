@@ -18,7 +18,7 @@ public sealed class DatabaseTroubleTests
     [SkippableFact]
     public async Task LockedDatabasePausesIngestWithoutLosingAReading()
     {
-        MosquittoBroker.SkipIfUnavailable();
+        Requires.Mosquitto();
         await using var broker = await MosquittoBroker.StartAsync();
         await using var gateway = await GatewayApp.StartAsync(broker.Url);
         await using var device = await TestMqttClient.ConnectAsync(broker, "patient");
@@ -81,7 +81,7 @@ public sealed class DatabaseTroubleTests
     [SkippableFact]
     public async Task ABatchWithAReadingTheDatabaseRefusesIsSplitAndOnlyThatReadingIsRejected()
     {
-        MosquittoBroker.SkipIfUnavailable();
+        Requires.Mosquitto();
         await using var broker = await MosquittoBroker.StartAsync();
         await using var gateway = await GatewayApp.StartAsync(broker.Url, s => s["Ingest:RetryMaxDelaySeconds"] = "0.2");
         await using var device = await TestMqttClient.ConnectAsync(broker, "refused");
@@ -140,7 +140,7 @@ public sealed class DatabaseTroubleTests
     public async Task SlowDatabaseFillsTheBoundedQueueAndTheBrokerHoldsTheRest()
     {
         const int Held = 200;
-        MosquittoBroker.SkipIfUnavailable();
+        Requires.Mosquitto();
         await using var broker = await MosquittoBroker.StartAsync();
         await using var gateway = await GatewayApp.StartAsync(broker.Url, s =>
         {

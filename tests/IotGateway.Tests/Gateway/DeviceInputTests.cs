@@ -170,7 +170,7 @@ public sealed class DeviceInputTests
 
     private static async Task<MosquittoBroker> StartBrokerAsync()
     {
-        MosquittoBroker.SkipIfUnavailable();
+        Requires.Mosquitto();
         return await MosquittoBroker.StartAsync();
     }
 }

@@ -243,7 +243,7 @@ public sealed class DiskFullTests
 
         public static async Task<GatewayOnTmpfs> StartAsync()
         {
-            MosquittoBroker.SkipIfUnavailable();
+            Requires.Mosquitto();
             var mount = await TmpfsMount.MountAsync("8m");
             MosquittoBroker broker;
             try

@@ -25,7 +25,7 @@ public sealed class FirstRunTests
         var workingDirectory = Directory.CreateTempSubdirectory("iotgw-firstrun-").FullName;
         try
         {
-            await using var gateway = GatewayProcess.Start(workingDirectory);
+            await using var gateway = GatewayProcess.Start(BuiltGateway.Dll, workingDirectory);
             await gateway.WaitUntilReadyAsync(Timeout);
             Assert.True(File.Exists(Path.Combine(workingDirectory, "data", "gateway.db")), "the database is created under data/");
             Assert.Contains(gateway.Output, l => l.Contains("/swagger", StringComparison.Ordinal));
@@ -109,7 +109,7 @@ public sealed class FirstRunTests
             Assert.True(File.Exists(Path.Combine(workingDirectory, "data", "retained-messages.json")), "retained messages are saved");
 
             // The next start reuses the key without printing it again.
-            await using var again = GatewayProcess.Start(workingDirectory);
+            await using var again = GatewayProcess.Start(BuiltGateway.Dll, workingDirectory);
             await again.WaitUntilReadyAsync(Timeout);
             Assert.DoesNotContain(again.Output, l => l.Contains(apiKey, StringComparison.Ordinal));
             using var http2 = new HttpClient { BaseAddress = again.BaseAddress };

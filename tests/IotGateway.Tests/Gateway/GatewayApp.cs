@@ -99,7 +99,7 @@ public sealed class GatewayApp : IAsyncDisposable
         if (provider == DatabaseProvider.PostgreSQL)
         {
             settings["Database:Provider"] = nameof(DatabaseProvider.PostgreSQL);
-            settings["ConnectionStrings:Gateway"] = await PostgresCluster.CreateDatabaseAsync();
+            settings["ConnectionStrings:Gateway"] = await TestPostgres.CreateDatabaseAsync();
         }
 
         configure?.Invoke(settings);
@@ -115,7 +115,7 @@ public sealed class GatewayApp : IAsyncDisposable
     {
         for (var attempt = 0; ; attempt++)
         {
-            var port = MosquittoBroker.FindFreePort();
+            var port = FreePort.OnLoopback();
             try
             {
                 var gateway = await StartAsync("embedded", s =>

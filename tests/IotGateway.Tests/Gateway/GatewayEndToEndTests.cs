@@ -455,7 +455,7 @@ public abstract class GatewayEndToEndTests
     [SkippableFact]
     public async Task GatewaySubscribesAgainWhenTheBrokerLostItsSession()
     {
-        MosquittoBroker.SkipIfUnavailable();
+        Requires.Mosquitto();
         await using var broker = await MosquittoBroker.StartAsync(new MosquittoBrokerOptions { Persistence = false });
         await using var gateway = await StartGatewayAsync(broker.Url);
 
@@ -744,10 +744,10 @@ public abstract class GatewayEndToEndTests
 
     private async Task<MosquittoBroker> StartBrokerAsync()
     {
-        MosquittoBroker.SkipIfUnavailable();
+        Requires.Mosquitto();
         if (Provider == DatabaseProvider.PostgreSQL)
         {
-            PostgresCluster.SkipIfUnavailable();
+            Requires.PostgreSql();
         }
 
         return await MosquittoBroker.StartAsync();

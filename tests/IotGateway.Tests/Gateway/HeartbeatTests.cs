@@ -14,7 +14,7 @@ public sealed class HeartbeatTests
     [SkippableFact]
     public async Task HeartbeatPingsSignedInDevicesButNeverPilesUpForOneThatDoesNotAnswer()
     {
-        MosquittoBroker.SkipIfUnavailable();
+        Requires.Mosquitto();
         await using var broker = await MosquittoBroker.StartAsync();
         var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
         await using var gateway = await GatewayApp.StartAsync(broker.Url, s =>

@@ -28,7 +28,7 @@ public abstract class HostileApiInputTests : IAsyncLifetime
     {
         if (Provider == DatabaseProvider.PostgreSQL)
         {
-            Infrastructure.PostgresCluster.SkipIfUnavailable();
+            Infrastructure.Requires.PostgreSql();
         }
 
         _gateway = await GatewayApp.StartAsync("mqtt://127.0.0.1:1", waitUntilReady: false, provider: Provider);

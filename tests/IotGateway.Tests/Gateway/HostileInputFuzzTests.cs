@@ -27,7 +27,7 @@ public sealed class HostileInputFuzzTests(ITestOutputHelper output)
     [SkippableFact]
     public async Task HostileMessagesThroughMosquittoNeverStallIngestOrBreakAReadRoute()
     {
-        MosquittoBroker.SkipIfUnavailable();
+        Requires.Mosquitto();
         await using var broker = await MosquittoBroker.StartAsync();
         await using var gateway = await GatewayApp.StartAsync(broker.Url, Settings);
         await RunAsync(gateway, broker.Host, broker.Port, brokerPassesControlCharacters: false, checkAcknowledgements: true);

@@ -20,7 +20,7 @@ public sealed class IngestReadinessTests
     [SkippableFact]
     public async Task AWriterThatMakesNoProgressFailsReadinessUntilItMovesAgain()
     {
-        MosquittoBroker.SkipIfUnavailable();
+        Requires.Mosquitto();
         await using var broker = await MosquittoBroker.StartAsync();
         await using var gateway = await GatewayApp.StartAsync(broker.Url, s => s["Ingest:StallSeconds"] = "1");
         await using var device = await TestMqttClient.ConnectAsync(broker, "stalled");
@@ -80,7 +80,7 @@ public sealed class IngestReadinessTests
     [SkippableFact]
     public async Task ADeletedDatabaseFileFailsReadinessAndNothingIsAcknowledgedIntoIt()
     {
-        MosquittoBroker.SkipIfUnavailable();
+        Requires.Mosquitto();
         await using var broker = await MosquittoBroker.StartAsync();
         await using var gateway = await GatewayApp.StartAsync(broker.Url, s => s["Ingest:RetryMaxDelaySeconds"] = "0.2");
         await using var device = await TestMqttClient.ConnectAsync(broker, "orphan");

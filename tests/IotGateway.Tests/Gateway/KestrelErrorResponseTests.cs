@@ -16,10 +16,10 @@ public sealed class KestrelErrorResponseTests
     public async Task RequestsKestrelRefusesGetProblemDetailsAndTheRestIsUntouched()
     {
         using var data = new TempDirectory("iotgw-kestrel-");
-        await using var gateway = GatewayProcess.Start(data.Path, new Dictionary<string, string>
+        await using var gateway = GatewayProcess.Start(BuiltGateway.Dll, data.Path, new Dictionary<string, string>
         {
             ["BROKER"] = "embedded",
-            ["Mqtt__Embedded__Port"] = MosquittoBroker.FindFreePort().ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["Mqtt__Embedded__Port"] = FreePort.OnLoopback().ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["ASPNETCORE_URLS"] = "http://127.0.0.1:0",
             ["Api__Keys__0__Key"] = GatewayApp.OperatorKey,
         });

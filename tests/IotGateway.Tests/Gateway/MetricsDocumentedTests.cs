@@ -23,7 +23,7 @@ public sealed partial class MetricsDocumentedTests
     {
         var documented = ReadDocumentedMetrics();
 
-        MosquittoBroker.SkipIfUnavailable();
+        Requires.Mosquitto();
         await using var broker = await MosquittoBroker.StartAsync();
         await using var gateway = await GatewayApp.StartAsync(broker.Url, s => s["Ingest:MaxPayloadBytes"] = "1024"); // a test payload can be oversized
         var http = gateway.Http;

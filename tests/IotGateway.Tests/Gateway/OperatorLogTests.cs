@@ -15,7 +15,7 @@ public sealed class OperatorLogTests
     public async Task WaitingForReadinessIsOneLineAndNoError()
     {
         // No broker there: the gateway stays not ready while a probe polls.
-        await using var gateway = await GatewayApp.StartAsync($"mqtt://127.0.0.1:{MosquittoBroker.FindFreePort()}", waitUntilReady: false);
+        await using var gateway = await GatewayApp.StartAsync($"mqtt://127.0.0.1:{FreePort.OnLoopback()}", waitUntilReady: false);
         for (var poll = 0; poll < 8; poll++)
         {
             Assert.Equal(HttpStatusCode.ServiceUnavailable, (await gateway.Http.GetAsync("/health/ready")).StatusCode);
@@ -91,7 +91,7 @@ public sealed class OperatorLogTests
     [SkippableFact]
     public async Task TheReadinessBodyWritesPlusAsPlus()
     {
-        MosquittoBroker.SkipIfUnavailable();
+        Requires.Mosquitto();
         await using var broker = await MosquittoBroker.StartAsync();
         // A user name with a '+' (Mosquitto lets anyone in): the broker check's description carries it.
         await using var gateway = await GatewayApp.StartAsync($"mqtt://ops+gateway:secret@{broker.Host}:{broker.Port}");

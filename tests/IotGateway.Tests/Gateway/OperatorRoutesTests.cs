@@ -260,10 +260,10 @@ public abstract class OperatorRoutesTests
 
     protected async Task<MosquittoBroker> StartBrokerAsync()
     {
-        MosquittoBroker.SkipIfUnavailable();
+        Requires.Mosquitto();
         if (Provider == DatabaseProvider.PostgreSQL)
         {
-            PostgresCluster.SkipIfUnavailable();
+            Requires.PostgreSql();
         }
 
         return await MosquittoBroker.StartAsync();

@@ -23,7 +23,7 @@ public sealed class PoisonMessageTests
     [SkippableFact]
     public async Task AnAnswerWithALoneSurrogateCompletesItsCommandAndIngestCarriesOn()
     {
-        MosquittoBroker.SkipIfUnavailable();
+        Requires.Mosquitto();
         await using var broker = await MosquittoBroker.StartAsync();
         await using var gateway = await GatewayApp.StartAsync(broker.Url);
         await using var device = await TestMqttClient.ConnectAsync(broker, "surrogate");
@@ -48,7 +48,7 @@ public sealed class PoisonMessageTests
     [SkippableFact]
     public async Task ReadingsWithUnreadableMessageIdsAreRejectedAndAcknowledged()
     {
-        MosquittoBroker.SkipIfUnavailable();
+        Requires.Mosquitto();
         await using var broker = await MosquittoBroker.StartAsync();
         await using var gateway = await GatewayApp.StartAsync(broker.Url, s => s["Mqtt:ReceiveMaximum"] = "2");
         await using var device = await TestMqttClient.ConnectAsync(broker, "unreadable");

@@ -15,7 +15,7 @@ public sealed class RetentionTests
     [SkippableFact]
     public async Task RetentionDeletesOnlyOldReadingsWhileIngestGoesOn()
     {
-        MosquittoBroker.SkipIfUnavailable();
+        Requires.Mosquitto();
         await using var broker = await MosquittoBroker.StartAsync();
         await using var gateway = await GatewayApp.StartAsync(broker.Url, s =>
         {

@@ -230,7 +230,7 @@ public sealed class SeveralGatewaysTests
     {
         const int Devices = 4, PerDevice = 4000;
         await using var broker = await StartBrokerAsync();
-        var database = await PostgresCluster.CreateDatabaseAsync();
+        var database = await TestPostgres.CreateDatabaseAsync();
         var storage = GatewayStorage.Postgres(database);
         using var dataA = new TempDirectory("iotgw-pair-");
         using var dataB = new TempDirectory("iotgw-pair-");
@@ -246,8 +246,8 @@ public sealed class SeveralGatewaysTests
             ["Api__Keys__0__Key"] = GatewayApp.ReaderKey,
         };
         var idA = $"gw-a-{Guid.NewGuid():N}";
-        await using var b = GatewayProcess.Start(dataB.Path, Settings($"gw-b-{Guid.NewGuid():N}"));
-        var a = GatewayProcess.Start(dataA.Path, Settings(idA));
+        await using var b = GatewayProcess.Start(BuiltGateway.Dll, dataB.Path, Settings($"gw-b-{Guid.NewGuid():N}"));
+        var a = GatewayProcess.Start(BuiltGateway.Dll, dataA.Path, Settings(idA));
         try
         {
             await Task.WhenAll(a.WaitUntilReadyAsync(Timeout), b.WaitUntilReadyAsync(Timeout));
@@ -263,7 +263,7 @@ public sealed class SeveralGatewaysTests
             await a.DisposeAsync();
         }
 
-        await using var restarted = GatewayProcess.Start(dataA.Path, Settings(idA));
+        await using var restarted = GatewayProcess.Start(BuiltGateway.Dll, dataA.Path, Settings(idA));
         await restarted.WaitUntilReadyAsync(Timeout);
         await Eventually.UntilAsync(() => Task.FromResult(Rows(storage)), rows => rows >= Devices * PerDevice, TimeSpan.FromSeconds(90),
             "the share the broker kept for the killed instance arrives after its restart");
@@ -302,7 +302,7 @@ public sealed class SeveralGatewaysTests
     public async Task InstancesStartingAtOnceOnAnEmptyDatabaseMigrateItOnce()
     {
         await using var broker = await StartBrokerAsync();
-        var database = await PostgresCluster.CreateDatabaseAsync();
+        var database = await TestPostgres.CreateDatabaseAsync();
         var starting = Enumerable.Range(0, 3).Select(i => GatewayApp.StartAsync(broker.Url, s =>
         {
             s["Mqtt:SharedSubscriptionGroup"] = Group;
@@ -330,8 +330,8 @@ public sealed class SeveralGatewaysTests
 
     internal static async Task<MosquittoBroker> StartBrokerAsync()
     {
-        MosquittoBroker.SkipIfUnavailable();
-        PostgresCluster.SkipIfUnavailable();
+        Requires.Mosquitto();
+        Requires.PostgreSql();
         return await MosquittoBroker.StartAsync();
     }
 

@@ -123,7 +123,7 @@ public sealed class SimulatorWithGatewayTests
 
     private static async Task<MosquittoBroker> StartBrokerAsync()
     {
-        MosquittoBroker.SkipIfUnavailable();
+        Requires.Mosquitto();
         return await MosquittoBroker.StartAsync();
     }
 }

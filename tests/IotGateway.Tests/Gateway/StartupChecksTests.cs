@@ -29,7 +29,7 @@ public sealed class StartupChecksTests
     public async Task BadSettingStopsTheGatewayAndNamesTheKey(string variable, string value, string named)
     {
         using var data = new TempDirectory("iotgw-startup-");
-        await using var gateway = GatewayProcess.Start(data.Path, new Dictionary<string, string>
+        await using var gateway = GatewayProcess.Start(BuiltGateway.Dll, data.Path, new Dictionary<string, string>
         {
             ["BROKER"] = "mqtt://127.0.0.1:1",
             ["ASPNETCORE_URLS"] = "http://127.0.0.1:0",
@@ -59,10 +59,10 @@ public sealed class StartupChecksTests
         taken.Start();
         var port = ((System.Net.IPEndPoint)taken.LocalEndpoint).Port.ToString(CultureInfo.InvariantCulture);
         using var data = new TempDirectory("iotgw-startup-");
-        await using var gateway = GatewayProcess.Start(data.Path, new Dictionary<string, string>
+        await using var gateway = GatewayProcess.Start(BuiltGateway.Dll, data.Path, new Dictionary<string, string>
         {
             ["BROKER"] = which == "mqtt" ? "embedded" : "mqtt://127.0.0.1:1",
-            ["Mqtt__Embedded__Port"] = which == "mqtt" ? port : MosquittoBroker.FindFreePort().ToString(CultureInfo.InvariantCulture),
+            ["Mqtt__Embedded__Port"] = which == "mqtt" ? port : FreePort.OnLoopback().ToString(CultureInfo.InvariantCulture),
             ["ASPNETCORE_URLS"] = which == "http" ? $"http://127.0.0.1:{port}" : "http://127.0.0.1:0",
             ["Api__Keys__0__Key"] = GatewayApp.OperatorKey,
         });
@@ -84,7 +84,7 @@ public sealed class StartupChecksTests
         taken.Start();
         var port = ((System.Net.IPEndPoint)taken.LocalEndpoint).Port.ToString(CultureInfo.InvariantCulture);
         using var data = new TempDirectory("iotgw-startup-");
-        await using var gateway = GatewayProcess.Start(data.Path, new Dictionary<string, string>
+        await using var gateway = GatewayProcess.Start(BuiltGateway.Dll, data.Path, new Dictionary<string, string>
         {
             ["BROKER"] = "mqtt://127.0.0.1:1",
             ["ASPNETCORE_URLS"] = $"http://127.0.0.1:{port}",
@@ -104,10 +104,10 @@ public sealed class StartupChecksTests
     {
         Skip.IfNot(OperatingSystem.IsLinux(), "inotify is Linux's");
         using var data = new TempDirectory("iotgw-startup-");
-        await using var gateway = GatewayProcess.Start(data.Path, new Dictionary<string, string>
+        await using var gateway = GatewayProcess.Start(BuiltGateway.Dll, data.Path, new Dictionary<string, string>
         {
             ["ASPNETCORE_URLS"] = "http://127.0.0.1:0",
-            ["Mqtt__Embedded__Port"] = MosquittoBroker.FindFreePort().ToString(CultureInfo.InvariantCulture),
+            ["Mqtt__Embedded__Port"] = FreePort.OnLoopback().ToString(CultureInfo.InvariantCulture),
             ["Api__Keys__0__Key"] = GatewayApp.OperatorKey,
         });
         await gateway.WaitUntilReadyAsync(Timeout);
@@ -137,7 +137,7 @@ public sealed class StartupChecksTests
     public async Task HealthcheckModeExitsZeroOnlyWhenTheGatewayAnswers()
     {
         using var data = new TempDirectory("iotgw-startup-");
-        await using var gateway = GatewayProcess.Start(data.Path, new Dictionary<string, string>
+        await using var gateway = GatewayProcess.Start(BuiltGateway.Dll, data.Path, new Dictionary<string, string>
         {
             // No broker at all: liveness does not depend on one.
             ["BROKER"] = "mqtt://127.0.0.1:1",
@@ -146,14 +146,14 @@ public sealed class StartupChecksTests
         });
         var address = await gateway.WaitUntilListeningAsync(Timeout);
 
-        await using (var probe = GatewayProcess.Start(data.Path, null, "healthcheck", new Uri(address, "/health/live").ToString()))
+        await using (var probe = GatewayProcess.Start(BuiltGateway.Dll, data.Path, null, "healthcheck", new Uri(address, "/health/live").ToString()))
         {
             await probe.WaitForExitAsync(Timeout);
             Assert.Equal(0, probe.ExitCode);
         }
 
-        var nobody = $"http://127.0.0.1:{MosquittoBroker.FindFreePort().ToString(CultureInfo.InvariantCulture)}/health/live";
-        await using (var probe = GatewayProcess.Start(data.Path, null, "healthcheck", nobody))
+        var nobody = $"http://127.0.0.1:{FreePort.OnLoopback().ToString(CultureInfo.InvariantCulture)}/health/live";
+        await using (var probe = GatewayProcess.Start(BuiltGateway.Dll, data.Path, null, "healthcheck", nobody))
         {
             await probe.WaitForExitAsync(Timeout);
             Assert.NotEqual(0, probe.ExitCode);

@@ -12,10 +12,10 @@ public sealed class StructuredLogTests
     public async Task JsonConsoleLogsCarryDeviceIdsAsFields()
     {
         var workingDirectory = Directory.CreateTempSubdirectory("iotgw-json-").FullName;
-        var mqttPort = MosquittoBroker.FindFreePort();
+        var mqttPort = FreePort.OnLoopback();
         try
         {
-            await using var gateway = GatewayProcess.Start(workingDirectory, new Dictionary<string, string>
+            await using var gateway = GatewayProcess.Start(BuiltGateway.Dll, workingDirectory, new Dictionary<string, string>
             {
                 ["Logging__Console__FormatterName"] = "json",
                 // Sign-in and sign-out are Debug: a fleet would otherwise fill the log.

@@ -326,10 +326,10 @@ public abstract class TelemetryReadTests
 
     protected async Task<MosquittoBroker> StartBrokerAsync()
     {
-        MosquittoBroker.SkipIfUnavailable();
+        Requires.Mosquitto();
         if (Provider == DatabaseProvider.PostgreSQL)
         {
-            PostgresCluster.SkipIfUnavailable();
+            Requires.PostgreSql();
         }
 
         return await MosquittoBroker.StartAsync();

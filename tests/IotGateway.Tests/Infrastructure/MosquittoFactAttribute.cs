@@ -4,7 +4,7 @@ namespace IotGateway.Tests.Infrastructure;
 /// A <c>[Fact]</c> that needs a real Mosquitto: skipped with a clear message when it is not
 /// installed, except when CI=true, where the test runs and fails (CI must install Mosquitto).
 /// For a decision inside the test body use <c>[SkippableFact]</c> with
-/// <see cref="MosquittoBroker.SkipIfUnavailable"/>.
+/// <see cref="Requires.Mosquitto"/>.
 /// </summary>
 [AttributeUsage(AttributeTargets.Method, AllowMultiple = false)]
 public sealed class MosquittoFactAttribute : FactAttribute
@@ -35,7 +35,7 @@ internal static class MosquittoRequirement
 {
     /// <summary>Null when Mosquitto tests must run (installed, or CI=true so that a missing broker fails).</summary>
     public static string? SkipReason =>
-        MosquittoBroker.IsInstalled || MosquittoBroker.IsCi
+        MosquittoBroker.IsInstalled || Requires.IsCi
             ? null
             : "Needs Mosquitto (CI=true makes this a failure instead of a skip). " + MosquittoBroker.NotInstalledMessage;
 }

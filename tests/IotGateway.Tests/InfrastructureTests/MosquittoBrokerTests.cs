@@ -224,9 +224,9 @@ public sealed class MosquittoBrokerTests
     }
 
     [SkippableFact]
-    public async Task SkipIfUnavailable_lets_a_skippable_fact_decide_at_run_time()
+    public async Task Requires_lets_a_skippable_fact_decide_at_run_time()
     {
-        MosquittoBroker.SkipIfUnavailable();
+        Requires.Mosquitto();
 
         await using var broker = await MosquittoBroker.StartAsync();
         Assert.True(broker.IsRunning);

@@ -204,7 +204,7 @@ public sealed partial class BrokerSecurityTests
 
     private static async Task<MosquittoBroker> StartAsync(MosquittoBrokerOptions options)
     {
-        MosquittoBroker.SkipIfUnavailable();
+        Requires.Mosquitto();
         return await MosquittoBroker.StartAsync(options);
     }
 

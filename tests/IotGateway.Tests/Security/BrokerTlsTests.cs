@@ -16,7 +16,7 @@ public sealed class BrokerTlsTests
     [SkippableFact]
     public async Task CertificateForAnotherHostIsRefusedThoughItsCaIsTrustedUnlessChecksAreOff()
     {
-        MosquittoBroker.SkipIfUnavailable();
+        Requires.Mosquitto();
         using var files = new TempDirectory("iotgw-tls-");
         using var ca = TestCertificateAuthority.Create(files.Path);
         var loopback = ca.CreateServerCertificate("loopback");
@@ -50,7 +50,7 @@ public sealed class BrokerTlsTests
     [SkippableFact]
     public async Task CertificateNotMadeForAServerIsRefusedThoughItsCaAndNameAreRight()
     {
-        MosquittoBroker.SkipIfUnavailable();
+        Requires.Mosquitto();
         using var files = new TempDirectory("iotgw-tls-");
         using var ca = TestCertificateAuthority.Create(files.Path);
         var server = ca.CreateServerCertificate("server");
@@ -71,7 +71,7 @@ public sealed class BrokerTlsTests
     [SkippableFact]
     public async Task ChainThroughAnIntermediateIsTrustedWithOnlyTheRootInTheCaFile()
     {
-        MosquittoBroker.SkipIfUnavailable();
+        Requires.Mosquitto();
         using var files = new TempDirectory("iotgw-tls-");
         using var root = TestCertificateAuthority.Create(Path.Combine(files.Path, "root"), "IotGateway Test Root CA");
         using var intermediate = root.CreateIntermediate();
@@ -113,7 +113,7 @@ public sealed class BrokerTlsTests
     [SkippableFact]
     public async Task GatewayWorksOverWssWithThePrivateCaAndRefusesWhatItCannotTrust()
     {
-        MosquittoBroker.SkipIfUnavailable();
+        Requires.Mosquitto();
         using var files = new TempDirectory("iotgw-tls-");
         using var ca = TestCertificateAuthority.Create(files.Path);
         var loopback = ca.CreateServerCertificate("loopback");
@@ -147,7 +147,7 @@ public sealed class BrokerTlsTests
         var ports = new List<int>();
         while (ports.Count < listeners.Length)
         {
-            var port = MosquittoBroker.FindFreePort();
+            var port = FreePort.OnLoopback();
             if (!ports.Contains(port))
             {
                 ports.Add(port);

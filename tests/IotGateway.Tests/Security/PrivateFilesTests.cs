@@ -22,8 +22,8 @@ public sealed class PrivateFilesTests
         var umaskAllowsOthers = (File.GetUnixFileMode(probe) & UnixFileMode.OtherRead) != 0;
         File.Delete(probe);
 
-        var port = MosquittoBroker.FindFreePort();
-        await using (var gateway = GatewayProcess.Start(work.Path, new Dictionary<string, string>
+        var port = FreePort.OnLoopback();
+        await using (var gateway = GatewayProcess.Start(BuiltGateway.Dll, work.Path, new Dictionary<string, string>
         {
             ["ASPNETCORE_URLS"] = "http://127.0.0.1:0",
             ["Mqtt__Embedded__Port"] = port.ToString(CultureInfo.InvariantCulture),

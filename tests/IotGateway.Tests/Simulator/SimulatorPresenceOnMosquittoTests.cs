@@ -64,7 +64,7 @@ public sealed class SimulatorPresenceOnMosquittoTests
     public async Task SignalPublishesARetainedSignOutOfItsOwnAndExitsZero(int signal, bool alwaysOnline)
     {
         Skip.If(OperatingSystem.IsWindows(), "signals are sent with kill(2)");
-        MosquittoBroker.SkipIfUnavailable();
+        Requires.Mosquitto();
         var id = $"stopped-device-{signal}-{(alwaysOnline ? "online" : "windowed")}";
         await using var broker = await MosquittoBroker.StartAsync();
         await using var observer = await WatchPresenceAsync(broker);

@@ -17,32 +17,6 @@ public sealed class TcpDeviceTests
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(15);
 
     [Fact]
-    public async Task ArticleDeviceSignsUpAndItsReadingsAreStoredWhateverTheSegmentBoundaries()
-    {
-        await using var gateway = await TcpGateway.StartAsync();
-        using var device = await gateway.ConnectAsync();
-
-        var stream = Encoding.UTF8.GetBytes(Signup("tcp-1") + Data("tcp-1", 23.6) + Data("tcp-1", 23.7) + Data("tcp-1", 23.8));
-        // Cut inside the first object, inside a string of the second, and between two digits of the third.
-        int[] cuts = [7, 50, stream.Length - 12];
-        var start = 0;
-        foreach (var cut in cuts.Append(stream.Length))
-        {
-            await device.SendAsync(stream.AsMemory(start, cut - start));
-            start = cut;
-        }
-
-        var seen = await gateway.App.WaitForDeviceAsync("tcp-1", d => d.SignedIn && d.TelemetryCount == 3, "signed in with three readings");
-        Assert.NotNull(seen.LastSeen);
-        var page = await gateway.App.Http.GetFromJsonAsync<Page<ReadingView>>("/api/devices/tcp-1/telemetry", GatewayApp.Json);
-        Assert.Equal([23.8, 23.7, 23.6], page!.Items.Select(r => r.Payload.GetProperty("temp").GetDouble()));
-        Assert.All(page.Items, r => Assert.Equal("tcp", r.Topic));
-
-        device.Close();
-        await gateway.App.WaitForDeviceAsync("tcp-1", d => !d.SignedIn, "the closed connection signs the device out");
-    }
-
-    [Fact]
     public async Task SeveralObjectsInOneSegmentAndNewlineDelimitedJsonAreRead()
     {
         await using var gateway = await TcpGateway.StartAsync();
@@ -98,6 +72,24 @@ public sealed class TcpDeviceTests
     }
 
     [Fact]
+    public async Task BeforeItNamesADeviceAConnectionMaySendOnlyASmallObject()
+    {
+        await using var gateway = await TcpGateway.StartAsync(s => s["Tcp:MaxFirstMessageBytes"] = "1024");
+        var padding = new string('x', 1500);
+
+        // Unnamed: the limit is Tcp:MaxFirstMessageBytes, so thousands of idle connections cannot each hold a payload's worth.
+        using var stranger = await gateway.ConnectAsync();
+        await stranger.SendAsync($$"""{"pad":"{{padding}}","deviceId":"first-big","messageType":"SIGNUP"}""");
+        Assert.True(await stranger.ClosedByGatewayAsync(), "the gateway closes the connection");
+        await Eventually.UntilAsync(() => gateway.App.Logs.Contains("larger than 1024 bytes (Tcp:MaxFirstMessageBytes)"), Timeout, "the reason is logged");
+
+        // Named: the payload limit applies again.
+        using var device = await gateway.ConnectAsync();
+        await device.SendAsync(Signup("first-small") + $$"""{"deviceId":"first-small","messageType":"DATA","pad":"{{padding}}"}""");
+        await gateway.App.WaitForDeviceAsync("first-small", d => d.SignedIn && d.TelemetryCount == 1, "its larger reading stored");
+    }
+
+    [Fact]
     public async Task AConnectionThatNamesNoDeviceIsClosedAfterTheFirstMessageTimeout()
     {
         await using var gateway = await TcpGateway.StartAsync(s => s["Tcp:FirstMessageTimeoutSeconds"] = "0.5");
@@ -132,22 +124,6 @@ public sealed class TcpDeviceTests
     }
 
     [Fact]
-    public async Task ASecondConnectionOfTheSameDeviceReplacesTheFirst()
-    {
-        await using var gateway = await TcpGateway.StartAsync();
-        using var first = await gateway.ConnectAsync();
-        await first.SendAsync(Signup("twice"));
-        await gateway.App.WaitForDeviceAsync("twice", d => d.SignedIn, "signed in");
-
-        using var second = await gateway.ConnectAsync();
-        await second.SendAsync(Signup("twice"));
-        Assert.True(await first.ClosedByGatewayAsync(), "the first connection is closed");
-        await second.SendAsync(Data("twice", 1));
-        var device = await gateway.App.WaitForDeviceAsync("twice", d => d.TelemetryCount == 1, "the second connection's reading stored");
-        Assert.True(device.SignedIn, "the replaced connection's end does not sign the device out");
-    }
-
-    [Fact]
     public async Task ConnectionsBeyondTheLimitAreClosedAtOnce()
     {
         await using var gateway = await TcpGateway.StartAsync(s => s["Tcp:MaxConnections"] = "2");
@@ -168,6 +144,100 @@ public sealed class TcpDeviceTests
         await gateway.App.WaitForDeviceAsync("limit-d", x => x.SignedIn, "a new connection is accepted");
     }
 
+    internal static async Task AssertStillServesAsync(TcpGateway gateway, string deviceId)
+    {
+        using var good = await gateway.ConnectAsync();
+        await good.SendAsync(Signup(deviceId) + Data(deviceId, 1));
+        await gateway.App.WaitForDeviceAsync(deviceId, d => d.TelemetryCount == 1, "a well-behaved device is still served");
+    }
+
+    internal static string Signup(string deviceId) => $$"""{"deviceId":"{{deviceId}}","messageType":"SIGNUP"}""";
+
+    internal static string Data(string deviceId, double temp) =>
+        string.Create(CultureInfo.InvariantCulture, $$"""{"deviceId":"{{deviceId}}","messageType":"DATA","temp":{{temp}},"lat":48.015722,"lng":-88.625528}""");
+}
+
+// What TCP devices store, on both providers: readings, presence, and whatever a hostile device writes once signed in.
+public sealed class SqliteTcpDeviceStorageTests : TcpDeviceStorageTests
+{
+    protected override DatabaseProvider Provider => DatabaseProvider.Sqlite;
+}
+
+public sealed class PostgresTcpDeviceStorageTests : TcpDeviceStorageTests
+{
+    protected override DatabaseProvider Provider => DatabaseProvider.PostgreSQL;
+}
+
+public abstract class TcpDeviceStorageTests
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(15);
+
+    protected abstract DatabaseProvider Provider { get; }
+
+    [SkippableFact]
+    public async Task ArticleDeviceSignsUpAndItsReadingsAreStoredWhateverTheSegmentBoundaries()
+    {
+        await using var gateway = await TcpGateway.StartAsync(provider: Provider);
+        using var device = await gateway.ConnectAsync();
+
+        var stream = Encoding.UTF8.GetBytes(TcpDeviceTests.Signup("tcp-1") + TcpDeviceTests.Data("tcp-1", 23.6) + TcpDeviceTests.Data("tcp-1", 23.7) + TcpDeviceTests.Data("tcp-1", 23.8));
+        // Cut inside the first object, inside a string of the second, and between two digits of the third.
+        int[] cuts = [7, 50, stream.Length - 12];
+        var start = 0;
+        foreach (var cut in cuts.Append(stream.Length))
+        {
+            await device.SendAsync(stream.AsMemory(start, cut - start));
+            start = cut;
+        }
+
+        var seen = await gateway.App.WaitForDeviceAsync("tcp-1", d => d.SignedIn && d.TelemetryCount == 3, "signed in with three readings");
+        Assert.NotNull(seen.LastSeen);
+        var page = await gateway.App.Http.GetFromJsonAsync<Page<ReadingView>>("/api/devices/tcp-1/telemetry", GatewayApp.Json);
+        Assert.Equal([23.8, 23.7, 23.6], page!.Items.Select(r => r.Payload.GetProperty("temp").GetDouble()));
+        Assert.All(page.Items, r => Assert.Equal("tcp", r.Topic));
+
+        device.Close();
+        await gateway.App.WaitForDeviceAsync("tcp-1", d => !d.SignedIn, "the closed connection signs the device out");
+    }
+
+    [SkippableFact]
+    public async Task ASecondConnectionOfTheSameDeviceReplacesTheFirst()
+    {
+        await using var gateway = await TcpGateway.StartAsync(provider: Provider);
+        using var first = await gateway.ConnectAsync();
+        await first.SendAsync(TcpDeviceTests.Signup("twice"));
+        await gateway.App.WaitForDeviceAsync("twice", d => d.SignedIn, "signed in");
+
+        using var second = await gateway.ConnectAsync();
+        await second.SendAsync(TcpDeviceTests.Signup("twice"));
+        Assert.True(await first.ClosedByGatewayAsync(), "the first connection is closed");
+        await second.SendAsync(TcpDeviceTests.Data("twice", 1));
+        var device = await gateway.App.WaitForDeviceAsync("twice", d => d.TelemetryCount == 1, "the second connection's reading stored");
+        Assert.True(device.SignedIn, "the replaced connection's end does not sign the device out");
+    }
+
+    [SkippableFact]
+    public async Task AReadingSentAgainWithTheSameMessageIdIsStoredOnce()
+    {
+        await using var gateway = await TcpGateway.StartAsync(provider: Provider);
+        using var device = await gateway.ConnectAsync();
+        const string reading = """{"deviceId":"tcp-dup","messageType":"DATA","messageId":"m-1","temp":20.5}""";
+        await device.SendAsync(TcpDeviceTests.Signup("tcp-dup") + reading + reading
+            + """{"deviceId":"tcp-dup","messageType":"DATA","messageId":"m-2","temp":20.6}""");
+        await gateway.App.WaitForDeviceAsync("tcp-dup", d => d.TelemetryCount == 2, "two distinct readings stored");
+
+        // Sent again on a new connection (a device that resends what it is not sure went out).
+        device.Close();
+        using var again = await gateway.ConnectAsync();
+        await again.SendAsync(TcpDeviceTests.Signup("tcp-dup") + reading + TcpDeviceTests.Data("tcp-dup", 21));
+        // The new reading, written after the repeated one, is stored: so the repeated one was handled before it.
+        var page = await Eventually.UntilAsync(
+            async () => await gateway.App.Http.GetFromJsonAsync<Page<ReadingView>>("/api/devices/tcp-dup/telemetry", GatewayApp.Json),
+            p => p!.Items.Any(r => r.Payload.GetProperty("temp").GetDouble() == 21), Timeout, "the new reading stored");
+        Assert.Equal(3, page!.Items.Count);
+        Assert.Equal(3, (await gateway.App.GetDeviceAsync("tcp-dup"))!.TelemetryCount);
+    }
+
     // After a good SIGNUP, what a broken or hostile device may write next. Each ends stored (as MQTT would store it:
     // bytes that are not UTF-8 JSON as binary) or refused (logged, the connection closed or the message rejected),
     // never in a stalled ingest writer, an unready gateway or a read route that fails.
@@ -184,18 +254,18 @@ public sealed class TcpDeviceTests
         { "a second deviceId naming another device", Encoding.UTF8.GetBytes("""{"deviceId":"h","messageType":"DATA","deviceId":"victim","temp":1}""") },
     };
 
-    [Theory]
+    [SkippableTheory]
     [MemberData(nameof(HostileAfterSignup))]
     public async Task HostileInputAfterSignupNeverStallsIngest(string what, byte[] input)
     {
-        await using var gateway = await TcpGateway.StartAsync();
+        await using var gateway = await TcpGateway.StartAsync(provider: Provider);
         using (var device = await gateway.ConnectAsync())
         {
-            await device.SendAsync(Signup("h"));
+            await device.SendAsync(TcpDeviceTests.Signup("h"));
             await gateway.App.WaitForDeviceAsync("h", d => d.SignedIn, "signed in");
             await device.SendAsync(input);
             // A well-behaved device is served while the hostile one is still connected (or was just dropped).
-            await AssertStillServesAsync(gateway, "after-" + what.Replace(' ', '-').Replace(',', '-'));
+            await TcpDeviceTests.AssertStillServesAsync(gateway, "after-" + what.Replace(' ', '-').Replace(',', '-'));
         }
 
         await gateway.App.WaitUntilReadyAsync();
@@ -211,18 +281,6 @@ public sealed class TcpDeviceTests
             Assert.True(response.IsSuccessStatusCode, $"GET {route}: {(int)response.StatusCode}");
         }
     }
-
-    private static async Task AssertStillServesAsync(TcpGateway gateway, string deviceId)
-    {
-        using var good = await gateway.ConnectAsync();
-        await good.SendAsync(Signup(deviceId) + Data(deviceId, 1));
-        await gateway.App.WaitForDeviceAsync(deviceId, d => d.TelemetryCount == 1, "a well-behaved device is still served");
-    }
-
-    internal static string Signup(string deviceId) => $$"""{"deviceId":"{{deviceId}}","messageType":"SIGNUP"}""";
-
-    internal static string Data(string deviceId, double temp) =>
-        string.Create(CultureInfo.InvariantCulture, $$"""{"deviceId":"{{deviceId}}","messageType":"DATA","temp":{{temp}},"lat":48.015722,"lng":-88.625528}""");
 }
 
 // The gateway (embedded broker) with its TCP listener on a free port.
@@ -246,10 +304,10 @@ internal sealed class TcpGateway : IAsyncDisposable
     {
         if (provider == DatabaseProvider.PostgreSQL)
         {
-            PostgresCluster.SkipIfUnavailable();
+            Requires.PostgreSql();
         }
 
-        var port = MosquittoBroker.FindFreePort();
+        var port = FreePort.OnLoopback();
         var (app, mqttPort) = await GatewayApp.StartEmbeddedAsync(s => Listen(s, port, configure), provider, kestrel);
         return new TcpGateway(app, port) { MqttPort = mqttPort };
     }
@@ -257,7 +315,7 @@ internal sealed class TcpGateway : IAsyncDisposable
     // A gateway on an external broker (several instances share a database through it), with its own TCP port.
     public static async Task<TcpGateway> StartAsync(string broker, Action<Dictionary<string, string?>> configure)
     {
-        var port = MosquittoBroker.FindFreePort();
+        var port = FreePort.OnLoopback();
         var app = await GatewayApp.StartAsync(broker, s => Listen(s, port, configure), provider: DatabaseProvider.PostgreSQL);
         return new TcpGateway(app, port);
     }
@@ -270,9 +328,14 @@ internal sealed class TcpGateway : IAsyncDisposable
         configure?.Invoke(settings);
     }
 
-    public async Task<RawTcpDevice> ConnectAsync()
+    public async Task<RawTcpDevice> ConnectAsync(int? receiveBufferBytes = null)
     {
         var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        if (receiveBufferBytes is { } bytes)
+        {
+            socket.ReceiveBufferSize = bytes;
+        }
+
         await socket.ConnectAsync("127.0.0.1", Port);
         return new RawTcpDevice(socket);
     }

@@ -23,7 +23,7 @@ public sealed class Chromium : IAsyncLifetime
     public IBrowser? Browser { get; private set; }
 
     // Null when the browser tests must run: Chromium is installed, or CI=true (where a missing one fails).
-    public static string? SkipReason => File.Exists(ExecutablePath) || MosquittoBroker.IsCi
+    public static string? SkipReason => File.Exists(ExecutablePath) || Requires.IsCi
         ? null
         : $"Needs Chromium at {ExecutablePath} (apt-get install chromium; CI=true makes this a failure instead of a skip).";
 

@@ -288,7 +288,7 @@ public sealed partial class ConsoleBrowserTests(Chromium chromium, ITestOutputHe
     public async Task BrokerAndGatewayOutagesAreShown()
     {
         Skip.If(chromium.Browser is null, Chromium.SkipReason);
-        MosquittoBroker.SkipIfUnavailable();
+        Requires.Mosquitto();
         await using var broker = await MosquittoBroker.StartAsync();
         await using var gateway = await GatewayApp.StartAsync(broker.Url, kestrel: true);
         await using var tab = await chromium.OpenAsync(gateway.BaseAddress);

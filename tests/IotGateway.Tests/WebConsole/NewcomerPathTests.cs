@@ -21,10 +21,10 @@ public sealed partial class NewcomerPathTests(Chromium chromium, ITestOutputHelp
     {
         Skip.If(chromium.Browser is null, Chromium.SkipReason);
         var folder = Directory.CreateTempSubdirectory("iotgw-newcomer-").FullName;
-        var mqttPort = MosquittoBroker.FindFreePort();
-        await using var gateway = GatewayProcess.Start(folder, new Dictionary<string, string>
+        var mqttPort = FreePort.OnLoopback();
+        await using var gateway = GatewayProcess.Start(BuiltGateway.Dll, folder, new Dictionary<string, string>
         {
-            ["ASPNETCORE_URLS"] = $"http://127.0.0.1:{MosquittoBroker.FindFreePort()}",
+            ["ASPNETCORE_URLS"] = $"http://127.0.0.1:{FreePort.OnLoopback()}",
             ["Mqtt__Embedded__Port"] = mqttPort.ToString(System.Globalization.CultureInfo.InvariantCulture),
         });
         await gateway.WaitUntilListeningAsync(Timeout);

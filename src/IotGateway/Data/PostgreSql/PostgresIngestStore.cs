@@ -91,7 +91,8 @@ public sealed class PostgresIngestStore(NpgsqlDataSource dataSource) : IIngestSt
 
         await using var batch = new NpgsqlBatch(connection, transaction);
         // In device order; each device's changes keep their arrival order (a stable sort).
-        foreach (var change in presence.OrderBy(p => p.DeviceId, StringComparer.Ordinal))
+        var ordered = presence.OrderBy(p => p.DeviceId, StringComparer.Ordinal).ToList();
+        foreach (var change in ordered)
         {
             // $5: the transport the change says the device uses (null: it does not say); $6: the instance holding a TCP
             // device's connection. A TCP sign-out from an instance that no longer holds the device changes nothing.
@@ -114,6 +115,10 @@ public sealed class PostgresIngestStore(NpgsqlDataSource dataSource) : IIngestSt
         }
 
         await batch.ExecuteNonQueryAsync(cancellationToken);
+        for (var i = 0; i < ordered.Count; i++)
+        {
+            ordered[i].Applied = batch.BatchCommands[i].RecordsAffected > 0;
+        }
     }
 
     private static async Task RecordActivityAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, IngestBatch batch,

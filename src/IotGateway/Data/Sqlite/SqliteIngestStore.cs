@@ -22,7 +22,7 @@ public sealed class SqliteIngestStore(DatabaseWriteGate writeGate) : IIngestStor
 
         foreach (var presence in batch.Presence)
         {
-            sql.SetPresence(presence);
+            presence.Applied = sql.SetPresence(presence);
         }
 
         foreach (var answer in batch.Answers)

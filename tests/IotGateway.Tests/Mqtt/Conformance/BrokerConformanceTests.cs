@@ -112,7 +112,7 @@ public sealed class MosquittoConformanceTests(MosquittoConformanceTests.Broker b
 
     protected override Task<BrokerEndpoint> BrokerAsync()
     {
-        MosquittoBroker.SkipIfUnavailable();
+        Requires.Mosquitto();
         return Task.FromResult(broker.Endpoint!);
     }
 

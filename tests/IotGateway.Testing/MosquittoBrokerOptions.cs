@@ -1,4 +1,4 @@
-namespace IotGateway.Tests.Infrastructure;
+namespace IotGateway.Testing;
 
 /// <summary>
 /// How <see cref="MosquittoBroker"/> configures the broker it starts. Every property has a default
@@ -45,10 +45,13 @@ public sealed record MosquittoBrokerOptions
     /// <summary>
     /// Text appended verbatim to the end of the generated config. It follows the plain listener, so
     /// listener-scoped lines apply to that listener unless the text opens its own <c>listener</c>
-    /// (use <see cref="MosquittoBroker.FindFreePort"/> for its port). Do not redirect or disable the
+    /// (use <see cref="FreePort.OnLoopback"/> for its port). Do not redirect or disable the
     /// file log: start-up waits for the "running" line in it.
     /// </summary>
     public string? ExtraConfig { get; init; }
+
+    /// <summary>A log line for every connect and disconnect. Default on; off where thousands of clients would fill the log.</summary>
+    public bool ConnectionMessages { get; init; } = true;
 
     /// <summary>How long start (and restart) may take before it fails.</summary>
     public TimeSpan StartTimeout { get; init; } = TimeSpan.FromSeconds(10);

@@ -1,11 +1,11 @@
 using System.Diagnostics;
 using System.Globalization;
 
-namespace IotGateway.Tests.Infrastructure;
+namespace IotGateway.Testing;
 
 /// <summary>
 /// Waits for a condition with a deadline instead of sleeping a fixed time and hoping. Polls every
-/// <see cref="PollInterval"/>; when the deadline passes it throws a <see cref="TimeoutException"/>
+/// <see cref="PollInterval"/> (or the interval given); when the deadline passes it throws a <see cref="TimeoutException"/>
 /// naming what it waited for (<c>because</c>) and the last value it saw. Exceptions thrown by a
 /// probe are not swallowed: they end the wait at once.
 /// </summary>
@@ -38,9 +38,12 @@ public static class Eventually
         return value!.Value;
     }
 
-    /// <summary>Until <paramref name="condition"/> holds for the value <paramref name="probe"/> returns; returns that value.</summary>
+    /// <summary>
+    /// Until <paramref name="condition"/> holds for the value <paramref name="probe"/> returns; returns that value.
+    /// <paramref name="interval"/> spaces the probes where asking often would load what is measured.
+    /// </summary>
     public static async Task<T> UntilAsync<T>(
-        Func<Task<T>> probe, Func<T, bool> condition, TimeSpan timeout, string because, CancellationToken ct = default)
+        Func<Task<T>> probe, Func<T, bool> condition, TimeSpan timeout, string because, CancellationToken ct = default, TimeSpan? interval = null)
     {
         ArgumentNullException.ThrowIfNull(probe);
         ArgumentNullException.ThrowIfNull(condition);
@@ -79,9 +82,9 @@ public static class Eventually
             }
 
             var delay = timeout - stopwatch.Elapsed;
-            if (delay > PollInterval)
+            if (delay > (interval ?? PollInterval))
             {
-                delay = PollInterval;
+                delay = interval ?? PollInterval;
             }
 
             if (delay > TimeSpan.Zero)

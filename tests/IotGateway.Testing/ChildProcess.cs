@@ -1,32 +1,34 @@
-using System.Globalization;
 using System.Collections.Concurrent;
+using System.ComponentModel;
 using System.Diagnostics;
 using System.Runtime.InteropServices;
 
-namespace IotGateway.Bench.Infrastructure;
+namespace IotGateway.Testing;
 
 /// <summary>
-/// A process the bench started: its output is drained (a full pipe would stall it) into a short tail kept for
-/// error messages, and it is killed when disposed, and also when the bench itself exits or is interrupted.
+/// A process a test or a benchmark started: its output is drained (a full pipe would stall it) into a short tail kept
+/// for error messages, and it is killed when disposed, and also when the process that started it exits.
 /// </summary>
 public sealed partial class ChildProcess : IAsyncDisposable
 {
     private const int TailLines = 60;
     private const int SigTerm = 15;
 
-    // Every live child, so that an exit the finally blocks never see (an unhandled crash) still kills them.
+    // Every live child, so that an exit no finally block sees (an unhandled crash, a run cut short) still kills them.
     private static readonly ConcurrentDictionary<ChildProcess, byte> Live = new();
 
     private readonly Process _process;
     private readonly Queue<string> _tail = new();
+    private readonly Action<string>? _onLine;
 
     static ChildProcess() => AppDomain.CurrentDomain.ProcessExit += (_, _) => KillAll();
 
-    private ChildProcess(Process process, string name, Stopwatch sinceStart)
+    private ChildProcess(Process process, string name, Stopwatch sinceStart, Action<string>? onLine)
     {
         _process = process;
         Name = name;
         SinceStart = sinceStart;
+        _onLine = onLine;
     }
 
     public string Name { get; }
@@ -40,8 +42,14 @@ public sealed partial class ChildProcess : IAsyncDisposable
 
     public int ExitCode => _process.ExitCode;
 
+    /// <summary>
+    /// Starts <paramref name="fileName"/>. <paramref name="environment"/> adds to (or, with a null value, removes from)
+    /// the inherited environment; <paramref name="onLine"/> sees every line of stdout and stderr. Without
+    /// <paramref name="killAtExit"/> the process outlives this one unless disposed.
+    /// </summary>
     public static ChildProcess Start(string name, string fileName, IEnumerable<string> arguments, string workingDirectory,
-        IReadOnlyDictionary<string, string>? environment = null, bool captureOutput = true)
+        IReadOnlyDictionary<string, string?>? environment = null, bool captureOutput = true, Action<string>? onLine = null,
+        bool killAtExit = true)
     {
         var startInfo = new ProcessStartInfo(fileName)
         {
@@ -56,14 +64,21 @@ public sealed partial class ChildProcess : IAsyncDisposable
             startInfo.ArgumentList.Add(argument);
         }
 
-        foreach (var (key, value) in environment ?? new Dictionary<string, string>())
+        foreach (var (key, value) in environment ?? new Dictionary<string, string?>())
         {
-            startInfo.Environment[key] = value;
+            if (value is null)
+            {
+                startInfo.Environment.Remove(key);
+            }
+            else
+            {
+                startInfo.Environment[key] = value;
+            }
         }
 
         var process = new Process { StartInfo = startInfo, EnableRaisingEvents = true };
         var sinceStart = new Stopwatch();
-        var child = new ChildProcess(process, name, sinceStart);
+        var child = new ChildProcess(process, name, sinceStart, onLine);
         process.OutputDataReceived += (_, e) => child.Remember(e.Data);
         process.ErrorDataReceived += (_, e) => child.Remember(e.Data);
 
@@ -72,12 +87,17 @@ public sealed partial class ChildProcess : IAsyncDisposable
         {
             process.Start();
         }
-        catch (System.ComponentModel.Win32Exception e)
+        catch (Win32Exception e)
         {
-            throw new BenchFailure($"Could not start {name} ({fileName}): {e.Message}", e);
+            process.Dispose();
+            throw new InvalidOperationException($"Could not start {name} ({fileName}): {e.Message}", e);
         }
 
-        Live.TryAdd(child, 0);
+        if (killAtExit)
+        {
+            Live.TryAdd(child, 0);
+        }
+
         if (captureOutput)
         {
             process.BeginOutputReadLine();
@@ -96,18 +116,28 @@ public sealed partial class ChildProcess : IAsyncDisposable
         }
     }
 
+    /// <summary>True when the process exited within <paramref name="timeout"/>.</summary>
     public async Task<bool> WaitForExitAsync(TimeSpan timeout, CancellationToken cancellationToken = default)
     {
         using var timer = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timer.CancelAfter(timeout);
         try
         {
-            await _process.WaitForExitAsync(timer.Token);
+            await _process.WaitForExitAsync(timer.Token).ConfigureAwait(false);
             return true;
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
             return false;
+        }
+    }
+
+    /// <summary>SIGTERM, as docker stop and systemd send it; returns at once.</summary>
+    public void Terminate()
+    {
+        if (!_process.HasExited)
+        {
+            _ = SendSignal(_process.Id, SigTerm);
         }
     }
 
@@ -119,8 +149,8 @@ public sealed partial class ChildProcess : IAsyncDisposable
             return true;
         }
 
-        _ = SendSignal(_process.Id, SigTerm);
-        if (await WaitForExitAsync(grace))
+        Terminate();
+        if (await WaitForExitAsync(grace).ConfigureAwait(false))
         {
             return true;
         }
@@ -129,6 +159,7 @@ public sealed partial class ChildProcess : IAsyncDisposable
         return false;
     }
 
+    /// <summary>SIGKILL to the process and its children, and a wait of up to 5 s for it to be gone.</summary>
     public void Kill()
     {
         try
@@ -143,7 +174,7 @@ public sealed partial class ChildProcess : IAsyncDisposable
         {
             // It exited between the check and the kill.
         }
-        catch (System.ComponentModel.Win32Exception)
+        catch (Win32Exception)
         {
         }
     }
@@ -157,26 +188,6 @@ public sealed partial class ChildProcess : IAsyncDisposable
     }
 
     /// <summary>Kills every child still running: used on Ctrl+C and at process exit.</summary>
-    /// <summary>
-    /// The children's CPU time (user + system) from a shell's `times` output: its second line, "0m1.234s 0m0.056s".
-    /// </summary>
-    public static TimeSpan? ChildrenCpuTime(string output)
-    {
-        var lines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-            .Where(l => System.Text.RegularExpressions.Regex.IsMatch(l, @"^\d+m[\d.]+s \d+m[\d.]+s$")).ToArray();
-        if (lines.Length < 2)
-        {
-            return null;
-        }
-
-        return lines[^1].Split(' ').Select(t =>
-        {
-            var m = t.IndexOf('m', StringComparison.Ordinal);
-            return TimeSpan.FromMinutes(int.Parse(t[..m], CultureInfo.InvariantCulture))
-                + TimeSpan.FromSeconds(double.Parse(t[(m + 1)..^1], CultureInfo.InvariantCulture));
-        }).Aggregate(TimeSpan.Zero, (a, b) => a + b);
-    }
-
     public static void KillAll()
     {
         foreach (var child in Live.Keys)
@@ -200,6 +211,8 @@ public sealed partial class ChildProcess : IAsyncDisposable
                 _tail.Dequeue();
             }
         }
+
+        _onLine?.Invoke(line);
     }
 
     [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]

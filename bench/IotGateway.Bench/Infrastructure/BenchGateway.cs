@@ -1,29 +1,24 @@
-using System.Net;
-
 namespace IotGateway.Bench.Infrastructure;
 
 /// <summary>
-/// The gateway from its build output (`dotnet IotGateway.dll`) as a separate process, configured only through
-/// environment variables, the way it is deployed: an external broker, its own HTTP port and SQLite file.
+/// The gateway from its build output as a separate process (<see cref="GatewayProcess"/>), configured as it is
+/// deployed, only through environment variables: an external broker, its own HTTP port and SQLite file (or a
+/// PostgreSQL database), quiet logs, an operator key of this run's.
 /// </summary>
-public sealed class GatewayProcess : IAsyncDisposable
+public sealed class BenchGateway : IAsyncDisposable
 {
     private static readonly TimeSpan StopGrace = TimeSpan.FromSeconds(15);
 
-    private readonly ChildProcess _process;
-    private readonly HttpClient _probe;
+    private readonly GatewayProcess _process;
 
-    private GatewayProcess(ChildProcess process, Uri baseAddress, string databasePath, string apiKey)
+    private BenchGateway(GatewayProcess process, string databasePath, string apiKey)
     {
         _process = process;
-        BaseAddress = baseAddress;
         DatabasePath = databasePath;
         ApiKey = apiKey;
-        // Its own short-timeout client: a probe that hangs must not hold up the readiness loop.
-        _probe = new HttpClient { BaseAddress = baseAddress, Timeout = TimeSpan.FromSeconds(2) };
     }
 
-    public Uri BaseAddress { get; }
+    public Uri BaseAddress => _process.BaseAddress;
 
     public string DatabasePath { get; }
 
@@ -38,7 +33,7 @@ public sealed class GatewayProcess : IAsyncDisposable
     public TimeSpan? CpuAtReady { get; private set; }
 
     /// <summary>Time since the process was started (the stopwatch starts just before the process does).</summary>
-    public TimeSpan Uptime => _process.SinceStart.Elapsed;
+    public TimeSpan Uptime => _process.Uptime;
 
     /// <summary>
     /// Starts the gateway; <paramref name="dataDirectory"/> is its working directory and holds its SQLite file, unless
@@ -46,17 +41,16 @@ public sealed class GatewayProcess : IAsyncDisposable
     /// connection string (GatewayDatabase reads either). <paramref name="settings"/> are more environment variables
     /// (Telemetry__RetentionDays=…).
     /// </summary>
-    public static GatewayProcess Start(RepositoryLayout layout, MosquittoBroker broker, string serverId, string dataDirectory, string? postgres = null,
+    public static BenchGateway Start(RepositoryLayout layout, MosquittoBroker broker, string serverId, string dataDirectory, string? postgres = null,
         IReadOnlyDictionary<string, string>? settings = null)
     {
-        var httpPort = FreePort.OnLoopback();
+        var address = new Uri($"http://127.0.0.1:{FreePort.OnLoopback()}");
         var databasePath = postgres ?? Path.Combine(dataDirectory, "gateway.db");
         var apiKey = Convert.ToHexString(System.Security.Cryptography.RandomNumberGenerator.GetBytes(16));
         var environment = new Dictionary<string, string>
         {
             ["BROKER"] = broker.Url,
             ["SERVER_ID"] = serverId,
-            ["ASPNETCORE_URLS"] = $"http://127.0.0.1:{httpPort}",
             ["ConnectionStrings__Gateway"] = postgres ?? $"Data Source={databasePath}",
             ["Database__Provider"] = postgres is null ? "Sqlite" : "PostgreSQL",
             ["Logging__LogLevel__Default"] = "Warning",
@@ -74,47 +68,24 @@ public sealed class GatewayProcess : IAsyncDisposable
             environment[key] = value;
         }
 
-        var process = ChildProcess.Start("gateway", "dotnet", [layout.GatewayDll], dataDirectory, environment);
-        return new GatewayProcess(process, new Uri($"http://127.0.0.1:{httpPort}"), databasePath, apiKey);
+        return new BenchGateway(GatewayProcess.StartOn(address, layout.GatewayDll, dataDirectory, environment), databasePath, apiKey);
     }
 
     /// <summary>
-    /// Polls GET /health/ready every 20 ms until it answers 200; returns the time from process start.
-    /// Fails early, with the gateway's last output, if the process exits.
+    /// Polls GET /health/ready every 20 ms until it answers 200; returns the time from process start and records the
+    /// CPU time it took. Fails early, with the gateway's last output, if the process exits.
     /// </summary>
     public async Task<TimeSpan> WaitUntilReadyAsync(TimeSpan timeout, CancellationToken cancellationToken)
     {
-        string lastAnswer = "no answer yet";
-        while (true)
+        try
         {
-            ThrowIfExited("while starting");
-            try
-            {
-                using var response = await _probe.GetAsync("/health/ready", cancellationToken);
-                if (response.StatusCode == HttpStatusCode.OK)
-                {
-                    var uptime = Uptime;
-                    CpuAtReady = ProcFs.ReadCpuTime(ProcessId);
-                    return uptime;
-                }
-
-                lastAnswer = $"{(int)response.StatusCode} {await response.Content.ReadAsStringAsync(cancellationToken)}";
-            }
-            catch (HttpRequestException e)
-            {
-                lastAnswer = e.Message;
-            }
-            catch (TaskCanceledException) when (!cancellationToken.IsCancellationRequested)
-            {
-                lastAnswer = "the probe timed out";
-            }
-
-            if (Uptime >= timeout)
-            {
-                throw new BenchFailure($"The gateway was not ready within {timeout.TotalSeconds:0.#} s (last /health/ready: {lastAnswer}). Its output:\n{OutputTail()}");
-            }
-
-            await Task.Delay(20, cancellationToken);
+            var uptime = await _process.WaitUntilReadyAsync(timeout, cancellationToken);
+            CpuAtReady = ProcFs.ReadCpuTime(ProcessId);
+            return uptime;
+        }
+        catch (Exception e) when (e is TimeoutException or InvalidOperationException)
+        {
+            throw new BenchFailure(e.Message, e);
         }
     }
 
@@ -134,11 +105,18 @@ public sealed class GatewayProcess : IAsyncDisposable
     /// <summary>A client for the REST API, with this run's key.</summary>
     public GatewayApi Api() => new(this);
 
-    public Task<bool> WaitForExitAsync(TimeSpan timeout) => _process.WaitForExitAsync(timeout);
-
-    public async ValueTask DisposeAsync()
+    public async Task<bool> WaitForExitAsync(TimeSpan timeout)
     {
-        _probe.Dispose();
-        await _process.DisposeAsync();
+        try
+        {
+            await _process.WaitForExitAsync(timeout);
+            return true;
+        }
+        catch (TimeoutException)
+        {
+            return false;
+        }
     }
+
+    public ValueTask DisposeAsync() => _process.DisposeAsync();
 }

@@ -2,7 +2,7 @@ using System.Net;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 
-namespace IotGateway.Tests.Infrastructure;
+namespace IotGateway.Testing;
 
 /// <summary>PEM files of a certificate and its private key (PKCS#8, unencrypted).</summary>
 public sealed record TestCertificateFiles(string CertificatePath, string KeyPath)

@@ -1,12 +1,7 @@
-using System.Collections.Concurrent;
-using System.Diagnostics;
 using System.Globalization;
-using System.Net;
-using System.Net.Sockets;
-using System.Runtime.InteropServices;
 using System.Text;
 
-namespace IotGateway.Tests.Infrastructure;
+namespace IotGateway.Testing;
 
 /// <summary>
 /// A real Mosquitto 2.x process on a free loopback port, with a generated config, persistence
@@ -15,45 +10,27 @@ namespace IotGateway.Tests.Infrastructure;
 /// </summary>
 /// <example>
 /// <code>
-/// [MosquittoFact]
-/// public async Task Something()
-/// {
-///     await using var broker = await MosquittoBroker.StartAsync();
-///     await using var device = await TestMqttClient.ConnectAsync(broker, "dev-1");
-/// }
+/// await using var broker = await MosquittoBroker.StartAsync();
+/// await using var device = await TestMqttClient.ConnectAsync(broker, "dev-1");
 /// </code>
 /// </example>
-public sealed partial class MosquittoBroker : IAsyncDisposable
+public sealed class MosquittoBroker : IAsyncDisposable
 {
     private const string RunningMarker = " running";
-    private const int SigTerm = 15;
 
     private static readonly string[] WellKnownBrokerPaths =
         ["/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto", "/opt/homebrew/sbin/mosquitto", "/usr/bin/mosquitto", "/snap/bin/mosquitto"];
 
     private static readonly Lazy<string?> LazyExecutablePath = new(FindBrokerExecutable);
-    private static readonly ConcurrentDictionary<MosquittoBroker, byte> LiveBrokers = new();
 
     private readonly MosquittoBrokerOptions _options;
     private readonly SemaphoreSlim _lifecycle = new(1, 1);
-    private readonly StringBuilder _processOutput = new();
     private int _tlsPort;
     private TestCertificateAuthority? _ca;
     private TestCertificateFiles? _serverCertificate;
-    private Process? _process;
+    // A run that is cut short does not leave the broker behind: ChildProcess kills its children at exit.
+    private ChildProcess? _process;
     private bool _disposed;
-
-    static MosquittoBroker()
-    {
-        // A test run that is aborted must not leave brokers behind.
-        AppDomain.CurrentDomain.ProcessExit += (_, _) =>
-        {
-            foreach (var broker in LiveBrokers.Keys)
-            {
-                broker.KillProcessNow();
-            }
-        };
-    }
 
     private MosquittoBroker(MosquittoBrokerOptions options, string directory)
     {
@@ -107,42 +84,10 @@ public sealed partial class MosquittoBroker : IAsyncDisposable
     /// <summary>The mosquitto executable used, or null when none is installed.</summary>
     public static string? ExecutablePath => LazyExecutablePath.Value;
 
-    /// <summary>True when the environment variable CI is "true" (or "1"): there a missing Mosquitto is a failure, not a skip.</summary>
-    public static bool IsCi =>
-        Environment.GetEnvironmentVariable("CI") is { } ci
-        && (ci.Equals("true", StringComparison.OrdinalIgnoreCase) || ci == "1");
-
-    internal static string NotInstalledMessage =>
+    public static string NotInstalledMessage =>
         "Mosquitto is not installed: no 'mosquitto' executable in MOSQUITTO_PATH, on PATH or in "
         + string.Join(", ", WellKnownBrokerPaths)
         + ". Install it (apt-get install mosquitto / brew install mosquitto) to run the tests against a real broker.";
-
-    /// <summary>
-    /// For a <c>[SkippableFact]</c>: skips the test when Mosquitto is missing, except under CI=true
-    /// where it fails (CI installs Mosquitto, so its absence is a broken pipeline, not a reason to skip).
-    /// </summary>
-    public static void SkipIfUnavailable()
-    {
-        if (IsInstalled)
-        {
-            return;
-        }
-
-        if (IsCi)
-        {
-            throw new InvalidOperationException("CI=true, so Mosquitto is required. " + NotInstalledMessage);
-        }
-
-        Skip.If(true, NotInstalledMessage);
-    }
-
-    /// <summary>A port that was free on 127.0.0.1 a moment ago.</summary>
-    public static int FindFreePort()
-    {
-        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        return ((IPEndPoint)socket.LocalEndPoint!).Port;
-    }
 
     /// <summary>
     /// Writes the config (and password file, certificates), starts mosquitto and returns once the
@@ -153,7 +98,7 @@ public sealed partial class MosquittoBroker : IAsyncDisposable
         options ??= new MosquittoBrokerOptions();
         if (!IsInstalled)
         {
-            throw new InvalidOperationException((IsCi ? "CI=true, so Mosquitto is required. " : "") + NotInstalledMessage);
+            throw new InvalidOperationException(NotInstalledMessage);
         }
 
         if (!options.Tls && (options.RequireClientCertificate || options.UseIdentityAsUsername))
@@ -163,7 +108,6 @@ public sealed partial class MosquittoBroker : IAsyncDisposable
 
         var directory = Directory.CreateTempSubdirectory("iotgw-mosquitto-").FullName;
         var broker = new MosquittoBroker(options, directory);
-        LiveBrokers.TryAdd(broker, 0);
         try
         {
             await broker.PrepareFilesAsync(ct).ConfigureAwait(false);
@@ -173,12 +117,12 @@ public sealed partial class MosquittoBroker : IAsyncDisposable
             const int attempts = 5;
             for (var attempt = 1; ; attempt++)
             {
-                broker.Port = FindFreePort();
+                broker.Port = FreePort.OnLoopback();
                 if (options.Tls)
                 {
                     do
                     {
-                        broker._tlsPort = FindFreePort();
+                        broker._tlsPort = FreePort.OnLoopback();
                     }
                     while (broker._tlsPort == broker.Port);
                 }
@@ -303,7 +247,6 @@ public sealed partial class MosquittoBroker : IAsyncDisposable
         finally
         {
             _lifecycle.Release();
-            LiveBrokers.TryRemove(this, out _);
             _ca?.Dispose();
             TryDeleteDirectory(DataDirectory);
         }
@@ -315,7 +258,7 @@ public sealed partial class MosquittoBroker : IAsyncDisposable
     {
         if (_options.Users.Count > 0)
         {
-            var tool = FindPasswdExecutable()
+            var tool = FindTool("mosquitto_passwd")
                 ?? throw new InvalidOperationException("mosquitto_passwd not found (needed for MosquittoBrokerOptions.Users).");
             var passwordFile = Path.Combine(DataDirectory, "passwords");
             var first = true;
@@ -345,7 +288,7 @@ public sealed partial class MosquittoBroker : IAsyncDisposable
         var c = new StringBuilder();
         void Line(string text) => c.Append(text).Append('\n');
 
-        Line("# generated by IotGateway.Tests.Infrastructure.MosquittoBroker");
+        Line("# generated by IotGateway.Testing.MosquittoBroker");
         Line("per_listener_settings false");
         // Started as root, mosquitto would switch to the 'mosquitto' user, which cannot read this
         // private temp directory. As another user this line has no effect.
@@ -372,7 +315,7 @@ public sealed partial class MosquittoBroker : IAsyncDisposable
         Line("log_type information");
         Line("log_timestamp true");
         Line("log_timestamp_format %Y-%m-%dT%H:%M:%S");
-        Line("connection_messages true");
+        Line($"connection_messages {(_options.ConnectionMessages ? "true" : "false")}");
 
         if (_options.Tls)
         {
@@ -406,56 +349,30 @@ public sealed partial class MosquittoBroker : IAsyncDisposable
     private async Task<bool> LaunchAsync(DateTime deadline, CancellationToken ct)
     {
         var logOffset = new FileInfo(LogPath) is { Exists: true } f ? f.Length : 0;
-        lock (_processOutput)
-        {
-            _processOutput.Clear();
-        }
-
-        var startInfo = new ProcessStartInfo(ExecutablePath!)
-        {
-            UseShellExecute = false,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            RedirectStandardInput = false,
-            WorkingDirectory = DataDirectory,
-        };
-        startInfo.ArgumentList.Add("-c");
-        startInfo.ArgumentList.Add(ConfigPath);
-
-        var process = new Process { StartInfo = startInfo, EnableRaisingEvents = true };
-        process.OutputDataReceived += (_, e) => AppendOutput(e.Data);
-        process.ErrorDataReceived += (_, e) => AppendOutput(e.Data);
-        if (!process.Start())
-        {
-            process.Dispose();
-            throw new InvalidOperationException($"Could not start {ExecutablePath}.");
-        }
-
+        var process = ChildProcess.Start("mosquitto", ExecutablePath!, ["-c", ConfigPath], DataDirectory);
         _process = process;
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
 
         while (true)
         {
             if (process.HasExited)
             {
-                await process.WaitForExitAsync(CancellationToken.None).ConfigureAwait(false);
-                var text = ReadLogFrom(logOffset) + ProcessOutput();
+                await process.WaitForExitAsync(TimeSpan.FromSeconds(10), CancellationToken.None).ConfigureAwait(false);
+                var text = ReadLogFrom(logOffset) + process.OutputTail();
                 var exitCode = process.ExitCode;
-                process.Dispose();
+                var diagnostics = Diagnostics(logOffset);
+                await process.DisposeAsync().ConfigureAwait(false);
                 _process = null;
                 if (text.Contains("Address already in use", StringComparison.OrdinalIgnoreCase))
                 {
                     return false;
                 }
 
-                throw new InvalidOperationException(
-                    $"Mosquitto exited during start-up with code {exitCode}.\n{Diagnostics(logOffset)}");
+                throw new InvalidOperationException($"Mosquitto exited during start-up with code {exitCode}.\n{diagnostics}");
             }
 
             if (ReadLogFrom(logOffset).Contains(RunningMarker, StringComparison.Ordinal)
-                && await CanConnectAsync(Port, ct).ConfigureAwait(false)
-                && (!_options.Tls || await CanConnectAsync(_tlsPort, ct).ConfigureAwait(false))
+                && await FreePort.AcceptsConnectionsAsync(Port, ct).ConfigureAwait(false)
+                && (!_options.Tls || await FreePort.AcceptsConnectionsAsync(_tlsPort, ct).ConfigureAwait(false))
                 && !process.HasExited)
             {
                 return true;
@@ -483,96 +400,16 @@ public sealed partial class MosquittoBroker : IAsyncDisposable
 
         try
         {
-            if (!process.HasExited)
+            if (graceful)
             {
-                if (graceful && !OperatingSystem.IsWindows() && Kill(process.Id, SigTerm) == 0)
-                {
-                    using var timeout = new CancellationTokenSource(_options.StopTimeout);
-                    try
-                    {
-                        await process.WaitForExitAsync(timeout.Token).ConfigureAwait(false);
-                    }
-                    catch (OperationCanceledException)
-                    {
-                        // It did not stop in time: fall through to the kill.
-                    }
-                }
-
-                if (!process.HasExited)
-                {
-                    process.Kill(entireProcessTree: true);
-                }
+                // SIGTERM: mosquitto saves its persistence database; killed if it takes longer than StopTimeout.
+                await process.StopAsync(_options.StopTimeout).ConfigureAwait(false);
             }
-
-            using var exitTimeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
-            await process.WaitForExitAsync(exitTimeout.Token).ConfigureAwait(false);
-        }
-        catch (InvalidOperationException)
-        {
-            // The process already ended and was reaped.
         }
         finally
         {
-            process.Dispose();
+            await process.DisposeAsync().ConfigureAwait(false);
             _process = null;
-        }
-    }
-
-    private void KillProcessNow()
-    {
-        try
-        {
-            if (_process is { HasExited: false } p)
-            {
-                p.Kill(entireProcessTree: true);
-            }
-        }
-        catch (InvalidOperationException)
-        {
-        }
-        catch (System.ComponentModel.Win32Exception)
-        {
-        }
-    }
-
-    private static async Task<bool> CanConnectAsync(int port, CancellationToken ct)
-    {
-        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        timeout.CancelAfter(TimeSpan.FromSeconds(1));
-        try
-        {
-            await socket.ConnectAsync(new IPEndPoint(IPAddress.Loopback, port), timeout.Token).ConfigureAwait(false);
-            return true;
-        }
-        catch (SocketException)
-        {
-            return false;
-        }
-        catch (OperationCanceledException) when (!ct.IsCancellationRequested)
-        {
-            return false;
-        }
-    }
-
-    private void AppendOutput(string? line)
-    {
-        if (line is null)
-        {
-            return;
-        }
-
-        lock (_processOutput)
-        {
-            _processOutput.Append(line).Append('\n');
-        }
-    }
-
-    private string ProcessOutput()
-    {
-        lock (_processOutput)
-        {
-            return _processOutput.ToString();
         }
     }
 
@@ -584,7 +421,7 @@ public sealed partial class MosquittoBroker : IAsyncDisposable
     }
 
     private string Diagnostics(long logOffset = 0) =>
-        $"--- config {ConfigPath} ---\n{SafeRead(ConfigPath)}--- log (this run) ---\n{ReadLogFrom(logOffset)}--- stdout/stderr ---\n{ProcessOutput()}";
+        $"--- config {ConfigPath} ---\n{SafeRead(ConfigPath)}--- log (this run) ---\n{ReadLogFrom(logOffset)}--- stdout/stderr ---\n{_process?.OutputTail()}";
 
     private static string SafeRead(string path)
     {
@@ -641,9 +478,10 @@ public sealed partial class MosquittoBroker : IAsyncDisposable
         return FindOnPath("mosquitto") ?? WellKnownBrokerPaths.FirstOrDefault(File.Exists);
     }
 
-    private static string? FindPasswdExecutable()
+    /// <summary>A tool of Mosquitto's (mosquitto_passwd, mosquitto_sub, mosquitto_pub): on PATH or next to the broker.</summary>
+    public static string? FindTool(string name)
     {
-        var onPath = FindOnPath("mosquitto_passwd");
+        var onPath = FindOnPath(name);
         if (onPath is not null)
         {
             return onPath;
@@ -652,11 +490,11 @@ public sealed partial class MosquittoBroker : IAsyncDisposable
         var candidates = new List<string>();
         if (ExecutablePath is { } broker && Path.GetDirectoryName(broker) is { } brokerDir)
         {
-            candidates.Add(Path.Combine(brokerDir, "mosquitto_passwd"));
-            candidates.Add(Path.Combine(brokerDir, "..", "bin", "mosquitto_passwd"));
+            candidates.Add(Path.Combine(brokerDir, name));
+            candidates.Add(Path.Combine(brokerDir, "..", "bin", name));
         }
 
-        candidates.AddRange(["/usr/bin/mosquitto_passwd", "/usr/local/bin/mosquitto_passwd", "/opt/homebrew/bin/mosquitto_passwd"]);
+        candidates.AddRange(new[] { "/usr/bin/", "/usr/local/bin/", "/opt/homebrew/bin/" }.Select(dir => dir + name));
         return candidates.FirstOrDefault(File.Exists);
     }
 
@@ -675,7 +513,4 @@ public sealed partial class MosquittoBroker : IAsyncDisposable
 
         return null;
     }
-
-    [DllImport("libc", EntryPoint = "kill", SetLastError = true)]
-    private static extern int Kill(int pid, int signal);
 }
