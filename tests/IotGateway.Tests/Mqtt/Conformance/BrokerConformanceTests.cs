@@ -62,7 +62,7 @@ public abstract class EmbeddedConformanceTests(EmbeddedConformanceTests.Embedded
     {
         if (broker.Provider == DatabaseProvider.PostgreSQL)
         {
-            PostgresCluster.SkipIfUnavailable();
+            Requires.PostgreSql();
         }
 
         return Task.FromResult(broker.Endpoint!);
