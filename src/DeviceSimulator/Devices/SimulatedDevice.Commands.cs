@@ -1,4 +1,3 @@
-using System.Text;
 using System.Text.Json.Nodes;
 using DeviceSimulator.Commands;
 using IotGateway.Protocol;
@@ -31,31 +30,14 @@ internal sealed partial class SimulatedDevice
 
     private async Task HandleCommandAsync(MqttApplicationMessageReceivedEventArgs e)
     {
-        var text = e.ApplicationMessage.ConvertPayloadToString();
-        _log.Step($"RECEIVED COMMAND \"{text}\"");
-        if (!CommandRequest.TryParse(e.ApplicationMessage.Payload, out var request, out var problem))
+        if (!_runner.TryRun(e.ApplicationMessage.Payload, out var request, out var outcome))
         {
             // Acknowledged and dropped: a payload that cannot be read now never will be.
-            _log.Problem($"IGNORING MALFORMED COMMAND \"{Shorten(text)}\": {problem}");
             return;
         }
 
         using (request)
         {
-            CommandOutcome outcome;
-            if (_executed?.TryGet(request.Uuid, out var remembered) == true)
-            {
-                // Delivered again (a lost acknowledgement, a gateway that crashed before recording it): the same answer,
-                // and no second reboot.
-                _log.Step($"COMMAND {request.Uuid} ALREADY EXECUTED: ANSWERING AGAIN WITHOUT RUNNING IT");
-                outcome = remembered with { RebootAfterAnswer = false };
-            }
-            else
-            {
-                outcome = DeviceCommands.Execute(request, this);
-                (_executed ??= new ExecutedCommands()).Add(request.Uuid, outcome);
-            }
-
             if (outcome.RebootAfterAnswer)
             {
                 _commands.Close();   // a rebooting device takes no further command; they wait in the session
@@ -116,13 +98,7 @@ internal sealed partial class SimulatedDevice
 
     private async Task AnswerAsync(CommandRequest request, CommandOutcome outcome)
     {
-        var response = CommandResponse.ToJson(DeviceId, outcome.Result, request);
-        if (_log.EachMessage)
-        {
-            _log.Step($"SENDING COMMAND RESPONSE {Encoding.UTF8.GetString(response)}");
-        }
-
-        await _connection.PublishAsync(_topics.CommandResponse, response).ConfigureAwait(false);
+        await _connection.PublishAsync(_topics.CommandResponse, _runner.Answer(request, outcome)).ConfigureAwait(false);
         Interlocked.Increment(ref _commandsAnswered);
     }
 

@@ -32,8 +32,7 @@ internal sealed partial class SimulatedDevice : ISimulatedDevice, ICommandTarget
     // Readings that could not be published yet; sent first at the next connection, with their original messageId.
     private readonly Queue<TelemetryMessage> _unsent = new();
 
-    // Created with the first command: most devices of a fleet never get one.
-    private ExecutedCommands? _executed;
+    private readonly CommandRunner _runner;
 
     private long _intervalTicks;
     private long _readingsSent;
@@ -53,6 +52,7 @@ internal sealed partial class SimulatedDevice : ISimulatedDevice, ICommandTarget
         _settings = settings;
         _topics = settings.OwnTopics();
         _log = log ?? new DeviceLog(Console.Out, null, settings.LogEachMessage);
+        _runner = new CommandRunner(settings.DeviceId, this, _log);
         _time = time ?? TimeProvider.System;
         _sensors = new Sensors(settings.RandomSeed is { } seed ? new Random(seed) : new Random());
         _intervalTicks = settings.Interval.Ticks;
@@ -376,6 +376,4 @@ internal sealed partial class SimulatedDevice : ISimulatedDevice, ICommandTarget
     }
 
     private static string Seconds(TimeSpan span) => span.TotalSeconds.ToString("0.###", CultureInfo.InvariantCulture);
-
-    private static string Shorten(string text) => text.Length <= 200 ? text : text[..200] + "…";
 }

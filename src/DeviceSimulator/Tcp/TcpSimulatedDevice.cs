@@ -30,7 +30,7 @@ internal sealed class TcpSimulatedDevice : ISimulatedDevice, ICommandTarget
     private readonly TimeProvider _time;
     private readonly Sensors _sensors;
     private readonly SemaphoreSlim _writeLock = new(1, 1);
-    private readonly ExecutedCommands _executed = new();
+    private readonly CommandRunner _runner;
     private readonly WakeSignal _wake = new();
 
     private long _intervalTicks;
@@ -44,6 +44,7 @@ internal sealed class TcpSimulatedDevice : ISimulatedDevice, ICommandTarget
     {
         _settings = settings.TcpServer is not null ? settings : throw new ArgumentException("a TCP device needs a server address", nameof(settings));
         _log = log ?? new DeviceLog(Console.Out, null, settings.LogEachMessage);
+        _runner = new CommandRunner(settings.DeviceId, this, _log);
         _connectSlots = connectSlots ?? new SemaphoreSlim(1, 1);
         _time = time ?? TimeProvider.System;
         _sensors = new Sensors(settings.RandomSeed is { } seed ? new Random(seed) : new Random());
@@ -212,36 +213,14 @@ internal sealed class TcpSimulatedDevice : ISimulatedDevice, ICommandTarget
     // Returns true when the command was REBOOT and the connection must now drop.
     private async Task<bool> HandleCommandAsync(Stream stream, ReadOnlySequence<byte> json, CancellationToken cancellationToken)
     {
-        var text = Encoding.UTF8.GetString(json);
-        _log.Step($"RECEIVED COMMAND: {text}");
-        if (!CommandRequest.TryParse(json, out var request, out var problem))
+        if (!_runner.TryRun(json, out var request, out var outcome))
         {
-            _log.Problem($"IGNORING MALFORMED COMMAND \"{(text.Length <= 200 ? text : text[..200] + "…")}\": {problem}");
             return false;
         }
 
         using (request)
         {
-            CommandOutcome outcome;
-            if (_executed.TryGet(request.Uuid, out var remembered))
-            {
-                // Sent again (the server's answer timeout ran out, or it restarted before recording it): answered
-                // again, not executed twice, and no second reboot.
-                _log.Step($"COMMAND {request.Uuid} ALREADY EXECUTED: ANSWERING AGAIN WITHOUT RUNNING IT");
-                outcome = remembered with { RebootAfterAnswer = false };
-            }
-            else
-            {
-                outcome = DeviceCommands.Execute(request, this);
-                _executed.Add(request.Uuid, outcome);
-            }
-
-            var response = CommandResponse.ToJson(DeviceId, outcome.Result, request);
-            if (_log.EachMessage)
-            {
-                _log.Step($"SENDING COMMAND RESPONSE {Encoding.UTF8.GetString(response)}");
-            }
-
+            var response = _runner.Answer(request, outcome);
             await WriteAsync(stream, response, cancellationToken).ConfigureAwait(false);
             Interlocked.Increment(ref _commandsAnswered);
             if (outcome.RebootAfterAnswer)

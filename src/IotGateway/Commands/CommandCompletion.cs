@@ -4,10 +4,14 @@ namespace IotGateway.Commands;
 
 // Lets a caller wait for a command to finish (GET /api/commands/{id}?waitSeconds=…) instead of polling.
 // Whatever finishes a command (an answer, the expiry sweep, a cancel) calls Finished after its commit, on whichever
-// instance it happens: the other instances hear of it through the cluster signals. Waiters then read the command
-// again. Only signals live here: the database stays the truth.
+// instance it happens (through CommandTransitions): the other instances hear of it through the cluster signals.
+// Waiters then read the command again, and the dispatcher drops it from the lane that holds it. Only signals live
+// here: the database stays the truth.
 public sealed class CommandCompletion
 {
+    // Commands finished here or on another instance; raised before waiters wake.
+    public event Action<IReadOnlyCollection<Guid>>? CommandsFinished;
+
     private readonly Lock _sync = new();
     private readonly Dictionary<Guid, Waiter> _waiting = [];
     private readonly IClusterSignals _signals;
@@ -17,6 +21,7 @@ public sealed class CommandCompletion
         _signals = signals;
         signals.FinishedElsewhere += ids =>
         {
+            CommandsFinished?.Invoke(ids);
             foreach (var id in ids)
             {
                 FinishedHere(id);
@@ -66,6 +71,7 @@ public sealed class CommandCompletion
 
     public void Finished(IReadOnlyCollection<Guid> ids)
     {
+        CommandsFinished?.Invoke(ids);
         foreach (var id in ids)
         {
             FinishedHere(id);

@@ -16,10 +16,16 @@ namespace IotGateway.Commands;
 // that queued commands for devices another instance holds tells that one (cluster signals); and a scan, at start,
 // after a reconnect or a failure, and every few seconds, claims the lanes of devices with Pending commands that
 // nobody holds (catch-up after an outage, takeover after an instance died).
+//
+// Commands handed to a lane wait in memory while every publishing slot is busy. One that finishes meanwhile (cancelled,
+// expired, answered; here or on another instance: CommandCompletion) is dropped from its lane, so it is never sent. A
+// finish that commits while the lane is already reading or sending that very command races the publish like any cancel
+// of a command about to go out: it ends Cancelled with its PublishedAt, as a cancelled Published command does.
 public sealed partial class CommandDispatcher(
     ICommandStore store,
     ICommandTransport transport,
     PublishedMarks marks,
+    CommandCompletion completion,
     MqttConnection connection,
     DatabaseStartup database,
     IClusterSignals signals,
@@ -37,6 +43,10 @@ public sealed partial class CommandDispatcher(
     // Guards the lanes and _stopping; held only for in-memory work, never across an await.
     private readonly Lock _sync = new();
     private readonly Dictionary<string, Lane> _lanes = new(StringComparer.Ordinal);
+
+    // Every command handed to a lane and not yet taken by it, with that lane. A command no longer here is skipped
+    // when its lane reaches it: dropping one is O(1) whatever the lanes hold.
+    private readonly Dictionary<Guid, Lane> _handed = [];
     private CancellationToken _stopping = new(canceled: true);
 
     private int _failures;
@@ -76,7 +86,7 @@ public sealed partial class CommandDispatcher(
                     lane.Runs++;
                     if (hand)
                     {
-                        lane.Handed.AddRange(handed![deviceId]);
+                        Hand(lane, handed![deviceId]);
                     }
                     else
                     {
@@ -94,7 +104,7 @@ public sealed partial class CommandDispatcher(
                 lane = new Lane(leaseUntil ?? DateTimeOffset.MinValue) { Again = !hand };
                 if (hand)
                 {
-                    lane.Handed.AddRange(handed![deviceId]);
+                    Hand(lane, handed![deviceId]);
                 }
 
                 _lanes[deviceId] = lane;
@@ -112,13 +122,15 @@ public sealed partial class CommandDispatcher(
             return;
         }
 
+        // Before any lane can exist: no finish goes unheard by the lanes.
+        completion.CommandsFinished += OnFinished;
         lock (_sync)
         {
             _stopping = stoppingToken;
         }
 
         signals.QueuedForOwner += OnQueued;
-        signals.Resynchronise += Wake;
+        signals.Resynchronise += OnResynchronise;
         transport.DeviceReachable += OnReachable;
         var marking = marks.RunAsync(stoppingToken);
         try
@@ -128,7 +140,8 @@ public sealed partial class CommandDispatcher(
         finally
         {
             signals.QueuedForOwner -= OnQueued;
-            signals.Resynchronise -= Wake;
+            signals.Resynchronise -= OnResynchronise;
+            completion.CommandsFinished -= OnFinished;
             transport.DeviceReachable -= OnReachable;
             // Lanes see the cancellation at once; what they published is still marked before we let go of them.
             Task[] lanes;
@@ -201,6 +214,8 @@ public sealed partial class CommandDispatcher(
         {
             lock (_sync)
             {
+                // What it still held stays Pending in the database, for the lane that takes the device next.
+                ForgetHanded(lane, lane.Handed.Count);
                 if (_lanes.GetValueOrDefault(deviceId) == lane)
                 {
                     _lanes.Remove(deviceId);
@@ -224,49 +239,43 @@ public sealed partial class CommandDispatcher(
             // Handed commands first (nothing older was Pending when they were queued); the database when told
             // something may have been queued meanwhile (Again) or at the start of a lane the scan or a signal began.
             Command? command = null;
+            var handedBeforeRead = 0;
             lock (_sync)
             {
-                if (lane.Handed.Count > 0 && !lane.Again)
+                if (lane.Again)
                 {
-                    command = lane.Handed[0];
-                }
-                else if (!lane.Again)
-                {
-                    _lanes.Remove(deviceId);
-                    return;
+                    lane.Again = false;
+                    handedBeforeRead = lane.Handed.Count;
                 }
                 else
                 {
-                    lane.Again = false;
+                    command = TakeHanded(lane);
+                    if (command is null)
+                    {
+                        _lanes.Remove(deviceId);
+                        return;
+                    }
                 }
             }
 
-            var fromHand = command is not null;
             if (command is null)
             {
                 command = await store.NextPendingAsync(deviceId, now, stopping);
-                if (command is null)
+                lock (_sync)
                 {
-                    lock (_sync)
+                    if (command is null)
                     {
-                        // Handed commands the read did not find were cancelled or expired meanwhile.
-                        lane.Handed.Clear();
-                        if (!lane.Again)
-                        {
-                            _lanes.Remove(deviceId);
-                            return;
-                        }
+                        // Handed commands the read did not find were cancelled or expired meanwhile; those handed
+                        // during the read (committed after it looked) are still to send.
+                        ForgetHanded(lane, handedBeforeRead);
+                        continue;
                     }
 
-                    continue;
+                    // Read from the database: its handed copy is spent, and there may be more behind it, so the lane
+                    // reads until it finds none.
+                    Forget(lane, command.Id);
+                    lane.Again = true;
                 }
-            }
-
-            lock (_sync)
-            {
-                lane.Handed.RemoveAll(c => c.Id == command.Id);
-                // Read from the database: there may be more behind it, so the lane reads until it finds none.
-                lane.Again |= !fromHand;
             }
 
             if (command.ExpiresAt <= now)
@@ -346,6 +355,67 @@ public sealed partial class CommandDispatcher(
 
     private void OnReachable(string deviceId) => Run([deviceId], leaseUntil: null);
 
+    // Called under _sync.
+    private void Hand(Lane lane, IEnumerable<Command> commands)
+    {
+        foreach (var command in commands)
+        {
+            lane.Handed.Enqueue(command);
+            _handed[command.Id] = lane;
+        }
+    }
+
+    // The lane's oldest handed command still to send, or null. Called under _sync.
+    private Command? TakeHanded(Lane lane)
+    {
+        while (lane.Handed.TryDequeue(out var command))
+        {
+            if (Forget(lane, command.Id))
+            {
+                return command;
+            }
+        }
+
+        return null;
+    }
+
+    // The lane's `count` oldest handed commands. Called under _sync.
+    private void ForgetHanded(Lane lane, int count)
+    {
+        for (var i = 0; i < count && lane.Handed.TryDequeue(out var command); i++)
+        {
+            Forget(lane, command.Id);
+        }
+    }
+
+    // False when the command was dropped from this lane already. Called under _sync.
+    private bool Forget(Lane lane, Guid id) => _handed.TryGetValue(id, out var holder) && holder == lane && _handed.Remove(id);
+
+    private void OnFinished(IReadOnlyCollection<Guid> ids)
+    {
+        lock (_sync)
+        {
+            foreach (var id in ids)
+            {
+                _handed.Remove(id);
+            }
+        }
+    }
+
+    // Finishes from other instances may have been missed: every lane reads the database before it sends anything more.
+    private void OnResynchronise()
+    {
+        lock (_sync)
+        {
+            foreach (var lane in _lanes.Values)
+            {
+                lane.Again = true;
+            }
+        }
+
+        Wake();
+    }
+
     private void OnQueued(string owner, IReadOnlyList<string> deviceIds)
     {
         if (owner == Owner)
@@ -416,8 +486,9 @@ public sealed partial class CommandDispatcher(
         // Set when commands may have been queued since the lane's last read: it reads again before it ends.
         public bool Again { get; set; }
 
-        // Commands queued by this instance with nothing older Pending for the device, in queue order.
-        public List<Command> Handed { get; } = [];
+        // Commands queued by this instance with nothing older Pending for the device, in queue order; those no longer
+        // in _handed (finished, or read from the database meanwhile) are skipped.
+        public Queue<Command> Handed { get; } = new();
 
         public Task Running { get; set; } = Task.CompletedTask;
 

@@ -1,6 +1,4 @@
 using IotGateway.Data;
-using IotGateway.Events;
-using IotGateway.Observability;
 using Microsoft.Extensions.Options;
 
 namespace IotGateway.Commands;
@@ -9,10 +7,8 @@ namespace IotGateway.Commands;
 public sealed partial class CommandExpiry(
     ICommandStore store,
     DatabaseStartup database,
-    CommandCompletion completion,
-    EventHub events,
+    CommandTransitions transitions,
     IOptions<CommandOptions> options,
-    GatewayMetrics metrics,
     TimeProvider time,
     ILogger<CommandExpiry> logger) : BackgroundService
 {
@@ -46,16 +42,8 @@ public sealed partial class CommandExpiry(
         var expired = await store.ExpireDueAsync(now, cancellationToken);
         if (expired.Count > 0)
         {
-            metrics.CommandTransition(CommandStatus.Expired, expired.Count);
             LogExpired(expired.Count);
-            completion.Finished([.. expired.Select(c => c.Id)]);
-            foreach (var (id, deviceId) in expired)
-            {
-                if (events.Wants(deviceId))
-                {
-                    events.Publish(ServerEvent.Command(deviceId, id, CommandStatus.Expired, now));
-                }
-            }
+            transitions.Announce(CommandStatus.Expired, expired, now);
         }
 
         return expired.Count;

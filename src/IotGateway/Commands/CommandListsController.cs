@@ -2,8 +2,6 @@ using System.ComponentModel.DataAnnotations;
 using IotGateway.Api;
 using IotGateway.Data;
 using IotGateway.Devices;
-using IotGateway.Events;
-using IotGateway.Observability;
 using IotGateway.Security;
 using Microsoft.AspNetCore.Authorization;
 using Microsoft.AspNetCore.Mvc;
@@ -22,8 +20,8 @@ public sealed record BulkCancelled(Guid BatchId, int Cancelled, int Total, IRead
 // The command routes across devices: the whole list with filters, a batch's commands, cancelling a batch.
 [ApiController]
 [Tags("Commands")]
-public sealed class CommandListsController(GatewayDbContext db, ICommandStore store, CommandCompletion completion, EventHub events,
-    GatewayMetrics metrics, TimeProvider time) : ControllerBase
+public sealed class CommandListsController(GatewayDbContext db, ICommandStore store, CommandTransitions transitions, TimeProvider time)
+    : ControllerBase
 {
     /// <summary>List commands across devices, newest first, with filters.</summary>
     /// <remarks>GET /api/commands?status=Pending&amp;deviceId=sensor-1&amp;from=2026-11-25T00:00:00Z&amp;limit=50. Filters combine (and).</remarks>
@@ -168,19 +166,8 @@ public sealed class CommandListsController(GatewayDbContext db, ICommandStore st
     {
         var now = time.GetUtcNow();
         var cancelled = await store.CancelBatchAsync(batchId, HttpContext.User.Identity?.Name, now, cancellationToken);
-        if (cancelled.Count > 0)
-        {
-            // Committed: waiters (on every instance), the metric and live clients learn of it even if this request is aborted.
-            completion.Finished([.. cancelled.Select(c => c.Id)]);
-            metrics.CommandTransition(CommandStatus.Cancelled, cancelled.Count);
-            foreach (var (id, deviceId) in cancelled)
-            {
-                if (events.Wants(deviceId))
-                {
-                    events.Publish(ServerEvent.Command(deviceId, id, CommandStatus.Cancelled, now));
-                }
-            }
-        }
+        // Committed: lanes, waiters (on every instance), the metric and live clients learn of it even if this request is aborted.
+        transitions.Announce(CommandStatus.Cancelled, cancelled, now);
 
         var counts = await db.Commands.AsNoTracking().Where(c => c.BatchId == batchId)
             .GroupBy(c => c.Status).Select(g => new { Status = g.Key, Count = g.Count() })

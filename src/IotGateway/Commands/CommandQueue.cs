@@ -1,8 +1,6 @@
 using System.Text.Json;
 using IotGateway.Data;
 using IotGateway.Devices;
-using IotGateway.Events;
-using IotGateway.Observability;
 using Microsoft.Extensions.Options;
 
 namespace IotGateway.Commands;
@@ -13,7 +11,7 @@ public sealed record CommandRequestSpec(string Name, JsonElement? Payload, int? 
 // same transaction, this instance's lanes start, and the instances holding the others are told. Used by the API,
 // the bulk endpoint and the heartbeat.
 public sealed class CommandQueue(GatewayDbContext db, ICommandStore store, CommandDispatcher dispatcher, IClusterSignals signals,
-    DeviceRegistry registry, EventHub events, IOptions<CommandOptions> options, GatewayMetrics metrics, TimeProvider time)
+    DeviceRegistry registry, CommandTransitions transitions, IOptions<CommandOptions> options, TimeProvider time)
 {
     public async Task<Command> QueueAsync(string deviceId, CommandRequestSpec spec, CancellationToken cancellationToken)
     {
@@ -58,21 +56,13 @@ public sealed class CommandQueue(GatewayDbContext db, ICommandStore store, Comma
         var queued = await store.QueueAsync(commands, lease, cancellationToken);
 
         // Before the lanes start, which may publish and mark a command Published at once: Pending comes first.
-        foreach (var command in commands)
-        {
-            if (events.Wants(command.DeviceId))
-            {
-                events.Publish(ServerEvent.Command(command.DeviceId, command.Id, CommandStatus.Pending, now));
-            }
-        }
-
+        transitions.Announce(CommandStatus.Pending, [.. commands.Select(c => new CommandChanged(c.Id, c.DeviceId))], now);
         dispatcher.Run(queued.Claimed, lease.Until, commands, queued.Behind);
         foreach (var (owner, devices) in queued.HeldElsewhere)
         {
             signals.CommandsQueued(owner, devices);
         }
 
-        metrics.CommandTransition(CommandStatus.Pending, commands.Count);
         return commands;
     }
 

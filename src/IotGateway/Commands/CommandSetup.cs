@@ -11,6 +11,7 @@ public static class CommandSetup
         services.AddSingleton<IValidateOptions<CommandOptions>, CommandOptionsValidator>();
         services.AddScoped<CommandQueue>();
         services.AddSingleton<CommandCompletion>();
+        services.AddSingleton<CommandTransitions>();
         services.AddSingleton<MqttCommandTransport>();
         services.AddSingleton<Tcp.TcpCommandTransport>();
         services.AddSingleton<ICommandTransport, CommandRouter>();

@@ -58,7 +58,8 @@ public enum CancelResult
     AlreadyFinished,
 }
 
-public readonly record struct CancelOutcome(CancelResult Result, CommandStatus? Status = null);
+// Status: what an already finished command is; DeviceId: the device of the one cancelled.
+public readonly record struct CancelOutcome(CancelResult Result, CommandStatus? Status = null, string? DeviceId = null);
 
 // A device's answer to store (inside an ingest batch), and what became of it.
 public sealed class CommandAnswerWrite(Guid commandId, string deviceId, CommandStatus status, string result, string response)

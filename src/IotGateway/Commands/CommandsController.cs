@@ -2,8 +2,6 @@ using System.ComponentModel.DataAnnotations;
 using IotGateway.Api;
 using IotGateway.Data;
 using IotGateway.Devices;
-using IotGateway.Events;
-using IotGateway.Observability;
 using IotGateway.Security;
 using Microsoft.AspNetCore.Authorization;
 using Microsoft.AspNetCore.Mvc;
@@ -16,7 +14,7 @@ namespace IotGateway.Commands;
 [ApiController]
 [Tags("Commands")]
 public sealed class CommandsController(GatewayDbContext db, ICommandStore store, CommandQueue queue, CommandCompletion completion,
-    EventHub events, IOptions<CommandOptions> options, GatewayMetrics metrics, TimeProvider time) : ControllerBase
+    CommandTransitions transitions, IOptions<CommandOptions> options, TimeProvider time) : ControllerBase
 {
     public const double MaxWaitSeconds = 60;
 
@@ -199,7 +197,8 @@ public sealed class CommandsController(GatewayDbContext db, ICommandStore store,
     [ProducesResponseType<ProblemDetails>(StatusCodes.Status429TooManyRequests)]
     public async Task<IActionResult> Cancel(Guid id, CancellationToken cancellationToken)
     {
-        var outcome = await store.CancelAsync(id, RequestedBy(), time.GetUtcNow(), cancellationToken);
+        var now = time.GetUtcNow();
+        var outcome = await store.CancelAsync(id, RequestedBy(), now, cancellationToken);
         if (outcome.Result == CancelResult.NotFound)
         {
             return CommandNotFound(id);
@@ -211,17 +210,11 @@ public sealed class CommandsController(GatewayDbContext db, ICommandStore store,
                 detail: $"Command {id} is {outcome.Status} and can no longer be cancelled.");
         }
 
-        // Committed: waiters (on every instance) and the metric learn of it even if this request is aborted below.
-        completion.Finished(id);
-        metrics.CommandTransition(CommandStatus.Cancelled);
+        // Committed: lanes, waiters (on every instance), the metric and live clients learn of it even if this request is
+        // aborted below.
+        transitions.Announce(CommandStatus.Cancelled, [new CommandChanged(id, outcome.DeviceId!)], now);
         var command = await db.FindCommandAsync(id, CancellationToken.None);
-        if (command is null)
-        {
-            return CommandNotFound(id);
-        }
-
-        events.Publish(ServerEvent.Command(command.DeviceId, id, CommandStatus.Cancelled, command.CancelledAt ?? time.GetUtcNow()));
-        return Ok(command.ToView());
+        return command is null ? CommandNotFound(id) : Ok(command.ToView());
     }
 
     /// <summary>List a device's commands, newest first.</summary>

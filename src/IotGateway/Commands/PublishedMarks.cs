@@ -1,15 +1,13 @@
-using IotGateway.Observability;
 using IotGateway.Protocol;
 using System.Threading.Channels;
 using IotGateway.Data;
-using IotGateway.Events;
 
 namespace IotGateway.Commands;
 
 // Group commit of Published marks. Each lane waits for its command's mark before it takes the next, so a command is
 // never read as Pending again once it went out; lanes of many devices publish at once, and their marks are written
 // together, one transaction while the previous one commits.
-public sealed partial class PublishedMarks(ICommandStore store, EventHub events, GatewayMetrics metrics, TimeProvider time, ILogger<PublishedMarks> logger)
+public sealed partial class PublishedMarks(ICommandStore store, CommandTransitions transitions, TimeProvider time, ILogger<PublishedMarks> logger)
 {
     private const int MaxMarksPerTransaction = 4096;
 
@@ -57,24 +55,11 @@ public sealed partial class PublishedMarks(ICommandStore store, EventHub events,
         {
             try
             {
-                var transitions = await store.MarkPublishedAsync([.. batch.Select(m => (m.Id, m.At))], CancellationToken.None);
-                metrics.CommandTransition(CommandStatus.Published, transitions.Count);
-                Dictionary<Guid, DateTimeOffset>? at = null;
-                foreach (var (id, deviceId) in transitions)
+                var published = await store.MarkPublishedAsync([.. batch.Select(m => (m.Id, m.At))], CancellationToken.None);
+                if (published.Count > 0)
                 {
-                    if (events.Wants(deviceId))
-                    {
-                        if (at is null)
-                        {
-                            at = [];
-                            foreach (var mark in batch)
-                            {
-                                at[mark.Id] = mark.At;
-                            }
-                        }
-
-                        events.Publish(ServerEvent.Command(deviceId, id, CommandStatus.Published, at[id]));
-                    }
+                    var at = batch.ToDictionary(m => m.Id, m => m.At);
+                    transitions.Announce([.. published.Select(p => new CommandTransition(p.Id, p.DeviceId, CommandStatus.Published, at[p.Id]))]);
                 }
 
                 return;

@@ -80,7 +80,8 @@ public sealed class DevicesController(GatewayDbContext db) : ControllerBase
         if (!string.IsNullOrEmpty(search))
         {
             // A scan of the devices table (no index serves "contains"): cheap for tens of thousands of devices. ASCII case
-            // only, as SQLite's lower() does.
+            // only: SQLite's lower() folds A–Z alone, and so does PostgreSQL's on the Id column's C collation, whatever
+            // the database's locale (DeviceSearchTests).
             var lowered = string.Concat(search.Select(c => char.IsAsciiLetterUpper(c) ? char.ToLowerInvariant(c) : c));
             query = query.Where(d => d.Id.ToLower().Contains(lowered));
         }

@@ -18,6 +18,7 @@ namespace IotGateway.Tcp;
 public sealed partial class TcpDeviceConnection : IAsyncDisposable
 {
     private static readonly TimeSpan SignOutWaitAtShutdown = TimeSpan.FromSeconds(5);
+    private static readonly TimeSpan RefusalLogInterval = TimeSpan.FromSeconds(10);
 
     private readonly Socket _socket;
     private readonly TcpOptions _options;
@@ -31,6 +32,8 @@ public sealed partial class TcpDeviceConnection : IAsyncDisposable
     private readonly SemaphoreSlim _writeLock = new(1, 1);
     private Stream? _stream;
     private string _closeReason = "the device closed the connection";
+    private DateTimeOffset? _refusalLogged;
+    private int _refusalsNotLogged;
 
     // The last command written, until its answer (or expiry, or cancel) is committed, and when the next may go without
     // it. Only the device's lane touches them, but _answerOverdue, which the answer's watcher sets.
@@ -354,10 +357,28 @@ public sealed partial class TcpDeviceConnection : IAsyncDisposable
         }
     }
 
+    // Every refusal is counted; a connection logs at most one a RefusalLogInterval (with how many it did not log), so a
+    // device that keeps writing bad objects cannot flood the log.
     private void Refuse(string reason, string detail)
     {
         _metrics.MessageRejected(reason);
-        LogRefused(reason, Remote, LogText.Printable(detail, 300));
+        var now = _time.GetUtcNow();
+        if (_refusalLogged is { } last && now - last < RefusalLogInterval)
+        {
+            _refusalsNotLogged++;
+            return;
+        }
+
+        _refusalLogged = now;
+        if (_refusalsNotLogged == 0)
+        {
+            LogRefused(reason, Remote, LogText.Printable(detail, 300));
+        }
+        else
+        {
+            LogRefusedAgain(reason, Remote, LogText.Printable(detail, 300), _refusalsNotLogged);
+            _refusalsNotLogged = 0;
+        }
     }
 
     private TimeSpan Later(DateTimeOffset deadline)
@@ -395,6 +416,9 @@ public sealed partial class TcpDeviceConnection : IAsyncDisposable
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "TCP message refused ({Reason}) from {Remote}: {Detail}")]
     private partial void LogRefused(string reason, string remote, string detail);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "TCP message refused ({Reason}) from {Remote}: {Detail} ({NotLogged} more refused from this connection since the last line)")]
+    private partial void LogRefusedAgain(string reason, string remote, string detail, int notLogged);
 }
 
 internal enum NextCommand

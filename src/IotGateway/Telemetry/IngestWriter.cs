@@ -21,7 +21,7 @@ public sealed partial class IngestWriter(
     IngestQueue queue,
     MqttConnection connection,
     DeviceRegistry registry,
-    CommandCompletion completion,
+    CommandTransitions transitions,
     EventHub events,
     IIngestStore store,
     DatabaseFile databaseFile,
@@ -321,21 +321,13 @@ public sealed partial class IngestWriter(
                 reading.Payload.Base64, reading.MessageKey));
         }
 
-        foreach (var (id, deviceId, status, result, createdAt) in outcome.Answered)
+        foreach (var (id, _, status, _, createdAt) in outcome.Answered)
         {
-            metrics.CommandTransition(status);
             metrics.CommandRoundTrip(committedAt - createdAt);
             LogCommandAnswered(id, status);
-            if (events.Wants(deviceId))
-            {
-                events.Publish(ServerEvent.Command(deviceId, id, status, committedAt, result));
-            }
         }
 
-        if (outcome.Answered.Count > 0)
-        {
-            completion.Finished([.. outcome.Answered.Select(a => a.Id)]);
-        }
+        transitions.Announce([.. outcome.Answered.Select(a => new CommandTransition(a.Id, a.DeviceId, a.Status, committedAt, a.Result))]);
 
         for (var kind = 0; kind < outcome.Received.Length; kind++)
         {

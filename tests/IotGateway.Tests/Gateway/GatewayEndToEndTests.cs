@@ -759,7 +759,7 @@ public abstract class GatewayEndToEndTests
 
     // The article's device start-up: persistent session (clean start off: Mosquitto 2.0 does not keep a
     // clean-start session across its own restart, whatever its expiry), subscribe, retained SIGN_IN.
-    private static async Task<TestMqttClient> SignInAsync(MosquittoBroker broker, GatewayApp gateway, string deviceId)
+    internal static async Task<TestMqttClient> SignInAsync(MosquittoBroker broker, GatewayApp gateway, string deviceId)
     {
         var device = await ConnectDeviceAsync(broker, deviceId, cleanStart: false);
         await device.SubscribeAsync(TopicRoots.Default.For(deviceId).CommandRequest);

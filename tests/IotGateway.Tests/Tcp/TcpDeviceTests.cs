@@ -124,6 +124,19 @@ public sealed class TcpDeviceTests
     }
 
     [Fact]
+    public async Task ADeviceWritingManyBadObjectsIsCountedButLoggedOnce()
+    {
+        await using var gateway = await TcpGateway.StartAsync();
+        using var device = await gateway.ConnectAsync();
+        await device.SendAsync(Signup("noisy") + string.Concat(Enumerable.Repeat(Data("someone-else", 1), 200)) + Data("noisy", 2));
+        await gateway.App.WaitForDeviceAsync("noisy", d => d.TelemetryCount == 1, "its own reading, written after the bad ones, stored");
+
+        var metrics = await gateway.App.Http.GetStringAsync("/metrics");
+        Assert.Equal(200, MetricsDocumentedTests.Value(metrics, "iot_gateway_messages_rejected_total{reason=\"tcp-device-mismatch\"}"));
+        Assert.Single(gateway.App.Logs.Lines, line => line.Contains("tcp-device-mismatch", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task ConnectionsBeyondTheLimitAreClosedAtOnce()
     {
         await using var gateway = await TcpGateway.StartAsync(s => s["Tcp:MaxConnections"] = "2");

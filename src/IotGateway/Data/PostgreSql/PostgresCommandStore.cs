@@ -106,6 +106,8 @@ public sealed class PostgresCommandStore(NpgsqlDataSource dataSource, IServiceSc
                 }
             }
 
+            // As on SQLite: Behind is about the lanes this instance runs (another instance's lane reads the database anyway).
+            behind.IntersectWith(claimed);
             return new QueuedCommands(commands, claimed, behind, elsewhere);
         }, cancellationToken);
 
@@ -235,14 +237,14 @@ public sealed class PostgresCommandStore(NpgsqlDataSource dataSource, IServiceSc
             await using var cancel = new NpgsqlCommand("""
                 UPDATE "Commands" SET "Status" = 'Cancelled', "CancelledAt" = $2, "CancelledBy" = $3
                 WHERE "Id" = $1 AND "Status" IN ('Pending', 'Published')
-                RETURNING "Sequence"
+                RETURNING "DeviceId"
                 """, connection, transaction)
             {
                 Parameters = { Text(id.ToString()), Bigint(now.UtcTicks), Text(cancelledBy) },
             };
-            if (await cancel.ExecuteScalarAsync(cancellationToken) is not null)
+            if (await cancel.ExecuteScalarAsync(cancellationToken) is string deviceId)
             {
-                return new CancelOutcome(CancelResult.Cancelled);
+                return new CancelOutcome(CancelResult.Cancelled, DeviceId: deviceId);
             }
 
             await using var select = new NpgsqlCommand("""SELECT "Status" FROM "Commands" WHERE "Id" = $1""", connection, transaction)

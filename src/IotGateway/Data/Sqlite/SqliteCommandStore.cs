@@ -225,13 +225,13 @@ public sealed class SqliteCommandStore(DatabaseWriteGate writeGate, IServiceScop
         var cancel = write.Prepare("""
             UPDATE "Commands" SET "Status" = 'Cancelled', "CancelledAt" = $now, "CancelledBy" = $by
             WHERE "Id" = $id AND "Status" IN ('Pending', 'Published')
-            RETURNING "Sequence"
+            RETURNING "DeviceId"
             """, "$id", "$now", "$by");
         Bind(cancel, id.ToString(), now.UtcTicks, cancelledBy);
-        if (cancel.ExecuteScalar() is not null)
+        if (cancel.ExecuteScalar() is string deviceId)
         {
             write.Commit();
-            return new CancelOutcome(CancelResult.Cancelled);
+            return new CancelOutcome(CancelResult.Cancelled, DeviceId: deviceId);
         }
 
         var status = Status(write, id, deviceId: null);

@@ -16,6 +16,7 @@ export function fleetPage(main) {
   let nextCursor = null;
   let frame = 0;
   let loading = null;
+  let late = null; // events that arrive while a page is being read
 
   const presence = h("select", { id: "presence-filter" },
     h("option", { value: "" }, "All devices"),
@@ -87,6 +88,7 @@ export function fleetPage(main) {
 
   async function load() {
     const mine = (loading = Symbol());
+    late = [];
     try {
       const page = await api(query(state.cursors[state.pageIndex]));
       if (loading !== mine) return;
@@ -109,8 +111,13 @@ export function fleetPage(main) {
       previous.disabled = state.pageIndex === 0;
       next.disabled = !nextCursor;
       showSelection();
+      // The page may have been read before the events that arrived meanwhile: they are applied again on top.
+      const arrived = late;
+      late = null;
+      for (const e of arrived) onEvent({ detail: e });
     } catch (e) {
       if (loading !== mine) return;
+      late = null;
       replace(summary, h("span", { class: "error" }, `Could not load devices. ${e.message}`));
     }
   }
@@ -173,6 +180,7 @@ export function fleetPage(main) {
   }, 1000);
 
   function onEvent({ detail: e }) {
+    late?.push(e);
     const device = rows.get(e.deviceId);
     if (!device) {
       if (e.type === "presence" || e.type === "reading") maybeNew(e.deviceId);
@@ -198,7 +206,7 @@ export function fleetPage(main) {
   // A device not on this page: new to the gateway, or on another page. New ones are offered, not pushed in.
   const known = new Set();
   async function maybeNew(id) {
-    if (known.has(id) || (state.search && !id.toLowerCase().includes(state.search.toLowerCase()))) return;
+    if (known.has(id) || (state.search && !asciiLower(id).includes(asciiLower(state.search)))) return;
     known.add(id);
     const firstPage = state.pageIndex === 0;
     try {
@@ -227,6 +235,12 @@ export function fleetPage(main) {
     refreshStale.cancel();
     cancelAnimationFrame(frame);
   };
+}
+
+// The API's rule for `search`: only A–Z are folded, on every database (toLowerCase() would also fold Σ, É… and then
+// miss devices the API lists: "ΟΔΟΣ" lowers to "οδος", which holds no "σ").
+function asciiLower(text) {
+  return text.replace(/[A-Z]/g, (c) => c.toLowerCase());
 }
 
 function mayQueue() {

@@ -10,7 +10,10 @@ let leave = null; // the current page's clean-up
 
 const routes = [
   [/^#?\/?$/, () => fleetPage(main)],
-  [/^#\/devices\/(.+)$/, (id) => import("./device.js").then((m) => m.devicePage(main, decodeURIComponent(id)))],
+  [/^#\/devices\/(.+)$/, (raw) => {
+    const id = decodeSegment(raw);
+    return id === null ? notADevice(raw) : import("./device.js").then((m) => m.devicePage(main, id));
+  }],
   [/^#\/bulk(?:\/([0-9a-f-]{36}))?$/, (batchId) => import("./bulk.js").then((m) => m.bulkPage(main, batchId ?? null))],
 ];
 
@@ -33,6 +36,22 @@ async function route() {
   }
 
   replace(main, h("h1", {}, "Not found"), h("p", {}, "No page here. ", h("a", { href: "#/" }, "Go to the fleet.")));
+}
+
+// A hand-typed or cut-off address (#/devices/%E0) is not valid percent-encoding: say so instead of throwing.
+function decodeSegment(raw) {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    return null;
+  }
+}
+
+function notADevice(raw) {
+  replace(main, h("h1", {}, "Not a valid device address"),
+    h("p", {}, "The address ends in ", h("code", {}, raw), ", which does not spell a device id (its %-escapes are not valid UTF-8). ",
+      h("a", { href: "#/" }, "Go to the fleet"), " and pick the device there."));
+  return null; // no clean-up
 }
 
 function markCurrentPage(hash) {
