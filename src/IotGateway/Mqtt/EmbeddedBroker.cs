@@ -7,6 +7,7 @@ using System.Security.Cryptography;
 using System.Text;
 using IotGateway.Data;
 using IotGateway.Mqtt.Embedded;
+using IotGateway.Telemetry;
 using Microsoft.Extensions.Options;
 using MQTTnet.Formatter;
 using MQTTnet.Packets;
@@ -36,13 +37,14 @@ public sealed partial class EmbeddedBroker : BackgroundService, IAsyncDisposable
     private readonly SessionRestore _restore = new();
     private readonly MessageRouter _router;
     private readonly SessionRegistry _sessions;
+    private readonly ClientLimits _limits;
     private readonly TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly Lock _stopSync = new();
     private MqttServer? _server;
     private Task? _stopped;
 
     public EmbeddedBroker(IOptions<MqttOptions> options, DatabaseStartup database, IServiceScopeFactory scopes, DatabaseWriteGate writeGate,
-        TimeProvider time, ILogger<EmbeddedBroker> logger)
+        IOptions<IngestOptions> ingest, GatewayMetrics metrics, TimeProvider time, ILogger<EmbeddedBroker> logger)
     {
         _options = options.Value;
         _database = database;
@@ -52,7 +54,9 @@ public sealed partial class EmbeddedBroker : BackgroundService, IAsyncDisposable
         _retained = new RetainedMessages(_options.Embedded.RetainedMessagesFile, logger);
         var index = new SubscriptionIndex();
         _router = new MessageRouter(index, _retained, _journal, time);
-        _sessions = new SessionRegistry(index, _journal, _router, _restore, _options.Embedded.MaxPendingMessagesPerClient, time, logger);
+        _sessions = new SessionRegistry(index, _journal, _router, _restore, _options.Embedded.MaxPendingMessagesPerClient,
+            metrics.EmbeddedBrokerMessageDropped, time, logger);
+        _limits = new ClientLimits(ingest.Value.MaxPayloadBytes, _options.Embedded.MaxSubscriptionsPerClient, logger);
         BindAddress = IPAddress.TryParse(_options.Embedded.BindAddress, out var address) ? address : IPAddress.Loopback;
     }
 
@@ -258,13 +262,14 @@ public sealed partial class EmbeddedBroker : BackgroundService, IAsyncDisposable
         var changes = _journal.Take();
         try
         {
-            await _store.WriteAsync(changes, _sessions.Snapshot, cancellationToken);
+            await _store.WriteAsync(changes, _sessions.Snapshot,
+                (clientId, reason) => LogSessionRefused(LogText.Printable(clientId, 128), LogText.Printable(reason, 512)), cancellationToken);
         }
-        catch (Exception ex)
+        catch (SessionWriteException ex)
         {
             // Kept for the next attempt; a crash meanwhile loses them (README: what a crash can lose).
-            _journal.PutBack(changes);
-            if (ex is not OperationCanceledException)
+            _journal.PutBack(ex.Unwritten);
+            if (ex.InnerException is not OperationCanceledException)
             {
                 LogWriteFailed(ex.GetBaseException().Message);
             }
@@ -296,6 +301,17 @@ public sealed partial class EmbeddedBroker : BackgroundService, IAsyncDisposable
         server.ClientSubscribedTopicAsync += e =>
         {
             _sessions.OnSubscribed(e.ClientId, e.TopicFilter);
+            return Task.CompletedTask;
+        };
+        server.InterceptingSubscriptionAsync += e =>
+        {
+            // The subscriptions restored at start were accepted when they were made; the gateway's own client is
+            // not bound by the device limits.
+            if (_sessions.Accepting && e.ClientId != _options.ClientId)
+            {
+                _limits.CheckSubscription(e, _sessions.Find(e.ClientId));
+            }
+
             return Task.CompletedTask;
         };
         server.ClientUnsubscribedTopicAsync += e =>
@@ -366,6 +382,11 @@ public sealed partial class EmbeddedBroker : BackgroundService, IAsyncDisposable
             return;
         }
 
+        if (!_limits.MayPublish(e))
+        {
+            return;
+        }
+
         try
         {
             var reached = await _router.PublishAsync(e.ApplicationMessage, e.ClientId);
@@ -407,6 +428,11 @@ public sealed partial class EmbeddedBroker : BackgroundService, IAsyncDisposable
         {
             e.ReasonCode = MqttConnectReasonCode.BadUserNameOrPassword;
             LogRefused(LogText.Printable(e.ClientId, 128), e.UserName is null ? "(none)" : LogText.Printable(e.UserName, 128));
+            return;
+        }
+
+        if (!_limits.MayConnect(e, connection))
+        {
             return;
         }
 
@@ -453,6 +479,10 @@ public sealed partial class EmbeddedBroker : BackgroundService, IAsyncDisposable
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Embedded broker cannot save its sessions; it keeps them and tries again: {Reason}")]
     private partial void LogWriteFailed(string reason);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Embedded broker cannot save the session of {ClientId}, the database refuses it; " +
+        "the other sessions are saved, this one is kept in memory only until the database takes it: {Reason}")]
+    private partial void LogSessionRefused(string clientId, string reason);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Embedded broker maintenance failed: {Reason}")]
     private partial void LogMaintenanceFailed(string reason);

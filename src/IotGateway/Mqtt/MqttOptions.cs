@@ -124,6 +124,11 @@ public sealed class EmbeddedBrokerOptions
     [Range(1, 10_000_000)]
     public int MaxPendingMessagesPerClient { get; set; } = 100_000;
 
+    // Topic filters one client may hold; a SUBSCRIBE beyond it is refused (SUBACK 0x97). Each is kept in the database
+    // and matched against every message, so a client cannot grow the broker's work without bound.
+    [Range(1, 1_000_000)]
+    public int MaxSubscriptionsPerClient { get; set; } = 1000;
+
     // How often changes to the sessions (subscriptions, queued messages) are written to the database. A crash loses
     // at most the changes of the last interval; a clean stop writes everything.
     [Range(10, 60_000)]

@@ -32,6 +32,7 @@ public sealed class GatewayMetrics : IHostedService
     private readonly Counter<long> _brokerDisconnects;
     private readonly Counter<long> _eventClientsDropped;
     private readonly Counter<long> _retentionDeleted;
+    private readonly Counter<long> _brokerQueueDropped;
     private int _brokerConnected;
     private int _signedInDevices;
     private int _eventClients;
@@ -66,6 +67,8 @@ public sealed class GatewayMetrics : IHostedService
             "Event stream clients dropped because they fell Events:ClientBuffer events behind.");
         _retentionDeleted = meter.CreateCounter<long>("iot_gateway.retention.deleted", "{reading}",
             "Readings deleted because they were older than Telemetry:RetentionDays.");
+        _brokerQueueDropped = meter.CreateCounter<long>("iot_gateway.embedded_broker.messages_dropped", "{message}",
+            "Messages the embedded broker dropped from a client's queue at Mqtt:Embedded:MaxPendingMessagesPerClient.");
         meter.CreateObservableGauge("iot_gateway.retention.last_run_timestamp", () => Volatile.Read(ref _retentionLastRun), "s",
             "When the last retention run finished (Unix time); 0 before the first or with retention off.");
     }
@@ -86,6 +89,8 @@ public sealed class GatewayMetrics : IHostedService
     }
 
     public void EventClientDropped() => _eventClientsDropped.Add(1);
+
+    public void EmbeddedBrokerMessageDropped() => _brokerQueueDropped.Add(1);
 
     public void RetentionRun(int deleted, DateTimeOffset finishedAt)
     {
@@ -137,6 +142,7 @@ public sealed class GatewayMetrics : IHostedService
         _brokerDisconnects.Add(0);
         _eventClientsDropped.Add(0);
         _retentionDeleted.Add(0);
+        _brokerQueueDropped.Add(0);
         return Task.CompletedTask;
     }
 

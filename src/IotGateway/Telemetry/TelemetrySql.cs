@@ -55,7 +55,8 @@ public static class TelemetrySql
         {
             // The payload is text; ingest stores as Json only what System.Text.Json read and repaired, which jsonb takes.
             // CASE, not AND: PostgreSQL may evaluate AND's sides in any order, and a string cast to numeric is an error.
-            // A number beyond double's range (1e400) is valid jsonb but no double: skipped like a string.
+            // A number beyond double's range (1e400) is valid jsonb but no double: skipped like a string. One too small for
+            // a double (1e-400) counts as 0, as SQLite reads it (PostgreSQL's cast refuses it, failing the query).
             var path = field.ToArray();
             return db.Database.SqlQuery<AggregateRow>($$"""
                 SELECT "Bucket", COUNT("Value") AS "Count", MIN("Value") AS "Min", MAX("Value") AS "Max", AVG("Value") AS "Avg",
@@ -63,7 +64,9 @@ public static class TelemetrySql
                 FROM (
                     SELECT "ReceivedAt" / {{intervalTicks}} * {{intervalTicks}} AS "Bucket",
                         CASE WHEN jsonb_typeof(j) = 'number' THEN
-                            CASE WHEN abs((j #>> '{}')::numeric) <= 1.7976931348623157e308 THEN (j #>> '{}')::double precision END
+                            CASE WHEN abs((j #>> '{}')::numeric) > 1.7976931348623157e308 THEN NULL
+                                WHEN abs((j #>> '{}')::numeric) < 4.9406564584124654e-324 THEN 0
+                                ELSE (j #>> '{}')::double precision END
                         END AS "Value"
                     FROM (
                         SELECT "ReceivedAt", CASE WHEN "Format" = 'Json' THEN "Payload"::jsonb #> {{path}} END AS j

@@ -8,17 +8,29 @@ namespace IotGateway.Tests.Gateway;
 
 // README: Mqtt:Embedded:MaxPendingMessagesPerClient is how many messages the embedded broker queues per offline
 // client, "oldest dropped beyond". A device that is away while more commands than that are published for it gets
-// the newest ones when it returns, in queue order, and none of the older.
-public sealed class EmbeddedBrokerQueueLimitTests
+// the newest ones when it returns, in queue order, and none of the older. On both providers.
+public sealed class SqliteEmbeddedBrokerQueueLimitTests : EmbeddedBrokerQueueLimitTests
 {
+    protected override DatabaseProvider Provider => DatabaseProvider.Sqlite;
+}
+
+public sealed class PostgresEmbeddedBrokerQueueLimitTests : EmbeddedBrokerQueueLimitTests
+{
+    protected override DatabaseProvider Provider => DatabaseProvider.PostgreSQL;
+}
+
+public abstract class EmbeddedBrokerQueueLimitTests
+{
+    protected abstract DatabaseProvider Provider { get; }
+
     private const int Limit = 3;
     private const int Queued = 6;
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(15);
 
-    [Fact]
+    [SkippableFact]
     public async Task OfflineDeviceGetsOnlyTheNewestCommandsBeyondTheLimit()
     {
-        var (started, port) = await GatewayApp.StartEmbeddedAsync(s => s["Mqtt:Embedded:MaxPendingMessagesPerClient"] = Limit.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        var (started, port) = await GatewayApp.StartEmbeddedAsync(s => s["Mqtt:Embedded:MaxPendingMessagesPerClient"] = Limit.ToString(System.Globalization.CultureInfo.InvariantCulture), Provider);
         await using var gateway = started;
 
         // The article's device: a persistent session subscribed to its command topic, signed in, then gone.
@@ -57,6 +69,8 @@ public sealed class EmbeddedBrokerQueueLimitTests
         Assert.True(expected.SequenceEqual(received),
             $"Expected the newest {Limit} of {Queued} commands, then the marker ({string.Join(", ", expected.Select(id => Name(ids, id)))}); " +
             $"received {string.Join(", ", received.Select(id => Name(ids, id)))}.");
+        var metrics = await gateway.Http.GetStringAsync("/metrics");
+        Assert.Equal(Queued - Limit, MetricsDocumentedTests.Value(metrics, "iot_gateway_embedded_broker_messages_dropped_total"));
     }
 
     private static Guid CommandId(string payload)

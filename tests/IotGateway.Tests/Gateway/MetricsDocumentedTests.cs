@@ -196,6 +196,7 @@ public sealed partial class MetricsDocumentedTests
     [
         "iot_gateway_messages_received_total{kind=\"Data\"}", "iot_gateway_messages_received_total{kind=\"CommandResponse\"}",
         "iot_gateway_messages_received_total{kind=\"Register\"}", "iot_gateway_messages_rejected_total{reason=\"oversized\"}",
+        "iot_gateway_embedded_broker_messages_dropped_total",
         "iot_gateway_messages_rejected_total{reason=\"unknown-topic\"}", "iot_gateway_command_transitions_total{status=\"Failed\"}",
         "iot_gateway_command_transitions_total{status=\"Expired\"}", "iot_gateway_command_transitions_total{status=\"Cancelled\"}",
         "iot_gateway_readings_stored_total", "iot_gateway_readings_duplicate_total", "iot_gateway_broker_disconnects_total",

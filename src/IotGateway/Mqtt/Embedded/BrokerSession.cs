@@ -7,7 +7,7 @@ namespace IotGateway.Mqtt.Embedded;
 // a message only when the client is connected and may take it: within its Receive Maximum, not expired, not larger
 // than its Maximum Packet Size. So MQTTnet holds at most the client's in-flight window, and the rest stays here,
 // where it is persisted (SessionJournal) and counted down.
-internal sealed class BrokerSession(string clientId, SessionJournal journal, int maxQueued)
+internal sealed class BrokerSession(string clientId, SessionJournal journal, int maxQueued, Action dropped)
 {
     private readonly LinkedList<Delivery> _waiting = new();
     private readonly Dictionary<long, Delivery> _handedOver = [];
@@ -65,6 +65,7 @@ internal sealed class BrokerSession(string clientId, SessionJournal journal, int
             if (_waiting.Count + _handedOver.Count >= maxQueued)
             {
                 // The oldest waiting message makes room (MaxPendingMessagesPerClient); with none waiting, the new one is dropped.
+                dropped();
                 if (_waiting.First is not { } oldest)
                 {
                     return false;
@@ -265,6 +266,15 @@ internal sealed class BrokerSession(string clientId, SessionJournal journal, int
         lock (Sync)
         {
             _subscriptions[subscription.TopicFilter] = subscription;
+        }
+    }
+
+    public bool IsSubscribed(string topicFilter, out int subscriptions)
+    {
+        lock (Sync)
+        {
+            subscriptions = _subscriptions.Count;
+            return _subscriptions.ContainsKey(topicFilter);
         }
     }
 

@@ -56,6 +56,10 @@ internal sealed class ClientConnection
     // The Subscription Identifier of the SUBSCRIBE being processed (it belongs to the packet, not to each filter).
     public uint SubscriptionIdentifier { get; set; }
 
+    // The filters of that SUBSCRIBE accepted so far that the session did not have (MQTTnet reports them to the
+    // session only once the whole packet is through): they count towards MaxSubscriptionsPerClient.
+    public HashSet<string> NewFiltersInPacket { get; } = new(StringComparer.Ordinal);
+
     // MQTTnet's handle on the session, once the client is connected; messages are handed to MQTTnet through it.
     public MqttSessionStatus? Session { get; set; }
 

@@ -124,6 +124,51 @@ internal sealed class SessionJournal
 
         public bool IsEmpty => Added.Count == 0 && Removed.Count == 0 && Changed.Count == 0 && Cleared.Count == 0;
 
+        // Each session's changes apart; the first part (no client) holds the removed messages, which the journal
+        // does not tie to a session.
+        public List<(string? ClientId, Changes Part)> ByClient()
+        {
+            var parts = new Dictionary<string, Changes>(StringComparer.Ordinal);
+            Changes Of(string clientId) => parts.TryGetValue(clientId, out var part) ? part : parts[clientId] = new Changes();
+            foreach (var clientId in Cleared)
+            {
+                Of(clientId).Cleared.Add(clientId);
+            }
+
+            foreach (var clientId in Changed)
+            {
+                Of(clientId).Changed.Add(clientId);
+            }
+
+            foreach (var (id, added) in Added)
+            {
+                Of(added.ClientId).Added[id] = added;
+            }
+
+            var removed = new Changes();
+            removed.Removed.UnionWith(Removed);
+            return [(null, removed), .. parts.Select(p => ((string?)p.Key, p.Value))];
+        }
+
+        // Parts of one set of changes (ByClient) together again.
+        public static Changes Merge(IEnumerable<Changes> parts)
+        {
+            var merged = new Changes();
+            foreach (var part in parts)
+            {
+                foreach (var (id, added) in part.Added)
+                {
+                    merged.Added[id] = added;
+                }
+
+                merged.Removed.UnionWith(part.Removed);
+                merged.Changed.UnionWith(part.Changed);
+                merged.Cleared.UnionWith(part.Cleared);
+            }
+
+            return merged;
+        }
+
         public void Clear(string clientId)
         {
             Cleared.Add(clientId);

@@ -18,6 +18,7 @@ internal sealed partial class SessionRegistry(
     MessageRouter router,
     SessionRestore restore,
     int maxQueuedPerClient,
+    Action queueDropped,
     TimeProvider time,
     ILogger logger)
 {
@@ -78,7 +79,7 @@ internal sealed partial class SessionRegistry(
                 continue;
             }
 
-            var session = new BrokerSession(row.ClientId, journal, maxQueuedPerClient)
+            var session = new BrokerSession(row.ClientId, journal, maxQueuedPerClient, queueDropped)
             {
                 ExpirySeconds = expiry,
                 DisconnectedAt = disconnectedAt,
@@ -168,7 +169,7 @@ internal sealed partial class SessionRegistry(
                 }
             }
 
-            session ??= _sessions.GetOrAdd(clientId, id => new BrokerSession(id, journal, maxQueuedPerClient));
+            session ??= _sessions.GetOrAdd(clientId, id => new BrokerSession(id, journal, maxQueuedPerClient, queueDropped));
             lock (session.Sync)
             {
                 session.Connection = connection;
@@ -353,6 +354,7 @@ internal sealed partial class SessionRegistry(
         if (Find(clientId)?.Connection is { } connection)
         {
             connection.SubscriptionIdentifier = subscriptionIdentifier;
+            connection.NewFiltersInPacket.Clear();
         }
     }
 

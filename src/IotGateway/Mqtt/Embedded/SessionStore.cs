@@ -26,10 +26,69 @@ internal sealed class SessionStore(IServiceScopeFactory scopes, DatabaseWriteGat
             messages.ToLookup(m => m.ClientId, StringComparer.Ordinal), messages.Count == 0 ? 0 : messages[^1].Id);
     }
 
-    // One transaction: sessions that are gone, sessions as they are now (snapshot), messages removed, messages added.
+    // Sessions the database refused on their own: written apart from the others until it takes them.
+    private readonly HashSet<string> _refused = new(StringComparer.Ordinal);
+
+    // The journal's changes, in one transaction. A row the database refuses (data it cannot keep, whatever the broker
+    // let through) would fail that transaction at every write, and so every session's saving: then each session is
+    // written apart, and the one refused is reported (refused) and its changes dropped; the rest are saved. A failure
+    // of the database itself throws, with what is still unwritten (SessionWriteException.Unwritten).
     public async Task WriteAsync(SessionJournal.Changes changes,
+        Func<string, (StoredBrokerSession Session, List<StoredBrokerSubscription> Subscriptions)?> snapshot,
+        Action<string, string> refused, CancellationToken cancellationToken)
+    {
+        var parts = changes.ByClient();
+        var apart = parts.Where(p => p.ClientId is { } id && _refused.Contains(id)).ToList();
+        var together = SessionJournal.Changes.Merge(parts.Except(apart).Select(p => p.Part));
+        try
+        {
+            await WriteOnceAsync(together, snapshot, cancellationToken);
+        }
+        catch (Exception ex) when (IsRefusedData(ex))
+        {
+            apart = parts;
+        }
+        catch (Exception ex)
+        {
+            throw new SessionWriteException(changes, ex);
+        }
+
+        for (var i = 0; i < apart.Count; i++)
+        {
+            var (clientId, part) = apart[i];
+            try
+            {
+                await WriteOnceAsync(part, snapshot, cancellationToken);
+                if (clientId is not null)
+                {
+                    _refused.Remove(clientId);
+                }
+            }
+            catch (Exception ex) when (clientId is not null && IsRefusedData(ex))
+            {
+                if (_refused.Add(clientId))
+                {
+                    refused(clientId, ex.GetBaseException().Message);
+                }
+            }
+            catch (Exception ex)
+            {
+                throw new SessionWriteException(SessionJournal.Changes.Merge(apart.Skip(i).Select(p => p.Part)), ex);
+            }
+        }
+    }
+
+    private static bool IsRefusedData(Exception ex) => ex is not OperationCanceledException && !DatabaseErrors.IsTransient(ex);
+
+    // One transaction: sessions that are gone, sessions as they are now (snapshot), messages removed, messages added.
+    private async Task WriteOnceAsync(SessionJournal.Changes changes,
         Func<string, (StoredBrokerSession Session, List<StoredBrokerSubscription> Subscriptions)?> snapshot, CancellationToken cancellationToken)
     {
+        if (changes.IsEmpty)
+        {
+            return;
+        }
+
         var current = changes.Changed.Select(id => (Id: id, State: snapshot(id))).ToList();
         var live = current.Where(c => c.State is not null).ToDictionary(c => c.Id, c => c.State!.Value, StringComparer.Ordinal);
         var gone = changes.Cleared.Union(current.Where(c => c.State is null).Select(c => c.Id), StringComparer.Ordinal).ToList();
@@ -84,4 +143,10 @@ internal sealed class SessionStore(IServiceScopeFactory scopes, DatabaseWriteGat
         await db.SaveChangesAsync(cancellationToken);
         await transaction.CommitAsync(cancellationToken);
     }
+}
+
+// The database failed (not the data): what is left unwritten goes back to the journal for the next write.
+internal sealed class SessionWriteException(SessionJournal.Changes unwritten, Exception inner) : Exception(inner.Message, inner)
+{
+    public SessionJournal.Changes Unwritten { get; } = unwritten;
 }
