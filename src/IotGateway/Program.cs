@@ -1,6 +1,4 @@
-using IotGateway.Api;
 using IotGateway.Commands;
-using IotGateway.Data;
 using IotGateway.Devices;
 using IotGateway.Events;
 using IotGateway.Health;

@@ -1,6 +1,4 @@
 using Microsoft.AspNetCore.Diagnostics;
-using Microsoft.AspNetCore.Mvc;
-using IotGateway.Data;
 using Microsoft.Data.Sqlite;
 using Npgsql;
 using SQLitePCL;

@@ -1,4 +1,3 @@
-using IotGateway.Data;
 using IotGateway.Mqtt;
 using IotGateway.Security;
 using IotGateway.WebConsole;

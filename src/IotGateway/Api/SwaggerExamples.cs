@@ -2,11 +2,9 @@ using IotGateway.Protocol;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using IotGateway.Commands;
-using IotGateway.Data;
 using IotGateway.Devices;
 using IotGateway.Events;
 using IotGateway.Telemetry;
-using Microsoft.AspNetCore.Mvc;
 
 namespace IotGateway.Api;
 

@@ -1,15 +1,9 @@
 using System.ComponentModel.DataAnnotations;
 using System.Text.Json;
-using IotGateway.Api;
-using IotGateway.Data;
 using IotGateway.Devices;
 using IotGateway.Security;
-using Microsoft.AspNetCore.Authorization;
-using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.Mvc.Filters;
 using Microsoft.AspNetCore.RateLimiting;
-using Microsoft.EntityFrameworkCore;
-using Microsoft.Extensions.Options;
 
 namespace IotGateway.Commands;
 

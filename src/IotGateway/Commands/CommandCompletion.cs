@@ -1,4 +1,3 @@
-using IotGateway.Data;
 
 namespace IotGateway.Commands;
 

@@ -1,5 +1,3 @@
-using IotGateway.Data;
-using Microsoft.Extensions.Options;
 
 namespace IotGateway.Commands;
 

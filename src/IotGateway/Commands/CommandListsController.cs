@@ -1,12 +1,7 @@
 using System.ComponentModel.DataAnnotations;
-using IotGateway.Api;
-using IotGateway.Data;
 using IotGateway.Devices;
 using IotGateway.Security;
-using Microsoft.AspNetCore.Authorization;
-using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.RateLimiting;
-using Microsoft.EntityFrameworkCore;
 
 namespace IotGateway.Commands;
 

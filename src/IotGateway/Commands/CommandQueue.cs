@@ -1,7 +1,5 @@
 using System.Text.Json;
-using IotGateway.Data;
 using IotGateway.Devices;
-using Microsoft.Extensions.Options;
 
 namespace IotGateway.Commands;
 

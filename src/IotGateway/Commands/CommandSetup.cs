@@ -1,5 +1,4 @@
 using IotGateway.Hosting;
-using Microsoft.Extensions.Options;
 
 namespace IotGateway.Commands;
 

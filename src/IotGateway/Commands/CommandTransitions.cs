@@ -1,4 +1,3 @@
-using IotGateway.Data;
 using IotGateway.Events;
 using IotGateway.Observability;
 

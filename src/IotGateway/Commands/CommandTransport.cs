@@ -1,7 +1,5 @@
-using IotGateway.Data;
 using IotGateway.Mqtt;
 using IotGateway.Protocol;
-using Microsoft.Extensions.Options;
 using MQTTnet;
 using MQTTnet.Protocol;
 

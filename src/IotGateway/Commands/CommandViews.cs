@@ -2,8 +2,6 @@ using System.ComponentModel.DataAnnotations;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
-using IotGateway.Api;
-using IotGateway.Data;
 using IotGateway.Telemetry;
 
 namespace IotGateway.Commands;

@@ -1,6 +1,3 @@
-using IotGateway.Data;
-using Microsoft.EntityFrameworkCore;
-using Microsoft.Extensions.Options;
 
 namespace IotGateway.Commands;
 

@@ -1,6 +1,5 @@
 using IotGateway.Protocol;
 using System.Threading.Channels;
-using IotGateway.Data;
 
 namespace IotGateway.Commands;
 

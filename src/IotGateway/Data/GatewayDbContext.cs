@@ -1,7 +1,6 @@
 using IotGateway.Commands;
 using IotGateway.Devices;
 using IotGateway.Mqtt.Embedded;
-using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Storage.ValueConversion;
 
 namespace IotGateway.Data;

@@ -2,13 +2,11 @@ using System.Data.Common;
 using System.Runtime.CompilerServices;
 using IotGateway.Hosting;
 using Microsoft.Data.Sqlite;
-using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Diagnostics;
 using IotGateway.Commands;
 using IotGateway.Data.PostgreSql;
 using IotGateway.Data.Sqlite;
 using IotGateway.Telemetry;
-using Microsoft.Extensions.Options;
 using Npgsql;
 
 namespace IotGateway.Data;

@@ -1,7 +1,5 @@
 using IotGateway.Commands;
-using IotGateway.Data;
 using IotGateway.Mqtt;
-using Microsoft.EntityFrameworkCore;
 using MQTTnet;
 using MQTTnet.Protocol;
 

@@ -1,7 +1,5 @@
 using System.Collections.Concurrent;
-using IotGateway.Data;
 using IotGateway.Observability;
-using Microsoft.EntityFrameworkCore;
 
 namespace IotGateway.Devices;
 

@@ -1,13 +1,8 @@
 using System.ComponentModel.DataAnnotations;
 using System.Text;
-using IotGateway.Api;
-using IotGateway.Data;
 using IotGateway.Mqtt;
 using IotGateway.Security;
 using IotGateway.Telemetry;
-using Microsoft.AspNetCore.Authorization;
-using Microsoft.AspNetCore.Mvc;
-using Microsoft.EntityFrameworkCore;
 
 namespace IotGateway.Devices;
 

@@ -1,6 +1,5 @@
 using System.Threading.Channels;
 using IotGateway.Observability;
-using Microsoft.Extensions.Options;
 
 namespace IotGateway.Events;
 

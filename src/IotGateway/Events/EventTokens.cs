@@ -3,7 +3,6 @@ using System.Collections.Concurrent;
 using System.Security.Cryptography;
 using System.Text;
 using IotGateway.Security;
-using Microsoft.Extensions.Options;
 
 namespace IotGateway.Events;
 

@@ -1,12 +1,8 @@
 using System.Buffers;
 using System.IO.Pipelines;
-using IotGateway.Api;
 using IotGateway.Devices;
 using IotGateway.Security;
-using Microsoft.AspNetCore.Authorization;
 using Microsoft.AspNetCore.Http.Features;
-using Microsoft.AspNetCore.Mvc;
-using Microsoft.Extensions.Options;
 
 namespace IotGateway.Events;
 

@@ -1,8 +1,6 @@
 using System.Buffers;
 using System.Text;
 using System.Text.Json;
-using IotGateway.Api;
-using IotGateway.Data;
 using IotGateway.Telemetry;
 
 namespace IotGateway.Events;

@@ -1,12 +1,8 @@
 using System.Text.Json;
-using IotGateway.Api;
-using IotGateway.Data;
 using IotGateway.Mqtt;
 using IotGateway.Telemetry;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
-using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
-using Microsoft.Extensions.Options;
 
 namespace IotGateway.Health;
 

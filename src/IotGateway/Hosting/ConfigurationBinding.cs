@@ -1,7 +1,6 @@
 using System.ComponentModel;
 using System.Reflection;
 using IotGateway.Observability;
-using Microsoft.Extensions.Options;
 
 namespace IotGateway.Hosting;
 

@@ -1,8 +1,6 @@
-using IotGateway.Data;
 using IotGateway.Observability;
 using IotGateway.Protocol;
 using IotGateway.Telemetry;
-using Microsoft.Extensions.Options;
 using MQTTnet;
 using MQTTnet.Formatter;
 using MQTTnet.Protocol;

@@ -1,6 +1,5 @@
 using IotGateway.Protocol;
 using System.ComponentModel.DataAnnotations;
-using Microsoft.Extensions.Options;
 
 namespace IotGateway.Mqtt;
 

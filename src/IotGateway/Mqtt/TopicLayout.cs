@@ -1,6 +1,5 @@
 using IotGateway.Devices;
 using IotGateway.Protocol;
-using Microsoft.Extensions.Options;
 
 namespace IotGateway.Mqtt;
 

@@ -1,5 +1,4 @@
 using System.Diagnostics.Metrics;
-using IotGateway.Data;
 using IotGateway.Mqtt;
 using IotGateway.Telemetry;
 using Microsoft.Extensions.Diagnostics.Metrics;

@@ -2,10 +2,7 @@ using System.Globalization;
 using System.Threading.RateLimiting;
 using IotGateway.Hosting;
 using Microsoft.AspNetCore.Authentication;
-using Microsoft.AspNetCore.Authorization;
-using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.RateLimiting;
-using Microsoft.Extensions.Options;
 
 namespace IotGateway.Security;
 

@@ -1,8 +1,6 @@
 using System.Net.Sockets;
 using IotGateway.Commands;
-using IotGateway.Data;
 using IotGateway.Devices;
-using Microsoft.Extensions.Options;
 
 namespace IotGateway.Tcp;
 

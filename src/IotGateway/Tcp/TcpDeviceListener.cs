@@ -2,12 +2,9 @@ using System.Net;
 using System.Net.Security;
 using System.Net.Sockets;
 using System.Security.Cryptography.X509Certificates;
-using IotGateway.Data;
 using IotGateway.Mqtt;
 using IotGateway.Observability;
-using Microsoft.EntityFrameworkCore;
 using IotGateway.Telemetry;
-using Microsoft.Extensions.Options;
 
 namespace IotGateway.Tcp;
 

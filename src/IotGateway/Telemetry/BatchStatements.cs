@@ -1,5 +1,4 @@
 using System.Text;
-using IotGateway.Data;
 using Microsoft.Data.Sqlite;
 using SQLitePCL;
 

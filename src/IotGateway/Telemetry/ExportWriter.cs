@@ -3,8 +3,6 @@ using System.Globalization;
 using System.IO.Pipelines;
 using System.Text;
 using System.Text.Json;
-using IotGateway.Api;
-using IotGateway.Data;
 
 namespace IotGateway.Telemetry;
 

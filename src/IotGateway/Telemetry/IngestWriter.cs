@@ -2,11 +2,9 @@ using IotGateway.Observability;
 using IotGateway.Protocol;
 using System.Threading.Channels;
 using IotGateway.Commands;
-using IotGateway.Data;
 using IotGateway.Devices;
 using IotGateway.Events;
 using IotGateway.Mqtt;
-using Microsoft.Extensions.Options;
 
 namespace IotGateway.Telemetry;
 

@@ -1,7 +1,6 @@
 using System.Text;
 using System.Text.Json;
 using System.Text.Unicode;
-using IotGateway.Data;
 
 namespace IotGateway.Telemetry;
 

@@ -1,6 +1,4 @@
 using System.Text.Json;
-using IotGateway.Api;
-using IotGateway.Data;
 
 namespace IotGateway.Telemetry;
 

@@ -1,7 +1,4 @@
-using IotGateway.Api;
-using IotGateway.Data;
 using IotGateway.Devices;
-using Microsoft.AspNetCore.Mvc;
 
 namespace IotGateway.Telemetry;
 

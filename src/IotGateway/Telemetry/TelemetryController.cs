@@ -1,9 +1,5 @@
 using System.ComponentModel.DataAnnotations;
-using IotGateway.Api;
-using IotGateway.Data;
 using IotGateway.Devices;
-using Microsoft.AspNetCore.Mvc;
-using Microsoft.EntityFrameworkCore;
 
 namespace IotGateway.Telemetry;
 

@@ -1,11 +1,7 @@
 using System.Globalization;
 using System.Text;
-using IotGateway.Api;
-using IotGateway.Data;
 using IotGateway.Devices;
 using Microsoft.AspNetCore.Http.Features;
-using Microsoft.AspNetCore.Mvc;
-using Microsoft.EntityFrameworkCore;
 using Microsoft.Net.Http.Headers;
 
 namespace IotGateway.Telemetry;

@@ -1,8 +1,5 @@
 using System.Diagnostics;
-using IotGateway.Data;
 using IotGateway.Observability;
-using Microsoft.EntityFrameworkCore;
-using Microsoft.Extensions.Options;
 
 namespace IotGateway.Telemetry;
 

@@ -1,5 +1,3 @@
-using IotGateway.Data;
-using Microsoft.EntityFrameworkCore;
 
 namespace IotGateway.Telemetry;
 

@@ -3,7 +3,6 @@ using IotGateway.Commands;
 using IotGateway.Hosting;
 using IotGateway.Mqtt;
 using IotGateway.Telemetry;
-using IotGateway.Tests.Infrastructure;
 using Microsoft.Extensions.Configuration;
 using YamlDotNet.RepresentationModel;
 

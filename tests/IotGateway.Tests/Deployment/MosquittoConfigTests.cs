@@ -1,5 +1,4 @@
 using System.Text.RegularExpressions;
-using IotGateway.Tests.Infrastructure;
 
 namespace IotGateway.Tests.Deployment;
 

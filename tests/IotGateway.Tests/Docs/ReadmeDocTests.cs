@@ -1,7 +1,5 @@
 using System.Diagnostics;
 using System.Globalization;
-using IotGateway.Tests.Gateway;
-using IotGateway.Tests.Infrastructure;
 using Xunit.Abstractions;
 
 namespace IotGateway.Tests.Docs;

@@ -1,7 +1,6 @@
 using System.ComponentModel;
 using System.Reflection;
 using System.Text.RegularExpressions;
-using IotGateway.Tests.Infrastructure;
 
 namespace IotGateway.Tests.Docs;
 

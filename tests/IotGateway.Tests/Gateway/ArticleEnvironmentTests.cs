@@ -1,9 +1,4 @@
-using System.Net.Http.Json;
-using System.Text.Json;
 using IotGateway.Commands;
-using IotGateway.Data;
-using IotGateway.Devices;
-using IotGateway.Tests.Infrastructure;
 
 namespace IotGateway.Tests.Gateway;
 

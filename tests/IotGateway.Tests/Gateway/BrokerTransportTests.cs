@@ -1,7 +1,4 @@
 using System.Globalization;
-using IotGateway.Data;
-using IotGateway.Protocol;
-using IotGateway.Tests.Infrastructure;
 
 namespace IotGateway.Tests.Gateway;
 

@@ -1,11 +1,4 @@
-using System.Net.Http.Json;
-using IotGateway.Data;
-using IotGateway.Devices;
-using IotGateway.Protocol;
-using IotGateway.Tests.Infrastructure;
 using Microsoft.Data.Sqlite;
-using MQTTnet;
-using MQTTnet.Protocol;
 
 namespace IotGateway.Tests.Gateway;
 

@@ -1,4 +1,3 @@
-using IotGateway.Tests.Infrastructure;
 
 namespace IotGateway.Tests.Gateway;
 

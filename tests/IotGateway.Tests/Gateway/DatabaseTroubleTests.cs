@@ -1,11 +1,6 @@
-using System.Net;
-using System.Net.Http.Json;
-using System.Text.Json;
 using IotGateway.Telemetry;
-using IotGateway.Tests.Infrastructure;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.DependencyInjection;
-using MQTTnet.Protocol;
 
 namespace IotGateway.Tests.Gateway;
 

@@ -1,12 +1,5 @@
-using System.Net.Http.Json;
 using System.Text;
-using IotGateway.Api;
-using IotGateway.Data;
-using IotGateway.Protocol;
 using IotGateway.Telemetry;
-using IotGateway.Tests.Infrastructure;
-using MQTTnet;
-using MQTTnet.Protocol;
 
 namespace IotGateway.Tests.Gateway;
 

@@ -1,10 +1,3 @@
-using System.Net.Http.Json;
-using IotGateway.Api;
-using IotGateway.Data;
-using IotGateway.Devices;
-using IotGateway.Protocol;
-using IotGateway.Tests.Infrastructure;
-using MQTTnet.Protocol;
 using Npgsql;
 
 namespace IotGateway.Tests.Gateway;

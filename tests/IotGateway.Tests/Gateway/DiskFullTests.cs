@@ -1,11 +1,4 @@
-using System.Net;
-using System.Net.Http.Json;
-using System.Text.Json;
-using IotGateway.Data;
-using IotGateway.Protocol;
-using IotGateway.Tests.Infrastructure;
 using Microsoft.Data.Sqlite;
-using MQTTnet.Protocol;
 
 namespace IotGateway.Tests.Gateway;
 

@@ -1,7 +1,5 @@
-using System.Net;
 using System.Net.NetworkInformation;
 using System.Net.Sockets;
-using IotGateway.Tests.Infrastructure;
 
 namespace IotGateway.Tests.Gateway;
 

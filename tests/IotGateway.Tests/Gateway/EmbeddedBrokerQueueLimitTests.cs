@@ -1,8 +1,3 @@
-using System.Text.Json;
-using IotGateway.Data;
-using IotGateway.Tests.Infrastructure;
-using MQTTnet;
-using MQTTnet.Protocol;
 
 namespace IotGateway.Tests.Gateway;
 

@@ -1,7 +1,3 @@
-using IotGateway.Data;
-using IotGateway.Tests.Infrastructure;
-using MQTTnet;
-using MQTTnet.Protocol;
 using Npgsql;
 
 namespace IotGateway.Tests.Gateway;

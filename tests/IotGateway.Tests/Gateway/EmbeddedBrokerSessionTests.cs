@@ -1,7 +1,3 @@
-using IotGateway.Data;
-using IotGateway.Protocol;
-using IotGateway.Tests.Infrastructure;
-using MQTTnet;
 using MQTTnet.Formatter;
 
 namespace IotGateway.Tests.Gateway;

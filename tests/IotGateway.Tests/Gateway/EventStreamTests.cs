@@ -1,14 +1,8 @@
 using System.Diagnostics;
-using System.Net;
-using System.Net.Http.Json;
-using System.Text.Json;
 using IotGateway.Commands;
-using IotGateway.Data;
 using IotGateway.Events;
-using IotGateway.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Time.Testing;
-using MQTTnet.Protocol;
 
 namespace IotGateway.Tests.Gateway;
 

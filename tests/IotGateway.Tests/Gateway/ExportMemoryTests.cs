@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using IotGateway.Tests.Infrastructure;
 using Xunit.Abstractions;
 
 namespace IotGateway.Tests.Gateway;

@@ -1,12 +1,4 @@
-using System.Net;
-using System.Net.Http.Json;
 using System.Net.Sockets;
-using System.Text.Json;
-using IotGateway.Data;
-using IotGateway.Devices;
-using IotGateway.Tests.Infrastructure;
-using MQTTnet;
-using MQTTnet.Protocol;
 
 namespace IotGateway.Tests.Gateway;
 

@@ -1,18 +1,8 @@
-using System.Net;
-using System.Net.Http.Json;
 using System.Text;
-using System.Text.Json;
-using IotGateway.Api;
-using IotGateway.Data;
-using IotGateway.Devices;
-using IotGateway.Protocol;
 using IotGateway.Commands;
 using IotGateway.Telemetry;
-using IotGateway.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;
-using MQTTnet;
 using MQTTnet.Formatter;
-using MQTTnet.Protocol;
 
 namespace IotGateway.Tests.Gateway;
 
@@ -305,12 +295,7 @@ public abstract class GatewayEndToEndTests
 
             foreach (var device in devices)
             {
-                var stored = await gateway.Http.GetFromJsonAsync<Page<CommandView>>($"/api/devices/{device.ClientId}/commands?limit=1000", GatewayApp.Json);
-                var expected = stored!.Items.Select(c => c.Id.ToString()).Reverse().ToList();
-                Assert.Equal(8 + 16, expected.Count);
-                await Eventually.UntilAsync(() => CommandIds(device).Count >= expected.Count, Timeout,
-                    $"{device.ClientId} receives its {expected.Count} commands");
-                Assert.Equal(expected, CommandIds(device));
+                await ReceivedCommands.AssertAllInQueueOrderAsync(gateway, device, 8 + 16, Timeout);
             }
         }
         finally
@@ -320,11 +305,6 @@ public abstract class GatewayEndToEndTests
                 await device.DisposeAsync();
             }
         }
-
-        static List<string> CommandIds(TestMqttClient device) => device.ReceivedMessages
-            .Where(m => m.Topic == TopicRoots.Default.For(device.ClientId).CommandRequest)
-            .Select(m => JsonDocument.Parse(m.Payload).RootElement.GetProperty("uuid").GetString()!)
-            .ToList();
     }
 
     // GET …?waitSeconds=N returns the moment the command finishes, whatever finishes it, or as it is after N seconds.

@@ -1,6 +1,3 @@
-using System.Net.Http.Json;
-using IotGateway.Data;
-using IotGateway.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Time.Testing;
 

@@ -1,5 +1,4 @@
 using IotGateway.Commands;
-using IotGateway.Data;
 using IotGateway.Mqtt;
 using IotGateway.Tcp;
 using IotGateway.Telemetry;

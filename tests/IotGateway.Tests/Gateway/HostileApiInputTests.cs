@@ -1,7 +1,4 @@
-using System.Net;
 using System.Text;
-using System.Text.Json;
-using IotGateway.Data;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace IotGateway.Tests.Gateway;

@@ -1,13 +1,4 @@
-using System.Net;
-using System.Net.Http.Json;
-using System.Text.Json;
-using IotGateway.Api;
-using IotGateway.Devices;
-using IotGateway.Protocol;
-using IotGateway.Tests.Infrastructure;
 using Microsoft.Data.Sqlite;
-using MQTTnet;
-using MQTTnet.Protocol;
 using Xunit.Abstractions;
 
 namespace IotGateway.Tests.Gateway;

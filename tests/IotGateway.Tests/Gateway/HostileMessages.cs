@@ -1,6 +1,5 @@
 using System.Globalization;
 using System.Text;
-using IotGateway.Protocol;
 
 namespace IotGateway.Tests.Gateway;
 

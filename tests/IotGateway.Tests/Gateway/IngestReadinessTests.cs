@@ -1,11 +1,7 @@
-using System.Net;
-using IotGateway.Data;
 using IotGateway.Telemetry;
-using IotGateway.Tests.Infrastructure;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Time.Testing;
-using MQTTnet.Protocol;
 
 namespace IotGateway.Tests.Gateway;
 

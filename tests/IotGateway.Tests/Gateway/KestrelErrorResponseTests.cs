@@ -1,8 +1,5 @@
 using System.Net.Sockets;
 using System.Text;
-using System.Text.Json;
-using IotGateway.Api;
-using IotGateway.Tests.Infrastructure;
 
 namespace IotGateway.Tests.Gateway;
 

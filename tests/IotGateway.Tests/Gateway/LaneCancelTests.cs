@@ -1,10 +1,4 @@
-using System.Net;
-using System.Net.Http.Json;
-using IotGateway.Api;
 using IotGateway.Commands;
-using IotGateway.Data;
-using IotGateway.Protocol;
-using IotGateway.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace IotGateway.Tests.Gateway;

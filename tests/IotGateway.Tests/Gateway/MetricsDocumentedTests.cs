@@ -1,13 +1,6 @@
 using System.Globalization;
-using System.Net;
-using System.Net.Http.Json;
 using System.Text.RegularExpressions;
 using IotGateway.Commands;
-using IotGateway.Data;
-using IotGateway.Devices;
-using IotGateway.Tests.Infrastructure;
-using MQTTnet;
-using MQTTnet.Protocol;
 
 namespace IotGateway.Tests.Gateway;
 

@@ -1,9 +1,4 @@
-using System.Net;
-using System.Net.Http.Json;
-using IotGateway.Api;
-using IotGateway.Data;
 using IotGateway.Telemetry;
-using IotGateway.Tests.Infrastructure;
 
 namespace IotGateway.Tests.Gateway;
 

@@ -1,7 +1,3 @@
-using System.Net;
-using IotGateway.Data;
-using IotGateway.Protocol;
-using IotGateway.Tests.Infrastructure;
 
 namespace IotGateway.Tests.Gateway;
 

@@ -1,13 +1,4 @@
-using System.Net;
-using System.Net.Http.Json;
-using System.Text.Json;
-using IotGateway.Api;
 using IotGateway.Commands;
-using IotGateway.Data;
-using IotGateway.Devices;
-using IotGateway.Protocol;
-using IotGateway.Tests.Infrastructure;
-using MQTTnet.Protocol;
 
 namespace IotGateway.Tests.Gateway;
 

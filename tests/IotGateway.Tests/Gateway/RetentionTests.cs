@@ -1,10 +1,6 @@
-using IotGateway.Data;
-using IotGateway.Protocol;
 using IotGateway.Telemetry;
-using IotGateway.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Time.Testing;
-using MQTTnet.Protocol;
 
 namespace IotGateway.Tests.Gateway;
 

@@ -1,16 +1,7 @@
-using System.Net;
-using System.Net.Http.Json;
-using System.Text.Json;
-using IotGateway.Api;
 using IotGateway.Commands;
-using IotGateway.Data;
 using IotGateway.Data.PostgreSql;
-using IotGateway.Protocol;
 using IotGateway.Telemetry;
-using IotGateway.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;
-using MQTTnet;
-using MQTTnet.Protocol;
 
 namespace IotGateway.Tests.Gateway;
 
@@ -168,12 +159,7 @@ public sealed class SeveralGatewaysTests
 
             foreach (var device in devices)
             {
-                var stored = await first.Http.GetFromJsonAsync<Api.Page<CommandView>>($"/api/devices/{device.ClientId}/commands?limit=1000", GatewayApp.Json);
-                var want = stored!.Items.Select(c => c.Id.ToString()).Reverse().ToList();
-                Assert.Equal(16, want.Count);
-                await Eventually.UntilAsync(() => Task.FromResult(CommandIds(device).Count), n => n >= want.Count, Timeout,
-                    $"{device.ClientId} receives its {want.Count} commands");
-                Assert.Equal(want, CommandIds(device));
+                await ReceivedCommands.AssertAllInQueueOrderAsync(first, device, 16, Timeout);
             }
         }
         finally
@@ -183,11 +169,6 @@ public sealed class SeveralGatewaysTests
                 await device.DisposeAsync();
             }
         }
-
-        static List<string> CommandIds(TestMqttClient device) => device.ReceivedMessages
-            .Where(m => m.Topic == TopicRoots.Default.For(device.ClientId).CommandRequest)
-            .Select(m => JsonDocument.Parse(m.Payload).RootElement.GetProperty("uuid").GetString()!)
-            .ToList();
     }
 
     // A clean stop leaves the group: while one instance is away (a rolling upgrade), the other receives and stores

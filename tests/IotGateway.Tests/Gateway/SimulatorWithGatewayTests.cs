@@ -1,11 +1,6 @@
-using System.Net;
-using System.Net.Http.Json;
 using DeviceSimulator.Devices;
 using DeviceSimulator.Fleet;
 using IotGateway.Commands;
-using IotGateway.Data;
-using IotGateway.Protocol;
-using IotGateway.Tests.Infrastructure;
 using IotGateway.Tests.Simulator;
 
 namespace IotGateway.Tests.Gateway;

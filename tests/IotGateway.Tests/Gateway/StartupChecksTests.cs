@@ -1,5 +1,4 @@
 using System.Globalization;
-using IotGateway.Tests.Infrastructure;
 
 namespace IotGateway.Tests.Gateway;
 

@@ -1,6 +1,4 @@
 using System.Globalization;
-using System.Text.Json;
-using IotGateway.Tests.Infrastructure;
 
 namespace IotGateway.Tests.Gateway;
 

@@ -1,15 +1,7 @@
 using System.Globalization;
-using System.Net;
-using System.Net.Http.Json;
-using System.Text.Json;
-using IotGateway.Api;
-using IotGateway.Data;
-using IotGateway.Devices;
 using IotGateway.Telemetry;
-using IotGateway.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Time.Testing;
-using MQTTnet.Protocol;
 
 namespace IotGateway.Tests.Gateway;
 

@@ -1,10 +1,7 @@
 using System.Buffers;
 using System.Globalization;
 using System.Text;
-using IotGateway.Protocol;
-using MQTTnet;
 using MQTTnet.Formatter;
-using MQTTnet.Protocol;
 
 namespace IotGateway.Tests.Infrastructure;
 

@@ -1,7 +1,4 @@
 using System.Security.Cryptography.X509Certificates;
-using IotGateway.Tests.Infrastructure;
-using MQTTnet;
-using MQTTnet.Protocol;
 
 namespace IotGateway.Tests.InfrastructureTests;
 

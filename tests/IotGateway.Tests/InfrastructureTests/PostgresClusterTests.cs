@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Globalization;
-using IotGateway.Tests.Infrastructure;
 using Npgsql;
 
 namespace IotGateway.Tests.InfrastructureTests;

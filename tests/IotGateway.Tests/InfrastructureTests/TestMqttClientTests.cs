@@ -1,7 +1,4 @@
-using IotGateway.Tests.Infrastructure;
-using MQTTnet;
 using MQTTnet.Formatter;
-using MQTTnet.Protocol;
 
 namespace IotGateway.Tests.InfrastructureTests;
 

@@ -1,9 +1,7 @@
 using System.Buffers;
-using System.Net;
 using System.Net.Sockets;
 using System.Security.Cryptography.X509Certificates;
 using IotGateway.Mqtt;
-using IotGateway.Tests.Infrastructure;
 using MQTTnet.Channel;
 using MQTTnet.Exceptions;
 using MQTTnet.Implementations;

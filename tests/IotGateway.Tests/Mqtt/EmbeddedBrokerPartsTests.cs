@@ -1,8 +1,6 @@
 using System.Buffers;
 using IotGateway.Mqtt.Embedded;
-using IotGateway.Tests.Infrastructure;
 using MQTTnet.Packets;
-using MQTTnet.Protocol;
 
 namespace IotGateway.Tests.Mqtt;
 

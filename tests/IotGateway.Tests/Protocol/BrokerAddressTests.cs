@@ -1,4 +1,3 @@
-using IotGateway.Protocol;
 
 namespace IotGateway.Tests.Protocol;
 

@@ -1,9 +1,4 @@
-using System.Net;
-using System.Net.Http.Json;
-using System.Text.Json;
 using IotGateway.Commands;
-using IotGateway.Data;
-using IotGateway.Tests.Gateway;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace IotGateway.Tests.Security;

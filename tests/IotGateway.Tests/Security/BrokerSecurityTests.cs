@@ -1,11 +1,5 @@
 using System.Globalization;
-using System.Net;
-using System.Net.Http.Json;
-using System.Text.Json;
 using System.Text.RegularExpressions;
-using IotGateway.Tests.Gateway;
-using IotGateway.Tests.Infrastructure;
-using MQTTnet;
 
 namespace IotGateway.Tests.Security;
 

@@ -1,8 +1,5 @@
 using System.Globalization;
-using System.Net;
 using System.Security.Cryptography.X509Certificates;
-using IotGateway.Tests.Gateway;
-using IotGateway.Tests.Infrastructure;
 
 namespace IotGateway.Tests.Security;
 

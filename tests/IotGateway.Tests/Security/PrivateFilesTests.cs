@@ -1,6 +1,4 @@
 using System.Globalization;
-using IotGateway.Tests.Gateway;
-using IotGateway.Tests.Infrastructure;
 
 namespace IotGateway.Tests.Security;
 

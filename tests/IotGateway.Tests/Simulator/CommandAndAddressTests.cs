@@ -1,9 +1,7 @@
 using System.Buffers;
 using System.Text;
-using System.Text.Json;
 using System.Text.Json.Nodes;
 using DeviceSimulator.Commands;
-using IotGateway.Protocol;
 
 namespace IotGateway.Tests.Simulator;
 

@@ -1,8 +1,4 @@
-using System.Text.Json;
 using DeviceSimulator.Devices;
-using IotGateway.Protocol;
-using MQTTnet;
-using MQTTnet.Protocol;
 
 namespace IotGateway.Tests.Simulator;
 

@@ -1,6 +1,4 @@
-using System.Text.Json;
 using DeviceSimulator.Devices;
-using IotGateway.Protocol;
 using MQTTnet.Formatter;
 using MQTTnet.Server;
 

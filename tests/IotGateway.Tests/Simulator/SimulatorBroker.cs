@@ -1,9 +1,6 @@
 using System.Collections.Concurrent;
-using System.Net;
 using System.Net.Sockets;
 using DeviceSimulator.Devices;
-using IotGateway.Protocol;
-using MQTTnet;
 using MQTTnet.Formatter;
 using MQTTnet.Server;
 

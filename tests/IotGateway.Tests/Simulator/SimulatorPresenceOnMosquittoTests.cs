@@ -1,9 +1,5 @@
 using System.Text.RegularExpressions;
 using DeviceSimulator.Devices;
-using IotGateway.Protocol;
-using IotGateway.Tests.Infrastructure;
-using MQTTnet;
-using MQTTnet.Protocol;
 
 namespace IotGateway.Tests.Simulator;
 

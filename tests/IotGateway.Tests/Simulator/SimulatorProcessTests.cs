@@ -1,5 +1,4 @@
 using DeviceSimulator.Devices;
-using IotGateway.Protocol;
 
 namespace IotGateway.Tests.Simulator;
 

@@ -1,13 +1,10 @@
 using System.Buffers;
 using System.IO.Pipelines;
-using System.Net;
 using System.Net.Sockets;
 using System.Text;
-using System.Text.Json;
 using System.Threading.Channels;
 using DeviceSimulator.Devices;
 using DeviceSimulator.Tcp;
-using IotGateway.Protocol;
 
 namespace IotGateway.Tests.Simulator;
 

@@ -1,7 +1,5 @@
 using IotGateway.Commands;
-using IotGateway.Data;
 using IotGateway.Telemetry;
-using IotGateway.Tests.Gateway;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace IotGateway.Tests.Storage;

@@ -1,10 +1,5 @@
 using System.Diagnostics;
-using System.Net;
-using System.Net.Http.Json;
 using IotGateway.Commands;
-using IotGateway.Data;
-using IotGateway.Tests.Gateway;
-using IotGateway.Tests.Infrastructure;
 using static IotGateway.Tests.Tcp.TcpDeviceTests;
 using TcpData = IotGateway.Tests.Tcp.TcpDeviceTests;
 

@@ -1,12 +1,7 @@
 using System.Globalization;
-using System.Net.Http.Json;
 using System.Net.Sockets;
 using System.Text;
-using IotGateway.Api;
-using IotGateway.Data;
 using IotGateway.Telemetry;
-using IotGateway.Tests.Gateway;
-using IotGateway.Tests.Infrastructure;
 
 namespace IotGateway.Tests.Tcp;
 

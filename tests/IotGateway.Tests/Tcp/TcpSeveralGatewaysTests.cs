@@ -1,6 +1,3 @@
-using IotGateway.Data;
-using IotGateway.Tests.Gateway;
-using IotGateway.Tests.Infrastructure;
 using static IotGateway.Tests.Tcp.TcpDeviceTests;
 
 namespace IotGateway.Tests.Tcp;

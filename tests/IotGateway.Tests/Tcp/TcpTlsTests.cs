@@ -1,14 +1,10 @@
 using System.Globalization;
-using System.Net;
 using System.Net.Security;
 using System.Net.Sockets;
 using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using DeviceSimulator.Devices;
-using IotGateway.Protocol;
 using DeviceSimulator.Tcp;
-using IotGateway.Tests.Gateway;
-using IotGateway.Tests.Infrastructure;
 
 namespace IotGateway.Tests.Tcp;
 

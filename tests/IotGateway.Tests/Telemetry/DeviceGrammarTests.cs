@@ -1,7 +1,5 @@
 using System.Text;
-using System.Text.Json;
 using IotGateway.Commands;
-using IotGateway.Devices;
 using IotGateway.Telemetry;
 
 namespace IotGateway.Tests.Telemetry;

@@ -1,5 +1,4 @@
 using System.Text;
-using IotGateway.Data;
 using IotGateway.Telemetry;
 
 namespace IotGateway.Tests.Telemetry;

@@ -1,4 +1,3 @@
-using IotGateway.Tests.Infrastructure;
 using Microsoft.Playwright;
 
 namespace IotGateway.Tests.WebConsole;

@@ -1,11 +1,6 @@
 using System.Diagnostics;
-using System.Text.Json;
 using System.Text.RegularExpressions;
-using IotGateway.Protocol;
-using IotGateway.Tests.Gateway;
-using IotGateway.Tests.Infrastructure;
 using Microsoft.Playwright;
-using MQTTnet.Protocol;
 using Xunit.Abstractions;
 using static Microsoft.Playwright.Assertions;
 

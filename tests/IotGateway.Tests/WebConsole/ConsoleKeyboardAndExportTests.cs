@@ -1,10 +1,5 @@
-using System.Text.Json;
 using System.Text.RegularExpressions;
-using IotGateway.Data;
-using IotGateway.Protocol;
-using IotGateway.Tests.Gateway;
 using Microsoft.Playwright;
-using MQTTnet.Protocol;
 using static Microsoft.Playwright.Assertions;
 
 namespace IotGateway.Tests.WebConsole;

@@ -1,9 +1,4 @@
-using System.Text.Json;
-using IotGateway.Protocol;
-using IotGateway.Tests.Gateway;
-using IotGateway.Tests.Infrastructure;
 using Microsoft.Playwright;
-using MQTTnet.Protocol;
 using static Microsoft.Playwright.Assertions;
 
 namespace IotGateway.Tests.WebConsole;

@@ -1,12 +1,4 @@
-using System.Net;
-using System.Net.Http.Json;
-using System.Text.Json;
-using IotGateway.Api;
-using IotGateway.Data;
-using IotGateway.Devices;
 using IotGateway.Security;
-using IotGateway.Tests.Gateway;
-using IotGateway.Tests.Infrastructure;
 using IotGateway.WebConsole;
 
 namespace IotGateway.Tests.WebConsole;

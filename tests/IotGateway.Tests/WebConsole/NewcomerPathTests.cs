@@ -1,6 +1,4 @@
 using System.Text.RegularExpressions;
-using IotGateway.Tests.Gateway;
-using IotGateway.Tests.Infrastructure;
 using IotGateway.Tests.Simulator;
 using Microsoft.Playwright;
 using Xunit.Abstractions;

@@ -1,5 +1,4 @@
 using IotGateway.Commands;
-using Microsoft.EntityFrameworkCore;
 using Npgsql;
 using static IotGateway.Data.PostgreSql.PostgresSql;
 

@@ -1,6 +1,5 @@
 using IotGateway.Commands;
 using Microsoft.Data.Sqlite;
-using Microsoft.EntityFrameworkCore;
 
 namespace IotGateway.Data.Sqlite;
 

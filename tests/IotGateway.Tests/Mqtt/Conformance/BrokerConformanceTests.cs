@@ -1,6 +1,3 @@
-using IotGateway.Data;
-using IotGateway.Tests.Gateway;
-using IotGateway.Tests.Infrastructure;
 using Xunit.Sdk;
 
 namespace IotGateway.Tests.Mqtt.Conformance;

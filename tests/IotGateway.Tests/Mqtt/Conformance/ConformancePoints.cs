@@ -1,8 +1,5 @@
 using System.Text;
-using IotGateway.Tests.Infrastructure;
-using MQTTnet;
 using MQTTnet.Formatter;
-using MQTTnet.Protocol;
 
 namespace IotGateway.Tests.Mqtt.Conformance;
 
