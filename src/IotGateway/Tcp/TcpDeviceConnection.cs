@@ -133,8 +133,9 @@ public sealed partial class TcpDeviceConnection : IAsyncDisposable
 
     // Whether the next command may be written: yes when the last one was answered (or finished otherwise) or its
     // answer is overdue; no while the device still has time to answer it. Then `ready` runs once, when the answer
-    // comes, the time runs out or the connection ends, so the caller need not wait (and hold a publishing slot).
-    // Only the device's lane calls it, one call at a time.
+    // comes or the time runs out, so the caller need not wait (and hold a publishing slot). If the connection ends
+    // first, `ready` does not run: the device's next sign-in runs its lane. Only the device's lane calls this, one call
+    // at a time.
     internal NextCommand NextCommand(Action ready)
     {
         if (_awaitingAnswer is not { } previous || previous.Finished.IsCompleted)
