@@ -117,10 +117,14 @@ public static class JsonText
 
     // Valid JSON (at most MaxDepth deep) comes back as the same bytes, or rewritten when a string needed repair;
     // anything else returns null. The caller has checked that the bytes are UTF-8.
-    public static byte[]? Repair(byte[] utf8)
+    public static byte[]? Repair(byte[] utf8) => Repair(utf8, out _);
+
+    // The same, in the same one walk: whether every number fits PostgreSQL's numeric (see Payloads.FitsNumeric).
+    public static byte[]? Repair(byte[] utf8, out bool numbersFitNumeric)
     {
         var reader = new Utf8JsonReader(utf8, ReaderOptions);
         var repair = false;
+        numbersFitNumeric = true;
         try
         {
             while (reader.Read())
@@ -128,6 +132,10 @@ public static class JsonText
                 if (reader.ValueIsEscaped && reader.TokenType is JsonTokenType.String or JsonTokenType.PropertyName && NeedsRepair(reader.ValueSpan))
                 {
                     repair = true;
+                }
+                else if (reader.TokenType == JsonTokenType.Number && numbersFitNumeric && !Payloads.FitsNumeric(reader.ValueSpan))
+                {
+                    numbersFitNumeric = false;
                 }
             }
         }

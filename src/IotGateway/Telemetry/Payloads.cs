@@ -25,7 +25,7 @@ public static class Payloads
 
         // A number PostgreSQL's numeric cannot hold is valid JSON but no jsonb: the aggregates would fail on it. Stored
         // as text on either database, so a reading is stored alike on both.
-        if (JsonText.Repair(payload) is not { } json || !NumbersFitNumeric(json))
+        if (JsonText.Repair(payload, out var numbersFitNumeric) is not { } json || !numbersFitNumeric)
         {
             return new ClassifiedPayload(PayloadFormat.Text, payload, null, null);
         }
@@ -48,20 +48,6 @@ public static class Payloads
     // after it, once the exponent is applied; beyond, jsonb refuses the whole document.
     private const int NumericMaxIntegerDigits = 131_072;
     private const int NumericMaxScale = 16_383;
-
-    private static bool NumbersFitNumeric(byte[] json)
-    {
-        var reader = new Utf8JsonReader(json, JsonText.ReaderOptions);
-        while (reader.Read())
-        {
-            if (reader.TokenType == JsonTokenType.Number && !FitsNumeric(reader.ValueSpan))
-            {
-                return false;
-            }
-        }
-
-        return true;
-    }
 
     // One JSON number token (valid JSON: -?digits(.digits)?([eE][+-]?digits)?).
     internal static bool FitsNumeric(ReadOnlySpan<byte> number)
