@@ -14,27 +14,8 @@ public sealed class CommandTransitions(CommandCompletion completion, EventHub ev
     private static readonly int StatusCount = Enum.GetValues<CommandStatus>().Length;
 
     // Commands that all entered `status` at `at`.
-    public void Announce(CommandStatus status, IReadOnlyCollection<CommandChanged> changed, DateTimeOffset at)
-    {
-        if (changed.Count == 0)
-        {
-            return;
-        }
-
-        if (!Command.IsOpen(status))
-        {
-            completion.Finished([.. changed.Select(c => c.Id)]);
-        }
-
-        metrics.CommandTransition(status, changed.Count);
-        foreach (var (id, deviceId) in changed)
-        {
-            if (events.Wants(deviceId))
-            {
-                events.Publish(ServerEvent.Command(deviceId, id, status, at));
-            }
-        }
-    }
+    public void Announce(CommandStatus status, IReadOnlyCollection<CommandChanged> changed, DateTimeOffset at) =>
+        Announce([.. changed.Select(c => new CommandTransition(c.Id, c.DeviceId, status, at))]);
 
     // Commands that entered statuses of their own at times of their own (a batch's answers or Published marks).
     public void Announce(IReadOnlyCollection<CommandTransition> transitions)
