@@ -73,7 +73,5 @@ public sealed class TcpDevices : IDisposable
     private bool Detach(string deviceId, TcpDeviceConnection connection) =>
         _connections.TryRemove(new KeyValuePair<string, TcpDeviceConnection>(deviceId, connection));
 
-    internal IEnumerable<TcpDeviceConnection> All => _connections.Values;
-
     public void Dispose() => _presence.Dispose();
 }
