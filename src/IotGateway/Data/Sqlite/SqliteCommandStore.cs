@@ -6,6 +6,11 @@ namespace IotGateway.Data.Sqlite;
 // The command store on SQLite: every write through the write gate with statements prepared once; reads through EF.
 public sealed class SqliteCommandStore(DatabaseWriteGate writeGate, IServiceScopeFactory scopes) : ICommandStore
 {
+    // Whether a device has Pending commands older than $first (the first of a new batch).
+    internal const string OlderPendingSql = """
+        SELECT EXISTS (SELECT 1 FROM "Commands" WHERE "DeviceId" = $device AND "Status" = 'Pending' AND "Sequence" < $first)
+        """;
+
     // A TCP device's lane belongs to the instance that holds its connection: no other instance claims it, and that
     // one takes it over at once. (The clauses on "Devices" are the same in every claim below.)
     private const string ClaimLaneSql = """
@@ -44,9 +49,7 @@ public sealed class SqliteCommandStore(DatabaseWriteGate writeGate, IServiceScop
             SELECT CASE WHEN d."Transport" = 'tcp' THEN d."TcpInstance" ELSE (SELECT l."Owner" FROM "CommandLanes" AS l WHERE l."DeviceId" = $device) END
             FROM (SELECT $device AS "Id") AS x LEFT JOIN "Devices" AS d ON d."Id" = x."Id"
             """, "$device");
-        var older = write.Prepare("""
-            SELECT EXISTS (SELECT 1 FROM "Commands" WHERE "DeviceId" = $device AND "Status" = 'Pending' AND "Sequence" < $first)
-            """, "$device", "$first");
+        var older = write.Prepare(OlderPendingSql, "$device", "$first");
         var behind = new HashSet<string>(StringComparer.Ordinal);
         foreach (var (deviceId, first) in commands.GroupBy(c => c.DeviceId, StringComparer.Ordinal).Select(g => (g.Key, g.Min(c => c.Sequence))))
         {

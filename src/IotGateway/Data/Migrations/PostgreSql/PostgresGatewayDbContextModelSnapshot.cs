@@ -102,6 +102,9 @@ namespace IotGateway.Data.Migrations.PostgreSql
 
                     b.HasIndex("Status", "Sequence");
 
+                    b.HasIndex(new[] { "DeviceId", "Sequence" }, "IX_Commands_Pending")
+                        .HasFilter("\"Status\" = 'Pending'");
+
                     b.ToTable("Commands", (string)null);
                 });
 

@@ -94,6 +94,9 @@ namespace IotGateway.Data.Migrations.Sqlite
 
                     b.HasIndex("Status", "Sequence");
 
+                    b.HasIndex(new[] { "DeviceId", "Sequence" }, "IX_Commands_Pending")
+                        .HasFilter("\"Status\" = 'Pending'");
+
                     b.ToTable("Commands", (string)null);
                 });
 
