@@ -1,9 +1,3 @@
-using System.Diagnostics;
-using System.Text;
-using IotGateway.Bench.Infrastructure;
-using MQTTnet;
-using MQTTnet.Protocol;
-
 namespace IotGateway.Bench.Benchmarks;
 
 /// <summary>

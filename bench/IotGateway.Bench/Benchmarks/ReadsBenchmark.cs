@@ -1,12 +1,6 @@
-using System.Diagnostics;
-using System.Globalization;
 using System.Net.Http.Json;
-using System.Text;
 using System.Text.Json;
 using System.Text.RegularExpressions;
-using IotGateway.Bench.Infrastructure;
-using MQTTnet;
-using MQTTnet.Protocol;
 
 namespace IotGateway.Bench.Benchmarks;
 

@@ -1,6 +1,3 @@
-using MQTTnet;
-using MQTTnet.Protocol;
-
 namespace IotGateway.Bench.Infrastructure;
 
 /// <summary>
