@@ -17,14 +17,14 @@ public sealed class DatabaseTroubleTests
         await using var broker = await MosquittoBroker.StartAsync();
         await using var gateway = await GatewayApp.StartAsync(broker.Url);
         await using var device = await TestMqttClient.ConnectAsync(broker, "patient");
-        await device.PublishAsync("iot/data/patient", """{"temp":1,"messageId":"before"}""");
+        await device.PublishAsync(TopicRoots.Default.For("patient").Data, """{"temp":1,"messageId":"before"}""");
         await gateway.WaitForDeviceAsync("patient", d => d.TelemetryCount == 1, "the first reading is stored");
 
         await using (var writeLock = await WriteLock.TakeAsync(gateway.DatabasePath))
         {
             for (var i = 0; i < 5; i++)
             {
-                await device.PublishAsync("iot/data/patient", $$"""{"temp":2,"messageId":"during-{{i}}"}""");
+                await device.PublishAsync(TopicRoots.Default.For("patient").Data, $$"""{"temp":2,"messageId":"during-{{i}}"}""");
             }
 
             var notReady = await Eventually.UntilAsync(async () =>
@@ -71,7 +71,7 @@ public sealed class DatabaseTroubleTests
         await using var broker = await MosquittoBroker.StartAsync();
         await using var gateway = await GatewayApp.StartAsync(broker.Url, s => s["Ingest:RetryMaxDelaySeconds"] = "0.2");
         await using var device = await TestMqttClient.ConnectAsync(broker, "refused");
-        await device.PublishAsync("iot/data/refused", """{"temp":1,"messageId":"before"}""");
+        await device.PublishAsync(TopicRoots.Default.For("refused").Data, """{"temp":1,"messageId":"before"}""");
         await gateway.WaitForDeviceAsync("refused", d => d.TelemetryCount == 1, "the first reading is stored");
         await ExecuteAsync(gateway.DatabasePath, """
             CREATE TRIGGER "TestRefuseReadings" BEFORE INSERT ON "Telemetry" WHEN NEW."Payload" LIKE '%poison%'
@@ -82,12 +82,12 @@ public sealed class DatabaseTroubleTests
         var queue = gateway.Services.GetRequiredService<IngestQueue>();
         await using (var writeLock = await WriteLock.TakeAsync(gateway.DatabasePath))
         {
-            await device.PublishAsync("iot/data/refused", """{"temp":2,"messageId":"held"}""", MqttQualityOfServiceLevel.AtLeastOnce);
+            await device.PublishAsync(TopicRoots.Default.For("refused").Data, """{"temp":2,"messageId":"held"}""", MqttQualityOfServiceLevel.AtLeastOnce);
             await Eventually.UntilAsync(() => gateway.Logs.Contains("(attempt 1)"), Timeout, "the writer is held by the lock");
             for (var i = 0; i < 7; i++)
             {
                 var poison = i == 4 ? ",\"note\":\"poison\"" : "";
-                await device.PublishAsync("iot/data/refused", $$"""{"temp":3,"messageId":"batch-{{i}}"{{poison}}}""", MqttQualityOfServiceLevel.AtLeastOnce);
+                await device.PublishAsync(TopicRoots.Default.For("refused").Data, $$"""{"temp":3,"messageId":"batch-{{i}}"{{poison}}}""", MqttQualityOfServiceLevel.AtLeastOnce);
             }
 
             await Eventually.UntilAsync(() => queue.Count == 7, Timeout, "the seven readings wait in the queue");
@@ -119,7 +119,7 @@ public sealed class DatabaseTroubleTests
             s["ConnectionStrings:Gateway"] += ";Default Timeout=1";
         });
         await using var device = await TestMqttClient.ConnectAsync(broker, "pressing");
-        await device.PublishAsync("iot/data/pressing", """{"temp":1,"messageId":"before"}""");
+        await device.PublishAsync(TopicRoots.Default.For("pressing").Data, """{"temp":1,"messageId":"before"}""");
         await gateway.WaitForDeviceAsync("pressing", d => d.TelemetryCount == 1, "the first reading is stored");
 
         var queue = gateway.Services.GetRequiredService<IngestQueue>();
@@ -127,7 +127,7 @@ public sealed class DatabaseTroubleTests
         {
             for (var i = 0; i < Held; i++)
             {
-                await device.PublishAsync("iot/data/pressing", $$"""{"temp":2,"messageId":"held-{{i}}"}""", MqttQualityOfServiceLevel.AtLeastOnce);
+                await device.PublishAsync(TopicRoots.Default.For("pressing").Data, $$"""{"temp":2,"messageId":"held-{{i}}"}""", MqttQualityOfServiceLevel.AtLeastOnce);
             }
 
             await Eventually.UntilAsync(() => queue.Count == 8 && gateway.Logs.Contains("(attempt 2)"), Timeout,

@@ -26,7 +26,7 @@ public sealed class SeveralGatewaysTests
             await using var device = await TestMqttClient.ConnectAsync(broker, $"split-{d}");
             for (var i = 0; i < PerDevice; i++)
             {
-                await device.PublishAsync($"iot/data/split-{d}", $$"""{"temp":{{i}},"messageId":"split-{{d}}-{{i}}"}""", MqttQualityOfServiceLevel.AtLeastOnce);
+                await device.PublishAsync(TopicRoots.Default.For($"split-{d}").Data, $$"""{"temp":{{i}},"messageId":"split-{{d}}-{{i}}"}""", MqttQualityOfServiceLevel.AtLeastOnce);
             }
         }
 
@@ -58,7 +58,7 @@ public sealed class SeveralGatewaysTests
         var waiting = second.Http.GetFromJsonAsync<CommandView>($"/api/commands/{queued.Id}?waitSeconds=60", GatewayApp.Json);
         await device.WaitForMessageAsync(m => m.Payload.Contains(queued.Id.ToString()), Timeout);
         await Eventually.UntilAsync(() => second.Services.GetRequiredService<CommandCompletion>().IsAwaited(queued.Id), Timeout, "the GET waits");
-        await device.PublishAsync("iot/cmd/resp/shared-pump", GatewayEndToEndTests.ArticleAnswer("shared-pump", queued.Id, "PING", "PONG"));
+        await device.PublishAsync(TopicRoots.Default.For("shared-pump").CommandResponse, GatewayEndToEndTests.ArticleAnswer("shared-pump", queued.Id, "PING", "PONG"));
         var done = await waiting.WaitAsync(SignalTimeout);
         Assert.Equal(CommandStatus.Completed, done!.Status);
 
@@ -156,7 +156,7 @@ public sealed class SeveralGatewaysTests
         await using var device = await TestMqttClient.ConnectAsync(broker, "rolling");
         for (var i = 0; i < Readings; i++)
         {
-            await device.PublishAsync("iot/data/rolling", $$"""{"temp":{{i}},"messageId":"away-{{i}}"}""", MqttQualityOfServiceLevel.AtLeastOnce);
+            await device.PublishAsync(TopicRoots.Default.For("rolling").Data, $$"""{"temp":{{i}},"messageId":"away-{{i}}"}""", MqttQualityOfServiceLevel.AtLeastOnce);
         }
 
         await second.WaitForDeviceAsync("rolling", d => d.TelemetryCount == Readings, "the instance still running stores every reading", Timeout);
@@ -165,7 +165,7 @@ public sealed class SeveralGatewaysTests
         await first.RestartAsync();
         for (var i = 0; i < Readings; i++)
         {
-            await device.PublishAsync("iot/data/rolling", $$"""{"temp":{{i}},"messageId":"back-{{i}}"}""", MqttQualityOfServiceLevel.AtLeastOnce);
+            await device.PublishAsync(TopicRoots.Default.For("rolling").Data, $$"""{"temp":{{i}},"messageId":"back-{{i}}"}""", MqttQualityOfServiceLevel.AtLeastOnce);
         }
 
         await second.WaitForDeviceAsync("rolling", d => d.TelemetryCount == 2 * Readings, "every reading is stored", Timeout);
@@ -235,7 +235,7 @@ public sealed class SeveralGatewaysTests
                 try
                 {
                     var (d, i) = (n % devices, n / devices);
-                    await publisher.PublishAsync(new MqttApplicationMessageBuilder().WithTopic($"iot/data/burst-{d}")
+                    await publisher.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(TopicRoots.Default.For($"burst-{d}").Data)
                         .WithPayload($$"""{"temp":21.5,"messageId":"burst-{{d}}-{{i}}"}""")
                         .WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build());
                 }
