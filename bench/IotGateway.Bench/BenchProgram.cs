@@ -1,6 +1,5 @@
 using System.Runtime.InteropServices;
 using IotGateway.Bench.Benchmarks;
-using IotGateway.Bench.Infrastructure;
 
 namespace IotGateway.Bench;
 

@@ -1,5 +1,3 @@
-using IotGateway.Bench.Infrastructure;
-
 namespace IotGateway.Bench.Benchmarks;
 
 /// <summary>

@@ -1,6 +1,3 @@
-using System.Diagnostics;
-using IotGateway.Bench.Infrastructure;
-
 namespace IotGateway.Bench.Benchmarks;
 
 /// <summary>

@@ -1,8 +1,4 @@
-using System.Diagnostics;
-using System.Text;
-using IotGateway.Bench.Infrastructure;
-using MQTTnet;
-using MQTTnet.Protocol;
+using IotGateway.Protocol;
 
 namespace IotGateway.Bench.Benchmarks;
 
@@ -21,7 +17,7 @@ public sealed class IngestBenchmark(RepositoryLayout layout)
     private const string SubscriberClientId = "bench-sub";
     private const string LibraryClientId = "bench-mqttnet";
     private const string BufferedLibraryClientId = "bench-mqttnet-buffered";
-    internal const string DataTopicFilter = "iot/data/+";
+    internal const string DataTopicFilter = $"{TopicRoots.DefaultData}/+";
     private const int PublishesInFlight = 64;
     private const int DeviceCount = 100;
     private static readonly TimeSpan StallTimeout = TimeSpan.FromSeconds(30);
@@ -133,7 +129,7 @@ public sealed class IngestBenchmark(RepositoryLayout layout)
     {
         using var client = MqttClients.Factory.CreateMqttClient();
         await MqttClients.ConnectAsync(client, MqttClients.Options(broker, "bench-publisher").WithCleanStart(true).Build(), cancellationToken);
-        var topics = Enumerable.Range(0, DeviceCount).Select(d => $"iot/data/dev-{d}").ToArray();
+        var topics = Enumerable.Range(0, DeviceCount).Select(d => TopicRoots.Default.For($"dev-{d}").Data).ToArray();
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(TimeSpan.FromSeconds(60 + readings / 1000));
 

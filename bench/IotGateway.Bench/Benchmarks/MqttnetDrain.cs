@@ -1,7 +1,4 @@
-using System.Globalization;
-using MQTTnet;
 using MQTTnet.Formatter;
-using MQTTnet.Protocol;
 
 namespace IotGateway.Bench.Benchmarks;
 

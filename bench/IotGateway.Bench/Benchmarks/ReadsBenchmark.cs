@@ -1,12 +1,7 @@
-using System.Diagnostics;
-using System.Globalization;
 using System.Net.Http.Json;
-using System.Text;
 using System.Text.Json;
 using System.Text.RegularExpressions;
-using IotGateway.Bench.Infrastructure;
-using MQTTnet;
-using MQTTnet.Protocol;
+using IotGateway.Protocol;
 
 namespace IotGateway.Bench.Benchmarks;
 
@@ -255,7 +250,7 @@ public sealed partial class ReadsBenchmark(RepositoryLayout layout)
                 sent[key] = Stopwatch.GetTimestamp();
             }
 
-            await MqttClients.PublishAsync(client, MqttClients.Message($"iot/data/{deviceId}", payload, MqttQualityOfServiceLevel.AtLeastOnce), cancellationToken);
+            await MqttClients.PublishAsync(client, MqttClients.Message(TopicRoots.Default.For(deviceId).Data, payload, MqttQualityOfServiceLevel.AtLeastOnce), cancellationToken);
             published++;
             var due = TimeSpan.FromSeconds((double)published / ProbeRate);
             if (due > pace.Elapsed)

@@ -1,9 +1,4 @@
 using System.Collections.Concurrent;
-using System.Diagnostics;
-using System.Text;
-using IotGateway.Bench.Infrastructure;
-using MQTTnet;
-using MQTTnet.Protocol;
 
 namespace IotGateway.Bench.Benchmarks;
 

@@ -1,3 +1,5 @@
+using IotGateway.Protocol;
+
 namespace IotGateway.Bench.Infrastructure;
 
 /// <summary>
@@ -83,10 +85,10 @@ public sealed class ArticleServer
         {
             ["BROKER"] = broker.Url,
             ["SERVER_ID"] = clientId,
-            ["DATA_TOPIC"] = "iot/data",
-            ["CMD_REQ_TOPIC"] = "iot/cmd/req",
-            ["CMD_RESP_TOPIC"] = "iot/cmd/resp",
-            ["REGISTER_TOPIC"] = "iot/register",
+            ["DATA_TOPIC"] = TopicRoots.DefaultData,
+            ["CMD_REQ_TOPIC"] = TopicRoots.DefaultCommandRequest,
+            ["CMD_RESP_TOPIC"] = TopicRoots.DefaultCommandResponse,
+            ["REGISTER_TOPIC"] = TopicRoots.DefaultRegister,
             ["NODE_ENV"] = "production",
             ["BENCH_EXIT_AFTER"] = readings.ToString(System.Globalization.CultureInfo.InvariantCulture),
         });

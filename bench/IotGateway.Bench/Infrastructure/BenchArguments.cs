@@ -1,5 +1,3 @@
-using System.Globalization;
-
 namespace IotGateway.Bench.Infrastructure;
 
 /// <summary>`--name value` options after the subcommand; every option must be one the subcommand knows.</summary>

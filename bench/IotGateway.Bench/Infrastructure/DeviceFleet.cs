@@ -1,5 +1,4 @@
-using MQTTnet;
-using MQTTnet.Protocol;
+using IotGateway.Protocol;
 
 namespace IotGateway.Bench.Infrastructure;
 
@@ -62,9 +61,9 @@ public sealed class DeviceFleet : BenchFleet
         {
             var options = MqttClients.Options(broker, deviceId).WithCleanStart(false).WithSessionExpiryInterval(3600).Build();
             await MqttClients.ConnectAsync(client, options, cancellationToken);
-            await MqttClients.SubscribeAsync(client, $"iot/cmd/req/{deviceId}", MqttQualityOfServiceLevel.ExactlyOnce, cancellationToken);
+            await MqttClients.SubscribeAsync(client, TopicRoots.Default.For(deviceId).CommandRequest, MqttQualityOfServiceLevel.ExactlyOnce, cancellationToken);
             await MqttClients.PublishAsync(client,
-                MqttClients.Message($"iot/register/{deviceId}", SignIn, MqttQualityOfServiceLevel.ExactlyOnce, retain: true), cancellationToken);
+                MqttClients.Message(TopicRoots.Default.For(deviceId).Register, SignIn, MqttQualityOfServiceLevel.ExactlyOnce, retain: true), cancellationToken);
             return client;
         }
         catch
@@ -95,7 +94,7 @@ public sealed class DeviceFleet : BenchFleet
         try
         {
             using var timeout = new CancellationTokenSource(AnswerTimeout);
-            await MqttClients.PublishAsync(client, MqttClients.Message($"iot/cmd/resp/{deviceId}", answer, MqttQualityOfServiceLevel.ExactlyOnce), timeout.Token);
+            await MqttClients.PublishAsync(client, MqttClients.Message(TopicRoots.Default.For(deviceId).CommandResponse, answer, MqttQualityOfServiceLevel.ExactlyOnce), timeout.Token);
         }
         catch (Exception ex)
         {

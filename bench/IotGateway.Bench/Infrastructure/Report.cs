@@ -1,6 +1,3 @@
-using System.Globalization;
-using System.Text;
-
 namespace IotGateway.Bench.Infrastructure;
 
 /// <summary>One line of a results table: what was measured, the figure, and the limit or target it is read against.</summary>

@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.Net.Sockets;
-using System.Text;
 using IotGateway.Protocol;
 
 namespace IotGateway.Bench.Infrastructure;

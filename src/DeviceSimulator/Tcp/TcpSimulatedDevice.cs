@@ -160,53 +160,39 @@ internal sealed class TcpSimulatedDevice : ISimulatedDevice, ICommandTarget
     // Ends (true) after answering REBOOT, or (false) when the server closes the connection or sends what is not JSON.
     private async Task<bool> ReadCommandsAsync(Stream stream, CancellationToken cancellationToken)
     {
-        var reader = PipeReader.Create(stream, new StreamPipeReaderOptions(leaveOpen: true));
         var framer = new JsonObjectFramer(MaxCommandBytes);
-        try
+        var commands = new JsonObjectReader(stream, framer, new StreamPipeReaderOptions(leaveOpen: true));
+        await using (commands.ConfigureAwait(false))
         {
-            while (true)
+            try
             {
-                var read = await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
-                var buffer = read.Buffer;
-                while (true)
+                while (await commands.ReadAsync(cancellationToken).ConfigureAwait(false) is { } json)
                 {
-                    var status = framer.TryRead(ref buffer, out var json);
-                    if (status == FrameStatus.NeedMoreData)
-                    {
-                        break;
-                    }
-
-                    if (status == FrameStatus.Invalid)
-                    {
-                        _log.Problem($"CLOSING THE CONNECTION: THE SERVER SENT {framer.Problem}");
-                        return false;
-                    }
-
                     if (await HandleCommandAsync(stream, json, cancellationToken).ConfigureAwait(false))
                     {
                         return true;
                     }
                 }
 
-                reader.AdvanceTo(buffer.Start, buffer.End);
-                if (read.IsCompleted)
+                if (commands.End == JsonObjectStreamEnd.Invalid)
                 {
-                    return false;
+                    _log.Problem($"CLOSING THE CONNECTION: THE SERVER SENT {framer.Problem}");
                 }
+
+                return false;
             }
-        }
-        catch (Exception) when (cancellationToken.IsCancellationRequested)
-        {
-            return false;
-        }
-        catch (IOException)
-        {
-            return false;
-        }
-        finally
-        {
-            _wake.Raise(WakeReasons.ConnectionLost);
-            await reader.CompleteAsync().ConfigureAwait(false);
+            catch (Exception) when (cancellationToken.IsCancellationRequested)
+            {
+                return false;
+            }
+            catch (IOException)
+            {
+                return false;
+            }
+            finally
+            {
+                _wake.Raise(WakeReasons.ConnectionLost);
+            }
         }
     }
 

@@ -207,67 +207,36 @@ public sealed partial class TcpDeviceConnection : IAsyncDisposable
 
     private async Task ReadMessagesAsync(Stream stream, CancellationToken token)
     {
-        var reader = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 4096, leaveOpen: true, useZeroByteReads: true));
         var framer = new JsonObjectFramer(Math.Min(_options.MaxFirstMessageBytes, _maxObjectBytes));
-        var deadline = _time.GetUtcNow() + TimeSpan.FromSeconds(_options.FirstMessageTimeoutSeconds);
-        try
+        await using var objects = new JsonObjectReader(stream, framer,
+            new StreamPipeReaderOptions(bufferSize: 4096, leaveOpen: true, useZeroByteReads: true), _time)
         {
-            while (true)
+            Deadline = _time.GetUtcNow() + TimeSpan.FromSeconds(_options.FirstMessageTimeoutSeconds),
+        };
+        while (await objects.ReadAsync(token) is { } json)
+        {
+            var receivedAt = _time.GetUtcNow();
+            if (!await HandleAsync(json, receivedAt, token))
             {
-                ReadResult read;
-                using (var timer = new CancellationTokenSource(Later(deadline), _time))
-                using (var timeout = CancellationTokenSource.CreateLinkedTokenSource(token, timer.Token))
-                {
-                    try
-                    {
-                        read = await reader.ReadAsync(timeout.Token);
-                    }
-                    catch (OperationCanceledException) when (!token.IsCancellationRequested)
-                    {
-                        _closeReason = DeviceId is null
-                            ? $"no device named itself within {_options.FirstMessageTimeoutSeconds:0.#} s"
-                            : $"silent for {_options.IdleTimeoutSeconds:0.#} s (Tcp:IdleTimeoutSeconds)";
-                        return;
-                    }
-                }
-
-                var buffer = read.Buffer;
-                while (true)
-                {
-                    var status = framer.TryRead(ref buffer, out var json);
-                    if (status == FrameStatus.NeedMoreData)
-                    {
-                        break;
-                    }
-
-                    if (status == FrameStatus.Invalid)
-                    {
-                        Refuse("bad-tcp-stream", framer.Problem!);
-                        _closeReason = $"bad input: {framer.Problem}{(DeviceId is null && framer.TooLargeObject ? " (Tcp:MaxFirstMessageBytes)" : "")}";
-                        return;
-                    }
-
-                    var receivedAt = _time.GetUtcNow();
-                    if (!await HandleAsync(json, receivedAt, token))
-                    {
-                        return;
-                    }
-
-                    framer.MaxObjectBytes = _maxObjectBytes;
-
-                    deadline = receivedAt + TimeSpan.FromSeconds(_options.IdleTimeoutSeconds);
-                }
-
-                reader.AdvanceTo(buffer.Start, buffer.End);
-                if (read.IsCompleted)
-                {
-                    return;
-                }
+                return;
             }
+
+            framer.MaxObjectBytes = _maxObjectBytes;
+            objects.Deadline = receivedAt + TimeSpan.FromSeconds(_options.IdleTimeoutSeconds);
         }
-        finally
+
+        // Closed needs nothing: the close reason already says the device closed the connection.
+        switch (objects.End)
         {
-            await reader.CompleteAsync();
+            case JsonObjectStreamEnd.TimedOut:
+                _closeReason = DeviceId is null
+                    ? $"no device named itself within {_options.FirstMessageTimeoutSeconds:0.#} s"
+                    : $"silent for {_options.IdleTimeoutSeconds:0.#} s (Tcp:IdleTimeoutSeconds)";
+                break;
+            case JsonObjectStreamEnd.Invalid:
+                Refuse("bad-tcp-stream", framer.Problem!);
+                _closeReason = $"bad input: {framer.Problem}{(DeviceId is null && framer.TooLargeObject ? " (Tcp:MaxFirstMessageBytes)" : "")}";
+                break;
         }
     }
 
@@ -380,12 +349,6 @@ public sealed partial class TcpDeviceConnection : IAsyncDisposable
             LogRefusedAgain(reason, Remote, LogText.Printable(detail, 300), _refusalsNotLogged);
             _refusalsNotLogged = 0;
         }
-    }
-
-    private TimeSpan Later(DateTimeOffset deadline)
-    {
-        var delay = deadline - _time.GetUtcNow();
-        return delay > TimeSpan.Zero ? delay : TimeSpan.Zero;
     }
 
     public async ValueTask DisposeAsync()

@@ -14,8 +14,8 @@ public sealed partial class ApiAnswersTests
         var (gateway, port) = await GatewayApp.StartEmbeddedAsync();
         await using var _ = gateway;
         await using var device = await TestMqttClient.ConnectArticleDeviceAsync("127.0.0.1", port, "clock-1");
-        await device.PublishAsync("iot/register/clock-1", "SIGN_IN", retain: true);
-        await device.PublishAsync("iot/data/clock-1", """{"temp":21.5}""");
+        await device.PublishAsync(TopicRoots.Default.For("clock-1").Register, "SIGN_IN", retain: true);
+        await device.PublishAsync(TopicRoots.Default.For("clock-1").Data, """{"temp":21.5}""");
         await gateway.WaitForDeviceAsync("clock-1", d => d is { SignedIn: true, TelemetryCount: 1 }, "the reading is stored");
         var queued = await gateway.QueueCommandAsync("clock-1", new { command = "PING" });
 
@@ -37,8 +37,8 @@ public sealed partial class ApiAnswersTests
         await using var _ = gateway;
         await using var events = await EventStreamClient.OpenAsync(gateway.Http, "/api/events?deviceId=clock-2");
         await using var device = await TestMqttClient.ConnectArticleDeviceAsync("127.0.0.1", port, "clock-2");
-        await device.PublishAsync("iot/register/clock-2", "SIGN_IN", retain: true);
-        await device.PublishAsync("iot/data/clock-2", """{"temp":21.5}""");
+        await device.PublishAsync(TopicRoots.Default.For("clock-2").Register, "SIGN_IN", retain: true);
+        await device.PublishAsync(TopicRoots.Default.For("clock-2").Data, """{"temp":21.5}""");
         await gateway.WaitForDeviceAsync("clock-2", d => d is { SignedIn: true, TelemetryCount: 1 }, "the reading is stored");
         await gateway.QueueCommandAsync("clock-2", new { command = "PING" });
 
@@ -89,7 +89,7 @@ public sealed partial class ApiAnswersTests
         var (gateway, port) = await GatewayApp.StartEmbeddedAsync();
         await using var _ = gateway;
         await using var device = await TestMqttClient.ConnectArticleDeviceAsync("127.0.0.1", port, "range-1");
-        await device.PublishAsync("iot/data/range-1", """{"temp":21.5}""");
+        await device.PublishAsync(TopicRoots.Default.For("range-1").Data, """{"temp":21.5}""");
         await gateway.WaitForDeviceAsync("range-1", d => d.TelemetryCount == 1, "the reading is stored");
         var received = JsonDocument.Parse(await gateway.Http.GetStringAsync("/api/devices/range-1/telemetry"))
             .RootElement.GetProperty("items")[0].GetProperty("receivedAt").GetString()!;
@@ -154,8 +154,8 @@ public sealed partial class ApiAnswersTests
         var (gateway, port) = await GatewayApp.StartEmbeddedAsync();
         await using var _ = gateway;
         await using var device = await TestMqttClient.ConnectArticleDeviceAsync("127.0.0.1", port, "answers-1");
-        await device.SubscribeAsync("iot/cmd/req/answers-1");
-        await device.PublishAsync("iot/register/answers-1", "SIGN_IN", retain: true);
+        await device.SubscribeAsync(TopicRoots.Default.For("answers-1").CommandRequest);
+        await device.PublishAsync(TopicRoots.Default.For("answers-1").Register, "SIGN_IN", retain: true);
         await gateway.WaitForDeviceAsync("answers-1", d => d.SignedIn, "the device is known");
 
         var results = new Dictionary<string, string>
@@ -169,7 +169,7 @@ public sealed partial class ApiAnswersTests
         {
             var queued = await gateway.QueueCommandAsync("answers-1", new { command });
             await device.WaitForMessageAsync(m => m.Payload.Contains(queued.Id.ToString(), StringComparison.Ordinal), Timeout);
-            await device.PublishAsync("iot/cmd/resp/answers-1",
+            await device.PublishAsync(TopicRoots.Default.For("answers-1").CommandResponse,
                 $$"""{"deviceId":"answers-1","messageType":"commandResp","commandResult":{{result}},"uuid":"{{queued.Id}}","command":"{{command}}"}""");
             await gateway.WaitForCommandAsync(queued.Id, Data.CommandStatus.Completed);
 

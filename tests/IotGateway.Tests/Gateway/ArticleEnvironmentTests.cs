@@ -35,7 +35,7 @@ public sealed class ArticleEnvironmentTests
         await using var device = await TestMqttClient.ConnectAsync(broker, "blogger");
         await device.SubscribeAsync("blog/cmd/req/blogger");
         await device.PublishAsync("blog/register/blogger", "SIGN_IN", retain: true);
-        await device.PublishAsync("iot/data/blogger", """{"temp":1}""");
+        await device.PublishAsync(TopicRoots.Default.For("blogger").Data, """{"temp":1}""");
         await device.PublishAsync("blog/data/blogger", """{"temp":2}""");
 
         // 404 until the gateway has stored something from the device.

@@ -34,7 +34,7 @@ public sealed class CommandCrashWindowTests(ITestOutputHelper output)
 
         // One observer stands in for every device: it receives each command request, counted by uuid.
         await using var observer = await TestMqttClient.ConnectAsync(broker, "observer");
-        await observer.SubscribeAsync("iot/cmd/req/+");
+        await observer.SubscribeAsync(TopicRoots.Default.For("+").CommandRequest);
 
         Dictionary<Guid, string> statusAtKill;
         var gateway = GatewayProcess.Start(BuiltGateway.Dll, data.Path, settings);
@@ -45,7 +45,7 @@ public sealed class CommandCrashWindowTests(ITestOutputHelper output)
             {
                 for (var i = 0; i < Devices; i++)
                 {
-                    await devices.PublishAsync($"iot/register/crash-{i:D4}", "SIGN_IN");
+                    await devices.PublishAsync(TopicRoots.Default.For($"crash-{i:D4}").Register, "SIGN_IN");
                 }
             }
 

@@ -17,21 +17,14 @@ public sealed class DatabaseTroubleTests
         await using var broker = await MosquittoBroker.StartAsync();
         await using var gateway = await GatewayApp.StartAsync(broker.Url);
         await using var device = await TestMqttClient.ConnectAsync(broker, "patient");
-        await device.PublishAsync("iot/data/patient", """{"temp":1,"messageId":"before"}""");
+        await device.PublishAsync(TopicRoots.Default.For("patient").Data, """{"temp":1,"messageId":"before"}""");
         await gateway.WaitForDeviceAsync("patient", d => d.TelemetryCount == 1, "the first reading is stored");
 
-        await using (var locker = new SqliteConnection($"Data Source={gateway.DatabasePath};Pooling=False"))
+        await using (var writeLock = await WriteLock.TakeAsync(gateway.DatabasePath))
         {
-            await locker.OpenAsync();
-            await using (var begin = locker.CreateCommand())
-            {
-                begin.CommandText = "BEGIN EXCLUSIVE;";
-                await begin.ExecuteNonQueryAsync();
-            }
-
             for (var i = 0; i < 5; i++)
             {
-                await device.PublishAsync("iot/data/patient", $$"""{"temp":2,"messageId":"during-{{i}}"}""");
+                await device.PublishAsync(TopicRoots.Default.For("patient").Data, $$"""{"temp":2,"messageId":"during-{{i}}"}""");
             }
 
             var notReady = await Eventually.UntilAsync(async () =>
@@ -56,9 +49,7 @@ public sealed class DatabaseTroubleTests
             Assert.Equal("Database not available", problem.RootElement.GetProperty("title").GetString());
             Assert.Contains("database is locked", problem.RootElement.GetProperty("detail").GetString(), StringComparison.Ordinal);
 
-            await using var commit = locker.CreateCommand();
-            commit.CommandText = "COMMIT;";
-            await commit.ExecuteNonQueryAsync();
+            await writeLock.ReleaseAsync();
         }
 
         await gateway.WaitForDeviceAsync("patient", d => d.TelemetryCount == 6, "every reading held back is stored once the lock is released", Timeout);
@@ -80,7 +71,7 @@ public sealed class DatabaseTroubleTests
         await using var broker = await MosquittoBroker.StartAsync();
         await using var gateway = await GatewayApp.StartAsync(broker.Url, s => s["Ingest:RetryMaxDelaySeconds"] = "0.2");
         await using var device = await TestMqttClient.ConnectAsync(broker, "refused");
-        await device.PublishAsync("iot/data/refused", """{"temp":1,"messageId":"before"}""");
+        await device.PublishAsync(TopicRoots.Default.For("refused").Data, """{"temp":1,"messageId":"before"}""");
         await gateway.WaitForDeviceAsync("refused", d => d.TelemetryCount == 1, "the first reading is stored");
         await ExecuteAsync(gateway.DatabasePath, """
             CREATE TRIGGER "TestRefuseReadings" BEFORE INSERT ON "Telemetry" WHEN NEW."Payload" LIKE '%poison%'
@@ -89,27 +80,18 @@ public sealed class DatabaseTroubleTests
 
         // A lock holds the writer on its first batch while the rest queue up behind it, to be taken as one batch.
         var queue = gateway.Services.GetRequiredService<IngestQueue>();
-        await using (var locker = new SqliteConnection($"Data Source={gateway.DatabasePath};Pooling=False"))
+        await using (var writeLock = await WriteLock.TakeAsync(gateway.DatabasePath))
         {
-            await locker.OpenAsync();
-            await using (var begin = locker.CreateCommand())
-            {
-                begin.CommandText = "BEGIN EXCLUSIVE;";
-                await begin.ExecuteNonQueryAsync();
-            }
-
-            await device.PublishAsync("iot/data/refused", """{"temp":2,"messageId":"held"}""", MqttQualityOfServiceLevel.AtLeastOnce);
+            await device.PublishAsync(TopicRoots.Default.For("refused").Data, """{"temp":2,"messageId":"held"}""", MqttQualityOfServiceLevel.AtLeastOnce);
             await Eventually.UntilAsync(() => gateway.Logs.Contains("(attempt 1)"), Timeout, "the writer is held by the lock");
             for (var i = 0; i < 7; i++)
             {
                 var poison = i == 4 ? ",\"note\":\"poison\"" : "";
-                await device.PublishAsync("iot/data/refused", $$"""{"temp":3,"messageId":"batch-{{i}}"{{poison}}}""", MqttQualityOfServiceLevel.AtLeastOnce);
+                await device.PublishAsync(TopicRoots.Default.For("refused").Data, $$"""{"temp":3,"messageId":"batch-{{i}}"{{poison}}}""", MqttQualityOfServiceLevel.AtLeastOnce);
             }
 
             await Eventually.UntilAsync(() => queue.Count == 7, Timeout, "the seven readings wait in the queue");
-            await using var commit = locker.CreateCommand();
-            commit.CommandText = "COMMIT;";
-            await commit.ExecuteNonQueryAsync();
+            await writeLock.ReleaseAsync();
         }
 
         await gateway.WaitForDeviceAsync("refused", d => d.TelemetryCount == 8, "every reading but the refused one is stored", Timeout);
@@ -118,15 +100,6 @@ public sealed class DatabaseTroubleTests
         Assert.True(gateway.Logs.Contains("refused by the test"));
         Assert.Equal(8, GatewayRows(gateway.DatabasePath, "refused"));
         await gateway.WaitUntilReadyAsync();
-    }
-
-    private static async Task ExecuteAsync(string databasePath, string sql)
-    {
-        await using var connection = new SqliteConnection($"Data Source={databasePath};Pooling=False");
-        await connection.OpenAsync();
-        await using var command = connection.CreateCommand();
-        command.CommandText = sql;
-        await command.ExecuteNonQueryAsync();
     }
 
     // Back-pressure: while the writer cannot commit, the bounded queue fills and stays full; the rest waits
@@ -146,31 +119,22 @@ public sealed class DatabaseTroubleTests
             s["ConnectionStrings:Gateway"] += ";Default Timeout=1";
         });
         await using var device = await TestMqttClient.ConnectAsync(broker, "pressing");
-        await device.PublishAsync("iot/data/pressing", """{"temp":1,"messageId":"before"}""");
+        await device.PublishAsync(TopicRoots.Default.For("pressing").Data, """{"temp":1,"messageId":"before"}""");
         await gateway.WaitForDeviceAsync("pressing", d => d.TelemetryCount == 1, "the first reading is stored");
 
         var queue = gateway.Services.GetRequiredService<IngestQueue>();
-        await using (var locker = new SqliteConnection($"Data Source={gateway.DatabasePath};Pooling=False"))
+        await using (var writeLock = await WriteLock.TakeAsync(gateway.DatabasePath))
         {
-            await locker.OpenAsync();
-            await using (var begin = locker.CreateCommand())
-            {
-                begin.CommandText = "BEGIN EXCLUSIVE;";
-                await begin.ExecuteNonQueryAsync();
-            }
-
             for (var i = 0; i < Held; i++)
             {
-                await device.PublishAsync("iot/data/pressing", $$"""{"temp":2,"messageId":"held-{{i}}"}""", MqttQualityOfServiceLevel.AtLeastOnce);
+                await device.PublishAsync(TopicRoots.Default.For("pressing").Data, $$"""{"temp":2,"messageId":"held-{{i}}"}""", MqttQualityOfServiceLevel.AtLeastOnce);
             }
 
             await Eventually.UntilAsync(() => queue.Count == 8 && gateway.Logs.Contains("(attempt 2)"), Timeout,
                 "the queue is full and the writer keeps retrying its batch");
             Assert.Equal(8, queue.Count);
 
-            await using var commit = locker.CreateCommand();
-            commit.CommandText = "COMMIT;";
-            await commit.ExecuteNonQueryAsync();
+            await writeLock.ReleaseAsync();
         }
 
         await gateway.WaitForDeviceAsync("pressing", d => d.TelemetryCount == 1 + Held, "every reading the broker held back is stored", Timeout);
@@ -178,4 +142,48 @@ public sealed class DatabaseTroubleTests
     }
 
     private static long GatewayRows(string databasePath, string deviceId) => StoredReadings.Count(databasePath, deviceId).Distinct;
+
+    private static async Task ExecuteAsync(string databasePath, string sql)
+    {
+        await using var connection = Connection(databasePath);
+        await connection.OpenAsync();
+        await ExecuteAsync(connection, sql);
+    }
+
+    private static SqliteConnection Connection(string databasePath) => new($"Data Source={databasePath};Pooling=False");
+
+    private static async Task ExecuteAsync(SqliteConnection connection, string sql)
+    {
+        await using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        await command.ExecuteNonQueryAsync();
+    }
+
+    // SQLite's write lock, held by a connection of its own as another process would hold it, until released.
+    private sealed class WriteLock : IAsyncDisposable
+    {
+        private readonly SqliteConnection _connection;
+
+        private WriteLock(SqliteConnection connection) => _connection = connection;
+
+        public static async Task<WriteLock> TakeAsync(string databasePath)
+        {
+            var connection = Connection(databasePath);
+            try
+            {
+                await connection.OpenAsync();
+                await ExecuteAsync(connection, "BEGIN EXCLUSIVE;");
+                return new WriteLock(connection);
+            }
+            catch
+            {
+                await connection.DisposeAsync();
+                throw;
+            }
+        }
+
+        public Task ReleaseAsync() => ExecuteAsync(_connection, "COMMIT;");
+
+        public ValueTask DisposeAsync() => _connection.DisposeAsync();
+    }
 }

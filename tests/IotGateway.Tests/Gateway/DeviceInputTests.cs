@@ -15,12 +15,13 @@ public sealed class DeviceInputTests
         await using var broker = await StartBrokerAsync();
         await using var gateway = await GatewayApp.StartAsync(broker.Url, s => s["Ingest:MaxPayloadBytes"] = "1024");
         await using var device = await TestMqttClient.ConnectAsync(broker, "messy");
+        var topic = TopicRoots.Default.For("messy").Data;
 
-        await device.PublishAsync("iot/data/messy", "temperature is 21 degrees");
-        await device.PublishAsync(new MqttApplicationMessageBuilder().WithTopic("iot/data/messy").WithPayload([0xff, 0xfe, 0x00, 0x80, 0x41]).Build());
-        await device.PublishAsync(new MqttApplicationMessageBuilder().WithTopic("iot/data/messy").WithPayload(Array.Empty<byte>()).Build());
-        await device.PublishAsync("iot/data/messy", $$"""{"blob":"{{new string('x', 5000)}}"}""");
-        await device.PublishAsync("iot/data/messy", """{"temp":21,"after":"the garbage"}""");
+        await device.PublishAsync(topic, "temperature is 21 degrees");
+        await device.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(topic).WithPayload([0xff, 0xfe, 0x00, 0x80, 0x41]).Build());
+        await device.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(topic).WithPayload(Array.Empty<byte>()).Build());
+        await device.PublishAsync(topic, $$"""{"blob":"{{new string('x', 5000)}}"}""");
+        await device.PublishAsync(topic, """{"temp":21,"after":"the garbage"}""");
 
         await gateway.WaitForDeviceAsync("messy", d => d.TelemetryCount == 3, "text, binary and the final JSON are stored");
         var page = await gateway.Http.GetFromJsonAsync<Page<ReadingView>>("/api/devices/messy/telemetry", GatewayApp.Json);
@@ -44,13 +45,14 @@ public sealed class DeviceInputTests
         await using var broker = await StartBrokerAsync();
         await using var gateway = await GatewayApp.StartAsync(broker.Url);
         await using var device = await TestMqttClient.ConnectAsync(broker, "repeater");
+        var topic = TopicRoots.Default.For("repeater").Data;
 
         for (var i = 0; i < 3; i++)
         {
-            await device.PublishAsync("iot/data/repeater", """{"temp":1,"messageId":"same-reading"}""");
-            await device.PublishAsync("iot/data/repeater", """{"temp":2,"uuid":"3f1c0f7e-1111-4a4a-9999-000000000001"}""");
+            await device.PublishAsync(topic, """{"temp":1,"messageId":"same-reading"}""");
+            await device.PublishAsync(topic, """{"temp":2,"uuid":"3f1c0f7e-1111-4a4a-9999-000000000001"}""");
             await device.PublishAsync(new MqttApplicationMessageBuilder()
-                .WithTopic("iot/data/repeater")
+                .WithTopic(topic)
                 .WithPayload("""{"temp":3}""")
                 .WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce)
                 .WithUserProperty("message-id", Encoding.UTF8.GetBytes("from-user-property").AsMemory())
@@ -58,8 +60,8 @@ public sealed class DeviceInputTests
         }
 
         // A reading without an id is stored every time: there is nothing to tell a redelivery from a new reading.
-        await device.PublishAsync("iot/data/repeater", """{"temp":4}""");
-        await device.PublishAsync("iot/data/repeater", """{"temp":4}""");
+        await device.PublishAsync(topic, """{"temp":4}""");
+        await device.PublishAsync(topic, """{"temp":4}""");
 
         await gateway.WaitForDeviceAsync("repeater", d => d.TelemetryCount == 5, "three identified readings once each, two anonymous ones");
         var page = await gateway.Http.GetFromJsonAsync<Page<ReadingView>>("/api/devices/repeater/telemetry", GatewayApp.Json);
@@ -74,14 +76,15 @@ public sealed class DeviceInputTests
         await using var broker = await StartBrokerAsync();
         await using var gateway = await GatewayApp.StartAsync(broker.Url);
         await using var device = await TestMqttClient.ConnectAsync(broker, "stray");
+        var topics = TopicRoots.Default.For("stray");
 
-        await device.PublishAsync("iot/data/stray/extra/levels", """{"temp":1}""");
+        await device.PublishAsync($"{topics.Data}/extra/levels", """{"temp":1}""");
         await device.PublishAsync(TopicRoots.Default.For(new string('x', 129)).Data, """{"temp":1}""");
-        await device.PublishAsync("iot/register/stray", "MAYBE_LATER");
-        await device.PublishAsync("iot/cmd/resp/stray", GatewayEndToEndTests.ArticleAnswer("stray", Guid.NewGuid(), "PING", "PONG"));
-        await device.PublishAsync("iot/cmd/resp/stray", """{"commandResult":"PONG"}""");
-        await device.PublishAsync("iot/cmd/resp/stray", "PONG");
-        await device.PublishAsync("iot/data/stray", """{"temp":2}""");
+        await device.PublishAsync(topics.Register, "MAYBE_LATER");
+        await device.PublishAsync(topics.CommandResponse, GatewayEndToEndTests.ArticleAnswer("stray", Guid.NewGuid(), "PING", "PONG"));
+        await device.PublishAsync(topics.CommandResponse, """{"commandResult":"PONG"}""");
+        await device.PublishAsync(topics.CommandResponse, "PONG");
+        await device.PublishAsync(topics.Data, """{"temp":2}""");
 
         var stray = await gateway.WaitForDeviceAsync("stray", d => d.TelemetryCount == 1, "only the well-formed reading is stored");
         Assert.False(stray.SignedIn);
@@ -108,9 +111,9 @@ public sealed class DeviceInputTests
         var (started, port) = await GatewayApp.StartEmbeddedAsync();
         await using var gateway = started;
         await using var device = await TestMqttClient.ConnectAsync("127.0.0.1", port, "forger");
-        await device.PublishAsync("iot/data/forger\nfail: IotGateway[0] all is well", """{"temp":1}""");
-        await device.PublishAsync("iot/register/forger\u0007", "SIGN_IN");
-        await device.PublishAsync("iot/data/forger", """{"temp":2}""");
+        await device.PublishAsync(TopicRoots.Default.For("forger\nfail: IotGateway[0] all is well").Data, """{"temp":1}""");
+        await device.PublishAsync(TopicRoots.Default.For("forger\u0007").Register, "SIGN_IN");
+        await device.PublishAsync(TopicRoots.Default.For("forger").Data, """{"temp":2}""");
 
         await gateway.WaitForDeviceAsync("forger", d => d.TelemetryCount == 1, "the reading under the valid id is stored");
         await Eventually.UntilAsync(() => gateway.Logs.Contains("Message rejected (bad-device-id): topic 'iot/register/forger\\u0007': "), Timeout,
@@ -129,14 +132,14 @@ public sealed class DeviceInputTests
         await using var gateway = await GatewayApp.StartAsync(broker.Url);
         await using (var forger = await TestMqttClient.ConnectAsync(broker, "forger"))
         {
-            await Record.ExceptionAsync(() => forger.PublishAsync("iot/data/forger\nx", """{"temp":1}""")); // no PUBREC comes
+            await Record.ExceptionAsync(() => forger.PublishAsync(TopicRoots.Default.For("forger\nx").Data, """{"temp":1}""")); // no PUBREC comes
             await Eventually.UntilAsync(() => broker.ReadLog().Contains("Client forger disconnected due to malformed packet.", StringComparison.Ordinal),
                 Timeout, "Mosquitto drops the connection");
         }
 
         // A reading published after it arrives; the refused one never did.
         await using var witness = await TestMqttClient.ConnectAsync(broker, "witness");
-        await witness.PublishAsync("iot/data/witness", """{"temp":2}""");
+        await witness.PublishAsync(TopicRoots.Default.For("witness").Data, """{"temp":2}""");
         await gateway.WaitForDeviceAsync("witness", d => d.TelemetryCount == 1, "the witness's reading is stored");
         Assert.False(gateway.Logs.Contains("unknown-topic"));
         Assert.Single((await gateway.Http.GetFromJsonAsync<Page<Devices.DeviceView>>("/api/devices", GatewayApp.Json))!.Items);
@@ -152,9 +155,9 @@ public sealed class DeviceInputTests
 
         const int flood = 5000;
         var flooding = Task.WhenAll(Enumerable.Range(0, flood).Select(i => flooder.PublishAsync(new MqttApplicationMessageBuilder()
-            .WithTopic("iot/data/flooder").WithPayload($$"""{"n":{{i}},"messageId":"f{{i}}"}""")
+            .WithTopic(TopicRoots.Default.For("flooder").Data).WithPayload($$"""{"n":{{i}},"messageId":"f{{i}}"}""")
             .WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build())));
-        await quiet.PublishAsync("iot/data/quiet", """{"temp":20,"messageId":"q1"}""");
+        await quiet.PublishAsync(TopicRoots.Default.For("quiet").Data, """{"temp":20,"messageId":"q1"}""");
 
         await gateway.WaitForDeviceAsync("quiet", d => d.TelemetryCount == 1, "the quiet device's reading is stored during the flood");
         await flooding;

@@ -30,8 +30,9 @@ public abstract class EmbeddedBrokerQueueLimitTests
 
         // The article's device: a persistent session subscribed to its command topic, signed in, then gone.
         await using var device = await TestMqttClient.ConnectArticleDeviceAsync("127.0.0.1", port, "queue-limit");
-        await device.SubscribeAsync("iot/cmd/req/queue-limit");
-        await device.PublishAsync("iot/register/queue-limit", "SIGN_IN", retain: true);
+        var topics = TopicRoots.Default.For("queue-limit");
+        await device.SubscribeAsync(topics.CommandRequest);
+        await device.PublishAsync(topics.Register, "SIGN_IN", retain: true);
         await gateway.WaitForDeviceAsync("queue-limit", d => d.SignedIn, "the device signs in");
         await device.DisconnectAsync();
 
@@ -47,7 +48,7 @@ public abstract class EmbeddedBrokerQueueLimitTests
             await gateway.WaitForCommandAsync(id, CommandStatus.Published, Timeout);
         }
 
-        Assert.DoesNotContain(device.ReceivedMessages, m => m.Topic == "iot/cmd/req/queue-limit");
+        Assert.DoesNotContain(device.ReceivedMessages, m => m.Topic == topics.CommandRequest);
 
         // Back online, the device is sent what its session kept. Once it has as many as the limit, a command queued
         // now goes out after anything else the broker kept, so when it arrives the backlog is complete. (Queued any
@@ -55,11 +56,11 @@ public abstract class EmbeddedBrokerQueueLimitTests
         // message waiting for the client, connected or not.)
         var reconnect = await device.ReconnectAsync();
         Assert.True(reconnect.IsSessionPresent, "the broker kept the device's session");
-        await device.WaitForMessagesAsync(m => m.Topic == "iot/cmd/req/queue-limit", Limit, Timeout);
+        await device.WaitForMessagesAsync(m => m.Topic == topics.CommandRequest, Limit, Timeout);
         var marker = await gateway.QueueCommandAsync("queue-limit", new { command = "MARKER" });
         await device.WaitForMessageAsync(m => m.Payload.Contains(marker.Id.ToString(), StringComparison.Ordinal), Timeout);
 
-        var received = device.ReceivedMessages.Where(m => m.Topic == "iot/cmd/req/queue-limit").Select(m => CommandId(m.Payload)).ToList();
+        var received = device.ReceivedMessages.Where(m => m.Topic == topics.CommandRequest).Select(m => CommandId(m.Payload)).ToList();
         var expected = ids.Skip(Queued - Limit).Append(marker.Id).ToList();
         Assert.True(expected.SequenceEqual(received),
             $"Expected the newest {Limit} of {Queued} commands, then the marker ({string.Join(", ", expected.Select(id => Name(ids, id)))}); " +

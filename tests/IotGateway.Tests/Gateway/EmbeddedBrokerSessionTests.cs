@@ -79,7 +79,7 @@ public abstract class EmbeddedBrokerSessionTests
         await Eventually.UntilAsync(() => gateway.Logs.Contains("that client id is the gateway's own"), Timeout, "the refusal is logged");
 
         await using var device = await TestMqttClient.ConnectArticleDeviceAsync("127.0.0.1", port, "after-impostor");
-        await device.PublishAsync("iot/data/after-impostor", """{"temp":1}""");
+        await device.PublishAsync(TopicRoots.Default.For("after-impostor").Data, """{"temp":1}""");
         await gateway.WaitForDeviceAsync("after-impostor", d => d.TelemetryCount == 1, "ingest goes on");
         await gateway.WaitUntilReadyAsync();
     }
@@ -90,8 +90,8 @@ public abstract class EmbeddedBrokerSessionTests
         var (started, port) = await GatewayApp.StartEmbeddedAsync(provider: Provider);
         await using var gateway = started;
         await using var device = await TestMqttClient.ConnectArticleDeviceAsync("127.0.0.1", port, "late");
-        await device.SubscribeAsync("iot/cmd/req/late");
-        await device.PublishAsync("iot/register/late", "SIGN_IN", retain: true);
+        await device.SubscribeAsync(TopicRoots.Default.For("late").CommandRequest);
+        await device.PublishAsync(TopicRoots.Default.For("late").Register, "SIGN_IN", retain: true);
         await gateway.WaitForDeviceAsync("late", d => d.SignedIn, "the device signs in");
         await device.DisconnectAsync();
 
@@ -190,8 +190,8 @@ public abstract class EmbeddedBrokerSessionTests
             };
             await holder.ConnectAsync(new MqttClientOptionsBuilder().WithTcpServer("127.0.0.1", port).WithClientId("holder")
                 .WithCleanStart(false).WithSessionExpiryInterval(600).Build());
-            await holder.SubscribeAsync("iot/cmd/req/holder", MQTTnet.Protocol.MqttQualityOfServiceLevel.ExactlyOnce);
-            await holder.PublishStringAsync("iot/register/holder", "SIGN_IN", MQTTnet.Protocol.MqttQualityOfServiceLevel.ExactlyOnce, retain: true);
+            await holder.SubscribeAsync(TopicRoots.Default.For("holder").CommandRequest, MQTTnet.Protocol.MqttQualityOfServiceLevel.ExactlyOnce);
+            await holder.PublishStringAsync(TopicRoots.Default.For("holder").Register, "SIGN_IN", MQTTnet.Protocol.MqttQualityOfServiceLevel.ExactlyOnce, retain: true);
             await gateway.WaitForDeviceAsync("holder", d => d.SignedIn, "the device signs in");
             var queued = await gateway.QueueCommandAsync("holder", new { command = "PING" });
             await Eventually.UntilAsync(() => Task.FromResult(Count(received)), n => n == 1, Timeout, "the device has the command, unacknowledged");

@@ -27,13 +27,13 @@ public sealed class SqliteEventStreamTests : EventStreamTests
         var filler = new string('x', 200);
         for (var i = 1; i <= Readings; i++)
         {
-            await device.PublishAsync("iot/data/chatty", $$"""{"n":{{i}},"filler":"{{filler}}","messageId":"c-{{i}}"}""", MqttQualityOfServiceLevel.AtLeastOnce);
+            await device.PublishAsync(TopicRoots.Default.For("chatty").Data, $$"""{"n":{{i}},"filler":"{{filler}}","messageId":"c-{{i}}"}""", MqttQualityOfServiceLevel.AtLeastOnce);
         }
 
         await gateway.WaitForDeviceAsync("chatty", d => d.TelemetryCount == Readings, "every reading is stored although one client reads nothing");
         await Eventually.UntilAsync(() => gateway.Logs.Contains("dropped: it fell 16 events behind (Events:ClientBuffer)"), Timeout,
             "the stalled client is dropped, with the reason in the log");
-        await calm.PublishAsync("iot/data/calm", """{"temp":20,"messageId":"calm-1"}""", MqttQualityOfServiceLevel.AtLeastOnce);
+        await calm.PublishAsync(TopicRoots.Default.For("calm").Data, """{"temp":20,"messageId":"calm-1"}""", MqttQualityOfServiceLevel.AtLeastOnce);
         await watcher.WaitForAsync(e => Key(e) == "calm-1", Timeout, "the other client still gets its events");
         Assert.Equal(1, gateway.Services.GetRequiredService<EventHub>().Count);
 
@@ -129,30 +129,30 @@ public abstract class EventStreamTests
         await using var fan = await TestMqttClient.ConnectArticleDeviceAsync(broker.Host, broker.Port, "fan");
         await using var pump = await TestMqttClient.ConnectArticleDeviceAsync(broker.Host, broker.Port, "pump");
 
-        await fan.PublishAsync("iot/register/fan", "SIGN_IN", retain: true);
+        await fan.PublishAsync(TopicRoots.Default.For("fan").Register, "SIGN_IN", retain: true);
         var presence = (await onlyFan.WaitForAsync(e => Type(e) == "presence", Timeout, "the sign-in is streamed")).Data;
         Assert.Equal("fan", presence.GetProperty("deviceId").GetString());
         Assert.True(presence.GetProperty("signedIn").GetBoolean());
 
         // The first reading warms up the path; the second is timed from the publish to its event.
-        await fan.PublishAsync("iot/data/fan", """{"rpm":1000,"messageId":"warm-up"}""", MqttQualityOfServiceLevel.AtLeastOnce);
+        await fan.PublishAsync(TopicRoots.Default.For("fan").Data, """{"rpm":1000,"messageId":"warm-up"}""", MqttQualityOfServiceLevel.AtLeastOnce);
         await all.WaitForAsync(e => Key(e) == "warm-up", Timeout, "the warm-up reading is streamed");
         var published = Stopwatch.GetTimestamp();
-        await fan.PublishAsync("iot/data/fan", """{"rpm":1200,"sensors":{"temp":41.5},"messageId":"timed"}""", MqttQualityOfServiceLevel.AtLeastOnce);
+        await fan.PublishAsync(TopicRoots.Default.For("fan").Data, """{"rpm":1200,"sensors":{"temp":41.5},"messageId":"timed"}""", MqttQualityOfServiceLevel.AtLeastOnce);
         var (reading, arrived) = await all.WaitForAsync(e => Key(e) == "timed", Timeout, "the timed reading is streamed");
         var latency = Stopwatch.GetElapsedTime(published, arrived);
         Assert.True(latency < TimeSpan.FromSeconds(1), $"the reading took {latency.TotalMilliseconds:0} ms from publish to the event stream");
         Assert.Equal("reading", Type(reading));
         Assert.Equal("fan", reading.GetProperty("deviceId").GetString());
-        Assert.Equal("iot/data/fan", reading.GetProperty("topic").GetString());
+        Assert.Equal(TopicRoots.Default.For("fan").Data, reading.GetProperty("topic").GetString());
         Assert.Equal("Json", reading.GetProperty("format").GetString());
         Assert.Equal(41.5, reading.GetProperty("payload").GetProperty("sensors").GetProperty("temp").GetDouble());
 
         // Events reach each client in commit order: once the filtered stream has fan's next reading, pump's earlier one
         // would have come before it.
-        await pump.PublishAsync("iot/data/pump", """{"bar":2.5,"messageId":"pump-1"}""", MqttQualityOfServiceLevel.AtLeastOnce);
+        await pump.PublishAsync(TopicRoots.Default.For("pump").Data, """{"bar":2.5,"messageId":"pump-1"}""", MqttQualityOfServiceLevel.AtLeastOnce);
         await all.WaitForAsync(e => Key(e) == "pump-1", Timeout, "the pump's reading is streamed to the unfiltered client");
-        await fan.PublishAsync("iot/data/fan", """{"rpm":900,"messageId":"after-pump"}""", MqttQualityOfServiceLevel.AtLeastOnce);
+        await fan.PublishAsync(TopicRoots.Default.For("fan").Data, """{"rpm":900,"messageId":"after-pump"}""", MqttQualityOfServiceLevel.AtLeastOnce);
         await onlyFan.WaitForAsync(e => Key(e) == "after-pump", Timeout, "fan's next reading reaches the filtered client");
         Assert.All(onlyFan.Events, e => Assert.Equal("fan", e.GetProperty("deviceId").GetString()));
     }
@@ -163,15 +163,15 @@ public abstract class EventStreamTests
         await using var broker = await StartBrokerAsync();
         await using var gateway = await GatewayApp.StartAsync(broker.Url, provider: Provider);
         await using var device = await TestMqttClient.ConnectArticleDeviceAsync(broker.Host, broker.Port, "relay");
-        await device.SubscribeAsync("iot/cmd/req/relay");
-        await device.PublishAsync("iot/register/relay", "SIGN_IN", retain: true);
+        await device.SubscribeAsync(TopicRoots.Default.For("relay").CommandRequest);
+        await device.PublishAsync(TopicRoots.Default.For("relay").Register, "SIGN_IN", retain: true);
         await gateway.WaitForDeviceAsync("relay", d => d.SignedIn, "the relay signs in");
         await using var events = await EventStreamClient.OpenAsync(gateway.Http, "/api/events?deviceId=relay");
 
         var answered = await gateway.QueueCommandAsync("relay", new { command = "PING" });
         await device.WaitForMessageAsync(m => m.Payload.Contains(answered.Id.ToString(), StringComparison.Ordinal), Timeout);
         await WaitForStatusAsync(events, answered.Id, "Published");
-        await device.PublishAsync("iot/cmd/resp/relay", GatewayEndToEndTests.ArticleAnswer("relay", answered.Id, "PING", "PONG"));
+        await device.PublishAsync(TopicRoots.Default.For("relay").CommandResponse, GatewayEndToEndTests.ArticleAnswer("relay", answered.Id, "PING", "PONG"));
         var completed = await WaitForStatusAsync(events, answered.Id, "Completed");
         Assert.Equal("PONG", completed.GetProperty("result").GetString());
 

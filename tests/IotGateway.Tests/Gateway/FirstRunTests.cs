@@ -40,6 +40,7 @@ public sealed class FirstRunTests
             Assert.Single(gateway.Output, l => l.Contains(apiKey, StringComparison.Ordinal));
             http.DefaultRequestHeaders.Add("X-API-Key", apiKey);
 
+            // The topics spelled out, not taken from TopicRoots: with no settings, a newcomer's device uses these.
             await using var device = await TestMqttClient.ConnectArticleDeviceAsync("127.0.0.1", 1883, "first-device");
             await device.SubscribeAsync("iot/cmd/req/first-device");
             await device.PublishAsync("iot/register/first-device", "SIGN_IN", retain: true);

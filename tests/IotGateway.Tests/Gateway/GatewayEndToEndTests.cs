@@ -35,15 +35,15 @@ public abstract class GatewayEndToEndTests
 
         await using (var device = await ConnectDeviceAsync(broker, "sensor-1"))
         {
-            await device.PublishAsync("iot/register/sensor-1", "SIGN_IN", retain: true);
+            await device.PublishAsync(TopicRoots.Default.For("sensor-1").Register, "SIGN_IN", retain: true);
             var signedIn = await gateway.WaitForDeviceAsync("sensor-1", d => d.SignedIn, "SIGN_IN marks the device signed in");
             Assert.NotNull(signedIn.LastSeen);
             Assert.NotNull(signedIn.SignedInAt);
 
-            await device.PublishAsync("iot/register/sensor-1", "SIGN_OUT", retain: true);
+            await device.PublishAsync(TopicRoots.Default.For("sensor-1").Register, "SIGN_OUT", retain: true);
             await gateway.WaitForDeviceAsync("sensor-1", d => !d.SignedIn, "SIGN_OUT marks it signed out");
 
-            await device.PublishAsync("iot/register/sensor-1", "SIGN_IN", retain: true);
+            await device.PublishAsync(TopicRoots.Default.For("sensor-1").Register, "SIGN_IN", retain: true);
             await gateway.WaitForDeviceAsync("sensor-1", d => d.SignedIn, "it signs in again");
 
             // The broker publishes the retained SIGN_OUT will when the connection dies without DISCONNECT.
@@ -60,7 +60,7 @@ public abstract class GatewayEndToEndTests
         await using var broker = await StartBrokerAsync();
         await using (var device = await ConnectDeviceAsync(broker, "replayed"))
         {
-            await device.PublishAsync("iot/register/replayed", "SIGN_IN", retain: true);
+            await device.PublishAsync(TopicRoots.Default.For("replayed").Register, "SIGN_IN", retain: true);
         }
 
         // A gateway with a brand-new session receives the retained SIGN_IN on subscribe, twice over two sessions.
@@ -88,7 +88,7 @@ public abstract class GatewayEndToEndTests
 
         for (var i = 0; i < 25; i++)
         {
-            await device.PublishAsync("iot/data/thermo", $$"""{"deviceId":"thermo","messageType":"DATA","temp":{{20 + i}},"messageId":"r{{i}}"}""");
+            await device.PublishAsync(TopicRoots.Default.For("thermo").Data, $$"""{"deviceId":"thermo","messageType":"DATA","temp":{{20 + i}},"messageId":"r{{i}}"}""");
         }
 
         await gateway.WaitForDeviceAsync("thermo", d => d.TelemetryCount == 25, "25 readings are counted");
@@ -132,7 +132,7 @@ public abstract class GatewayEndToEndTests
         await using var device = await SignInAsync(broker, gateway, "ttl-unit");
 
         var queued = await gateway.QueueCommandAsync("ttl-unit", new { command = "PING" });
-        var request = await device.WaitForMessageAsync(m => m.Topic == "iot/cmd/req/ttl-unit", Timeout);
+        var request = await device.WaitForMessageAsync(m => m.Topic == TopicRoots.Default.For("ttl-unit").CommandRequest, Timeout);
         Assert.InRange(request.MessageExpiryInterval, 115u, 120u);
         var stored = await gateway.WaitForCommandAsync(queued.Id, CommandStatus.Published);
         Assert.Equal(120, stored.TtlSeconds);
@@ -153,7 +153,7 @@ public abstract class GatewayEndToEndTests
         var queued = await gateway.QueueCommandAsync("pump-7", new { command = "PING", payload = new { level = 3 }, ttlSeconds = 60 });
         Assert.Equal(CommandStatus.Pending, queued.Status);
 
-        var request = await device.WaitForMessageAsync(m => m.Topic == "iot/cmd/req/pump-7", Timeout);
+        var request = await device.WaitForMessageAsync(m => m.Topic == TopicRoots.Default.For("pump-7").CommandRequest, Timeout);
         using var json = JsonDocument.Parse(request.Payload);
         Assert.Equal(queued.Id.ToString(), json.RootElement.GetProperty("uuid").GetString());
         Assert.Equal("PING", json.RootElement.GetProperty("command").GetString());
@@ -164,7 +164,7 @@ public abstract class GatewayEndToEndTests
         Assert.Equal("application/json", request.ContentType);
 
         await gateway.WaitForCommandAsync(queued.Id, CommandStatus.Published);
-        await device.PublishAsync("iot/cmd/resp/pump-7", ArticleAnswer("pump-7", queued.Id, "PING", "PONG"));
+        await device.PublishAsync(TopicRoots.Default.For("pump-7").CommandResponse, ArticleAnswer("pump-7", queued.Id, "PING", "PONG"));
 
         var done = await gateway.WaitForCommandAsync(queued.Id, CommandStatus.Completed);
         Assert.Equal("PONG", done.Result?.GetString());
@@ -193,11 +193,11 @@ public abstract class GatewayEndToEndTests
 
         // The article's device: same client id, clean start off; the broker hands over what it queued.
         await using var back = await ConnectDeviceAsync(broker, "sleepy", cleanStart: false);
-        var m1 = await back.WaitForMessageAsync(m => m.Topic == "iot/cmd/req/sleepy" && m.Payload.Contains(first.Id.ToString()), Timeout);
+        var m1 = await back.WaitForMessageAsync(m => m.Topic == TopicRoots.Default.For("sleepy").CommandRequest && m.Payload.Contains(first.Id.ToString()), Timeout);
         var m2 = await back.WaitForMessageAsync(m => m.Payload.Contains(second.Id.ToString()), Timeout);
         Assert.True(back.ReceivedMessages.ToList().IndexOf(m1) < back.ReceivedMessages.ToList().IndexOf(m2), "commands arrive in the order they were queued");
 
-        await back.PublishAsync("iot/cmd/resp/sleepy", ArticleAnswer("sleepy", first.Id, "PING", "PONG"));
+        await back.PublishAsync(TopicRoots.Default.For("sleepy").CommandResponse, ArticleAnswer("sleepy", first.Id, "PING", "PONG"));
         await gateway.WaitForCommandAsync(first.Id, CommandStatus.Completed);
     }
 
@@ -207,13 +207,13 @@ public abstract class GatewayEndToEndTests
         await using var broker = await StartBrokerAsync();
         await using var gateway = await StartGatewayAsync(broker.Url);
         await using var device = await ConnectDeviceAsync(broker, "old-timer", protocol: MqttProtocolVersion.V311);
-        await device.SubscribeAsync("iot/cmd/req/old-timer");
-        await device.PublishAsync("iot/register/old-timer", "SIGN_IN", retain: true);
+        await device.SubscribeAsync(TopicRoots.Default.For("old-timer").CommandRequest);
+        await device.PublishAsync(TopicRoots.Default.For("old-timer").Register, "SIGN_IN", retain: true);
         await gateway.WaitForDeviceAsync("old-timer", d => d.SignedIn, "a 3.1.1 device signs in");
 
         var queued = await gateway.QueueCommandAsync("old-timer", new { command = "PING" });
         await device.WaitForMessageAsync(m => m.Payload.Contains(queued.Id.ToString()), Timeout);
-        await device.PublishAsync("iot/cmd/resp/old-timer", ArticleAnswer("old-timer", queued.Id, "PING", "PONG"));
+        await device.PublishAsync(TopicRoots.Default.For("old-timer").CommandResponse, ArticleAnswer("old-timer", queued.Id, "PING", "PONG"));
         Assert.Equal("PONG", (await gateway.WaitForCommandAsync(queued.Id, CommandStatus.Completed)).Result?.GetString());
     }
 
@@ -241,7 +241,7 @@ public abstract class GatewayEndToEndTests
 
         await using var back = await ConnectDeviceAsync(broker, "field-unit", cleanStart: false);
         await back.WaitForMessageAsync(m => m.Payload.Contains(queued.Id.ToString()), Timeout);
-        await back.PublishAsync("iot/cmd/resp/field-unit", ArticleAnswer("field-unit", queued.Id, "PING", "PONG"));
+        await back.PublishAsync(TopicRoots.Default.For("field-unit").CommandResponse, ArticleAnswer("field-unit", queued.Id, "PING", "PONG"));
         await gateway.WaitForCommandAsync(queued.Id, CommandStatus.Completed);
         Assert.Single(back.ReceivedMessages, m => m.Payload.Contains(queued.Id.ToString()));
     }
@@ -322,7 +322,7 @@ public abstract class GatewayEndToEndTests
         await Eventually.UntilAsync(() => gateway.Services.GetRequiredService<CommandCompletion>().IsAwaited(answered.Id), Timeout,
             "the GET is waiting");
         Assert.False(waiting.IsCompleted, "the GET returned before the device answered");
-        await device.PublishAsync("iot/cmd/resp/waited-on", ArticleAnswer("waited-on", answered.Id, "PING", "PONG"));
+        await device.PublishAsync(TopicRoots.Default.For("waited-on").CommandResponse, ArticleAnswer("waited-on", answered.Id, "PING", "PONG"));
         var done = await waiting.WaitAsync(Timeout);
         Assert.Equal(CommandStatus.Completed, done!.Status);
         Assert.Equal("PONG", done.Result?.GetString());
@@ -366,11 +366,11 @@ public abstract class GatewayEndToEndTests
         {
             device.ClearReceivedMessages();
             var posting = gateway.Http.PostAsJsonAsync("/api/devices/sync-caller/commands?waitSeconds=30", body, GatewayApp.Json);
-            var request = await device.WaitForMessageAsync("iot/cmd/req/sync-caller", Timeout);
+            var request = await device.WaitForMessageAsync(TopicRoots.Default.For("sync-caller").CommandRequest, Timeout);
             var id = JsonDocument.Parse(request.Payload).RootElement.GetProperty("uuid").GetGuid();
             await Eventually.UntilAsync(() => completion.IsAwaited(id), Timeout, "the POST waits for its command");
             Assert.False(posting.IsCompleted, "the POST answered before the device did");
-            await device.PublishAsync("iot/cmd/resp/sync-caller", ArticleAnswer("sync-caller", id, "PING", result));
+            await device.PublishAsync(TopicRoots.Default.For("sync-caller").CommandResponse, ArticleAnswer("sync-caller", id, "PING", result));
             return (await posting.WaitAsync(Timeout), id);
         }
 
@@ -446,11 +446,11 @@ public abstract class GatewayEndToEndTests
         await gateway.WaitUntilReadyAsync();
 
         await using var device = await SignInAsync(broker, gateway, "after-amnesia");
-        await device.PublishAsync("iot/data/after-amnesia", """{"temp":5}""");
+        await device.PublishAsync(TopicRoots.Default.For("after-amnesia").Data, """{"temp":5}""");
         await gateway.WaitForDeviceAsync("after-amnesia", d => d.TelemetryCount == 1, "a reading sent after the broker lost the session is stored");
         var queued = await gateway.QueueCommandAsync("after-amnesia", new { command = "PING" });
         await device.WaitForMessageAsync(m => m.Payload.Contains(queued.Id.ToString()), Timeout);
-        await device.PublishAsync("iot/cmd/resp/after-amnesia", ArticleAnswer("after-amnesia", queued.Id, "PING", "PONG"));
+        await device.PublishAsync(TopicRoots.Default.For("after-amnesia").CommandResponse, ArticleAnswer("after-amnesia", queued.Id, "PING", "PONG"));
         await gateway.WaitForCommandAsync(queued.Id, CommandStatus.Completed);
     }
 
@@ -480,7 +480,7 @@ public abstract class GatewayEndToEndTests
             await gateway.Http.GetFromJsonAsync<BulkCommandSummary>($"/api/commands/bulk/{accepted.BatchId}", GatewayApp.Json) is { } s
             && s.ByStatus.GetValueOrDefault(CommandStatus.Completed) == 2 ? s : null, Timeout, "both answers are counted in the batch");
         Assert.Equal(2, summary.Total);
-        Assert.Single(a.ReceivedMessages, m => m.Topic == "iot/cmd/req/bulk-a");
+        Assert.Single(a.ReceivedMessages, m => m.Topic == TopicRoots.Default.For("bulk-a").CommandRequest);
         Assert.Equal(HttpStatusCode.NotFound, (await gateway.Http.GetAsync($"/api/commands/bulk/{Guid.NewGuid()}")).StatusCode);
     }
 
@@ -508,7 +508,7 @@ public abstract class GatewayEndToEndTests
             Assert.Equal(0, (await gateway.Http.GetFromJsonAsync<DeviceView>($"/api/devices/{device}", GatewayApp.Json))!.PendingCommands);
         }
 
-        await c.PublishAsync("iot/register/fleet-c", "SIGN_OUT", retain: true);
+        await c.PublishAsync(TopicRoots.Default.For("fleet-c").Register, "SIGN_OUT", retain: true);
         await gateway.WaitForDeviceAsync("fleet-c", d => !d.SignedIn, "fleet-c signs out");
 
         var two = await gateway.Http.PostAsJsonAsync("/api/commands/bulk", new { command = "PING", signedIn = true });
@@ -527,7 +527,7 @@ public abstract class GatewayEndToEndTests
         await using var b = await SignInAsync(broker, gateway, "page-b");
         await using (var c = await SignInAsync(broker, gateway, "page-c"))
         {
-            await c.PublishAsync("iot/register/page-c", "SIGN_OUT", retain: true);
+            await c.PublishAsync(TopicRoots.Default.For("page-c").Register, "SIGN_OUT", retain: true);
             await gateway.WaitForDeviceAsync("page-c", d => !d.SignedIn, "page-c signs out");
         }
 
@@ -555,7 +555,7 @@ public abstract class GatewayEndToEndTests
         foreach (var id in queued.Take(2))
         {
             await a.WaitForMessageAsync(m => m.Payload.Contains(id.ToString()), Timeout);
-            await a.PublishAsync("iot/cmd/resp/page-a", ArticleAnswer("page-a", id, "STEP", "DONE"));
+            await a.PublishAsync(TopicRoots.Default.For("page-a").CommandResponse, ArticleAnswer("page-a", id, "STEP", "DONE"));
             await gateway.WaitForCommandAsync(id, CommandStatus.Completed);
         }
 
@@ -578,8 +578,8 @@ public abstract class GatewayEndToEndTests
         var (started, port) = await GatewayApp.StartEmbeddedAsync(provider: Provider);
         await using var gateway = started;
         await using var device = await TestMqttClient.ConnectArticleDeviceAsync("127.0.0.1", port, "walkthrough", protocol: MqttProtocolVersion.V311);
-        await device.SubscribeAsync("iot/cmd/req/walkthrough");
-        await device.PublishAsync("iot/register/walkthrough", "SIGN_IN", retain: true);
+        await device.SubscribeAsync(TopicRoots.Default.For("walkthrough").CommandRequest);
+        await device.PublishAsync(TopicRoots.Default.For("walkthrough").Register, "SIGN_IN", retain: true);
         await gateway.WaitForDeviceAsync("walkthrough", d => d.SignedIn, "the device signs in");
         await device.DisconnectAsync();
 
@@ -589,7 +589,7 @@ public abstract class GatewayEndToEndTests
 
         await device.ReconnectAsync();
         await device.WaitForMessageAsync(m => m.Payload.Contains(queued.Id.ToString()), Timeout);
-        await device.PublishAsync("iot/cmd/resp/walkthrough", ArticleAnswer("walkthrough", queued.Id, "PING", "PONG"));
+        await device.PublishAsync(TopicRoots.Default.For("walkthrough").CommandResponse, ArticleAnswer("walkthrough", queued.Id, "PING", "PONG"));
         await gateway.WaitForCommandAsync(queued.Id, CommandStatus.Completed);
 
         await device.DropConnectionAsync();
@@ -605,13 +605,13 @@ public abstract class GatewayEndToEndTests
 
         var queued = await gateway.QueueCommandAsync("strict", new { command = "SELF_DESTRUCT" });
         await device.WaitForMessageAsync(m => m.Payload.Contains(queued.Id.ToString()), Timeout);
-        await device.PublishAsync("iot/cmd/resp/strict", ArticleAnswer("strict", queued.Id, "SELF_DESTRUCT", "ERROR_UNKNOWN_COMMAND"));
+        await device.PublishAsync(TopicRoots.Default.For("strict").CommandResponse, ArticleAnswer("strict", queued.Id, "SELF_DESTRUCT", "ERROR_UNKNOWN_COMMAND"));
 
         var failed = await gateway.WaitForCommandAsync(queued.Id, CommandStatus.Failed);
         Assert.Equal("ERROR_UNKNOWN_COMMAND", failed.Result?.GetString());
 
         // A second answer to a finished command changes nothing and is logged.
-        await device.PublishAsync("iot/cmd/resp/strict", ArticleAnswer("strict", queued.Id, "SELF_DESTRUCT", "PONG"));
+        await device.PublishAsync(TopicRoots.Default.For("strict").CommandResponse, ArticleAnswer("strict", queued.Id, "SELF_DESTRUCT", "PONG"));
         await Eventually.UntilAsync(() => gateway.Logs.Contains($"command {queued.Id} ignored"), Timeout,
             "the late answer is logged");
         Assert.Equal(CommandStatus.Failed, (await gateway.GetCommandAsync(queued.Id)).Status);
@@ -662,7 +662,7 @@ public abstract class GatewayEndToEndTests
         await gateway.WaitForCommandAsync(queued.Id, CommandStatus.Published);
         Assert.Equal(HttpStatusCode.OK, (await gateway.Http.DeleteAsync($"/api/commands/{queued.Id}")).StatusCode);
 
-        await device.PublishAsync("iot/cmd/resp/late-answer", ArticleAnswer("late-answer", queued.Id, "REBOOT", "REBOOTING"));
+        await device.PublishAsync(TopicRoots.Default.For("late-answer").CommandResponse, ArticleAnswer("late-answer", queued.Id, "REBOOT", "REBOOTING"));
         await Eventually.UntilAsync(() => gateway.Logs.Contains($"command {queued.Id} ignored: the command is Cancelled"), Timeout,
             "the late answer is logged as ignored");
         var command = await gateway.GetCommandAsync(queued.Id);
@@ -705,15 +705,15 @@ public abstract class GatewayEndToEndTests
         await using var broker = await StartBrokerAsync();
         await using var gateway = await StartGatewayAsync(broker.Url);
         await using var device = await SignInAsync(broker, gateway, "steady");
-        await device.PublishAsync("iot/data/steady", """{"temp":1,"messageId":"before"}""");
+        await device.PublishAsync(TopicRoots.Default.For("steady").Data, """{"temp":1,"messageId":"before"}""");
         await gateway.WaitForDeviceAsync("steady", d => d.TelemetryCount == 1, "the first reading is stored");
         var queued = await gateway.QueueCommandAsync("steady", new { command = "PING" });
         await device.WaitForMessageAsync(m => m.Payload.Contains(queued.Id.ToString()), Timeout);
 
         await gateway.StopAsync();
         // While the gateway is away its persistent session queues the device's reading and answer.
-        await device.PublishAsync("iot/data/steady", """{"temp":2,"messageId":"during"}""");
-        await device.PublishAsync("iot/cmd/resp/steady", ArticleAnswer("steady", queued.Id, "PING", "PONG"));
+        await device.PublishAsync(TopicRoots.Default.For("steady").Data, """{"temp":2,"messageId":"during"}""");
+        await device.PublishAsync(TopicRoots.Default.For("steady").CommandResponse, ArticleAnswer("steady", queued.Id, "PING", "PONG"));
 
         await gateway.RestartAsync();
         var after = await gateway.WaitForDeviceAsync("steady", d => d.TelemetryCount == 2, "the queued reading arrives after restart");

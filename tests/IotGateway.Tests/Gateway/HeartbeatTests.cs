@@ -22,11 +22,11 @@ public sealed class HeartbeatTests
         }, services => services.AddSingleton<TimeProvider>(time));
 
         await using var device = await TestMqttClient.ConnectAsync(broker, "beating", o => o.WithCleanStart(false).WithSessionExpiryInterval(600));
-        await device.SubscribeAsync("iot/cmd/req/beating");
-        await device.PublishAsync("iot/register/beating", "SIGN_IN", retain: true);
+        await device.SubscribeAsync(TopicRoots.Default.For("beating").CommandRequest);
+        await device.PublishAsync(TopicRoots.Default.For("beating").Register, "SIGN_IN", retain: true);
         await gateway.WaitForDeviceAsync("beating", d => d.SignedIn, "the device signs in");
         await using var silent = await TestMqttClient.ConnectAsync(broker, "silent");
-        await silent.PublishAsync("iot/register/silent", "SIGN_OUT", retain: true);
+        await silent.PublishAsync(TopicRoots.Default.For("silent").Register, "SIGN_OUT", retain: true);
         await gateway.WaitForDeviceAsync("silent", d => !d.SignedIn, "a signed-out device is known too");
 
         await BeatAsync(time, gateway, "Heartbeat: 1 commands queued, 0 signed-in devices skipped");
@@ -44,7 +44,7 @@ public sealed class HeartbeatTests
 
         var id = page.Items[0].Id;
         Assert.Contains(id.ToString(), first.Payload, StringComparison.Ordinal);
-        await device.PublishAsync("iot/cmd/resp/beating", GatewayEndToEndTests.ArticleAnswer("beating", id, "PING", "PONG"));
+        await device.PublishAsync(TopicRoots.Default.For("beating").CommandResponse, GatewayEndToEndTests.ArticleAnswer("beating", id, "PING", "PONG"));
         await gateway.WaitForCommandAsync(id, CommandStatus.Completed);
 
         await BeatAsync(time, gateway, "Heartbeat: 1 commands queued, 0 signed-in devices skipped");

@@ -136,7 +136,7 @@ public abstract class HostileApiInputTests : IAsyncLifetime
             var db = scope.ServiceProvider.GetRequiredService<GatewayDbContext>();
             foreach (var payload in new[] { """{"a":"\ud800","b":"\u0000"}""", deep, atLimit, """{"n":1e400,"m":-1e400}""", """{"\udc00":1}""" })
             {
-                db.Telemetry.Add(new TelemetryReading { DeviceId = "known", ReceivedAt = DateTimeOffset.UtcNow, Topic = "iot/data/known", Payload = payload, Format = PayloadFormat.Json });
+                db.Telemetry.Add(new TelemetryReading { DeviceId = "known", ReceivedAt = DateTimeOffset.UtcNow, Topic = TopicRoots.Default.For("known").Data, Payload = payload, Format = PayloadFormat.Json });
             }
 
             db.Commands.Add(new Command

@@ -48,7 +48,8 @@ public sealed class HostileMessages(int seed, IReadOnlyList<string> goodDevices,
     private HostileMessage Hostile()
     {
         var kind = _random.Next(3);
-        var topic = (kind switch { 0 => "iot/data/", 1 => "iot/cmd/resp/", _ => "iot/register/" }) + DeviceId();
+        var topics = TopicRoots.Default.For(DeviceId());
+        var topic = kind switch { 0 => topics.Data, 1 => topics.CommandResponse, _ => topics.Register };
         var (payload, what) = kind switch
         {
             0 => Reading(),

@@ -24,8 +24,8 @@ public sealed class IngestReadinessTests
 
         using (await gate.EnterAsync(CancellationToken.None))
         {
-            await device.PublishAsync("iot/data/stalled", """{"temp":1}""");
-            await device.PublishAsync("iot/data/stalled", """{"temp":2}""");
+            await device.PublishAsync(TopicRoots.Default.For("stalled").Data, """{"temp":1}""");
+            await device.PublishAsync(TopicRoots.Default.For("stalled").Data, """{"temp":2}""");
             var body = await Eventually.UntilAsync(async () =>
             {
                 using var response = await gateway.Http.GetAsync("/health/ready");
@@ -80,7 +80,7 @@ public sealed class IngestReadinessTests
         await using var broker = await MosquittoBroker.StartAsync();
         await using var gateway = await GatewayApp.StartAsync(broker.Url, s => s["Ingest:RetryMaxDelaySeconds"] = "0.2");
         await using var device = await TestMqttClient.ConnectAsync(broker, "orphan");
-        await device.PublishAsync("iot/data/orphan", """{"temp":1,"messageId":"before"}""");
+        await device.PublishAsync(TopicRoots.Default.For("orphan").Data, """{"temp":1,"messageId":"before"}""");
         await gateway.WaitForDeviceAsync("orphan", d => d.TelemetryCount == 1, "the first reading is stored");
 
         foreach (var file in new[] { "", "-wal", "-shm" })
@@ -88,7 +88,7 @@ public sealed class IngestReadinessTests
             File.Delete(gateway.DatabasePath + file);
         }
 
-        await device.PublishAsync("iot/data/orphan", """{"temp":2,"messageId":"after-delete"}""", MqttQualityOfServiceLevel.AtLeastOnce);
+        await device.PublishAsync(TopicRoots.Default.For("orphan").Data, """{"temp":2,"messageId":"after-delete"}""", MqttQualityOfServiceLevel.AtLeastOnce);
         var body = await Eventually.UntilAsync(async () =>
         {
             using var response = await gateway.Http.GetAsync("/health/ready");

@@ -69,7 +69,7 @@ public abstract class LaneCancelTests
                 new CommandRequestSpec("PING", Payload: null, TtlSeconds: 600, RequestedBy: "test"), batchId: null, default);
         }
 
-        await watcher.WaitForMessageAsync(m => m.Topic == "iot/cmd/req/busy-a", Timeout);
+        await watcher.WaitForMessageAsync(m => m.Topic == TopicRoots.Default.For("busy-a").CommandRequest, Timeout);
 
         // quiet-b's commands are handed to its lane, which waits for the slot; one is cancelled, one cancelled with its batch.
         var doomed = await gateway.QueueCommandAsync("quiet-b", new { command = "REBOOT" });

@@ -47,13 +47,13 @@ public sealed partial class MetricsDocumentedTests
 
         // A device signs in and sends one reading, the same reading again (a redelivery), and one too large to store.
         await using var device = await TestMqttClient.ConnectArticleDeviceAsync(broker.Host, broker.Port, "meter-1");
-        await device.SubscribeAsync("iot/cmd/req/meter-1");
-        await device.PublishAsync("iot/register/meter-1", "SIGN_IN", retain: true);
+        await device.SubscribeAsync(TopicRoots.Default.For("meter-1").CommandRequest);
+        await device.PublishAsync(TopicRoots.Default.For("meter-1").Register, "SIGN_IN", retain: true);
         const string reading = """{"deviceId":"meter-1","messageType":"DATA","temp":21.5,"messageId":"reading-1"}""";
-        await device.PublishAsync("iot/data/meter-1", reading);
+        await device.PublishAsync(TopicRoots.Default.For("meter-1").Data, reading);
         await WaitForDeviceAsync(http, d => d.SignedIn && d.TelemetryCount == 1, "the device is signed in with its reading stored");
-        await device.PublishAsync("iot/data/meter-1", reading);
-        await device.PublishAsync("iot/data/meter-1", $$"""{"deviceId":"meter-1","blob":"{{new string('x', 4096)}}"}""");
+        await device.PublishAsync(TopicRoots.Default.For("meter-1").Data, reading);
+        await device.PublishAsync(TopicRoots.Default.For("meter-1").Data, $$"""{"deviceId":"meter-1","blob":"{{new string('x', 4096)}}"}""");
 
         // A command queued, published, answered.
         var post = await http.PostAsJsonAsync("/api/devices/meter-1/commands", new { command = "PING" }, GatewayApp.Json);
@@ -65,7 +65,7 @@ public sealed partial class MetricsDocumentedTests
         await Eventually.UntilAsync(async () =>
             await http.GetFromJsonAsync<CommandView>($"/api/commands/{queued.Id}", GatewayApp.Json) is { Status: CommandStatus.Published } c ? c : null,
             Timeout, "the command is marked Published");
-        await device.PublishAsync("iot/cmd/resp/meter-1", GatewayEndToEndTests.ArticleAnswer("meter-1", queued.Id, "PING", "PONG"));
+        await device.PublishAsync(TopicRoots.Default.For("meter-1").CommandResponse, GatewayEndToEndTests.ArticleAnswer("meter-1", queued.Id, "PING", "PONG"));
         await Eventually.UntilAsync(async () =>
             await http.GetFromJsonAsync<CommandView>($"/api/commands/{queued.Id}", GatewayApp.Json) is { Status: CommandStatus.Completed } c ? c : null,
             Timeout, "the answer is stored");

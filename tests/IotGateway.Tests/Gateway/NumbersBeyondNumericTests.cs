@@ -32,7 +32,7 @@ public abstract class NumbersBeyondNumericTests
         {
             foreach (var payload in within.Concat(beyond))
             {
-                await device.PublishAsync("iot/data/huge", payload);
+                await device.PublishAsync(TopicRoots.Default.For("huge").Data, payload);
             }
         }
 

@@ -82,7 +82,7 @@ public abstract class OperatorRoutesTests
         var a2 = await gateway.QueueCommandAsync("alpha", new { command = "REPORT" });
         var b1 = await gateway.QueueCommandAsync("beta", new { command = "PING" });
         await gateway.WaitForCommandAsync(a1.Id, CommandStatus.Published);
-        await alpha.PublishAsync("iot/cmd/resp/alpha", GatewayEndToEndTests.ArticleAnswer("alpha", a1.Id, "PING", "PONG"));
+        await alpha.PublishAsync(TopicRoots.Default.For("alpha").CommandResponse, GatewayEndToEndTests.ArticleAnswer("alpha", a1.Id, "PING", "PONG"));
         await gateway.WaitForCommandAsync(a1.Id, CommandStatus.Completed);
         await gateway.WaitForCommandAsync(a2.Id, CommandStatus.Published);
         var between = DateTimeOffset.UtcNow;
@@ -137,7 +137,7 @@ public abstract class OperatorRoutesTests
         Assert.Equal(["unit-1", "unit-2", "unit-3"], commands.Select(c => c.DeviceId).Order());
         var first = commands.Single(c => c.DeviceId == "unit-1");
         await d1.WaitForMessageAsync(m => m.Payload.Contains(first.Id.ToString(), StringComparison.Ordinal), Timeout);
-        await d1.PublishAsync("iot/cmd/resp/unit-1", GatewayEndToEndTests.ArticleAnswer("unit-1", first.Id, "UPDATE", "OK"));
+        await d1.PublishAsync(TopicRoots.Default.For("unit-1").CommandResponse, GatewayEndToEndTests.ArticleAnswer("unit-1", first.Id, "UPDATE", "OK"));
         await gateway.WaitForCommandAsync(first.Id, CommandStatus.Completed);
 
         // In queue order, pageable, filterable.
@@ -184,10 +184,10 @@ public abstract class OperatorRoutesTests
         await using var keeper = await SignInAsync(broker, gateway, "keeper");
         for (var i = 0; i < 3; i++)
         {
-            await old.PublishAsync("iot/data/old-sensor", $$"""{"temp":{{i}}}""", MqttQualityOfServiceLevel.AtLeastOnce);
+            await old.PublishAsync(TopicRoots.Default.For("old-sensor").Data, $$"""{"temp":{{i}}}""", MqttQualityOfServiceLevel.AtLeastOnce);
         }
 
-        await keeper.PublishAsync("iot/data/keeper", """{"temp":7}""", MqttQualityOfServiceLevel.AtLeastOnce);
+        await keeper.PublishAsync(TopicRoots.Default.For("keeper").Data, """{"temp":7}""", MqttQualityOfServiceLevel.AtLeastOnce);
         var open = await gateway.QueueCommandAsync("old-sensor", new { command = "PING" });
         await gateway.WaitForCommandAsync(open.Id, CommandStatus.Published);
         await gateway.WaitForDeviceAsync("old-sensor", d => d.TelemetryCount == 3, "its readings are stored");
@@ -211,16 +211,16 @@ public abstract class OperatorRoutesTests
         // On the broker: a new subscriber gets keeper's retained SIGN_IN and nothing for old-sensor. Retained messages
         // are sent right after the SUBACK, so they all arrive before a marker published once the subscription stands.
         await using var observer = await TestMqttClient.ConnectAsync(broker, "observer");
-        await observer.SubscribeAsync("iot/register/+");
+        await observer.SubscribeAsync(TopicRoots.Default.For("+").Register);
         await observer.SubscribeAsync("test/marker");
         await observer.PublishAsync("test/marker", "after the retained ones");
         await observer.WaitForMessageAsync("test/marker", Timeout);
         var retained = observer.ReceivedMessages.Where(m => m.Retain).Select(m => m.Topic).ToList();
-        Assert.Contains("iot/register/keeper", retained);
-        Assert.DoesNotContain("iot/register/old-sensor", retained);
+        Assert.Contains(TopicRoots.Default.For("keeper").Register, retained);
+        Assert.DoesNotContain(TopicRoots.Default.For("old-sensor").Register, retained);
 
         // A device that keeps talking is simply known again, counted from its next reading.
-        await old.PublishAsync("iot/data/old-sensor", """{"temp":99}""", MqttQualityOfServiceLevel.AtLeastOnce);
+        await old.PublishAsync(TopicRoots.Default.For("old-sensor").Data, """{"temp":99}""", MqttQualityOfServiceLevel.AtLeastOnce);
         var back = await gateway.WaitForDeviceAsync("old-sensor", d => d.TelemetryCount == 1, "the device is known again from its next reading");
         Assert.Equal(99, back.LatestReading!.Payload.GetProperty("temp").GetInt32());
         Assert.Equal(0, back.PendingCommands);

@@ -19,12 +19,12 @@ public sealed class PoisonMessageTests
         await using var broker = await MosquittoBroker.StartAsync();
         await using var gateway = await GatewayApp.StartAsync(broker.Url);
         await using var device = await TestMqttClient.ConnectAsync(broker, "surrogate");
-        await device.PublishAsync("iot/register/surrogate", "SIGN_IN", retain: true);
+        await device.PublishAsync(TopicRoots.Default.For("surrogate").Register, "SIGN_IN", retain: true);
         await gateway.WaitForDeviceAsync("surrogate", d => d.SignedIn, "the device signs in");
         var command = await gateway.QueueCommandAsync("surrogate", new { command = "PING" });
 
-        await device.PublishAsync("iot/cmd/resp/surrogate", $$"""{"uuid":"{{command.Id}}","commandResult":"\ud800","note":"x\udc00y"}""");
-        await device.PublishAsync("iot/data/surrogate", """{"temp":1}""");
+        await device.PublishAsync(TopicRoots.Default.For("surrogate").CommandResponse, $$"""{"uuid":"{{command.Id}}","commandResult":"\ud800","note":"x\udc00y"}""");
+        await device.PublishAsync(TopicRoots.Default.For("surrogate").Data, """{"temp":1}""");
 
         await gateway.WaitForDeviceAsync("surrogate", d => d.TelemetryCount == 1, "the reading after the answer is stored", Timeout);
         var answered = await gateway.WaitForCommandAsync(command.Id, CommandStatus.Completed);
@@ -44,12 +44,13 @@ public sealed class PoisonMessageTests
         await using var broker = await MosquittoBroker.StartAsync();
         await using var gateway = await GatewayApp.StartAsync(broker.Url, s => s["Mqtt:ReceiveMaximum"] = "2");
         await using var device = await TestMqttClient.ConnectAsync(broker, "unreadable");
+        var topic = TopicRoots.Default.For("unreadable").Data;
 
-        await device.PublishAsync("iot/data/unreadable", """{"temp":1,"messageId":"\ud800"}""", MqttQualityOfServiceLevel.AtLeastOnce);
-        await device.PublishAsync("iot/data/unreadable", """{"temp":2,"uuid":"a\udc00b"}""", MqttQualityOfServiceLevel.AtLeastOnce);
-        await device.PublishAsync("iot/data/unreadable", """{"temp":3,"messageId":{"not":"an id"}}""", MqttQualityOfServiceLevel.AtLeastOnce);
-        await device.PublishAsync("iot/data/unreadable", $$"""{"temp":4,"messageId":"{{new string('m', 201)}}"}""", MqttQualityOfServiceLevel.AtLeastOnce);
-        await device.PublishAsync("iot/data/unreadable", """{"temp":5,"messageId":"good"}""", MqttQualityOfServiceLevel.AtLeastOnce);
+        await device.PublishAsync(topic, """{"temp":1,"messageId":"\ud800"}""", MqttQualityOfServiceLevel.AtLeastOnce);
+        await device.PublishAsync(topic, """{"temp":2,"uuid":"a\udc00b"}""", MqttQualityOfServiceLevel.AtLeastOnce);
+        await device.PublishAsync(topic, """{"temp":3,"messageId":{"not":"an id"}}""", MqttQualityOfServiceLevel.AtLeastOnce);
+        await device.PublishAsync(topic, $$"""{"temp":4,"messageId":"{{new string('m', 201)}}"}""", MqttQualityOfServiceLevel.AtLeastOnce);
+        await device.PublishAsync(topic, """{"temp":5,"messageId":"good"}""", MqttQualityOfServiceLevel.AtLeastOnce);
 
         await gateway.WaitForDeviceAsync("unreadable", d => d.TelemetryCount == 1, "the reading with a readable id is stored", Timeout);
         await Eventually.UntilAsync(() => RejectedLines(gateway, "Message rejected (bad-message-id)") == 4, Timeout, "each unreadable id is rejected with a reason");

@@ -18,17 +18,15 @@ public sealed class SeveralGatewaysTests
     public async Task ReadingsFromManyDevicesAreSplitBetweenTheInstancesAndEachStoredOnce()
     {
         const int Devices = 20, PerDevice = 50;
-        await using var broker = await StartBrokerAsync();
-        var (a, b, countA, countB) = await StartPairAsync(broker);
-        await using var first = a;
-        await using var second = b;
+        await using var pair = await GatewayPair.StartAsync();
+        var (broker, first, second) = pair;
 
         for (var d = 0; d < Devices; d++)
         {
             await using var device = await TestMqttClient.ConnectAsync(broker, $"split-{d}");
             for (var i = 0; i < PerDevice; i++)
             {
-                await device.PublishAsync($"iot/data/split-{d}", $$"""{"temp":{{i}},"messageId":"split-{{d}}-{{i}}"}""", MqttQualityOfServiceLevel.AtLeastOnce);
+                await device.PublishAsync(TopicRoots.Default.For($"split-{d}").Data, $$"""{"temp":{{i}},"messageId":"split-{{d}}-{{i}}"}""", MqttQualityOfServiceLevel.AtLeastOnce);
             }
         }
 
@@ -43,18 +41,16 @@ public sealed class SeveralGatewaysTests
         }
 
         // The broker gave each instance a share, and the shares add up to all of it: no reading went to both.
-        Assert.True(countA.Readings > 0 && countB.Readings > 0, $"both instances received readings ({countA.Readings} and {countB.Readings})");
-        Assert.Equal(Devices * PerDevice, countA.Readings + countB.Readings);
+        Assert.True(pair.StoredByFirst > 0 && pair.StoredBySecond > 0, $"both instances received readings ({pair.StoredByFirst} and {pair.StoredBySecond})");
+        Assert.Equal(Devices * PerDevice, pair.StoredByFirst + pair.StoredBySecond);
     }
 
     [SkippableFact]
     public async Task ACommandQueuedOnOneInstanceIsWaitedForAndCancelledOnTheOther()
     {
-        await using var broker = await StartBrokerAsync();
-        var (a, b, _, _) = await StartPairAsync(broker);
-        await using var first = a;
-        await using var second = b;
-        await using var device = await SignInAsync(broker, first, second, "shared-pump");
+        await using var pair = await GatewayPair.StartAsync();
+        var (_, first, second) = pair;
+        var device = await pair.SignInAsync("shared-pump");
 
         // Queued on the first, waited for on the second: it returns when the answer is stored, by either instance.
         var queued = await first.QueueCommandAsync("shared-pump", new { command = "PING" });
@@ -62,7 +58,7 @@ public sealed class SeveralGatewaysTests
         var waiting = second.Http.GetFromJsonAsync<CommandView>($"/api/commands/{queued.Id}?waitSeconds=60", GatewayApp.Json);
         await device.WaitForMessageAsync(m => m.Payload.Contains(queued.Id.ToString()), Timeout);
         await Eventually.UntilAsync(() => second.Services.GetRequiredService<CommandCompletion>().IsAwaited(queued.Id), Timeout, "the GET waits");
-        await device.PublishAsync("iot/cmd/resp/shared-pump", GatewayEndToEndTests.ArticleAnswer("shared-pump", queued.Id, "PING", "PONG"));
+        await device.PublishAsync(TopicRoots.Default.For("shared-pump").CommandResponse, GatewayEndToEndTests.ArticleAnswer("shared-pump", queued.Id, "PING", "PONG"));
         var done = await waiting.WaitAsync(SignalTimeout);
         Assert.Equal(CommandStatus.Completed, done!.Status);
 
@@ -92,42 +88,30 @@ public sealed class SeveralGatewaysTests
     public async Task ABulkCommandThroughOneInstanceReachesEveryDeviceOnceWhileTheOtherRuns()
     {
         const int Devices = 12;
-        await using var broker = await StartBrokerAsync();
-        var (a, b, _, _) = await StartPairAsync(broker);
-        await using var first = a;
-        await using var second = b;
+        await using var pair = await GatewayPair.StartAsync();
+        var (_, first, second) = pair;
         var devices = new List<TestMqttClient>();
-        try
+        for (var d = 0; d < Devices; d++)
         {
-            for (var d = 0; d < Devices; d++)
-            {
-                devices.Add(await SignInAsync(broker, first, second, $"bulk-{d}"));
-            }
-
-            var post = await first.Http.PostAsJsonAsync("/api/commands/bulk", new { command = "PING", signedIn = true });
-            Assert.Equal(HttpStatusCode.Accepted, post.StatusCode);
-            var accepted = (await post.Content.ReadFromJsonAsync<BulkCommandAccepted>(GatewayApp.Json))!;
-            Assert.Equal(Devices, accepted.Count);
-            foreach (var device in devices)
-            {
-                var request = await device.WaitForMessageAsync(m => m.Topic == TopicRoots.Default.For(device.ClientId).CommandRequest, Timeout);
-                var id = Guid.Parse(JsonDocument.Parse(request.Payload).RootElement.GetProperty("uuid").GetString()!);
-                await device.PublishAsync(TopicRoots.Default.For(device.ClientId).CommandResponse, GatewayEndToEndTests.ArticleAnswer(device.ClientId, id, "PING", "PONG"));
-            }
-
-            await Eventually.UntilAsync(async () =>
-                await second.Http.GetFromJsonAsync<BulkCommandSummary>($"/api/commands/bulk/{accepted.BatchId}", GatewayApp.Json) is { } s
-                && s.ByStatus.GetValueOrDefault(CommandStatus.Completed) == Devices ? s : null, Timeout, "every answer is counted");
-            // A second copy would have been published before its Published mark, long before every answer was stored.
-            Assert.All(devices, device => Assert.Single(device.ReceivedMessages, m => m.Topic == TopicRoots.Default.For(device.ClientId).CommandRequest));
+            devices.Add(await pair.SignInAsync($"bulk-{d}"));
         }
-        finally
+
+        var post = await first.Http.PostAsJsonAsync("/api/commands/bulk", new { command = "PING", signedIn = true });
+        Assert.Equal(HttpStatusCode.Accepted, post.StatusCode);
+        var accepted = (await post.Content.ReadFromJsonAsync<BulkCommandAccepted>(GatewayApp.Json))!;
+        Assert.Equal(Devices, accepted.Count);
+        foreach (var device in devices)
         {
-            foreach (var device in devices)
-            {
-                await device.DisposeAsync();
-            }
+            var request = await device.WaitForMessageAsync(m => m.Topic == TopicRoots.Default.For(device.ClientId).CommandRequest, Timeout);
+            var id = Guid.Parse(JsonDocument.Parse(request.Payload).RootElement.GetProperty("uuid").GetString()!);
+            await device.PublishAsync(TopicRoots.Default.For(device.ClientId).CommandResponse, GatewayEndToEndTests.ArticleAnswer(device.ClientId, id, "PING", "PONG"));
         }
+
+        await Eventually.UntilAsync(async () =>
+            await second.Http.GetFromJsonAsync<BulkCommandSummary>($"/api/commands/bulk/{accepted.BatchId}", GatewayApp.Json) is { } s
+            && s.ByStatus.GetValueOrDefault(CommandStatus.Completed) == Devices ? s : null, Timeout, "every answer is counted");
+        // A second copy would have been published before its Published mark, long before every answer was stored.
+        Assert.All(devices, device => Assert.Single(device.ReceivedMessages, m => m.Topic == TopicRoots.Default.For(device.ClientId).CommandRequest));
     }
 
     // Callers on both instances queueing at once: each device receives every command once, in the order the gateway
@@ -136,38 +120,26 @@ public sealed class SeveralGatewaysTests
     public async Task EachDeviceReceivesItsCommandsOnceInQueueOrderWhicheverInstanceQueuedThem()
     {
         string[] ids = ["order-x", "order-y", "order-z"];
-        await using var broker = await StartBrokerAsync();
-        var (a, b, _, _) = await StartPairAsync(broker);
-        await using var first = a;
-        await using var second = b;
+        await using var pair = await GatewayPair.StartAsync();
+        var (_, first, second) = pair;
         var devices = new List<TestMqttClient>();
-        try
+        foreach (var id in ids)
         {
-            foreach (var id in ids)
-            {
-                devices.Add(await SignInAsync(broker, first, second, id));
-            }
-
-            await Task.WhenAll(Enumerable.Range(0, 4).Select(caller => Task.Run(async () =>
-            {
-                var through = caller % 2 == 0 ? first : second;
-                for (var i = 0; i < 12; i++)
-                {
-                    await through.QueueCommandAsync(ids[(caller + i) % ids.Length], new { command = "STEP", payload = new { step = $"c{caller}-{i}" } });
-                }
-            })));
-
-            foreach (var device in devices)
-            {
-                await ReceivedCommands.AssertAllInQueueOrderAsync(first, device, 16, Timeout);
-            }
+            devices.Add(await pair.SignInAsync(id));
         }
-        finally
+
+        await Task.WhenAll(Enumerable.Range(0, 4).Select(caller => Task.Run(async () =>
         {
-            foreach (var device in devices)
+            var through = caller % 2 == 0 ? first : second;
+            for (var i = 0; i < 12; i++)
             {
-                await device.DisposeAsync();
+                await through.QueueCommandAsync(ids[(caller + i) % ids.Length], new { command = "STEP", payload = new { step = $"c{caller}-{i}" } });
             }
+        })));
+
+        foreach (var device in devices)
+        {
+            await ReceivedCommands.AssertAllInQueueOrderAsync(first, device, 16, Timeout);
         }
     }
 
@@ -177,30 +149,28 @@ public sealed class SeveralGatewaysTests
     public async Task AnInstanceStoppedCleanlyLeavesItsShareToTheOthersUntilItReturns()
     {
         const int Readings = 200;
-        await using var broker = await StartBrokerAsync();
-        var (a, b, countA, countB) = await StartPairAsync(broker);
-        await using var first = a;
-        await using var second = b;
+        await using var pair = await GatewayPair.StartAsync();
+        var (broker, first, second) = pair;
         await first.StopAsync();
 
         await using var device = await TestMqttClient.ConnectAsync(broker, "rolling");
         for (var i = 0; i < Readings; i++)
         {
-            await device.PublishAsync("iot/data/rolling", $$"""{"temp":{{i}},"messageId":"away-{{i}}"}""", MqttQualityOfServiceLevel.AtLeastOnce);
+            await device.PublishAsync(TopicRoots.Default.For("rolling").Data, $$"""{"temp":{{i}},"messageId":"away-{{i}}"}""", MqttQualityOfServiceLevel.AtLeastOnce);
         }
 
         await second.WaitForDeviceAsync("rolling", d => d.TelemetryCount == Readings, "the instance still running stores every reading", Timeout);
-        var firstBefore = countA.Readings;
+        var firstBefore = pair.StoredByFirst;
 
         await first.RestartAsync();
         for (var i = 0; i < Readings; i++)
         {
-            await device.PublishAsync("iot/data/rolling", $$"""{"temp":{{i}},"messageId":"back-{{i}}"}""", MqttQualityOfServiceLevel.AtLeastOnce);
+            await device.PublishAsync(TopicRoots.Default.For("rolling").Data, $$"""{"temp":{{i}},"messageId":"back-{{i}}"}""", MqttQualityOfServiceLevel.AtLeastOnce);
         }
 
         await second.WaitForDeviceAsync("rolling", d => d.TelemetryCount == 2 * Readings, "every reading is stored", Timeout);
-        Assert.True(countA.Readings > firstBefore, "the restarted instance takes its share again");
-        Assert.Equal(2 * Readings, countA.Readings + countB.Readings);
+        Assert.True(pair.StoredByFirst > firstBefore, "the restarted instance takes its share again");
+        Assert.Equal(2 * Readings, pair.StoredByFirst + pair.StoredBySecond);
     }
 
     // One of two instances killed mid-burst (SIGKILL) and started again with the same id: the broker kept queueing its
@@ -265,7 +235,7 @@ public sealed class SeveralGatewaysTests
                 try
                 {
                     var (d, i) = (n % devices, n / devices);
-                    await publisher.PublishAsync(new MqttApplicationMessageBuilder().WithTopic($"iot/data/burst-{d}")
+                    await publisher.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(TopicRoots.Default.For($"burst-{d}").Data)
                         .WithPayload($$"""{"temp":21.5,"messageId":"burst-{{d}}-{{i}}"}""")
                         .WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build());
                 }
@@ -316,30 +286,89 @@ public sealed class SeveralGatewaysTests
         return await MosquittoBroker.StartAsync();
     }
 
-    // Two in-process gateways on one new database, in one shared-subscription group; each counts the readings it stores.
-    private static async Task<(GatewayApp First, GatewayApp Second, CountingIngestStore CountFirst, CountingIngestStore CountSecond)> StartPairAsync(
-        MosquittoBroker broker)
+    // Two in-process gateways on one new database and one Mosquitto, in one shared-subscription group, each counting the
+    // readings it stores; the devices signed in through them go with them.
+    private sealed class GatewayPair : IAsyncDisposable
     {
-        var countFirst = new CountingIngestStore();
-        var first = await GatewayApp.StartAsync(broker.Url, s => s["Mqtt:SharedSubscriptionGroup"] = Group, countFirst.Register,
-            provider: DatabaseProvider.PostgreSQL);
-        var countSecond = new CountingIngestStore();
-        var second = await GatewayApp.StartAsync(broker.Url, s =>
-        {
-            s["Mqtt:SharedSubscriptionGroup"] = Group;
-            s["ConnectionStrings:Gateway"] = first.PostgresConnectionString;
-        }, countSecond.Register, provider: DatabaseProvider.PostgreSQL);
-        return (first, second, countFirst, countSecond);
-    }
+        private readonly CountingIngestStore _countFirst;
+        private readonly CountingIngestStore _countSecond;
+        private readonly List<TestMqttClient> _devices = [];
 
-    private static async Task<TestMqttClient> SignInAsync(MosquittoBroker broker, GatewayApp first, GatewayApp second, string deviceId)
-    {
-        var device = await TestMqttClient.ConnectArticleDeviceAsync(broker.Host, broker.Port, deviceId);
-        await device.SubscribeAsync(TopicRoots.Default.For(deviceId).CommandRequest);
-        await device.PublishAsync(TopicRoots.Default.For(deviceId).Register, "SIGN_IN", retain: true);
-        await first.WaitForDeviceAsync(deviceId, d => d.SignedIn, $"{deviceId} signs in");
-        await second.WaitForDeviceAsync(deviceId, d => d.SignedIn, $"{deviceId} is signed in for the other instance too");
-        return device;
+        private GatewayPair(MosquittoBroker broker, GatewayApp first, CountingIngestStore countFirst, GatewayApp second, CountingIngestStore countSecond)
+        {
+            Broker = broker;
+            First = first;
+            Second = second;
+            _countFirst = countFirst;
+            _countSecond = countSecond;
+        }
+
+        public MosquittoBroker Broker { get; }
+
+        public GatewayApp First { get; }
+
+        public GatewayApp Second { get; }
+
+        public long StoredByFirst => _countFirst.Readings;
+
+        public long StoredBySecond => _countSecond.Readings;
+
+        public static async Task<GatewayPair> StartAsync()
+        {
+            var broker = await StartBrokerAsync();
+            GatewayApp? first = null;
+            try
+            {
+                var countFirst = new CountingIngestStore();
+                first = await GatewayApp.StartAsync(broker.Url, s => s["Mqtt:SharedSubscriptionGroup"] = Group, countFirst.Register,
+                    provider: DatabaseProvider.PostgreSQL);
+                var database = first.PostgresConnectionString;
+                var countSecond = new CountingIngestStore();
+                var second = await GatewayApp.StartAsync(broker.Url, s =>
+                {
+                    s["Mqtt:SharedSubscriptionGroup"] = Group;
+                    s["ConnectionStrings:Gateway"] = database;
+                }, countSecond.Register, provider: DatabaseProvider.PostgreSQL);
+                return new GatewayPair(broker, first, countFirst, second, countSecond);
+            }
+            catch
+            {
+                if (first is not null)
+                {
+                    await first.DisposeAsync();
+                }
+
+                await broker.DisposeAsync();
+                throw;
+            }
+        }
+
+        public void Deconstruct(out MosquittoBroker broker, out GatewayApp first, out GatewayApp second) =>
+            (broker, first, second) = (Broker, First, Second);
+
+        // An article device, signed in and seen so by both instances.
+        public async Task<TestMqttClient> SignInAsync(string deviceId)
+        {
+            var device = await TestMqttClient.ConnectArticleDeviceAsync(Broker.Host, Broker.Port, deviceId);
+            _devices.Add(device);
+            await device.SubscribeAsync(TopicRoots.Default.For(deviceId).CommandRequest);
+            await device.PublishAsync(TopicRoots.Default.For(deviceId).Register, "SIGN_IN", retain: true);
+            await First.WaitForDeviceAsync(deviceId, d => d.SignedIn, $"{deviceId} signs in");
+            await Second.WaitForDeviceAsync(deviceId, d => d.SignedIn, $"{deviceId} is signed in for the other instance too");
+            return device;
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            foreach (var device in _devices)
+            {
+                await device.DisposeAsync();
+            }
+
+            await Second.DisposeAsync();
+            await First.DisposeAsync();
+            await Broker.DisposeAsync();
+        }
     }
 
     // The real PostgreSQL ingest store, counting the readings this instance received and stored (or found stored).

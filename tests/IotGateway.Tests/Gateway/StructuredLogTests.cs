@@ -26,7 +26,7 @@ public sealed class StructuredLogTests
 
             await using (var device = await TestMqttClient.ConnectAsync("127.0.0.1", mqttPort, "json-device"))
             {
-                await device.PublishAsync("iot/register/json-device", "SIGN_IN", retain: true);
+                await device.PublishAsync(TopicRoots.Default.For("json-device").Register, "SIGN_IN", retain: true);
             }
 
             var presence = await Eventually.UntilAsync(() => Task.FromResult(gateway.Output.Select(TryParse)

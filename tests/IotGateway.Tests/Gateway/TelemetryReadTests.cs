@@ -157,10 +157,10 @@ public abstract class TelemetryReadTests
         await using var gateway = await GatewayApp.StartAsync(broker.Url, provider: Provider);
         await using var lamp = await TestMqttClient.ConnectArticleDeviceAsync(broker.Host, broker.Port, "lamp");
         await using var quiet = await TestMqttClient.ConnectArticleDeviceAsync(broker.Host, broker.Port, "quiet");
-        await quiet.PublishAsync("iot/register/quiet", "SIGN_IN", retain: true);
+        await quiet.PublishAsync(TopicRoots.Default.For("quiet").Register, "SIGN_IN", retain: true);
         for (var i = 1; i <= 3; i++)
         {
-            await lamp.PublishAsync("iot/data/lamp", $$"""{"temp":{{20 + i}},"messageId":"lamp-{{i}}"}""");
+            await lamp.PublishAsync(TopicRoots.Default.For("lamp").Data, $$"""{"temp":{{20 + i}},"messageId":"lamp-{{i}}"}""");
         }
 
         await gateway.WaitForDeviceAsync("lamp", d => d.TelemetryCount == 3, "the three readings are stored");
@@ -196,7 +196,7 @@ public abstract class TelemetryReadTests
         async Task PublishAtAsync(int seconds, string payload)
         {
             time.SetUtcNow(Start.AddSeconds(seconds));
-            await device.PublishAsync("iot/data/thermo", payload, MqttQualityOfServiceLevel.AtLeastOnce);
+            await device.PublishAsync(TopicRoots.Default.For("thermo").Data, payload, MqttQualityOfServiceLevel.AtLeastOnce);
             var expected = ++published;
             await gateway.WaitForDeviceAsync("thermo", d => d.TelemetryCount == expected, $"reading {expected} is stored");
         }
@@ -263,7 +263,7 @@ public abstract class TelemetryReadTests
         for (var i = 0; i < payloads.Length; i++)
         {
             time.SetUtcNow(Start.AddMinutes(i));
-            await device.PublishAsync("iot/data/meter", payloads[i], MqttQualityOfServiceLevel.AtLeastOnce);
+            await device.PublishAsync(TopicRoots.Default.For("meter").Data, payloads[i], MqttQualityOfServiceLevel.AtLeastOnce);
             var expected = i + 1;
             await gateway.WaitForDeviceAsync("meter", d => d.TelemetryCount == expected, $"reading {expected} is stored");
         }
@@ -285,7 +285,7 @@ public abstract class TelemetryReadTests
             Assert.Equal(stored[i].Id.ToString(CultureInfo.InvariantCulture), row[0]);
             Assert.Equal("meter", row[1]);
             Assert.Equal(Start.AddMinutes(i), DateTimeOffset.Parse(row[2], CultureInfo.InvariantCulture));
-            Assert.Equal("iot/data/meter", row[3]);
+            Assert.Equal(TopicRoots.Default.For("meter").Data, row[3]);
             Assert.Equal(i < 3 ? "Json" : "Text", row[4]);
             Assert.Equal(payloads[i], row[6]);
         }

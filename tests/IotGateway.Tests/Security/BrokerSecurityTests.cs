@@ -108,12 +108,12 @@ public sealed partial class BrokerSecurityTests
                 s["Logging:LogLevel:IotGateway.Security.ApiKeyAuthenticationHandler"] = "Trace";
             });
         await using var device = await TestMqttClient.ConnectAsync(broker, "secretive", o => o.WithCredentials(User, Password));
-        await device.SubscribeAsync("iot/cmd/req/secretive");
-        await device.PublishAsync("iot/register/secretive", "SIGN_IN", retain: true);
+        await device.SubscribeAsync(TopicRoots.Default.For("secretive").CommandRequest);
+        await device.PublishAsync(TopicRoots.Default.For("secretive").Register, "SIGN_IN", retain: true);
         await gateway.WaitForDeviceAsync("secretive", d => d.SignedIn, "the device signs in");
         var queued = await gateway.QueueCommandAsync("secretive", new { command = "PING" });
         await device.WaitForMessageAsync(m => m.Payload.Contains(queued.Id.ToString()), Timeout);
-        await device.PublishAsync("iot/cmd/resp/secretive", GatewayEndToEndTests.ArticleAnswer("secretive", queued.Id, "PING", "PONG"));
+        await device.PublishAsync(TopicRoots.Default.For("secretive").CommandResponse, GatewayEndToEndTests.ArticleAnswer("secretive", queued.Id, "PING", "PONG"));
         await gateway.WaitForCommandAsync(queued.Id, Data.CommandStatus.Completed);
 
         var bodies = new List<string>();
@@ -172,7 +172,7 @@ public sealed partial class BrokerSecurityTests
 
         await using (var device = await TestMqttClient.ConnectAsync("127.0.0.1", port, "with-password", o => o.WithCredentials("device", "device-password-1")))
         {
-            await device.PublishAsync("iot/data/with-password", """{"temp":1}""");
+            await device.PublishAsync(TopicRoots.Default.For("with-password").Data, """{"temp":1}""");
         }
 
         await gateway.WaitForDeviceAsync("with-password", d => d.TelemetryCount == 1, "a device with credentials is heard");

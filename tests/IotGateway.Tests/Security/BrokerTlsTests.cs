@@ -93,7 +93,7 @@ public sealed class BrokerTlsTests
         {
             // Connected is not enough: a device's reading goes through the broker and the TLS connection into SQLite.
             await using var device = await TestMqttClient.ConnectAsync(broker, "behind-intermediate");
-            await device.PublishAsync("iot/data/behind-intermediate", """{"temp":21.5}""");
+            await device.PublishAsync(TopicRoots.Default.For("behind-intermediate").Data, """{"temp":21.5}""");
             await gateway.WaitForDeviceAsync("behind-intermediate", d => d.TelemetryCount == 1, "the reading is stored", Timeout);
         }
 

@@ -29,7 +29,7 @@ public sealed class PrivateFilesTests
         {
             await gateway.WaitUntilReadyAsync(Timeout);
             await using var device = await TestMqttClient.ConnectArticleDeviceAsync("127.0.0.1", port, "private-1");
-            await device.PublishAsync("iot/register/private-1", "SIGN_IN", retain: true);
+            await device.PublishAsync(TopicRoots.Default.For("private-1").Register, "SIGN_IN", retain: true);
             await Eventually.UntilAsync(() => File.Exists(Path.Combine(work.Path, "data", "retained-messages.json")), Timeout,
                 "the embedded broker saves the retained SIGN_IN");
             await Eventually.UntilAsync(() => File.Exists(Path.Combine(work.Path, "data", "gateway.db-wal")), Timeout, "SQLite has its WAL");

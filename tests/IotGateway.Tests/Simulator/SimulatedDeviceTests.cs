@@ -17,8 +17,8 @@ public class SimulatedDeviceTests
 
         var signIn = await gateway.WaitForPresenceAsync("sign-in-device", "SIGN_IN", Deadline);
 
-        Assert.Equal("iot/register/sign-in-device", signIn.Topic);
-        Assert.Equal("SIGN_IN", await broker.RetainedPayloadAsync("iot/register/sign-in-device"));
+        Assert.Equal(TopicRoots.Default.For("sign-in-device").Register, signIn.Topic);
+        Assert.Equal("SIGN_IN", await broker.RetainedPayloadAsync(TopicRoots.Default.For("sign-in-device").Register));
         // The article's first connection only signs in, then leaves cleanly.
         await Until.TrueAsync(() => broker.DisconnectsOf("sign-in-device").Count > 0, Deadline, "the sign-in connection to close");
         Assert.Equal(MqttClientDisconnectType.Clean, broker.DisconnectsOf("sign-in-device")[0]);
@@ -54,14 +54,14 @@ public class SimulatedDeviceTests
         await using var gateway = await GatewayStandIn.ConnectAsync(broker);
         await using var running = new RunningDevice(broker.DeviceSettings("stubborn-device") with { AlwaysOnline = true });
         await gateway.WaitForPresenceAsync("stubborn-device", "SIGN_IN", Deadline);
-        broker.RefuseNext("iot/cmd/resp/stubborn-device", 2);
+        broker.RefuseNext(TopicRoots.Default.For("stubborn-device").CommandResponse, 2);
 
         var uuid = await gateway.SendCommandAsync("stubborn-device", "PING");
         var answer = await gateway.WaitForAnswerAsync("stubborn-device", uuid, Deadline);
 
         Assert.Equal("PONG", answer.GetProperty("commandResult").GetString());
         Assert.Contains("(ATTEMPT 2 OF 3), TRYING AGAIN", running.Log, StringComparison.Ordinal);
-        Assert.Equal(1, gateway.Count(m => m.Topic == "iot/cmd/resp/stubborn-device"));
+        Assert.Equal(1, gateway.Count(m => m.Topic == TopicRoots.Default.For("stubborn-device").CommandResponse));
     }
 
     [Fact]
@@ -125,8 +125,8 @@ public class SimulatedDeviceTests
         await running.StopAsync();
 
         var signOut = await gateway.WaitForPresenceAsync("stopping-device", "SIGN_OUT", Deadline);
-        Assert.Equal("iot/register/stopping-device", signOut.Topic);
-        Assert.Equal("SIGN_OUT", await broker.RetainedPayloadAsync("iot/register/stopping-device"));
+        Assert.Equal(TopicRoots.Default.For("stopping-device").Register, signOut.Topic);
+        Assert.Equal("SIGN_OUT", await broker.RetainedPayloadAsync(TopicRoots.Default.For("stopping-device").Register));
         Assert.DoesNotContain(MqttClientDisconnectType.NotClean, broker.DisconnectsOf("stopping-device"));
         Assert.False(running.Device.IsSignedIn);
     }
@@ -178,7 +178,7 @@ public class SimulatedDeviceTests
 
         var answer = await gateway.WaitForAnswerAsync("sturdy-device", uuid, Deadline);
         Assert.Equal("PONG", answer.GetProperty("commandResult").GetString());
-        Assert.Equal(1, gateway.Count(m => m.Topic == "iot/cmd/resp/sturdy-device"));
+        Assert.Equal(1, gateway.Count(m => m.Topic == TopicRoots.Default.For("sturdy-device").CommandResponse));
         Assert.Equal(3, running.Log.Split('\n').Count(line => line.Contains("IGNORING MALFORMED COMMAND", StringComparison.Ordinal)));
     }
 
@@ -199,7 +199,7 @@ public class SimulatedDeviceTests
         running.Device.ChangeInterval(TimeSpan.FromSeconds(7)); // a change a second run would undo
 
         await gateway.SendRawAsync("once-device", request);
-        var again = await gateway.WaitForAsync(m => m.Topic == "iot/cmd/resp/once-device" && m.Payload.Contains(uuid, StringComparison.Ordinal),
+        var again = await gateway.WaitForAsync(m => m.Topic == TopicRoots.Default.For("once-device").CommandResponse && m.Payload.Contains(uuid, StringComparison.Ordinal),
             Deadline, "the second answer", occurrence: 2);
         Assert.Equal("OK", JsonDocument.Parse(again.Payload).RootElement.GetProperty("commandResult").GetString());
         Assert.Equal(TimeSpan.FromSeconds(7), running.Device.Interval);
@@ -233,14 +233,14 @@ public class SimulatedDeviceTests
         Assert.Equal(0.25, set.GetProperty("payload").GetProperty("seconds").GetDouble());
         Assert.Equal(TimeSpan.FromSeconds(0.25), running.Device.Interval);
         // The new interval applies at once: readings now come four times a second instead of every five seconds.
-        await gateway.WaitForAsync(m => m.Topic == "iot/data/configurable-device", Deadline, "readings at the new interval", occurrence: 3);
+        await gateway.WaitForAsync(m => m.Topic == TopicRoots.Default.For("configurable-device").Data, Deadline, "readings at the new interval", occurrence: 3);
 
         var getUuid = await gateway.SendCommandAsync("configurable-device", "GET_CONFIG");
         var config = (await gateway.WaitForAnswerAsync("configurable-device", getUuid, Deadline)).GetProperty("commandResult");
         Assert.Equal(JsonValueKind.Object, config.ValueKind);
         Assert.Equal(0.25, config.GetProperty("intervalSeconds").GetDouble());
         Assert.Equal("5", config.GetProperty("protocol").GetString());
-        Assert.Equal("iot/cmd/req/configurable-device", config.GetProperty("topics").GetProperty("commandRequest").GetString());
+        Assert.Equal(TopicRoots.Default.For("configurable-device").CommandRequest, config.GetProperty("topics").GetProperty("commandRequest").GetString());
         Assert.DoesNotContain("s3cret-password", config.GetRawText(), StringComparison.Ordinal);
         Assert.Equal($"mqtt://127.0.0.1:{broker.Port}", config.GetProperty("broker").GetString());
     }
@@ -252,9 +252,9 @@ public class SimulatedDeviceTests
         await using var gateway = await GatewayStandIn.ConnectAsync(broker);
         await using var running = new RunningDevice(broker.DeviceSettings("sensor-device", intervalSeconds: 0.2) with { AlwaysOnline = true });
 
-        await gateway.WaitForAsync(m => m.Topic == "iot/data/sensor-device", Deadline, "five readings", occurrence: 5);
+        await gateway.WaitForAsync(m => m.Topic == TopicRoots.Default.For("sensor-device").Data, Deadline, "five readings", occurrence: 5);
 
-        var readings = gateway.Seen.Where(m => m.Topic == "iot/data/sensor-device").Select(m => JsonDocument.Parse(m.Payload).RootElement).ToList();
+        var readings = gateway.Seen.Where(m => m.Topic == TopicRoots.Default.For("sensor-device").Data).Select(m => JsonDocument.Parse(m.Payload).RootElement).ToList();
         foreach (var reading in readings)
         {
             Assert.Equal("sensor-device", reading.GetProperty("deviceId").GetString());

@@ -17,7 +17,7 @@ public sealed class SimulatorPresenceOnMosquittoTests
         await using var observer = await WatchPresenceAsync(broker);
         await using var running = new RunningDevice(new DeviceSettings { Broker = BrokerAddress.Parse(broker.Url), DeviceId = "expiring-device" });
 
-        var signIn = await observer.WaitForMessageAsync(m => m.Topic == "iot/register/expiring-device", Deadline);
+        var signIn = await observer.WaitForMessageAsync(m => m.Topic == TopicRoots.Default.For("expiring-device").Register, Deadline);
 
         Assert.Equal("SIGN_IN", signIn.Payload);
         Assert.True(signIn.Retain, "SIGN_IN is published retained");
@@ -26,7 +26,7 @@ public sealed class SimulatorPresenceOnMosquittoTests
         Assert.InRange(signIn.MessageExpiryInterval, 290u, 300u);
 
         // The broker kept it, expiry still running, for whoever subscribes later (the gateway after a restart).
-        var retained = await LateSubscriberReceivesAsync(broker, "iot/register/expiring-device");
+        var retained = await LateSubscriberReceivesAsync(broker, TopicRoots.Default.For("expiring-device").Register);
         Assert.Equal("SIGN_IN", retained.Payload);
         Assert.InRange(retained.MessageExpiryInterval, 1u, 300u);
     }
@@ -50,7 +50,7 @@ public sealed class SimulatorPresenceOnMosquittoTests
         Assert.Equal(MqttQualityOfServiceLevel.ExactlyOnce, will.QualityOfService);
         await Eventually.UntilAsync(() => ConnectionEnds(broker, "doomed-device").Count == 1, Deadline, "mosquitto logs how the connection ended");
         Assert.Equal(["Client doomed-device closed its connection."], ConnectionEnds(broker, "doomed-device"));
-        Assert.Equal("SIGN_OUT", (await LateSubscriberReceivesAsync(broker, "iot/register/doomed-device")).Payload);
+        Assert.Equal("SIGN_OUT", (await LateSubscriberReceivesAsync(broker, TopicRoots.Default.For("doomed-device").Register)).Payload);
     }
 
     [SkippableTheory]
@@ -96,7 +96,7 @@ public sealed class SimulatorPresenceOnMosquittoTests
     {
         var observer = await TestMqttClient.ConnectAsync(broker, "presence-observer");
         var filter = new MqttTopicFilterBuilder()
-            .WithTopic("iot/register/+")
+            .WithTopic(TopicRoots.Default.For("+").Register)
             .WithQualityOfServiceLevel(MqttQualityOfServiceLevel.ExactlyOnce)
             .WithRetainAsPublished(true)
             .Build();

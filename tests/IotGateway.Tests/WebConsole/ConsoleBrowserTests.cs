@@ -29,11 +29,11 @@ public sealed partial class ConsoleBrowserTests(Chromium chromium, ITestOutputHe
         await tab.Button("Send").ClickAsync();
 
         // The device holds its answer until the page shows the command is with the broker.
-        var request = await device.WaitForMessageAsync("iot/cmd/req/pump-1", Timeout);
+        var request = await device.WaitForMessageAsync(TopicRoots.Default.For("pump-1").CommandRequest, Timeout);
         var id = JsonDocument.Parse(request.Payload).RootElement.GetProperty("uuid").GetGuid();
         var sent = tab.Page.GetByRole(AriaRole.Status, new() { Name = "Sent command" });
         await Expect(sent).ToContainTextAsync("Published");
-        await device.PublishAsync("iot/cmd/resp/pump-1", GatewayEndToEndTests.ArticleAnswer("pump-1", id, "PING", "PONG"));
+        await device.PublishAsync(TopicRoots.Default.For("pump-1").CommandResponse, GatewayEndToEndTests.ArticleAnswer("pump-1", id, "PING", "PONG"));
 
         await Expect(sent).ToContainTextAsync("Completed");
         await Expect(sent).ToContainTextAsync("PONG");
@@ -75,14 +75,14 @@ public sealed partial class ConsoleBrowserTests(Chromium chromium, ITestOutputHe
         await Expect(tab.Page.GetByText("Live updates: on")).ToBeVisibleAsync();
         await tab.Page.EvaluateAsync("() => window.loadedOnce = 'yes'");
 
-        await device.PublishAsync("iot/data/fan-2", """{"temp":30.25,"messageId":"live-1"}""", MqttQualityOfServiceLevel.AtLeastOnce);
+        await device.PublishAsync(TopicRoots.Default.For("fan-2").Data, """{"temp":30.25,"messageId":"live-1"}""", MqttQualityOfServiceLevel.AtLeastOnce);
         await Expect(row).ToContainTextAsync("30.25");
 
         await tab.Link("fan-2").ClickAsync();
         var latest = tab.Region("Latest reading");
         await Expect(latest).ToContainTextAsync("30.25");
         await Expect(tab.Page.GetByText("Live updates: on")).ToBeVisibleAsync();
-        await device.PublishAsync("iot/data/fan-2", """{"temp":31.75,"rpm":900,"messageId":"live-2"}""", MqttQualityOfServiceLevel.AtLeastOnce);
+        await device.PublishAsync(TopicRoots.Default.For("fan-2").Data, """{"temp":31.75,"rpm":900,"messageId":"live-2"}""", MqttQualityOfServiceLevel.AtLeastOnce);
         await Expect(latest).ToContainTextAsync("31.75");
         await Expect(tab.Page.Locator("table.readings")).ToContainTextAsync("31.75");
 
@@ -120,7 +120,7 @@ public sealed partial class ConsoleBrowserTests(Chromium chromium, ITestOutputHe
         await tab.Field("Show").SelectOptionAsync("Signed in");
         await fetched.Task.WaitAsync(Timeout);
 
-        await device.PublishAsync("iot/data/fan-9", """{"temp":35.5,"messageId":"late-1"}""", MqttQualityOfServiceLevel.AtLeastOnce);
+        await device.PublishAsync(TopicRoots.Default.For("fan-9").Data, """{"temp":35.5,"messageId":"late-1"}""", MqttQualityOfServiceLevel.AtLeastOnce);
         await Expect(row).ToContainTextAsync("35.5");
         release.SetResult();
         await tab.Page.WaitForFunctionAsync("tr => !tr.isConnected", shown);
@@ -186,7 +186,7 @@ public sealed partial class ConsoleBrowserTests(Chromium chromium, ITestOutputHe
         await using var second = await SignedInDeviceAsync(gateway, port, "node-b");
         await using (var gone = await SignedInDeviceAsync(gateway, port, "node-c"))
         {
-            await gone.PublishAsync("iot/register/node-c", "SIGN_OUT", retain: true);
+            await gone.PublishAsync(TopicRoots.Default.For("node-c").Register, "SIGN_OUT", retain: true);
             await gateway.WaitForDeviceAsync("node-c", d => !d.SignedIn, "node-c signs out");
         }
 
@@ -230,11 +230,11 @@ public sealed partial class ConsoleBrowserTests(Chromium chromium, ITestOutputHe
         await tab.Field("Command").FillAsync("GET_CONFIG");
         await tab.Button("Send").ClickAsync();
 
-        var request = await chosen.WaitForMessageAsync("iot/cmd/req/lamp-1", Timeout);
+        var request = await chosen.WaitForMessageAsync(TopicRoots.Default.For("lamp-1").CommandRequest, Timeout);
         var uuid = JsonDocument.Parse(request.Payload).RootElement.GetProperty("uuid").GetGuid();
-        await chosen.PublishAsync("iot/cmd/resp/lamp-1", GatewayEndToEndTests.ArticleAnswer("lamp-1", uuid, "GET_CONFIG", "ERROR_UNKNOWN_COMMAND"));
+        await chosen.PublishAsync(TopicRoots.Default.For("lamp-1").CommandResponse, GatewayEndToEndTests.ArticleAnswer("lamp-1", uuid, "GET_CONFIG", "ERROR_UNKNOWN_COMMAND"));
         await Expect(tab.Page.Locator("#batch-progress")).ToContainTextAsync("1 of 1 finished — done. Failed 1.");
-        Assert.DoesNotContain(other.ReceivedMessages, m => m.Topic == "iot/cmd/req/lamp-2");
+        Assert.DoesNotContain(other.ReceivedMessages, m => m.Topic == TopicRoots.Default.For("lamp-2").CommandRequest);
     }
 
     [SkippableFact]

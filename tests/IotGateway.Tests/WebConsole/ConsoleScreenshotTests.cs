@@ -34,7 +34,7 @@ public sealed class ConsoleScreenshotTests(Chromium chromium)
             SeededReadings.Insert(gateway.DatabasePath, "sensor-1", Enumerable.Range(0, 360).Select(i => new SeededReadings.Reading(
                 start.AddSeconds(i * 10), $$"""{"temp":{{21 + 2.5 * Math.Sin(i / 30.0) + (i % 7) * 0.1:0.00}},"humidity":{{40 + i % 11}}}""")));
             SeededReadings.Insert(gateway.DatabasePath, "meter-9", [new(DateTimeOffset.UtcNow.AddDays(-2), """{"kwh":1532.4}""")]);
-            await sensor.PublishAsync("iot/data/sensor-1", """{"temp":22.4,"humidity":43,"sensors":{"co2":612}}""", MqttQualityOfServiceLevel.AtLeastOnce);
+            await sensor.PublishAsync(TopicRoots.Default.For("sensor-1").Data, """{"temp":22.4,"humidity":43,"sensors":{"co2":612}}""", MqttQualityOfServiceLevel.AtLeastOnce);
 
             await using var tab = await chromium.OpenAsync(gateway.BaseAddress);
             await tab.SignInAsync(GatewayApp.OperatorKey);
@@ -49,9 +49,9 @@ public sealed class ConsoleScreenshotTests(Chromium chromium)
             {
                 await tab.Field("Command").FillAsync(command);
                 await tab.Button("Send").ClickAsync();
-                var request = await sensor.WaitForMessageAsync(m => m.Topic == "iot/cmd/req/sensor-1" && m.Payload.Contains($"\"{command}\"", StringComparison.Ordinal), Timeout);
+                var request = await sensor.WaitForMessageAsync(m => m.Topic == TopicRoots.Default.For("sensor-1").CommandRequest && m.Payload.Contains($"\"{command}\"", StringComparison.Ordinal), Timeout);
                 var uuid = JsonDocument.Parse(request.Payload).RootElement.GetProperty("uuid").GetGuid();
-                await sensor.PublishAsync("iot/cmd/resp/sensor-1", GatewayEndToEndTests.ArticleAnswer("sensor-1", uuid, command, result));
+                await sensor.PublishAsync(TopicRoots.Default.For("sensor-1").CommandResponse, GatewayEndToEndTests.ArticleAnswer("sensor-1", uuid, command, result));
                 await Expect(tab.Page.GetByRole(AriaRole.Status, new() { Name = "Sent command" })).ToContainTextAsync("Completed");
             }
 
@@ -69,9 +69,9 @@ public sealed class ConsoleScreenshotTests(Chromium chromium)
             await tab.Button("Send").ClickAsync();
             foreach (var device in devices)
             {
-                var request = await device.WaitForMessageAsync(m => m.Topic.StartsWith("iot/cmd/req/", StringComparison.Ordinal), Timeout);
+                var id = device.ClientId;
+                var request = await device.WaitForMessageAsync(m => m.Topic == TopicRoots.Default.For(id).CommandRequest, Timeout);
                 var uuid = JsonDocument.Parse(request.Payload).RootElement.GetProperty("uuid").GetGuid();
-                var id = request.Topic["iot/cmd/req/".Length..];
                 await device.PublishAsync(TopicRoots.Default.For(id).CommandResponse, GatewayEndToEndTests.ArticleAnswer(id, uuid, "PING", id == "fan-2" ? "ERROR_BUSY" : "PONG"));
             }
 
