@@ -59,8 +59,9 @@ public sealed class CommandCrashWindowTests(ITestOutputHelper output)
             {
                 if (Interlocked.Increment(ref seen) == receivedBeforeKill)
                 {
-                    gateway.Kill();
+                    // Said first: the POST can fail the moment the process dies, before this handler goes on.
                     killed.TrySetResult();
+                    gateway.Kill();
                 }
 
                 return Task.CompletedTask;
