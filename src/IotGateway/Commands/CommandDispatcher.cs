@@ -65,7 +65,15 @@ public sealed partial class CommandDispatcher(
 
     // The same for commands this instance just queued and claimed the lanes of: a device with nothing older Pending
     // (not in `behind`) gets its new commands handed to its lane, which publishes them without reading them back.
-    public void Run(IEnumerable<string> deviceIds, DateTimeOffset? leaseUntil, IReadOnlyList<Command> queued, IReadOnlySet<string>? behind)
+    public void Run(IEnumerable<string> deviceIds, DateTimeOffset? leaseUntil, IReadOnlyList<Command> queued, IReadOnlySet<string>? behind) =>
+        Run(deviceIds, leaseUntil, queued, behind, scanned: false);
+
+    // `scanned`: the devices come from the scan, which finds Pending what the lanes still hold (handed commands, and the
+    // one whose Published mark is being written). A lane that still holds handed commands is not told to read them
+    // back: in a bulk command that was one read per device. Anything else the scan saw, it finds again once the lane
+    // has ended.
+    private void Run(IEnumerable<string> deviceIds, DateTimeOffset? leaseUntil, IReadOnlyList<Command> queued, IReadOnlySet<string>? behind,
+        bool scanned)
     {
         var handed = queued.Count == 0 ? null : queued.ToLookup(c => c.DeviceId, StringComparer.Ordinal);
         lock (_sync)
@@ -86,7 +94,7 @@ public sealed partial class CommandDispatcher(
                     {
                         Hand(lane, handed![deviceId]);
                     }
-                    else
+                    else if (!scanned || lane.Handed.Count == 0)
                     {
                         lane.Again = true;
                     }
@@ -170,7 +178,7 @@ public sealed partial class CommandDispatcher(
                 }
 
                 var lease = NewLease();
-                Run(await store.ClaimPendingLanesAsync(lease, stoppingToken), lease.Until);
+                Run(await store.ClaimPendingLanesAsync(lease, stoppingToken), lease.Until, [], null, scanned: true);
                 await _wake.WaitAsync(ScanInterval, stoppingToken);
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
