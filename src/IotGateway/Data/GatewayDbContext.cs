@@ -90,7 +90,7 @@ public abstract class GatewayDbContext(DbContextOptions options) : DbContext(opt
         modelBuilder.ApplyConfiguration(new StoredBrokerMessageMapping());
     }
 
-    private sealed class UtcTicksConverter() : ValueConverter<DateTimeOffset, long>(
+    internal sealed class UtcTicksConverter() : ValueConverter<DateTimeOffset, long>(
         value => value.UtcTicks,
         ticks => new DateTimeOffset(ticks, TimeSpan.Zero));
 }
