@@ -1,6 +1,6 @@
 using System.Text;
 using IotGateway.Commands;
-using IotGateway.Telemetry;
+using IotGateway.Ingest;
 
 namespace IotGateway.Tests.Telemetry;
 

@@ -1,6 +1,6 @@
 using System.Text;
+using IotGateway.Ingest;
 using Microsoft.Data.Sqlite;
-using IotGateway.Telemetry;
 using SQLitePCL;
 
 namespace IotGateway.Data.Sqlite;

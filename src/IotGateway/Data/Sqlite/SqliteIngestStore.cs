@@ -1,4 +1,4 @@
-using IotGateway.Telemetry;
+using IotGateway.Ingest;
 
 namespace IotGateway.Data.Sqlite;
 

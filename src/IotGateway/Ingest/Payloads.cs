@@ -2,7 +2,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Unicode;
 
-namespace IotGateway.Telemetry;
+namespace IotGateway.Ingest;
 
 // Json and Text keep the device's UTF-8 bytes (stored as they are, without a round trip through UTF-16; JSON
 // rewritten only where a string needed repair, see JsonText); Binary carries its base64 text. MessageIdProblem says
