@@ -3,6 +3,7 @@ using IotGateway.Devices;
 using IotGateway.Events;
 using IotGateway.Health;
 using IotGateway.Hosting;
+using IotGateway.Ingest;
 using IotGateway.Mqtt;
 using IotGateway.Observability;
 using IotGateway.Security;
@@ -29,10 +30,11 @@ builder.Services.AddGatewayStorage();
 // MQTT: the embedded broker (when BROKER=embedded), then the gateway's own persistent-session client
 builder.Services.AddGatewayMqtt();
 
-// Devices, telemetry ingest and retention, commands, live events
+// Devices, ingest (readings, presence, answers), telemetry retention, commands, live events
 builder.Services.AddSingleton<DeviceRegistry>();
 builder.Services.AddScoped<DeviceDeletion>();
-builder.Services.AddTelemetryIngest();
+builder.Services.AddIngest();
+builder.Services.AddTelemetryRetention();
 builder.Services.AddCommands();
 builder.Services.AddTcpDevices();
 builder.Services.AddGatewayEvents();

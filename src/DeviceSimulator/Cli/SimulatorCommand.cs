@@ -45,10 +45,10 @@ internal static class SimulatorCommand
         DefaultValueFactory = _ => Environment("DEVICE_ID", DeviceSettings.DefaultDeviceId),
     };
 
-    private static readonly Option<string> DataTopic = TopicOption("--data-topic", "DATA_TOPIC", "iot/data", "Telemetry topic root");
-    private static readonly Option<string> CommandRequestTopic = TopicOption("--cmd-req-topic", "CMD_REQ_TOPIC", "iot/cmd/req", "Command request topic root");
-    private static readonly Option<string> CommandResponseTopic = TopicOption("--cmd-resp-topic", "CMD_RESP_TOPIC", "iot/cmd/resp", "Command response topic root");
-    private static readonly Option<string> RegisterTopic = TopicOption("--register-topic", "REGISTER_TOPIC", "iot/register", "Presence (SIGN_IN/SIGN_OUT) topic root");
+    private static readonly Option<string> DataTopic = TopicOption("--data-topic", "DATA_TOPIC", TopicRoots.DefaultData, "Telemetry topic root");
+    private static readonly Option<string> CommandRequestTopic = TopicOption("--cmd-req-topic", "CMD_REQ_TOPIC", TopicRoots.DefaultCommandRequest, "Command request topic root");
+    private static readonly Option<string> CommandResponseTopic = TopicOption("--cmd-resp-topic", "CMD_RESP_TOPIC", TopicRoots.DefaultCommandResponse, "Command response topic root");
+    private static readonly Option<string> RegisterTopic = TopicOption("--register-topic", "REGISTER_TOPIC", TopicRoots.DefaultRegister, "Presence (SIGN_IN/SIGN_OUT) topic root");
 
     private static readonly Option<double> Interval = new("--interval")
     {

@@ -42,7 +42,7 @@ public sealed record BulkCommandSummary(Guid BatchId, int Total, IReadOnlyDictio
 [ApiController]
 [Route("api/commands/bulk")]
 [Tags("Commands")]
-public sealed class BulkCommandsController(GatewayDbContext db, CommandQueue queue, IOptions<CommandOptions> options) : ControllerBase
+public sealed class BulkCommandsController(GatewayDbContext db, CommandIntake intake, IOptions<CommandOptions> options) : ControllerBase
 {
     /// <summary>Queue one command for each of many devices.</summary>
     /// <remarks>Give deviceIds, or signedIn: true for every device signed in now. Each device gets its own command, with its own id and lifecycle.</remarks>
@@ -133,7 +133,7 @@ public sealed class BulkCommandsController(GatewayDbContext db, CommandQueue que
             return Ok(new BulkCommandAccepted(batchId, 0));
         }
 
-        var queued = await queue.QueueManyAsync(devices, request.ToSpec(HttpContext.User.Identity?.Name), batchId, cancellationToken);
+        var queued = await intake.QueueManyAsync(devices, request.ToSpec(HttpContext.User.Identity?.Name), batchId, cancellationToken);
         return AcceptedAtAction(nameof(Summary), new { batchId }, new BulkCommandAccepted(batchId, queued.Count));
     }
 

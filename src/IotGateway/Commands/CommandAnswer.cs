@@ -3,7 +3,6 @@ using IotGateway.Protocol;
 using System.Text;
 using System.Text.Json;
 using System.Text.Unicode;
-using IotGateway.Telemetry;
 
 namespace IotGateway.Commands;
 

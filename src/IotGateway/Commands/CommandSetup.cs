@@ -8,7 +8,7 @@ public static class CommandSetup
     {
         services.AddOptions<CommandOptions>().BindSettings(CommandOptions.Section).ValidateOnStart();
         services.AddSingleton<IValidateOptions<CommandOptions>, CommandOptionsValidator>();
-        services.AddScoped<CommandQueue>();
+        services.AddScoped<CommandIntake>();
         services.AddSingleton<CommandCompletion>();
         services.AddSingleton<CommandTransitions>();
         services.AddSingleton<MqttCommandTransport>();

@@ -2,7 +2,6 @@ using System.ComponentModel.DataAnnotations;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
-using IotGateway.Telemetry;
 
 namespace IotGateway.Commands;
 

@@ -7,7 +7,7 @@ namespace IotGateway.Commands;
 
 [ApiController]
 [Tags("Commands")]
-public sealed class CommandsController(GatewayDbContext db, ICommandStore store, CommandQueue queue, CommandCompletion completion,
+public sealed class CommandsController(GatewayDbContext db, ICommandStore store, CommandIntake intake, CommandCompletion completion,
     CommandTransitions transitions, IOptions<CommandOptions> options, TimeProvider time) : ControllerBase
 {
     public const double MaxWaitSeconds = 60;
@@ -61,7 +61,7 @@ public sealed class CommandsController(GatewayDbContext db, ICommandStore store,
             return ValidationProblem(ModelState);
         }
 
-        if (!await queue.DeviceExistsAsync(deviceId, cancellationToken))
+        if (!await intake.DeviceExistsAsync(deviceId, cancellationToken))
         {
             return Problem(statusCode: StatusCodes.Status404NotFound, title: "Unknown device",
                 detail: $"The gateway has never seen device '{deviceId}'. A device becomes known when it signs in or sends data.");
@@ -69,17 +69,17 @@ public sealed class CommandsController(GatewayDbContext db, ICommandStore store,
 
         if (waitSeconds is not { } wait)
         {
-            var command = await queue.QueueAsync(deviceId, request.ToSpec(RequestedBy()), cancellationToken);
+            var command = await intake.QueueAsync(deviceId, request.ToSpec(RequestedBy()), cancellationToken);
             return AcceptedAtAction(nameof(Get), new { id = command.Id }, new QueuedCommand(command.Id, command.DeviceId, command.Status));
         }
 
         // Registered before the command exists, so no finish (here or on another instance) can come before the wait.
-        var id = queue.NewCommandId();
+        var id = intake.NewCommandId();
         var deadline = time.GetUtcNow() + TimeSpan.FromSeconds(wait);
         var waiting = completion.Register(id);
         try
         {
-            await queue.QueueAsync(deviceId, request.ToSpec(RequestedBy()), id, cancellationToken);
+            await intake.QueueAsync(deviceId, request.ToSpec(RequestedBy()), id, cancellationToken);
         }
         catch
         {

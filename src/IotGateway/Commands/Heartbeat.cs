@@ -57,8 +57,8 @@ public sealed partial class Heartbeat(IServiceScopeFactory scopes, DatabaseStart
             return 0;
         }
 
-        var queue = scope.ServiceProvider.GetRequiredService<CommandQueue>();
-        await queue.QueueManyAsync(devices, new CommandRequestSpec(heartbeat.Command, null, heartbeat.TtlSeconds, RequestedBy), batchId: null, cancellationToken);
+        var intake = scope.ServiceProvider.GetRequiredService<CommandIntake>();
+        await intake.QueueManyAsync(devices, new CommandRequestSpec(heartbeat.Command, null, heartbeat.TtlSeconds, RequestedBy), batchId: null, cancellationToken);
         return devices.Count;
     }
 

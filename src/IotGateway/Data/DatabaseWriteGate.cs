@@ -75,7 +75,7 @@ public sealed class DatabaseWriteGate(string? connectionString) : IDisposable
     }
 
     // Gate held. The statement for this SQL prepared on the writer connection with SQLite's own API (SQLitePCLRaw,
-    // which Microsoft.Data.Sqlite runs on), for the one statement run per message: see BatchStatements.
+    // which Microsoft.Data.Sqlite runs on), for the one statement run per message: see SqliteIngestStatements.
     internal sqlite3_stmt NativeStatement(string sql)
     {
         if (!_nativeStatements.TryGetValue(sql, out var statement))

@@ -30,6 +30,10 @@ public abstract class GatewayDbContext(DbContextOptions options) : DbContext(opt
 
     public abstract Task<bool> AnyCommandDueAsync(DateTimeOffset now, CancellationToken cancellationToken);
 
+    // Whether an unexpired command waits to be published: the lane scan asks this (a read) before it claims lanes.
+    public Task<bool> AnyCommandPendingAsync(DateTimeOffset now, CancellationToken cancellationToken) =>
+        Commands.AnyAsync(c => c.Status == CommandStatus.Pending && c.ExpiresAt > now, cancellationToken);
+
     protected override void ConfigureConventions(ModelConfigurationBuilder configurationBuilder)
     {
         // SQLite cannot compare DateTimeOffset text; UTC ticks keep range queries and ordering in SQL.

@@ -6,7 +6,7 @@ using Microsoft.EntityFrameworkCore.Diagnostics;
 using IotGateway.Commands;
 using IotGateway.Data.PostgreSql;
 using IotGateway.Data.Sqlite;
-using IotGateway.Telemetry;
+using IotGateway.Ingest;
 using Npgsql;
 
 namespace IotGateway.Data;

@@ -1,6 +1,6 @@
 using System.Text.Json;
+using IotGateway.Ingest;
 using IotGateway.Mqtt;
-using IotGateway.Telemetry;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 

@@ -1,6 +1,6 @@
+using IotGateway.Ingest;
 using IotGateway.Observability;
 using IotGateway.Protocol;
-using IotGateway.Telemetry;
 using MQTTnet;
 using MQTTnet.Formatter;
 using MQTTnet.Protocol;

@@ -1,6 +1,6 @@
 using System.Diagnostics.Metrics;
+using IotGateway.Ingest;
 using IotGateway.Mqtt;
-using IotGateway.Telemetry;
 using Microsoft.Extensions.Diagnostics.Metrics;
 using OpenTelemetry.Metrics;
 

@@ -4,10 +4,10 @@ using System.Net.Security;
 using System.Net.Sockets;
 using IotGateway.Commands;
 using IotGateway.Devices;
+using IotGateway.Ingest;
 using IotGateway.Mqtt;
 using IotGateway.Observability;
 using IotGateway.Protocol;
-using IotGateway.Telemetry;
 
 namespace IotGateway.Tcp;
 

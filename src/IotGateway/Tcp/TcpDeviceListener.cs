@@ -2,9 +2,9 @@ using System.Net;
 using System.Net.Security;
 using System.Net.Sockets;
 using System.Security.Cryptography.X509Certificates;
+using IotGateway.Ingest;
 using IotGateway.Mqtt;
 using IotGateway.Observability;
-using IotGateway.Telemetry;
 
 namespace IotGateway.Tcp;
 

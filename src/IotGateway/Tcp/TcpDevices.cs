@@ -1,6 +1,6 @@
 using System.Collections.Concurrent;
 using System.Threading.Channels;
-using IotGateway.Telemetry;
+using IotGateway.Ingest;
 
 namespace IotGateway.Tcp;
 

@@ -1,8 +1,8 @@
 using System.Text.RegularExpressions;
 using IotGateway.Commands;
 using IotGateway.Hosting;
+using IotGateway.Ingest;
 using IotGateway.Mqtt;
-using IotGateway.Telemetry;
 using Microsoft.Extensions.Configuration;
 using YamlDotNet.RepresentationModel;
 

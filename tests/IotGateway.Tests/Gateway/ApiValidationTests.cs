@@ -1,5 +1,4 @@
 using System.Text;
-using IotGateway.Telemetry;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 

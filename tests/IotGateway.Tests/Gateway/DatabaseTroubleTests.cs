@@ -1,4 +1,4 @@
-using IotGateway.Telemetry;
+using IotGateway.Ingest;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.DependencyInjection;
 

@@ -64,7 +64,7 @@ public abstract class GatewayEndToEndTests
         }
 
         // A gateway with a brand-new session receives the retained SIGN_IN on subscribe, twice over two sessions.
-        await using var gateway = await StartGatewayAsync(broker.Url, s => s["Logging:LogLevel:IotGateway.Telemetry.IngestWriter"] = "Debug");
+        await using var gateway = await StartGatewayAsync(broker.Url, s => s["Logging:LogLevel:IotGateway.Ingest.IngestWriter"] = "Debug");
         var device1 = await gateway.WaitForDeviceAsync("replayed", d => d.SignedIn, "the retained SIGN_IN is replayed");
         Assert.Null(device1.LastSeen);
 

@@ -1,7 +1,7 @@
 using IotGateway.Commands;
+using IotGateway.Ingest;
 using IotGateway.Mqtt;
 using IotGateway.Tcp;
-using IotGateway.Telemetry;
 using IotGateway.Tests.Tcp;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;

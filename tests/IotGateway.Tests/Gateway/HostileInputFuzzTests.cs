@@ -37,7 +37,7 @@ public sealed class HostileInputFuzzTests(ITestOutputHelper output)
     private static void Settings(Dictionary<string, string?> settings)
     {
         settings["Ingest:MaxPayloadBytes"] = "65536";
-        settings["Logging:LogLevel:IotGateway.Telemetry.IngestWriter"] = "Debug"; // duplicates are logged at Debug
+        settings["Logging:LogLevel:IotGateway.Ingest.IngestWriter"] = "Debug"; // duplicates are logged at Debug
     }
 
     private async Task RunAsync(GatewayApp gateway, string host, int port, bool brokerPassesControlCharacters, bool checkAcknowledgements)
@@ -164,7 +164,7 @@ public sealed class HostileInputFuzzTests(ITestOutputHelper output)
     // What the gateway did with each message, as its log says: a redelivered one would add a line.
     private static int HandledLines(GatewayApp gateway) =>
         gateway.Logs.Lines.Count(l => l.Contains("Message rejected (", StringComparison.Ordinal) || l.Contains("ignored: the command is", StringComparison.Ordinal)
-            || l.Contains("IotGateway.Telemetry.IngestWriter: Command ", StringComparison.Ordinal) || l.Contains("Duplicate reading", StringComparison.Ordinal));
+            || l.Contains("IotGateway.Ingest.IngestWriter: Command ", StringComparison.Ordinal) || l.Contains("Duplicate reading", StringComparison.Ordinal));
 
     private static HashSet<string> StoredKeys(GatewayApp gateway)
     {

@@ -65,7 +65,7 @@ public abstract class LaneCancelTests
         // busy-a's lane takes the one publishing slot and keeps it until its whole queue is out.
         using (var scope = gateway.Services.CreateScope())
         {
-            await scope.ServiceProvider.GetRequiredService<CommandQueue>().QueueManyAsync([.. Enumerable.Repeat("busy-a", BusyCommands)],
+            await scope.ServiceProvider.GetRequiredService<CommandIntake>().QueueManyAsync([.. Enumerable.Repeat("busy-a", BusyCommands)],
                 new CommandRequestSpec("PING", Payload: null, TtlSeconds: 600, RequestedBy: "test"), batchId: null, default);
         }
 

@@ -1,6 +1,6 @@
 using IotGateway.Commands;
 using IotGateway.Data.PostgreSql;
-using IotGateway.Telemetry;
+using IotGateway.Ingest;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace IotGateway.Tests.Gateway;

@@ -17,7 +17,7 @@ public sealed class StructuredLogTests
             {
                 ["Logging__Console__FormatterName"] = "json",
                 // Sign-in and sign-out are Debug: a fleet would otherwise fill the log.
-                ["Logging__LogLevel__IotGateway.Telemetry.IngestWriter"] = "Debug",
+                ["Logging__LogLevel__IotGateway.Ingest.IngestWriter"] = "Debug",
                 ["ASPNETCORE_URLS"] = "http://127.0.0.1:0",
                 ["Mqtt__Embedded__Port"] = mqttPort.ToString(CultureInfo.InvariantCulture),
                 ["Api__Keys__0__Key"] = GatewayApp.OperatorKey,
@@ -34,7 +34,7 @@ public sealed class StructuredLogTests
                         && state.TryGetProperty("DeviceId", out var id) && id.GetString() == "json-device")),
                 TimeSpan.FromSeconds(20), "a JSON log entry names the device in a field");
             Assert.Equal("SIGN_IN", presence.GetProperty("State").GetProperty("Presence").GetString());
-            Assert.Equal("IotGateway.Telemetry.IngestWriter", presence.GetProperty("Category").GetString());
+            Assert.Equal("IotGateway.Ingest.IngestWriter", presence.GetProperty("Category").GetString());
         }
         finally
         {

@@ -1,5 +1,5 @@
 using IotGateway.Commands;
-using IotGateway.Telemetry;
+using IotGateway.Ingest;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace IotGateway.Tests.Storage;

@@ -131,9 +131,7 @@ public sealed class PostgresCommandStore(NpgsqlDataSource dataSource, IServiceSc
     {
         await using (var scope = scopes.CreateAsyncScope())
         {
-            var now = lease.Now;
-            if (!await scope.ServiceProvider.GetRequiredService<GatewayDbContext>().Commands
-                    .AnyAsync(c => c.Status == CommandStatus.Pending && c.ExpiresAt > now, cancellationToken))
+            if (!await scope.ServiceProvider.GetRequiredService<GatewayDbContext>().AnyCommandPendingAsync(lease.Now, cancellationToken))
             {
                 return [];
             }

@@ -1,5 +1,5 @@
 using System.Text;
-using IotGateway.Telemetry;
+using IotGateway.Ingest;
 using Npgsql;
 using static IotGateway.Data.PostgreSql.PostgresSql;
 

@@ -106,9 +106,7 @@ public sealed class SqliteCommandStore(DatabaseWriteGate writeGate, IServiceScop
         // Usually nothing is pending: a read does not queue behind (or hold up) the writers.
         await using (var scope = scopes.CreateAsyncScope())
         {
-            var now = lease.Now;
-            if (!await scope.ServiceProvider.GetRequiredService<GatewayDbContext>().Commands
-                    .AnyAsync(c => c.Status == CommandStatus.Pending && c.ExpiresAt > now, cancellationToken))
+            if (!await scope.ServiceProvider.GetRequiredService<GatewayDbContext>().AnyCommandPendingAsync(lease.Now, cancellationToken))
             {
                 return [];
             }

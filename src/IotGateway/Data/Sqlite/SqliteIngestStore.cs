@@ -1,15 +1,15 @@
-using IotGateway.Telemetry;
+using IotGateway.Ingest;
 
 namespace IotGateway.Data.Sqlite;
 
 // One batch, one SQLite transaction through the write gate; statement by statement in arrival order (prepared once,
-// the reading insert through SQLite's own API: see BatchStatements).
+// the reading insert through SQLite's own API: see SqliteIngestStatements).
 public sealed class SqliteIngestStore(DatabaseWriteGate writeGate) : IIngestStore
 {
     public async Task StoreAsync(IngestBatch batch, CancellationToken cancellationToken)
     {
         await using var write = await WriteTransaction.BeginAsync(writeGate, cancellationToken);
-        var sql = new BatchStatements(write);
+        var sql = new SqliteIngestStatements(write);
         var readings = new Dictionary<string, int>(StringComparer.Ordinal);
         foreach (var reading in batch.Readings)
         {

@@ -1,6 +1,6 @@
 using System.Threading.Channels;
 
-namespace IotGateway.Telemetry;
+namespace IotGateway.Ingest;
 
 // The bounded hand-off between the MQTT handler and the one database writer. When it is full the handler
 // waits, acks stop, and the broker holds the rest: memory stays bounded by capacity + Receive Maximum.

@@ -1,6 +1,6 @@
 using System.Buffers;
 
-namespace IotGateway.Telemetry;
+namespace IotGateway.Api;
 
 public static class CompactJson
 {

@@ -1,6 +1,6 @@
 using IotGateway.Observability;
 
-namespace IotGateway.Tests.Telemetry;
+namespace IotGateway.Tests.Ingest;
 
 // Device and operator text in log lines: nothing in it can end a line or reorder what a person reads.
 public sealed class LogTextTests

@@ -1,12 +1,13 @@
 using System.Text;
+using IotGateway.Ingest;
 using Microsoft.Data.Sqlite;
 using SQLitePCL;
 
-namespace IotGateway.Telemetry;
+namespace IotGateway.Data.Sqlite;
 
 // The SQLite ingest store's statements for one batch (a device's answers go through SqliteCommandStore). The write gate prepares each once for the life of its connection;
 // the fields only spare the per-message lookup.
-internal sealed class BatchStatements(WriteTransaction write)
+internal sealed class SqliteIngestStatements(WriteTransaction write)
 {
     private static readonly string[] FormatNames = Enum.GetNames<PayloadFormat>();
 

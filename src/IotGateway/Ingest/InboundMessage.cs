@@ -8,7 +8,7 @@ using IotGateway.Observability;
 using MQTTnet;
 using MQTTnet.Protocol;
 
-namespace IotGateway.Telemetry;
+namespace IotGateway.Ingest;
 
 // Why a message is not stored: a metric label (iot_gateway_messages_rejected_total{reason}) and a log line.
 public readonly record struct Rejection(string Reason, string Detail);

@@ -3,7 +3,7 @@ using System.Text;
 using System.Text.Encodings.Web;
 using System.Text.Json;
 
-namespace IotGateway.Telemetry;
+namespace IotGateway.Data;
 
 // What the gateway stores as JSON must read back everywhere: System.Text.Json (which cannot write a string holding
 // a lone surrogate), SQLite's json functions, and PostgreSQL's jsonb (which refuses \u0000 and lone surrogates).
@@ -119,7 +119,7 @@ public static class JsonText
     // anything else returns null. The caller has checked that the bytes are UTF-8.
     public static byte[]? Repair(byte[] utf8) => Repair(utf8, out _);
 
-    // The same, in the same one walk: whether every number fits PostgreSQL's numeric (see Payloads.FitsNumeric).
+    // The same, in the same one walk: whether every number fits PostgreSQL's numeric (see FitsNumeric).
     public static byte[]? Repair(byte[] utf8, out bool numbersFitNumeric)
     {
         var reader = new Utf8JsonReader(utf8, ReaderOptions);
@@ -133,7 +133,7 @@ public static class JsonText
                 {
                     repair = true;
                 }
-                else if (reader.TokenType == JsonTokenType.Number && numbersFitNumeric && !Payloads.FitsNumeric(reader.ValueSpan))
+                else if (reader.TokenType == JsonTokenType.Number && numbersFitNumeric && !FitsNumeric(reader.ValueSpan))
                 {
                     numbersFitNumeric = false;
                 }
@@ -145,6 +145,43 @@ public static class JsonText
         }
 
         return repair ? Rewrite(utf8) : utf8;
+    }
+
+    // PostgreSQL's numeric (which jsonb keeps numbers in) holds at most 131,072 digits before the point and 16,383
+    // after it, once the exponent is applied; beyond, jsonb refuses the whole document.
+    private const int NumericMaxIntegerDigits = 131_072;
+    private const int NumericMaxScale = 16_383;
+
+    // One JSON number token (valid JSON: -?digits(.digits)?([eE][+-]?digits)?).
+    private static bool FitsNumeric(ReadOnlySpan<byte> number)
+    {
+        var e = number.IndexOfAny((byte)'e', (byte)'E');
+        var mantissa = e < 0 ? number : number[..e];
+        var exponent = 0;
+        if (e >= 0 && !int.TryParse(number[(e + 1)..], System.Globalization.NumberStyles.AllowLeadingSign, System.Globalization.CultureInfo.InvariantCulture, out exponent))
+        {
+            return false; // an exponent beyond int: far beyond both limits
+        }
+
+        mantissa = mantissa.TrimStart((byte)'-');
+        var point = mantissa.IndexOf((byte)'.');
+        var integer = point < 0 ? mantissa : mantissa[..point];
+        var fraction = point < 0 ? [] : mantissa[(point + 1)..];
+        if (fraction.Length - (long)exponent > NumericMaxScale)
+        {
+            return false; // a zero too: PostgreSQL keeps its scale
+        }
+
+        // Digits before the point, before the exponent: of the integer part, or minus the fraction's leading zeros.
+        var significant = integer.TrimStart((byte)'0').Length;
+        var firstInFraction = fraction.IndexOfAnyExcept((byte)'0');
+        if (significant == 0 && firstInFraction < 0)
+        {
+            return true; // zero
+        }
+
+        var lead = significant > 0 ? significant : -firstInFraction;
+        return lead + (long)exponent <= NumericMaxIntegerDigits;
     }
 
     // The same JSON with every string that holds a lone surrogate or NUL rewritten; the rest as the device wrote it.

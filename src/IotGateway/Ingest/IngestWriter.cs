@@ -6,7 +6,7 @@ using IotGateway.Devices;
 using IotGateway.Events;
 using IotGateway.Mqtt;
 
-namespace IotGateway.Telemetry;
+namespace IotGateway.Ingest;
 
 public sealed record IngestState(bool Healthy, string? LastError);
 

@@ -1,8 +1,8 @@
 using System.Text;
 using IotGateway.Commands;
-using IotGateway.Telemetry;
+using IotGateway.Ingest;
 
-namespace IotGateway.Tests.Telemetry;
+namespace IotGateway.Tests.Ingest;
 
 // The grammar of what a device may send, as the README states it: device ids, message ids, command answers, and
 // the JSON the gateway stores.

@@ -8,7 +8,7 @@ public sealed record CommandRequestSpec(string Name, JsonElement? Payload, int? 
 // Stores new commands as Pending and starts publishing them at once: the store claims their devices' lanes in the
 // same transaction, this instance's lanes start, and the instances holding the others are told. Used by the API,
 // the bulk endpoint and the heartbeat.
-public sealed class CommandQueue(GatewayDbContext db, ICommandStore store, CommandDispatcher dispatcher, IClusterSignals signals,
+public sealed class CommandIntake(GatewayDbContext db, ICommandStore store, CommandDispatcher dispatcher, IClusterSignals signals,
     DeviceRegistry registry, CommandTransitions transitions, IOptions<CommandOptions> options, TimeProvider time)
 {
     public async Task<Command> QueueAsync(string deviceId, CommandRequestSpec spec, CancellationToken cancellationToken)

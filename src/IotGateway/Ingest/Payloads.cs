@@ -2,7 +2,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Unicode;
 
-namespace IotGateway.Telemetry;
+namespace IotGateway.Ingest;
 
 // Json and Text keep the device's UTF-8 bytes (stored as they are, without a round trip through UTF-16; JSON
 // rewritten only where a string needed repair, see JsonText); Binary carries its base64 text. MessageIdProblem says
@@ -43,43 +43,6 @@ public static class Payloads
         { Length: > MaxMessageKeyLength } => $"the message id is longer than {MaxMessageKeyLength} characters",
         _ => null,
     };
-
-    // PostgreSQL's numeric (which jsonb keeps numbers in) holds at most 131,072 digits before the point and 16,383
-    // after it, once the exponent is applied; beyond, jsonb refuses the whole document.
-    private const int NumericMaxIntegerDigits = 131_072;
-    private const int NumericMaxScale = 16_383;
-
-    // One JSON number token (valid JSON: -?digits(.digits)?([eE][+-]?digits)?).
-    internal static bool FitsNumeric(ReadOnlySpan<byte> number)
-    {
-        var e = number.IndexOfAny((byte)'e', (byte)'E');
-        var mantissa = e < 0 ? number : number[..e];
-        var exponent = 0;
-        if (e >= 0 && !int.TryParse(number[(e + 1)..], System.Globalization.NumberStyles.AllowLeadingSign, System.Globalization.CultureInfo.InvariantCulture, out exponent))
-        {
-            return false; // an exponent beyond int: far beyond both limits
-        }
-
-        mantissa = mantissa.TrimStart((byte)'-');
-        var point = mantissa.IndexOf((byte)'.');
-        var integer = point < 0 ? mantissa : mantissa[..point];
-        var fraction = point < 0 ? [] : mantissa[(point + 1)..];
-        if (fraction.Length - (long)exponent > NumericMaxScale)
-        {
-            return false; // a zero too: PostgreSQL keeps its scale
-        }
-
-        // Digits before the point, before the exponent: of the integer part, or minus the fraction's leading zeros.
-        var significant = integer.TrimStart((byte)'0').Length;
-        var firstInFraction = fraction.IndexOfAnyExcept((byte)'0');
-        if (significant == 0 && firstInFraction < 0)
-        {
-            return true; // zero
-        }
-
-        var lead = significant > 0 ? significant : -firstInFraction;
-        return lead + (long)exponent <= NumericMaxIntegerDigits;
-    }
 
     // The reading's id: "messageId" at the top level, else "uuid"; a string (its value) or a number (its text as
     // written, so 1 and "1" are the same id, 1 and 1.0 are not). null is no id. The JSON is valid (JsonText.Repair).

@@ -1,6 +1,6 @@
 using System.ComponentModel.DataAnnotations;
 
-namespace IotGateway.Telemetry;
+namespace IotGateway.Ingest;
 
 public sealed class IngestOptions
 {

@@ -1,4 +1,4 @@
-namespace IotGateway.Telemetry;
+namespace IotGateway.Ingest;
 
 // When the ingest writer last moved: took a batch, or stored one. Readiness asks whether messages are waiting (queued,
 // or in the writer's hand) while it has not moved for Ingest:StallSeconds: blocked on something that raises no error.

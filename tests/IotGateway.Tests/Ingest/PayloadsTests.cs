@@ -1,7 +1,7 @@
 using System.Text;
-using IotGateway.Telemetry;
+using IotGateway.Ingest;
 
-namespace IotGateway.Tests.Telemetry;
+namespace IotGateway.Tests.Ingest;
 
 // How a device's bytes are classified before they are stored.
 public sealed class PayloadsTests

@@ -1,6 +1,6 @@
 using IotGateway.Commands;
 
-namespace IotGateway.Telemetry;
+namespace IotGateway.Ingest;
 
 // Stores one ingest batch in one transaction, per provider (SqliteIngestStore, PostgresIngestStore): readings
 // (deduplicated by device and message key), presence in arrival order, each seen device's activity (TelemetryCount,
