@@ -44,7 +44,7 @@ public abstract class LaneScanTests
         IReadOnlyList<Command> queued;
         using (var scope = gateway.Services.CreateScope())
         {
-            queued = await scope.ServiceProvider.GetRequiredService<CommandQueue>().QueueManyAsync(["lane-1", "lane-1"],
+            queued = await scope.ServiceProvider.GetRequiredService<CommandIntake>().QueueManyAsync(["lane-1", "lane-1"],
                 new CommandRequestSpec("PING", Payload: null, TtlSeconds: 600, RequestedBy: "test"), batchId: null, default);
         }
 
