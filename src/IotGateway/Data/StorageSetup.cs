@@ -172,32 +172,50 @@ public static class StorageSetup
 
     public static async Task MigrateGatewayDatabaseAsync(this IServiceProvider services, CancellationToken cancellationToken = default)
     {
-        await using var scope = services.CreateAsyncScope();
-        var db = scope.ServiceProvider.GetRequiredService<GatewayDbContext>();
-        if (services.DatabaseProvider() == Data.DatabaseProvider.Sqlite)
+        var provider = services.DatabaseProvider();
+        await using var connection = provider == Data.DatabaseProvider.Sqlite
+            ? (DbConnection)new SqliteConnection(services.GetRequiredService<SqliteConnectionString>().Value)
+            : services.GetRequiredService<NpgsqlDataSource>().CreateConnection();
+        await connection.OpenAsync(cancellationToken);
+        if (provider == Data.DatabaseProvider.Sqlite)
         {
-            await db.Database.MigrateAsync(cancellationToken);
+            if (!await AppliedMigrations.AllAppliedAsync(connection, provider, cancellationToken))
+            {
+                await MigrateAsync(services, cancellationToken);
+            }
+
             // WAL is a property of the file: readers never block the writer, and commits cost one fsync of the log.
-            await db.Database.ExecuteSqlRawAsync("PRAGMA journal_mode=WAL;", cancellationToken);
+            await using var wal = connection.CreateCommand();
+            wal.CommandText = "PRAGMA journal_mode=WAL;";
+            await wal.ExecuteNonQueryAsync(cancellationToken);
         }
         else
         {
             // Several instances starting at once: one migrates while the others wait on a session advisory lock, then
             // find nothing to do. EF Core's own migration lock was not enough once there were two migrations (three
             // instances at once on an empty database: "relation already exists"; SeveralGatewaysTests).
-            await using var lockConnection = await services.GetRequiredService<NpgsqlDataSource>().OpenConnectionAsync(cancellationToken);
-            await using (var take = new NpgsqlCommand($"SELECT pg_advisory_lock({MigrationLockKey})", lockConnection))
+            await using (var take = new NpgsqlCommand($"SELECT pg_advisory_lock({MigrationLockKey})", (NpgsqlConnection)connection))
             {
                 await take.ExecuteNonQueryAsync(cancellationToken);
             }
 
-            await db.Database.MigrateAsync(cancellationToken);
-            await using var release = new NpgsqlCommand($"SELECT pg_advisory_unlock({MigrationLockKey})", lockConnection);
+            if (!await AppliedMigrations.AllAppliedAsync(connection, provider, cancellationToken))
+            {
+                await MigrateAsync(services, cancellationToken);
+            }
+
+            await using var release = new NpgsqlCommand($"SELECT pg_advisory_unlock({MigrationLockKey})", (NpgsqlConnection)connection);
             await release.ExecuteNonQueryAsync(cancellationToken);
         }
 
-        await scope.ServiceProvider.GetRequiredService<Devices.DeviceRegistry>().LoadAsync(db, cancellationToken);
+        await services.GetRequiredService<Devices.DeviceRegistry>().LoadAsync(connection, cancellationToken);
         services.GetRequiredService<DatabaseFile>().Watch();
+    }
+
+    private static async Task MigrateAsync(IServiceProvider services, CancellationToken cancellationToken)
+    {
+        await using var scope = services.CreateAsyncScope();
+        await scope.ServiceProvider.GetRequiredService<GatewayDbContext>().Database.MigrateAsync(cancellationToken);
     }
 
     // Per-connection settings. synchronous=NORMAL under WAL is durable against process crashes (what the

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Data.Common;
 using IotGateway.Observability;
 
 namespace IotGateway.Devices;
@@ -13,21 +14,24 @@ public sealed class DeviceRegistry(GatewayMetrics metrics)
     // A TCP device's sign-in is committed: commands waiting for it can go out now.
     public event Action<string>? TcpDeviceSignedIn;
 
-    public async Task LoadAsync(GatewayDbContext db, CancellationToken cancellationToken)
+    // At start, from plain SQL (the start does without EF Core): the devices signed in or talking TCP.
+    public async Task LoadAsync(DbConnection connection, CancellationToken cancellationToken)
     {
         _signedIn.Clear();
         _tcp.Clear();
-        await foreach (var device in db.Devices.AsNoTracking().Where(d => d.SignedIn || d.Transport == DeviceTransports.Tcp)
-            .Select(d => new { d.Id, d.SignedIn, d.Transport }).AsAsyncEnumerable().WithCancellation(cancellationToken))
+        await using var query = connection.CreateCommand();
+        query.CommandText = $"""SELECT "Id", "SignedIn", "Transport" = '{DeviceTransports.Tcp}' FROM "Devices" WHERE "SignedIn" OR "Transport" = '{DeviceTransports.Tcp}'""";
+        await using var reader = await query.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
         {
-            if (device.SignedIn)
+            if (reader.GetBoolean(1))
             {
-                _signedIn[device.Id] = true;
+                _signedIn[reader.GetString(0)] = true;
             }
 
-            if (device.Transport == DeviceTransports.Tcp)
+            if (reader.GetBoolean(2))
             {
-                _tcp[device.Id] = true;
+                _tcp[reader.GetString(0)] = true;
             }
         }
 

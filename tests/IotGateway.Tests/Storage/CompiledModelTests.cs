@@ -32,6 +32,15 @@ public sealed class CompiledModelTests
             $"The model has changes no {provider} migration makes: add one as CONTRIBUTING.md says.");
     }
 
+    // Data/AppliedMigrations decides at start, without EF Core, whether the migrator must run.
+    [Theory]
+    [MemberData(nameof(Providers))]
+    public void TheStartLooksForTheMigrationsEfCoreApplies(string provider)
+    {
+        using var db = Context(provider);
+        Assert.Equal(db.Database.GetMigrations().Order(), AppliedMigrations.Known(db.GetType()).Order());
+    }
+
     // What the database sees of a model: tables, columns, keys and indexes.
     private static HashSet<string> Schema(IRelationalModel model) =>
     [
