@@ -185,9 +185,16 @@ public static class StorageSetup
             }
 
             // WAL is a property of the file: readers never block the writer, and commits cost one fsync of the log.
+            // Then one committed write (the header's user_version, which nothing uses, set to what it is): a database
+            // that cannot be written, a full disk say, does not count as open, and the gateway stays off the broker.
             await using var wal = connection.CreateCommand();
             wal.CommandText = "PRAGMA journal_mode=WAL;";
             await wal.ExecuteNonQueryAsync(cancellationToken);
+            await using var version = connection.CreateCommand();
+            version.CommandText = "PRAGMA user_version;";
+            var userVersion = Convert.ToInt64(await version.ExecuteScalarAsync(cancellationToken), System.Globalization.CultureInfo.InvariantCulture);
+            version.CommandText = $"PRAGMA user_version = {userVersion};";
+            await version.ExecuteNonQueryAsync(cancellationToken);
         }
         else
         {
