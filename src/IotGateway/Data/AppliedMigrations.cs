@@ -6,8 +6,8 @@ using Microsoft.EntityFrameworkCore.Migrations;
 namespace IotGateway.Data;
 
 // Whether a database already has every migration of this build, read with plain SQL. On a restart (the usual start)
-// the gateway then opens its database without EF Core's migrator, whose set-up (a DbContext, the migrations, a
-// lock) was half of the start-up's database work; EF Core migrates only when something is missing.
+// the gateway then opens its database without EF Core's migrator and its set-up (a DbContext, the migrations, a lock),
+// which delayed the broker connection; EF Core migrates only when something is missing.
 internal static class AppliedMigrations
 {
     private const string HistoryTable = "__EFMigrationsHistory";

@@ -166,8 +166,8 @@ public static class StorageSetup
     private const long MigrationLockKey = 0x10_7_6A7E_3A47;
 
     // Migrate compares the model with the migrations before it runs them, which builds the model from OnModelCreating
-    // again, besides the compiled one (Data/CompiledModels): a third of the start-up's database work. CompiledModelTests
-    // makes that check (and that the compiled model is current) at build time instead.
+    // again, besides the compiled one (Data/CompiledModels), and slows every start. CompiledModelTests makes that check
+    // (and that the compiled model is current) at test time instead.
     private static void SkipModelCheck(WarningsConfigurationBuilder warnings) => warnings.Ignore(RelationalEventId.PendingModelChangesWarning);
 
     public static async Task MigrateGatewayDatabaseAsync(this IServiceProvider services, CancellationToken cancellationToken = default)

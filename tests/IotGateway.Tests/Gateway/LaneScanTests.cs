@@ -5,8 +5,7 @@ namespace IotGateway.Tests.Gateway;
 
 // The dispatcher's scan (every 5 s) finds Pending every command a lane still holds. A lane that still has handed
 // commands must not be sent back to the database for them: in a bulk command for 10,000 devices that was one read
-// per device, a quarter of the gateway's CPU. Real Mosquitto and database; the command store is the gateway's own,
-// watched from outside.
+// per device. Real Mosquitto and database; the command store is the gateway's own, watched from outside.
 public sealed class SqliteLaneScanTests : LaneScanTests
 {
     protected override DatabaseProvider Provider => DatabaseProvider.Sqlite;
