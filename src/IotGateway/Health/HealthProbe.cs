@@ -1,4 +1,4 @@
-namespace IotGateway.Api;
+namespace IotGateway.Health;
 
 // `dotnet IotGateway.dll healthcheck <url>`: the container HEALTHCHECK, since the runtime image has no curl.
 public static class HealthProbe
