@@ -41,6 +41,7 @@ public sealed class SeveralGatewaysTests
         }
 
         // The broker gave each instance a share, and the shares add up to all of it: no reading went to both.
+        await pair.WaitForStoredCountsAsync(Devices * PerDevice, Timeout);
         Assert.True(pair.StoredByFirst > 0 && pair.StoredBySecond > 0, $"both instances received readings ({pair.StoredByFirst} and {pair.StoredBySecond})");
         Assert.Equal(Devices * PerDevice, pair.StoredByFirst + pair.StoredBySecond);
     }
@@ -169,6 +170,7 @@ public sealed class SeveralGatewaysTests
         }
 
         await second.WaitForDeviceAsync("rolling", d => d.TelemetryCount == 2 * Readings, "every reading is stored", Timeout);
+        await pair.WaitForStoredCountsAsync(2 * Readings, Timeout);
         Assert.True(pair.StoredByFirst > firstBefore, "the restarted instance takes its share again");
         Assert.Equal(2 * Readings, pair.StoredByFirst + pair.StoredBySecond);
     }
@@ -312,6 +314,11 @@ public sealed class SeveralGatewaysTests
         public long StoredByFirst => _countFirst.Readings;
 
         public long StoredBySecond => _countSecond.Readings;
+
+        // A store counts a batch once its commit has returned, a moment after the API can already see the readings.
+        public Task WaitForStoredCountsAsync(long expected, TimeSpan timeout) =>
+            Eventually.UntilAsync(() => Task.FromResult(StoredByFirst + StoredBySecond), stored => stored >= expected, timeout,
+                $"the two instances' stores have counted {expected} readings");
 
         public static async Task<GatewayPair> StartAsync()
         {
