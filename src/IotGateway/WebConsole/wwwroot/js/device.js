@@ -49,6 +49,8 @@ export async function devicePage(main, id) {
   const readingCursors = [null];
   let readingPage = 0;
   let readingsNext = null;
+  let readingsRequest = 0; // the newest read of the table: only its answer is shown
+  let readingsLoading = 0;
 
   replace(main,
     h("p", { class: "crumbs" }, h("a", { href: "#/" }, "← Fleet")),
@@ -253,12 +255,18 @@ export async function devicePage(main, id) {
     }
   }
 
+  // A read started earlier can be answered later (the page's first read, overtaken by a live reading's re-read): its
+  // older page must not replace the newer one. aria-busy says while reads are in flight.
   async function loadReadings() {
+    const mine = ++readingsRequest;
+    readingsLoading++;
+    readings.setAttribute("aria-busy", "true");
     const { from } = rangeBounds();
     const params = new URLSearchParams({ limit: readingsPageSize, from: from.toISOString() });
     if (readingCursors[readingPage]) params.set("cursor", readingCursors[readingPage]);
     try {
       const page = await api(`/api/devices/${enc(id)}/telemetry?${params}`);
+      if (mine !== readingsRequest) return;
       readingsNext = page.nextCursor;
       replace(readings, page.items.map((r) => h("tr", {},
         h("td", { "data-label": "Received" }, when(r.receivedAt)),
@@ -269,7 +277,9 @@ export async function devicePage(main, id) {
       newer.disabled = readingPage === 0;
       older.disabled = !readingsNext;
     } catch (e) {
-      replace(readings, h("tr", {}, h("td", { colspan: 2, class: "error" }, `Could not load readings. ${e.message}`)));
+      if (mine === readingsRequest) replace(readings, h("tr", {}, h("td", { colspan: 2, class: "error" }, `Could not load readings. ${e.message}`)));
+    } finally {
+      if (--readingsLoading === 0) readings.setAttribute("aria-busy", "false");
     }
   }
 
