@@ -1,3 +1,5 @@
+using Microsoft.Extensions.DependencyInjection;
+
 namespace IotGateway.Tests.Storage;
 
 // At start the gateway reads the migration history with plain SQL and runs EF Core's migrator only when this build
@@ -44,6 +46,27 @@ public abstract class DatabaseOpeningTests
         await gateway.RestartAsync(waitUntilReady: false);
         Assert.Equal(1, IndexCount(gateway, Index));
         Assert.Equal(1, gateway.Storage.Scalar("""SELECT COUNT(*) FROM "__EFMigrationsHistory" WHERE "MigrationId" LIKE '%\_PendingCommandIndex' ESCAPE '\'"""));
+    }
+
+    // The registry is loaded with plain SQL at start: who is signed in, and who talks TCP, as the database says.
+    [SkippableFact]
+    public async Task ARestartLoadsWhoIsSignedInAndWhoTalksTcpFromTheDatabase()
+    {
+        await using var gateway = await StartAsync();
+        gateway.Storage.Execute("""
+            INSERT INTO "Devices" ("Id", "SignedIn", "FirstSeen", "TelemetryCount", "PendingCommands", "Transport", "TcpInstance")
+            VALUES ('mqtt-in', TRUE, 0, 0, 0, 'mqtt', NULL), ('mqtt-out', FALSE, 0, 0, 0, 'mqtt', NULL),
+                   ('tcp-out', FALSE, 0, 0, 0, 'tcp', NULL)
+            """);
+
+        await gateway.RestartAsync(waitUntilReady: false);
+        var registry = gateway.Services.GetRequiredService<DeviceRegistry>();
+        Assert.True(registry.IsSignedIn("mqtt-in"));
+        Assert.False(registry.IsSignedIn("mqtt-out"));
+        Assert.False(registry.IsSignedIn("tcp-out"));
+        Assert.True(registry.IsTcp("tcp-out"));
+        Assert.False(registry.IsTcp("mqtt-in"));
+        Assert.False(registry.IsTcp("mqtt-out"));
     }
 
     private static long IndexCount(GatewayApp gateway, string index) => gateway.Storage.Scalar(gateway.Storage.IsPostgres
